@@ -1,0 +1,50 @@
+"""dask_tables: PyTables/HDF5 data as dask collections, thread-safe and parallel.
+
+Examples
+--------
+>>> import numpy as np, tables
+>>> import dask_tables
+>>> with tables.open_file("data.h5", "w") as f:
+...     _ = f.create_carray("/", "array", obj=np.ones((100, 100)), chunkshape=(10, 100))
+>>> x = dask_tables.from_tables("data.h5", "/array")
+>>> float(x.mean().compute(scheduler="threads"))
+1.0
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .array import from_tables
+from .errors import DaskTablesError, FileChangedError, NotHDF5FileError
+from .registry import (
+    get_lock,
+    patch,
+    patched,
+    synchronized_close_file,
+    synchronized_file,
+    synchronized_open_file,
+    unpatch,
+)
+from .source import TablesSource
+
+try:
+    __version__ = version("dask-tables")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DaskTablesError",
+    "FileChangedError",
+    "NotHDF5FileError",
+    "TablesSource",
+    "__version__",
+    "from_tables",
+    "get_lock",
+    "patch",
+    "patched",
+    "synchronized_close_file",
+    "synchronized_file",
+    "synchronized_open_file",
+    "unpatch",
+]

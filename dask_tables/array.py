@@ -1,0 +1,152 @@
+"""``from_tables``: dask arrays over PyTables nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask.array.core import normalize_chunks
+from dask.base import tokenize
+
+from .paths import PathSpec, expand_paths
+from .source import TablesSource
+
+__all__ = ["from_tables"]
+
+Chunks = Any  # what dask.array.core.normalize_chunks accepts
+
+
+def _normalize_chunks(source: TablesSource, chunks: Chunks) -> tuple[tuple[int, ...], ...]:
+    where = f"{source.path}: node {source.node}"
+    try:
+        normalized = normalize_chunks(
+            chunks, source.shape, dtype=source.dtype, previous_chunks=source.chunkshape
+        )
+    except (ValueError, TypeError, NotImplementedError, ZeroDivisionError) as err:
+        raise ValueError(f"{where}: chunks={chunks!r} do not fit shape {source.shape}: {err}") from None
+    for axis, (blocks, length) in enumerate(zip(normalized, source.shape, strict=True)):
+        if sum(blocks) != length or (length and min(blocks) <= 0):
+            raise ValueError(
+                f"{where}: chunks={chunks!r} give blocks {blocks} on axis {axis}, "
+                f"which do not tile its length {length}"
+            )
+    return normalized
+
+
+def _check_concatenable(sources: list[TablesSource]) -> None:
+    first = sources[0]
+    if first.ndim == 0:
+        raise ValueError(f"{first.path}: node {first.node} is a scalar: several files cannot be concatenated")
+    for other in sources[1:]:
+        if other.shape[1:] != first.shape[1:] or other.dtype != first.dtype:
+            raise ValueError(
+                f"{other.path}: node {other.node} has shape {other.shape} and dtype {other.dtype}, "
+                f"which do not concatenate along axis 0 with {first.path} "
+                f"(shape {first.shape}, dtype {first.dtype})"
+            )
+
+
+def _source_array(source: TablesSource, chunks: Chunks, name: str | None, inline_array: bool) -> da.Array:
+    normalized = _normalize_chunks(source, chunks)
+    name = name or "from-tables-" + tokenize(source, normalized)
+    return da.from_array(
+        source,
+        chunks=normalized,
+        name=name,
+        lock=False,  # the source takes the registry lock itself
+        asarray=False,  # the source returns numpy arrays
+        fancy=True,
+        meta=np.empty((0,) * source.ndim, dtype=source.dtype),
+        inline_array=inline_array,
+    )
+
+
+def from_tables(
+    path: PathSpec,
+    node: str,
+    chunks: Chunks = "auto",
+    *,
+    field: str | None = None,
+    name: str | None = None,
+    inline_array: bool = False,
+) -> da.Array:
+    """Create a dask array from a PyTables node, read in parallel and thread-safely.
+
+    Each chunk task opens the file through the synchronized registry
+    (:mod:`dask_tables.registry`), checks that the file is unchanged, reads
+    its block and closes the file, so the array computes under every dask
+    scheduler (threads, processes, ``dask.distributed``) and leaves no file
+    open afterwards.  Building the array opens each file once, for metadata.
+
+    Parameters
+    ----------
+    path : str, os.PathLike, or a list of them
+        An HDF5 file, a glob pattern (``"runs/*.h5"``), or a list of files.
+        Several files are concatenated along axis 0, in the order given
+        (a glob's matches in sorted order).
+    node : str
+        Path of an ``Array``, ``CArray``, ``EArray`` or ``Table`` in the
+        file(s), e.g. ``"/group/array"``.
+    chunks : int, tuple, dict or "auto", optional
+        Dask chunks, as :func:`dask.array.core.normalize_chunks` takes them;
+        applied to each file.  ``"auto"`` (the default, also per axis) picks
+        multiples of the node's HDF5 ``chunkshape`` near the
+        ``array.chunk-size`` configuration value.
+    field : str, optional
+        For a ``Table``: one column, ``"group/name"`` for nested columns.  A
+        table without ``field`` reads as a 1-D array of records.
+    name : str, optional
+        Name of the dask array (one file only).  By default a deterministic
+        ``"from-tables-<token>"`` from path, node, field, chunks and the
+        file's fingerprint (inode, size, modification time): building twice
+        gives the same name, and changing the file gives a new one.
+    inline_array : bool, optional
+        Embed the (small, picklable) source in every task instead of
+        referencing it once; see :func:`dask.array.from_array`.
+
+    Returns
+    -------
+    dask.array.Array
+
+    Raises
+    ------
+    FileNotFoundError
+        A file is missing, or a glob matches nothing.
+    IsADirectoryError, dask_tables.NotHDF5FileError
+        A path is a directory, or not an HDF5 file.
+    tables.NoSuchNodeError
+        ``node`` is not in a file.
+    TypeError
+        ``node`` is not array-like: a ``Group``, ``VLArray``, ...
+    ValueError
+        Bad ``chunks``, a ``field`` that does not exist, or files whose
+        other dimensions or dtype differ.
+
+    Notes
+    -----
+    A task raises :class:`dask_tables.FileChangedError` if the file was
+    modified, replaced or deleted after the array was built: it never
+    returns stale data.  Rebuild the array to read the new contents.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> import dask_tables
+    >>> with tables.open_file("data.h5", "w") as f:
+    ...     _ = f.create_carray("/", "array", obj=np.arange(1000.0).reshape(100, 10),
+    ...                         chunkshape=(10, 10))
+    >>> x = dask_tables.from_tables("data.h5", "/array", chunks=(50, 10))
+    >>> x
+    dask.array<from-tables, shape=(100, 10), dtype=float64, chunksize=(50, 10), chunktype=numpy.ndarray>
+    >>> float(x.mean().compute(scheduler="threads"))
+    499.5
+    """
+    files = expand_paths(path, node)
+    sources = [TablesSource.open(p, node, field) for p in files]
+    if len(sources) == 1:
+        return _source_array(sources[0], chunks, name, inline_array)
+    if name is not None:
+        raise ValueError(f"name= applies to one file only; {len(sources)} files match {path!r}")
+    _check_concatenable(sources)
+    return da.concatenate([_source_array(s, chunks, None, inline_array) for s in sources], axis=0)

@@ -1,0 +1,47 @@
+"""Exception classes raised by dask_tables."""
+
+from __future__ import annotations
+
+
+class DaskTablesError(Exception):
+    """Base class of the errors that only dask_tables raises."""
+
+
+class FileChangedError(DaskTablesError):
+    """The file changed after the dask graph that reads it was built.
+
+    A task raises this instead of returning data that may be stale or
+    misaligned: the file was rewritten, truncated, appended to, replaced
+    by another file or deleted since :func:`dask_tables.from_tables`
+    recorded its fingerprint.  Rebuild the array to read the new contents.
+
+    Examples
+    --------
+    >>> err = FileChangedError("data.h5", "/array", "size 10 -> 20")
+    >>> print(err)
+    data.h5: node /array: the file changed after the graph was built (size 10 -> 20); rebuild the array with from_tables
+    >>> err.path, err.node
+    ('data.h5', '/array')
+    """
+
+    def __init__(self, path: str, node: str, what: str) -> None:
+        self.path = path
+        self.node = node
+        self.what = what
+        super().__init__(
+            f"{path}: node {node}: the file changed after the graph was built "
+            f"({what}); rebuild the array with from_tables"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.node, self.what))
+
+
+class NotHDF5FileError(DaskTablesError, OSError):
+    """The file exists but is not an HDF5 file.
+
+    Examples
+    --------
+    >>> issubclass(NotHDF5FileError, OSError)
+    True
+    """

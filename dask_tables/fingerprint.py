@@ -1,0 +1,55 @@
+"""File fingerprints: the identity and version of a file on disk."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+
+class Fingerprint(NamedTuple):
+    """Device, inode, size and modification time (ns) of a file.
+
+    Two equal fingerprints mean "the same file, not modified": replacing the
+    file changes the inode, and writing to it changes the size or the
+    modification time.
+
+    Examples
+    --------
+    >>> with open("example.bin", "wb") as f:
+    ...     _ = f.write(b"abc")
+    >>> fp = Fingerprint.of("example.bin")
+    >>> fp.size
+    3
+    >>> fp == Fingerprint.of("example.bin")
+    True
+    """
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> Fingerprint:
+        """Return the fingerprint of the file at ``path`` (``os.stat`` errors propagate)."""
+        st = os.stat(path)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def describe_change(self, new: Fingerprint) -> str:
+        """Say in words how ``new`` differs from this fingerprint.
+
+        Examples
+        --------
+        >>> Fingerprint(1, 2, 10, 5).describe_change(Fingerprint(1, 2, 20, 6))
+        'size 10 -> 20, modified'
+        >>> Fingerprint(1, 2, 10, 5).describe_change(Fingerprint(1, 3, 10, 5))
+        'replaced by another file'
+        """
+        if (new.device, new.inode) != (self.device, self.inode):
+            return "replaced by another file"
+        changes = []
+        if new.size != self.size:
+            changes.append(f"size {self.size} -> {new.size}")
+        if new.mtime_ns != self.mtime_ns:
+            changes.append("modified")
+        return ", ".join(changes) or "unchanged"

@@ -1,0 +1,438 @@
+"""Thread-safe opening and closing of PyTables files.
+
+PyTables keeps every open :class:`tables.File` in a module-level registry
+(``tables.file._open_files``) that is not thread-safe: opening and closing
+the same file from several threads races, and the race surfaces as
+``AttributeError: 'File' object has no attribute 'mode'`` (``File.close``
+clears the object's ``__dict__`` before it leaves the registry, while
+``open_file`` of another thread iterates the registry) or as
+``RuntimeError: Set changed size during iteration``.
+
+This module serializes every registry change behind one process-wide
+re-entrant lock, :func:`get_lock`:
+
+* :func:`synchronized_open_file`, :func:`synchronized_close_file` and the
+  context manager :func:`synchronized_file` take the lock explicitly;
+* :func:`patch` / :func:`unpatch` / :func:`patched` make plain
+  ``tables.open_file``, ``tables.File``, ``File.close`` and
+  ``tables.file._open_files.close_all`` take it, and undo that exactly.
+
+It also repairs what a failed open leaves behind in PyTables' registry: a
+stale, empty filename key, or (for a bad ``root_uep``) a half-built file
+handle that keeps the HDF5 file open and breaks ``close_all`` at exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import tables
+import tables.file as _tables_file
+
+__all__ = [
+    "RegistryLock",
+    "get_lock",
+    "is_patched",
+    "patch",
+    "patched",
+    "synchronized_close_file",
+    "synchronized_file",
+    "synchronized_open_file",
+    "unpatch",
+]
+
+
+class RegistryLock:
+    """The process-wide re-entrant lock around PyTables' registry and HDF5 calls.
+
+    There is exactly one instance per process, returned by :func:`get_lock`.
+    It pickles by reference: unpickling it in the same process gives the same
+    object, and in another process gives that process's lock, so it can travel
+    inside dask tasks.  HDF5's state is per process, so one lock per process
+    (not one per file) is the right granularity.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> lock = get_lock()
+    >>> pickle.loads(pickle.dumps(lock)) is lock
+    True
+    >>> with lock:
+    ...     with lock:  # re-entrant
+    ...         pass
+    """
+
+    def __init__(self) -> None:
+        # Invariant: the only instance is the module global ``_LOCK``;
+        # ``_rlock`` is replaced in a forked child (see ``_reset_after_fork``).
+        self._rlock = threading.RLock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Acquire the lock; see :meth:`threading.RLock.acquire`."""
+        return self._rlock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        """Release the lock; see :meth:`threading.RLock.release`."""
+        self._rlock.release()
+
+    def __enter__(self) -> RegistryLock:
+        self._rlock.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._rlock.release()
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (get_lock, ())
+
+    def __repr__(self) -> str:
+        return f"<RegistryLock of process {os.getpid()}>"
+
+    def _reset_after_fork(self) -> None:
+        # A thread of the parent may have held the lock at fork time; that
+        # thread does not exist in the child, so the child starts unlocked.
+        self._rlock = threading.RLock()
+
+
+# The one lock of this process.  Guards: PyTables' registry
+# (``tables.file._open_files``), every open and close done by dask_tables,
+# every HDF5 read done by dask_tables, and the patch state below.
+_LOCK = RegistryLock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_LOCK._reset_after_fork)
+
+
+def get_lock() -> RegistryLock:
+    """Return the process-wide re-entrant lock that guards PyTables' registry.
+
+    Returns
+    -------
+    RegistryLock
+        The same object on every call in one process.
+
+    Examples
+    --------
+    >>> get_lock() is get_lock()
+    True
+    """
+    return _LOCK
+
+
+# PyTables' own functions, captured at import, before any patch.
+_ORIGINAL_OPEN_FILE = _tables_file.open_file
+_ORIGINAL_FILE_INIT = _tables_file.File.__init__
+_ORIGINAL_FILE_CLOSE = _tables_file.File.close
+_ORIGINAL_REGISTRY_CLASS = type(_tables_file._open_files)
+
+
+def _registry() -> Any:
+    return _tables_file._open_files
+
+
+def _discard_failed_open(filename: str, handlers_before: set[Any]) -> None:
+    """Undo what a failed ``open_file``/``File()`` left in PyTables' registry.
+
+    Call with the lock held.  ``open_file`` looks the file name up in a
+    ``defaultdict`` (leaving an empty key behind), and ``File.__init__``
+    registers the handle before it builds the root group, so a bad
+    ``root_uep`` leaves a half-built handle whose HDF5 file stays open.
+    """
+    registry = _registry()
+    mapping = registry._name_mapping
+    for handle in list(mapping.get(filename, ())):
+        if handle in handlers_before:
+            continue
+        with contextlib.suppress(Exception):
+            handle._close_file()
+        with contextlib.suppress(KeyError):
+            mapping[filename].discard(handle)
+            registry._handlers.discard(handle)
+    if filename in mapping and not mapping[filename]:
+        del mapping[filename]
+
+
+def _handlers_of(filename: str) -> set[Any]:
+    return set(_registry()._name_mapping.get(filename, ()))
+
+
+def synchronized_open_file(filename: str | os.PathLike[str], *args: Any, **kwargs: Any) -> tables.File:
+    """Open a PyTables file while holding the process-wide registry lock.
+
+    Takes the same arguments as :func:`tables.open_file`.  Safe to call from
+    any number of threads at once, together with
+    :func:`synchronized_close_file`.  A failed open leaves PyTables' registry
+    exactly as it was.
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+        The file to open.
+    *args, **kwargs
+        Passed to :func:`tables.open_file` (``mode``, ``root_uep``...).
+
+    Returns
+    -------
+    tables.File
+        The open file.  Close it with :func:`synchronized_close_file`.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     _ = f.create_array("/", "array", np.arange(4))
+    >>> h5 = synchronized_open_file("example.h5", mode="r")
+    >>> h5.root.array[1:3]
+    array([1, 2])
+    >>> synchronized_close_file(h5)
+    """
+    name = os.fspath(filename)
+    with _LOCK:
+        before = _handlers_of(name)
+        try:
+            return _ORIGINAL_OPEN_FILE(name, *args, **kwargs)
+        except BaseException:
+            _discard_failed_open(name, before)
+            raise
+
+
+def synchronized_close_file(h5file: tables.File) -> None:
+    """Close a PyTables file while holding the process-wide registry lock.
+
+    Parameters
+    ----------
+    h5file : tables.File
+        A file opened by :func:`synchronized_open_file` (or any other way).
+        Closing a file that is already closed does nothing.
+
+    Examples
+    --------
+    >>> import tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     pass
+    >>> h5 = synchronized_open_file("example.h5")
+    >>> synchronized_close_file(h5)
+    >>> h5.isopen
+    0
+    """
+    with _LOCK:
+        h5file.close()
+
+
+@contextlib.contextmanager
+def synchronized_file(filename: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Iterator[tables.File]:
+    """Open a PyTables file for the duration of a ``with`` block, thread-safely.
+
+    The context-manager form of :func:`synchronized_open_file` and
+    :func:`synchronized_close_file`.
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+        The file to open.
+    *args, **kwargs
+        Passed to :func:`tables.open_file`.
+
+    Yields
+    ------
+    tables.File
+        The open file, closed (under the lock) when the block ends.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     _ = f.create_array("/", "array", np.arange(4))
+    >>> with synchronized_file("example.h5") as h5:
+    ...     print(h5.root.array[:].sum())
+    6
+    """
+    h5file = synchronized_open_file(filename, *args, **kwargs)
+    try:
+        yield h5file
+    finally:
+        synchronized_close_file(h5file)
+
+
+class _SynchronizedFileRegistry(_ORIGINAL_REGISTRY_CLASS):  # type: ignore[misc, valid-type]
+    """PyTables' registry with every method under the process-wide lock.
+
+    :func:`patch` swaps the class of the existing registry object to this one
+    (and :func:`unpatch` swaps it back), so the object that PyTables' atexit
+    hook closes is still the one that holds the open files.
+    """
+
+    @property
+    def filenames(self) -> list[str]:
+        with _LOCK:
+            return list(self._name_mapping)
+
+    @property
+    def handlers(self) -> set[Any]:
+        with _LOCK:
+            return set(self._handlers)
+
+    def __len__(self) -> int:
+        with _LOCK:
+            return len(self._handlers)
+
+    def __contains__(self, filename: object) -> bool:
+        with _LOCK:
+            return bool(self._name_mapping.get(filename))
+
+    def add(self, handler: Any) -> None:
+        with _LOCK:
+            super().add(handler)
+
+    def remove(self, handler: Any) -> None:
+        with _LOCK:
+            super().remove(handler)
+
+    def get_handlers_by_name(self, filename: str) -> set[Any]:
+        # A copy, and no empty key left behind for a name never opened.
+        with _LOCK:
+            return set(self._name_mapping.get(filename, ()))
+
+    def close_all(self) -> None:
+        with _LOCK:
+            super().close_all()
+
+
+def _patched_file_init(self: tables.File, filename: Any, *args: Any, **kwargs: Any) -> None:
+    name = os.fspath(filename)
+    with _LOCK:
+        before = _handlers_of(name)
+        try:
+            _ORIGINAL_FILE_INIT(self, filename, *args, **kwargs)
+        except BaseException:
+            _discard_failed_open(name, before)
+            raise
+
+
+def _patched_file_close(self: tables.File) -> None:
+    with _LOCK:
+        _ORIGINAL_FILE_CLOSE(self)
+
+
+@functools.wraps(_ORIGINAL_OPEN_FILE)
+def _patched_open_file(filename: Any, *args: Any, **kwargs: Any) -> tables.File:
+    return synchronized_open_file(filename, *args, **kwargs)
+
+
+functools.update_wrapper(_patched_file_init, _ORIGINAL_FILE_INIT)
+functools.update_wrapper(_patched_file_close, _ORIGINAL_FILE_CLOSE)
+
+# Guarded by _LOCK: whether patch() is in force.
+_patched = False
+
+
+def is_patched() -> bool:
+    """Return whether :func:`patch` is in force.
+
+    Examples
+    --------
+    >>> is_patched()
+    False
+    >>> with patched():
+    ...     is_patched()
+    True
+    """
+    return _patched
+
+
+def patch() -> None:
+    """Make plain PyTables file handling thread-safe, until :func:`unpatch`.
+
+    While patched, ``tables.open_file`` (and ``tables.file.open_file``),
+    ``tables.File(...)``, ``File.close`` (so also ``with tables.open_file(...)``)
+    and every method of PyTables' registry ``tables.file._open_files``,
+    ``close_all`` included, run under the process-wide lock of
+    :func:`get_lock`, and a failed open leaves the registry as it was.
+    Calling it twice is harmless.
+
+    This is the monkeypatch of PyTables' threading cookbook, corrected: the
+    registry object is kept (PyTables' atexit hook still closes the files
+    that are really open), ``close_all`` works, and everything is restored
+    exactly by :func:`unpatch`.
+
+    Notes
+    -----
+    Code that imported the function itself (``from tables import open_file``)
+    before the patch keeps PyTables' unpatched ``open_file``; its ``File``
+    construction and ``close`` are still locked, but its check of the files
+    already open is not.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> patch()
+    >>> with tables.open_file("example.h5", "w") as f:  # now thread-safe
+    ...     _ = f.create_array("/", "array", np.arange(3))
+    >>> unpatch()
+    >>> tables.open_file is tables.file.open_file
+    True
+    """
+    global _patched
+    with _LOCK:
+        if _patched:
+            return
+        _tables_file.File.__init__ = _patched_file_init
+        _tables_file.File.close = _patched_file_close
+        _tables_file.open_file = _patched_open_file
+        tables.open_file = _patched_open_file
+        _registry().__class__ = _SynchronizedFileRegistry
+        _patched = True
+
+
+def unpatch() -> None:
+    """Undo :func:`patch`: PyTables is exactly as it was before.
+
+    Calling it when not patched does nothing.
+
+    Examples
+    --------
+    >>> import tables
+    >>> patch(); unpatch()
+    >>> type(tables.file._open_files).__name__
+    '_FileRegistry'
+    """
+    global _patched
+    with _LOCK:
+        if not _patched:
+            return
+        _tables_file.File.__init__ = _ORIGINAL_FILE_INIT
+        _tables_file.File.close = _ORIGINAL_FILE_CLOSE
+        _tables_file.open_file = _ORIGINAL_OPEN_FILE
+        tables.open_file = _ORIGINAL_OPEN_FILE
+        _registry().__class__ = _ORIGINAL_REGISTRY_CLASS
+        _patched = False
+
+
+@contextlib.contextmanager
+def patched() -> Iterator[None]:
+    """Apply :func:`patch` for the duration of a ``with`` block.
+
+    If PyTables was already patched when the block starts, it stays patched
+    after it.
+
+    Examples
+    --------
+    >>> import tables
+    >>> with patched():
+    ...     tables.open_file is tables.file.open_file
+    True
+    >>> is_patched()
+    False
+    """
+    with _LOCK:
+        was_patched = _patched
+        patch()
+    try:
+        yield
+    finally:
+        if not was_patched:
+            unpatch()

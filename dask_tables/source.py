@@ -1,0 +1,269 @@
+"""The lazy, picklable array behind every dask chunk: one node of one file.
+
+A :class:`TablesSource` records what graph construction learned about a node
+(shape, dtype, chunkshape) and the file's :class:`~dask_tables.fingerprint.Fingerprint`.
+It holds no open handle: every ``source[key]`` opens the file through the
+synchronized registry, reads, and closes it again, so the source pickles
+with plain :mod:`pickle` and travels to processes and cluster workers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tables
+
+from .errors import FileChangedError, NotHDF5FileError
+from .fingerprint import Fingerprint
+from .registry import get_lock, synchronized_file
+from .selection import plan_read
+
+__all__ = ["TablesSource"]
+
+
+def _ints(values: Any) -> tuple[int, ...]:
+    # PyTables reports shapes as tuples of np.int64.
+    return tuple(int(v) for v in values)
+
+
+def _resolve_node(h5file: tables.File, path: str, node: str) -> tables.Leaf:
+    """Return the leaf at ``node``, following soft links; specific errors otherwise."""
+    try:
+        obj = h5file.get_node(node)
+        if isinstance(obj, tables.link.SoftLink):
+            target = obj()
+            if target is None:
+                raise tables.NoSuchNodeError(f"soft link {node} points to missing {obj.target}")
+            obj = target
+    except tables.NoSuchNodeError as err:
+        raise tables.NoSuchNodeError(f"{path}: no node {node!r} in the file ({err})") from None
+    if isinstance(obj, (tables.Table, tables.Array)):
+        return obj
+    kind = type(obj).__name__
+    raise TypeError(
+        f"{path}: node {node} is a {kind}, not an array-like node "
+        "(Array, CArray, EArray or Table); dask_tables cannot read it"
+    )
+
+
+def _check_readable_file(path: str, node: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file (asked for node {node})")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory, not an HDF5 file (asked for node {node})")
+    with get_lock():
+        if not tables.is_hdf5_file(path):
+            raise NotHDF5FileError(f"{path}: not an HDF5 file (asked for node {node})")
+
+
+def _table_field_layout(table: tables.Table, path: str, field: str) -> tuple[np.dtype, tuple[int, ...]]:
+    names = table.description._v_pathnames
+    if field not in names:
+        raise ValueError(
+            f"{path}: node {table._v_pathname}: the table has no field {field!r}; "
+            f"its fields are {', '.join(names)}"
+        )
+    dtype = table.dtype
+    for name in field.split("/"):
+        dtype = dtype[name]
+    return _split_cell(dtype)
+
+
+def _split_cell(dtype: np.dtype) -> tuple[np.dtype, tuple[int, ...]]:
+    """Split a subarray dtype (``('<f4', (2, 3))``) into base dtype and cell shape."""
+    if dtype.subdtype is None:
+        return dtype, ()
+    base, cell_shape = dtype.subdtype
+    return base, _ints(cell_shape)
+
+
+@dataclass(frozen=True)
+class TablesSource:
+    """A node of a PyTables file, read lazily: the array that dask chunks.
+
+    Build it with :meth:`TablesSource.open`.  Indexing it (``source[key]``)
+    opens the file, checks that it is unchanged, reads exactly
+    ``node[key]`` (or one column of a table, with ``field``) and closes the
+    file, all under the process-wide registry lock.
+
+    Attributes
+    ----------
+    path : str
+        Absolute path of the file.
+    node : str
+        Path of the node inside the file.
+    shape : tuple of int
+        Shape of the array that indexing returns.
+    dtype : numpy.dtype
+        Its dtype (the record dtype for a whole table).
+    chunkshape : tuple of int or None
+        The node's HDF5 chunk shape in the same axes, ``None`` if contiguous.
+    fingerprint : Fingerprint
+        The file's identity and version when the source was built.
+    field : str or None
+        The table column read, ``"group/name"`` for nested columns.
+    read_ndim : int
+        Leading axes that HDF5 slices; the rest are cell dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     _ = f.create_carray("/", "array", obj=np.arange(10.0), chunkshape=(4,))
+    >>> source = TablesSource.open("example.h5", "/array")
+    >>> source.shape, source.chunkshape
+    ((10,), (4,))
+    >>> source[2:5]
+    array([2., 3., 4.])
+    """
+
+    path: str
+    node: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunkshape: tuple[int, ...] | None
+    fingerprint: Fingerprint
+    field: str | None = None
+    read_ndim: int = 0
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], node: str, field: str | None = None) -> TablesSource:
+        """Open ``path`` once, read the metadata of ``node`` and close it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            An HDF5 file.
+        node : str
+            Path of an ``Array``, ``CArray``, ``EArray`` or ``Table`` in it.
+        field : str, optional
+            For a ``Table``: the column to read (``"pos/x"`` for nested ones).
+
+        Returns
+        -------
+        TablesSource
+
+        Raises
+        ------
+        FileNotFoundError, IsADirectoryError, NotHDF5FileError
+            ``path`` is missing, a directory, or not HDF5.
+        tables.NoSuchNodeError
+            ``node`` is not in the file.
+        TypeError
+            ``node`` is not array-like (a group, VLArray, unimplemented node).
+        ValueError
+            ``field`` is given for a non-table, or is not a column.
+
+        Examples
+        --------
+        >>> import numpy as np, tables
+        >>> with tables.open_file("example.h5", "w") as f:
+        ...     _ = f.create_table("/", "t", obj=np.zeros(3, "i4,f8"))
+        >>> TablesSource.open("example.h5", "/t", field="f1").dtype
+        dtype('float64')
+        """
+        path = os.path.abspath(os.fspath(path))
+        _check_readable_file(path, node)
+        before = Fingerprint.of(path)
+        with synchronized_file(path, "r") as h5:
+            leaf = _resolve_node(h5, path, node)
+            source = cls._from_leaf(leaf, path, node, field, before)
+        after = Fingerprint.of(path)
+        if after != before:
+            raise FileChangedError(path, node, before.describe_change(after))
+        return source
+
+    @classmethod
+    def _from_leaf(
+        cls, leaf: tables.Leaf, path: str, node: str, field: str | None, fingerprint: Fingerprint
+    ) -> TablesSource:
+        leaf_shape = _ints(leaf.shape)
+        leaf_chunks = None if leaf.chunkshape is None else _ints(leaf.chunkshape)
+        if isinstance(leaf, tables.Table):
+            if field is None:
+                dtype, cell_shape = leaf.dtype, ()
+            else:
+                dtype, cell_shape = _table_field_layout(leaf, path, field)
+        else:
+            if field is not None:
+                raise ValueError(
+                    f"{path}: node {node} is a {type(leaf).__name__}, not a Table: "
+                    f"field={field!r} applies to tables only"
+                )
+            # An atom with a shape (Int32Atom(shape=(2,))) reads as extra axes.
+            dtype, cell_shape = _split_cell(leaf.dtype)
+        return cls(
+            path=path,
+            node=leaf._v_pathname,
+            shape=leaf_shape + cell_shape,
+            dtype=np.dtype(dtype),
+            chunkshape=None if leaf_chunks is None else leaf_chunks + cell_shape,
+            fingerprint=fingerprint,
+            field=field,
+            read_ndim=len(leaf_shape),
+        )
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions of the array."""
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        """Number of elements of the array."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        slab, remainder = plan_read(key, self.shape, self.read_ndim)
+        with get_lock():
+            self.check_unchanged()
+            with synchronized_file(self.path, "r") as h5:
+                data = self._read_slab(h5, slab)
+            self.check_unchanged()
+        return data[remainder]
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`~dask_tables.FileChangedError` if the file changed since the build.
+
+        Examples
+        --------
+        >>> import numpy as np, tables
+        >>> with tables.open_file("example.h5", "w") as f:
+        ...     _ = f.create_array("/", "array", np.arange(3))
+        >>> source = TablesSource.open("example.h5", "/array")
+        >>> source.check_unchanged()
+        >>> with tables.open_file("example.h5", "a") as f:
+        ...     _ = f.create_array("/", "other", np.arange(3))
+        >>> source.check_unchanged()
+        Traceback (most recent call last):
+        ...
+        dask_tables.errors.FileChangedError: ...
+        """
+        try:
+            now = Fingerprint.of(self.path)
+        except FileNotFoundError:
+            raise FileChangedError(self.path, self.node, "the file was deleted") from None
+        if now != self.fingerprint:
+            raise FileChangedError(self.path, self.node, self.fingerprint.describe_change(now))
+
+    def _read_slab(self, h5file: tables.File, slab: tuple[slice, ...]) -> np.ndarray:
+        leaf = _resolve_node(h5file, self.path, self.node)
+        if isinstance(leaf, tables.Table):
+            (rows,) = slab
+            data = leaf.read(rows.start, rows.stop, rows.step, field=self.field)
+        elif self.read_ndim == 0:
+            data = leaf.read()
+        else:
+            data = leaf[slab]
+        # Arrays of "python" flavor come back as lists and Python scalars.
+        return np.asarray(data, dtype=self.dtype)
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return (type(self).__name__, self.path, self.node, self.field, tuple(self.fingerprint))
+
+    def __repr__(self) -> str:
+        field = f", field={self.field!r}" if self.field else ""
+        return f"TablesSource({self.path!r}, {self.node!r}{field}, shape={self.shape}, dtype={self.dtype})"
