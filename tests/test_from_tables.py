@@ -236,7 +236,7 @@ def test_distributed_local_cluster_with_processes(sample_file):
     x = from_tables(sample_file, "/carray", chunks=(10, 100))
     t = from_tables(sample_file, "/group/table", field="a", chunks=100)
     with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None) as cluster,
+        distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as cluster,
         distributed.Client(cluster) as client,
     ):
         mean, total = client.compute([x.mean(), t.sum()], sync=True)

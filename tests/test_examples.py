@@ -1,0 +1,40 @@
+"""Every program in examples/ runs and prints the mean PyTables reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tables
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("simple_threading.py", []),
+        ("threading_monkeypatch.py", []),
+        ("from_tables_mean.py", []),
+        ("from_tables_mean.py", ["processes"]),
+    ],
+)
+def test_example_prints_the_true_mean(tmp_path, script, args):
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    printed = float(done.stdout.strip().removeprefix("Mean: "))
+    (h5,) = tmp_path.glob("*.h5")
+    with tables.open_file(h5) as f:
+        expected = f.root.array.read().mean()
+    assert printed == pytest.approx(expected, rel=1e-12)
+
+
+def test_every_example_is_tested():
+    tested = {"simple_threading.py", "threading_monkeypatch.py", "from_tables_mean.py"}
+    assert {p.name for p in EXAMPLES.glob("*.py")} == tested
