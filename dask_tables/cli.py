@@ -32,8 +32,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Write a sample HDF5 file into a cache folder (once; never over another file) and "
         "compute its mean with a serial PyTables loop and with from_tables on threads.",
     )
-    demo.add_argument("--dir", default=None, help=f"folder of the sample file (default {default_cache_dir()})")
-    demo.add_argument("--size-mib", type=int, default=256, help="size of the sample array in MiB (default 256)")
+    demo.add_argument(
+        "--dir", default=None, help=f"folder of the sample file (default {default_cache_dir()})"
+    )
+    demo.add_argument(
+        "--size-mib", type=int, default=256, help="size of the sample array in MiB (default 256)"
+    )
     demo.add_argument("--workers", type=int, default=None, help="threads (default: one per core)")
 
     stats = commands.add_parser(
@@ -90,7 +94,13 @@ def node_stats(x: Any, scheduler: str = "threads", progress: bool = False) -> di
                     distributed.progress(futures)
                     print()
             mean, std, low, high = client.gather(futures)
-    return {"count": int(x.size), "mean": float(mean), "std": float(std), "min": low.item(), "max": high.item()}
+    return {
+        "count": int(x.size),
+        "mean": float(mean),
+        "std": float(std),
+        "min": low.item(),
+        "max": high.item(),
+    }
 
 
 def _files(spec: str) -> str | list[str]:
@@ -113,14 +123,20 @@ def _run_stats(args: argparse.Namespace) -> int:
         raise TypeError(f"{args.file}: node {args.node} holds {x.dtype}, not numbers{hint}")
     result = node_stats(x, args.scheduler, progress=True)
     width = max(map(len, result))
-    print(f"{args.file} {args.node}" + (f" field {args.field}" if args.field else "") + f": {x.dtype}, shape {x.shape}")
+    print(
+        f"{args.file} {args.node}"
+        + (f" field {args.field}" if args.field else "")
+        + f": {x.dtype}, shape {x.shape}"
+    )
     for key, value in result.items():
         print(f"  {key:<{width}}  {value}")
     return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    print(f"dask-tables demo: mean of a {args.size_mib} MiB float64 array, serial loop vs from_tables on threads")
+    print(
+        f"dask-tables demo: mean of a {args.size_mib} MiB float64 array, serial loop vs from_tables on threads"
+    )
     result = run_demo(args.dir, args.size_mib, args.workers)
     print(result.report())
     return 0 if result.agree else 1
@@ -133,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     --------
     >>> main(["demo", "--dir", "cache", "--size-mib", "1"])  # doctest: +ELLIPSIS
     dask-tables demo: mean of a 1 MiB float64 array, serial loop vs from_tables on threads
-    file: .../cache/demo-1MiB.h5 (1 MiB, float64, node /array)
+    file: ...cache/demo-1MiB.h5 (1 MiB, float64, node /array)
       serial PyTables loop ...
       from_tables, threads ...
       speed-up: ...x; results agree

@@ -170,7 +170,9 @@ class DemoResult:
         )
 
 
-def run_demo(directory: str | os.PathLike[str] | None = None, size_mib: int = 256, workers: int | None = None) -> DemoResult:
+def run_demo(
+    directory: str | os.PathLike[str] | None = None, size_mib: int = 256, workers: int | None = None
+) -> DemoResult:
     """Compute the demo file's mean serially and with from_tables on threads.
 
     Parameters

@@ -30,7 +30,9 @@ def test_demo_writes_its_file_once_and_agrees(tmp_path):
     with tables.open_file(path) as f:
         data = f.root.array.read()
     assert data.nbytes == 8 * 2**20
-    means = [float(line.split("mean = ")[1].split()[0]) for line in done.stdout.splitlines() if "mean = " in line]
+    means = [
+        float(line.split("mean = ")[1].split()[0]) for line in done.stdout.splitlines() if "mean = " in line
+    ]
     assert len(means) == 2
     assert means == pytest.approx([data.mean()] * 2, rel=1e-9)
     mtime = path.stat().st_mtime_ns
@@ -97,7 +99,9 @@ def test_stats_of_a_table_column_in_process(stats_file, capsys):
 
 def test_stats_on_a_distributed_scheduler_address(stats_file):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0") as cluster:
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0"
+    ) as cluster:
         done = run_cli("stats", str(stats_file), "/x", "--scheduler", cluster.scheduler_address)
     assert done.returncode == 0, done.stderr
     assert parse_stats(done.stdout)["max"] == 7.0

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tables
 
@@ -24,7 +23,11 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 )
 def test_example_prints_the_true_mean(tmp_path, script, args):
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, str(EXAMPLES / script), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr

@@ -121,9 +121,10 @@ def test_name_is_deterministic_and_follows_the_file(sample_file):
     assert a.name == b.name
     assert a.name.startswith("from-tables-")
     assert from_tables(sample_file, "/carray", chunks=10).name != a.name
-    assert from_tables(sample_file, "/group/table", field="a").name != from_tables(
-        sample_file, "/group/table", field="pos/x"
-    ).name
+    assert (
+        from_tables(sample_file, "/group/table", field="a").name
+        != from_tables(sample_file, "/group/table", field="pos/x").name
+    )
     with tables.open_file(sample_file, "a") as f:
         f.create_array("/", "extra", np.arange(3))
     assert from_tables(sample_file, "/carray").name != a.name
@@ -236,7 +237,9 @@ def test_distributed_local_cluster_with_processes(sample_file):
     x = from_tables(sample_file, "/carray", chunks=(10, 100))
     t = from_tables(sample_file, "/group/table", field="a", chunks=100)
     with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as cluster,
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
+        ) as cluster,
         distributed.Client(cluster) as client,
     ):
         mean, total = client.compute([x.mean(), t.sum()], sync=True)
@@ -284,7 +287,9 @@ def remove_node(path):
         f.remove_node("/earray")
 
 
-@pytest.mark.parametrize("change", [rewrite_in_place, truncate, append_rows, replace_file, delete, remove_node])
+@pytest.mark.parametrize(
+    "change", [rewrite_in_place, truncate, append_rows, replace_file, delete, remove_node]
+)
 @pytest.mark.parametrize("node", ["/carray", "/earray"])
 def test_a_changed_file_raises_instead_of_returning_stale_data(sample_file, change, node):
     x = from_tables(sample_file, node)
@@ -408,7 +413,9 @@ def test_unimplemented_node_is_a_type_error(tmp_path):
     h5py = pytest.importorskip("h5py")
     path = tmp_path / "foreign.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("vlen", data=np.array([["a", "bc"], ["d", "e"]], dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset(
+            "vlen", data=np.array([["a", "bc"], ["d", "e"]], dtype=object), dtype=h5py.string_dtype()
+        )
     with tables.open_file(path) as f:
         kind = type(f.root.vlen).__name__
     with pytest.raises(TypeError, match=kind):
