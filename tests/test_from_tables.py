@@ -366,7 +366,7 @@ def test_files_that_do_not_concatenate_name_the_culprit(tmp_path, dtype, width):
     odd = tmp_path / "odd.h5"
     with tables.open_file(odd, "w") as f:
         f.create_earray("/", "x", obj=np.zeros((2, width), dtype))
-    with pytest.raises(ValueError, match="odd.h5"):
+    with pytest.raises(ValueError, match=r"odd\.h5"):
         from_tables([*good, odd], "/x")
 
 
