@@ -14,6 +14,7 @@ import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,17 +30,24 @@ DEMO_COLUMNS = 1024
 _MARK = "DASK_TABLES_DEMO"
 
 
-def default_cache_dir() -> Path:
+def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """Where the demo file lives: ``$DASK_TABLES_CACHE``, else ``$XDG_CACHE_HOME/dask-tables``.
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        The environment variables to consult (default ``os.environ``).
 
     Examples
     --------
-    >>> default_cache_dir().name in {"dask-tables", os.environ.get("DASK_TABLES_CACHE", "")}
-    True
+    >>> default_cache_dir({"DASK_TABLES_CACHE": "/data/demo"})
+    PosixPath('/data/demo')
+    >>> default_cache_dir({"XDG_CACHE_HOME": "/var/cache/me"})
+    PosixPath('/var/cache/me/dask-tables')
     """
-    if os.environ.get("DASK_TABLES_CACHE"):
-        return Path(os.environ["DASK_TABLES_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    if environ.get("DASK_TABLES_CACHE"):
+        return Path(environ["DASK_TABLES_CACHE"])
+    base = environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "dask-tables"
 
 
