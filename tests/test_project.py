@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,31 @@ def test_readme_commands_are_the_ci_commands():
     assert "pip install ." in readme and "dask-tables demo" in readme
     assert 'pip install ".[test]"' in readme and '".[test]"' in ci
     assert "python -m pytest" in readme and "python -m pytest" in ci
+
+
+def test_benchmark_runs_and_reports_ratios(tmp_path):
+    pytest.importorskip("h5py")
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_mean.py"),
+            "--size-mib",
+            "8",
+            "--repeat",
+            "1",
+            "--dir",
+            str(tmp_path),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "vs serial" in done.stdout
+
+    figures = json.loads(out.read_text())["cases"]["uncompressed"]["methods"]
+    assert set(figures) == {"serial", "from_tables", "h5py+from_array", "page-cache"}
+    assert figures["serial"]["vs serial"] == 1.0
