@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Examples
     --------
     >>> main(["demo", "--dir", "cache", "--size-mib", "1"])  # doctest: +ELLIPSIS
-    dask-tables demo: mean of a 1 MiB float64 array, serial loop vs from_tables on threads
+    dask-tables demo: mean of a 1 MiB float64 array, serial loop vs from_tables on threads (best of 3 runs after a warm-up)
     file: ...cache/demo-1MiB.h5 (1 MiB, float64, node /array)
       serial PyTables loop ...
       from_tables, threads ...
