@@ -135,7 +135,8 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     print(
-        f"dask-tables demo: mean of a {args.size_mib} MiB float64 array, serial loop vs from_tables on threads"
+        f"dask-tables demo: mean of a {args.size_mib} MiB float64 array, serial loop vs from_tables "
+        "on threads (best of 3 runs after a warm-up)"
     )
     result = run_demo(args.dir, args.size_mib, args.workers)
     print(result.report())
