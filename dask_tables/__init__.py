@@ -16,7 +16,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .array import from_tables
-from .errors import DaskTablesError, FileChangedError, NotHDF5FileError
+from .errors import CorruptChunkError, DaskTablesError, FileChangedError, NotHDF5FileError
 from .registry import (
     get_lock,
     patch,
@@ -34,6 +34,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "CorruptChunkError",
     "DaskTablesError",
     "FileChangedError",
     "NotHDF5FileError",

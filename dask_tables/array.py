@@ -70,6 +70,7 @@ def from_tables(
     field: str | None = None,
     name: str | None = None,
     inline_array: bool = False,
+    direct: bool | None = None,
 ) -> da.Array:
     """Create a dask array from a PyTables node, read in parallel and thread-safely.
 
@@ -104,6 +105,12 @@ def from_tables(
     inline_array : bool, optional
         Embed the (small, picklable) source in every task instead of
         referencing it once; see :func:`dask.array.from_array`.
+    direct : bool, optional
+        Read chunks directly (``os.pread``) and decode them outside every
+        lock, so threads scale past HDF5's global lock.  Applies to chunked
+        nodes whose filters dask_tables decodes (none, shuffle, zlib, bzip2,
+        Blosc, Blosc2, Fletcher-32); others read through PyTables.  Default:
+        the ``dask_tables.direct`` configuration value, ``True`` unless set.
 
     Returns
     -------
@@ -143,7 +150,7 @@ def from_tables(
     499.5
     """
     files = expand_paths(path, node)
-    sources = [TablesSource.open(p, node, field) for p in files]
+    sources = [TablesSource.open(p, node, field, direct) for p in files]
     if len(sources) == 1:
         return _source_array(sources[0], chunks, name, inline_array)
     if name is not None:

@@ -45,3 +45,23 @@ class NotHDF5FileError(DaskTablesError, OSError):
     >>> issubclass(NotHDF5FileError, OSError)
     True
     """
+
+
+class CorruptChunkError(DaskTablesError):
+    """A chunk's stored bytes do not decode, or fail their checksum.
+
+    Examples
+    --------
+    >>> print(CorruptChunkError("data.h5", "/x", (128, 0), "zlib: bad data"))
+    data.h5: node /x: chunk at (128, 0) is corrupt: zlib: bad data
+    """
+
+    def __init__(self, path: str, node: str, chunk: tuple[int, ...], what: str) -> None:
+        self.path = path
+        self.node = node
+        self.chunk = chunk
+        self.what = what
+        super().__init__(f"{path}: node {node}: chunk at {chunk} is corrupt: {what}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.node, self.chunk, self.what))

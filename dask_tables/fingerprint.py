@@ -32,7 +32,11 @@ class Fingerprint(NamedTuple):
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> Fingerprint:
         """Return the fingerprint of the file at ``path`` (``os.stat`` errors propagate)."""
-        st = os.stat(path)
+        return cls.from_stat(os.stat(path))
+
+    @classmethod
+    def from_stat(cls, st: os.stat_result) -> Fingerprint:
+        """The fingerprint in an ``os.stat``/``os.fstat`` result."""
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def describe_change(self, new: Fingerprint) -> str:

@@ -9,13 +9,16 @@ with plain :mod:`pickle` and travels to processes and cluster workers.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import numpy as np
 import tables
 
+from .direct import ChunkLayout, read_direct
 from .errors import FileChangedError, NotHDF5FileError
 from .fingerprint import Fingerprint
 from .registry import get_lock, synchronized_file
@@ -107,6 +110,9 @@ class TablesSource:
         The table column read, ``"group/name"`` for nested columns.
     read_ndim : int
         Leading axes that HDF5 slices; the rest are cell dimensions.
+    layout : ChunkLayout or None
+        How the node's chunks are stored, when they are read directly
+        (:mod:`dask_tables.direct`); ``None`` reads through PyTables.
 
     Examples
     --------
@@ -128,9 +134,12 @@ class TablesSource:
     fingerprint: Fingerprint
     field: str | None = None
     read_ndim: int = 0
+    layout: ChunkLayout | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], node: str, field: str | None = None) -> TablesSource:
+    def open(
+        cls, path: str | os.PathLike[str], node: str, field: str | None = None, direct: bool | None = None
+    ) -> TablesSource:
         """Open ``path`` once, read the metadata of ``node`` and close it.
 
         Parameters
@@ -141,6 +150,10 @@ class TablesSource:
             Path of an ``Array``, ``CArray``, ``EArray`` or ``Table`` in it.
         field : str, optional
             For a ``Table``: the column to read (``"pos/x"`` for nested ones).
+        direct : bool, optional
+            Read chunks directly and decode them outside every lock, where
+            the node's filters allow (default: the ``dask_tables.direct``
+            configuration value, ``True`` unless set).
 
         Returns
         -------
@@ -171,6 +184,8 @@ class TablesSource:
         with synchronized_file(path, "r") as h5:
             leaf = _resolve_node(h5, path, node)
             source = cls._from_leaf(leaf, path, node, field, before)
+            if dask.config.get("dask_tables.direct", True) if direct is None else direct:
+                source = dataclasses.replace(source, layout=ChunkLayout.of(leaf))
         after = Fingerprint.of(path)
         if after != before:
             raise FileChangedError(path, node, before.describe_change(after))
@@ -218,6 +233,13 @@ class TablesSource:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         slab, remainder = plan_read(key, self.shape, self.read_ndim)
+        if self.layout is not None:
+            data = read_direct(self.path, self.node, self.fingerprint, self.layout, slab)
+            if self.field is not None:
+                for name in self.field.split("/"):
+                    data = data[name]
+                data = np.ascontiguousarray(data)  # not a view that pins every column
+            return data[remainder]
         with get_lock():
             self.check_unchanged()
             with synchronized_file(self.path, "r") as h5:

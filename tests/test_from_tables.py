@@ -14,7 +14,7 @@ import tables
 from helpers import pytables_read, records, registry_is_empty
 
 import dask_tables
-from dask_tables import FileChangedError, NotHDF5FileError, from_tables
+from dask_tables import CorruptChunkError, FileChangedError, NotHDF5FileError, from_tables
 
 READABLE_NODES = [
     "/contiguous",
@@ -153,7 +153,8 @@ def test_building_the_graph_opens_the_file_once(sample_file, monkeypatch):
     assert registry_is_empty()
 
 
-def test_a_slice_reads_only_what_it_needs(tmp_path):
+@pytest.mark.parametrize(("direct", "error"), [(True, CorruptChunkError), (False, tables.HDF5ExtError)])
+def test_a_slice_reads_only_what_it_needs(tmp_path, direct, error):
     """Corrupt the second HDF5 chunk: x[:10] still reads, x[:] fails."""
     path = tmp_path / "corrupt.h5"
     with tables.open_file(path, "w") as f:
@@ -168,11 +169,11 @@ def test_a_slice_reads_only_what_it_needs(tmp_path):
     with open(path, "r+b") as raw:
         raw.seek(second.offset)
         raw.write(b"\xff" * second.size)
-    x = from_tables(path, "/x", chunks=2000)
+    x = from_tables(path, "/x", chunks=2000, direct=direct)
     assert x.numblocks == (1,)
     expected = pytables_read_first_rows(path, 10)
     np.testing.assert_array_equal(x[:10].compute(scheduler="threads"), expected)
-    with pytest.raises(tables.HDF5ExtError):
+    with pytest.raises(error):
         x.compute(scheduler="threads")
     assert registry_is_empty()
 

@@ -1,0 +1,263 @@
+"""Direct chunk reads: chunk index -> ``os.pread`` -> decode -> assemble, no lock held.
+
+HDF5 (as PyTables' wheels build it) serializes every call behind one global
+mutex, decompression included, so the pipeline read of two threads is no
+faster than one.  The direct path asks HDF5 only where each chunk lives
+(``Leaf.chunk_info``, under the registry lock, about 16 us a chunk), then
+reads the stored bytes with ``os.pread`` and decodes them
+(:mod:`dask_tables.codecs`) with no lock held and the GIL released, so two
+threads really decode two chunks.
+
+Chunks HDF5 never wrote (read as the dataset's fill value) are read through
+PyTables while the file is open for the index, so the fill value is always
+PyTables' own.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tables
+
+from .codecs import DecodeError, FilterPipeline, UnsupportedFilterError
+from .errors import CorruptChunkError, FileChangedError
+from .fingerprint import Fingerprint
+from .registry import get_lock, synchronized_file
+
+__all__ = ["ChunkLayout", "read_direct"]
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """How a chunked node is stored: what the direct path needs, picklable.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The node's shape (without the cells of an atom with a shape).
+    chunkshape : tuple of int
+        Its HDF5 chunk shape, same axes.
+    stored : numpy.dtype
+        One element as stored: the record of a table, or the atom's base
+        dtype, in the file's byte order.
+    cell_shape : tuple of int
+        Shape of an atom with a shape (``Int32Atom(shape=(2,))``), else ``()``.
+    filters : tuple of (name, params)
+        The HDF5 filter pipeline in write order.
+    """
+
+    shape: tuple[int, ...]
+    chunkshape: tuple[int, ...]
+    stored: np.dtype
+    cell_shape: tuple[int, ...]
+    filters: tuple[tuple[str, tuple[int, ...]], ...]
+
+    @property
+    def chunk_nbytes(self) -> int:
+        """Raw bytes of one chunk."""
+        cells = int(np.prod(self.chunkshape + self.cell_shape, dtype=np.int64))
+        return cells * self.stored.itemsize
+
+    @classmethod
+    def of(cls, leaf: tables.Leaf) -> ChunkLayout | None:
+        """The layout of ``leaf``, or ``None`` if the direct path cannot read it.
+
+        ``None`` for a contiguous node, and for a filter without a decoder.
+        """
+        if leaf.chunkshape is None:
+            return None
+        filters = tables.utilsextension.get_filters(leaf._v_parent._v_objectid, leaf._v_name) or {}
+        pipeline = tuple((str(name), tuple(int(p) for p in params)) for name, params in filters.items())
+        if isinstance(leaf, tables.Table):
+            stored, cell_shape = leaf.dtype, ()
+        else:
+            atom_dtype = leaf.atom.dtype
+            stored, cell_shape = atom_dtype.base, tuple(int(n) for n in atom_dtype.shape)
+        order = {"little": "<", "big": ">"}.get(leaf.byteorder)
+        if order is not None:
+            stored = stored.newbyteorder(order)
+        layout = cls(
+            shape=tuple(int(n) for n in leaf.shape),
+            chunkshape=tuple(int(n) for n in leaf.chunkshape),
+            stored=np.dtype(stored),
+            cell_shape=cell_shape,
+            filters=pipeline,
+        )
+        try:
+            layout.pipeline()
+        except UnsupportedFilterError:
+            return None
+        return layout
+
+    def pipeline(self) -> FilterPipeline:
+        """The decoder of this layout's chunks (built once per process)."""
+        return _pipeline(self.filters, self.chunk_nbytes)
+
+
+@functools.lru_cache(maxsize=256)
+def _pipeline(filters: tuple[tuple[str, tuple[int, ...]], ...], chunk_nbytes: int) -> FilterPipeline:
+    return FilterPipeline(filters, chunk_nbytes)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One chunk's share of a selection: where it is, what of it, and where it goes."""
+
+    start: tuple[int, ...]  # the chunk's first element
+    local: tuple[slice, ...]  # what to take from the chunk
+    out: tuple[slice, ...]  # where it lands in the result
+    region: tuple[slice, ...]  # the same elements in the node's coordinates
+
+
+def _axis_pieces(sel: slice, chunk: int) -> Iterator[tuple[int, slice, slice, slice]]:
+    """Per chunk touched along one axis: (chunk start, local slice, output slice, global slice)."""
+    start, stop, step = sel.start, sel.stop, sel.step
+    if start >= stop:
+        return
+    if step >= chunk:  # at most one point per chunk: walk the points
+        for index, point in enumerate(range(start, stop, step)):
+            origin = point // chunk * chunk
+            yield (
+                origin,
+                slice(point - origin, point - origin + 1),
+                slice(index, index + 1),
+                slice(point, point + 1),
+            )
+        return
+    for k in range(start // chunk, (stop - 1) // chunk + 1):
+        origin = k * chunk
+        first = start if start >= origin else start + -(-(origin - start) // step) * step
+        end = min(origin + chunk, stop)
+        if first >= end:
+            continue
+        count = len(range(first, end, step))
+        out_start = (first - start) // step
+        last = first + (count - 1) * step
+        yield (
+            origin,
+            slice(first - origin, last - origin + 1, step),
+            slice(out_start, out_start + count),
+            slice(first, last + 1, step),
+        )
+
+
+def _pieces(slab: Sequence[slice], chunkshape: Sequence[int]) -> Iterator[_Piece]:
+    per_axis = [list(_axis_pieces(sel, chunk)) for sel, chunk in zip(slab, chunkshape, strict=True)]
+    for combo in itertools.product(*per_axis):
+        yield _Piece(
+            start=tuple(c[0] for c in combo),
+            local=tuple(c[1] for c in combo),
+            out=tuple(c[2] for c in combo),
+            region=tuple(c[3] for c in combo),
+        )
+
+
+def _check(path: str, node: str, fingerprint: Fingerprint, now: Fingerprint) -> None:
+    if now != fingerprint:
+        raise FileChangedError(path, node, fingerprint.describe_change(now))
+
+
+def _stat(path: str, node: str) -> Fingerprint:
+    try:
+        return Fingerprint.of(path)
+    except FileNotFoundError:
+        raise FileChangedError(path, node, "the file was deleted") from None
+
+
+def _read_region(leaf: tables.Leaf, region: tuple[slice, ...]) -> np.ndarray:
+    if isinstance(leaf, tables.Table):
+        (rows,) = region
+        return leaf.read(rows.start, rows.stop, rows.step)
+    return np.asarray(leaf[region])
+
+
+def read_direct(
+    path: str,
+    node: str,
+    fingerprint: Fingerprint,
+    layout: ChunkLayout,
+    slab: Sequence[slice],
+) -> np.ndarray:
+    """Read ``node[slab]`` chunk by chunk, decoding outside every lock.
+
+    Parameters
+    ----------
+    path, node : str
+        The file and the node's path in it.
+    fingerprint : Fingerprint
+        The file as it must still be; any change raises.
+    layout : ChunkLayout
+        How the node is stored.
+    slab : sequence of slice
+        One slice with positive step per axis of ``layout.shape``.
+
+    Returns
+    -------
+    numpy.ndarray
+        What PyTables reads: shape, the slab's shape plus ``layout.cell_shape``;
+        dtype, ``layout.stored`` in native byte order.
+
+    Raises
+    ------
+    FileChangedError
+        The file is not the one fingerprinted.
+    CorruptChunkError
+        A chunk's stored bytes do not decode (or fail their checksum).
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     _ = f.create_carray("/", "x", obj=np.arange(10.0), chunkshape=(4,),
+    ...                         filters=tables.Filters(complevel=1, complib="zlib"))
+    >>> with tables.open_file("example.h5") as f:
+    ...     layout = ChunkLayout.of(f.root.x)
+    >>> read_direct("example.h5", "/x", Fingerprint.of("example.h5"), layout,
+    ...             [slice(1, 9, 3)])
+    array([1., 4., 7.])
+    """
+    out_shape = tuple(len(range(s.start, s.stop, s.step)) for s in slab) + layout.cell_shape
+    out = np.empty(out_shape, dtype=layout.stored.newbyteorder("="))
+    if out.size == 0:
+        return out
+    pieces = list(_pieces(slab, layout.chunkshape))
+
+    # Phase 1, under the lock: where each chunk is stored.  Chunks never
+    # written hold the fill value: PyTables reads those (no data to decode).
+    stored: list[tuple[_Piece, int, int, int]] = []
+    with get_lock():
+        _check(path, node, fingerprint, _stat(path, node))
+        with synchronized_file(path, "r") as h5:
+            leaf = h5.get_node(node)
+            for piece in pieces:
+                info = leaf.chunk_info(piece.start)
+                if info.offset is None:
+                    out[piece.out] = _read_region(leaf, piece.region)
+                else:
+                    stored.append((piece, int(info.offset), int(info.size), int(info.filter_mask)))
+
+    # Phase 2, no lock: read and decode.
+    pipeline = layout.pipeline()
+    chunk_shape = layout.chunkshape + layout.cell_shape
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _check(path, node, fingerprint, Fingerprint.from_stat(os.fstat(fd)))
+        for piece, offset, size, mask in stored:
+            raw = os.pread(fd, size, offset)
+            if len(raw) != size:
+                raise FileChangedError(path, node, f"chunk at {piece.start} cut short")
+            try:
+                data = pipeline.decode(raw, mask)
+            except DecodeError as err:
+                raise CorruptChunkError(path, node, piece.start, str(err)) from None
+            chunk = np.frombuffer(data, dtype=layout.stored).reshape(chunk_shape)
+            out[piece.out] = chunk[piece.local]
+    finally:
+        os.close(fd)
+    _check(path, node, fingerprint, _stat(path, node))
+    return out
