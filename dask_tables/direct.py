@@ -8,9 +8,8 @@ reads the stored bytes with ``os.pread`` and decodes them
 (:mod:`dask_tables.codecs`) with no lock held and the GIL released, so two
 threads really decode two chunks.
 
-Chunks HDF5 never wrote (read as the dataset's fill value) are read through
-PyTables while the file is open for the index, so the fill value is always
-PyTables' own.
+Chunks HDF5 never wrote read as the dataset's fill value, taken from
+PyTables while the file is open for the index.
 """
 
 from __future__ import annotations
@@ -67,7 +66,8 @@ class ChunkLayout:
     def of(cls, leaf: tables.Leaf) -> ChunkLayout | None:
         """The layout of ``leaf``, or ``None`` if the direct path cannot read it.
 
-        ``None`` for a contiguous node, and for a filter without a decoder.
+        ``None`` for a contiguous (or compact) node, and for a filter
+        without a decoder.
         """
         if leaf.chunkshape is None:
             return None
@@ -78,9 +78,10 @@ class ChunkLayout:
         else:
             atom_dtype = leaf.atom.dtype
             stored, cell_shape = atom_dtype.base, tuple(int(n) for n in atom_dtype.shape)
-        order = {"little": "<", "big": ">"}.get(leaf.byteorder)
-        if order is not None:
-            stored = stored.newbyteorder(order)
+        if leaf.byteorder not in ("little", "big", "irrelevant"):
+            return None  # "mixed": members of both byte orders in one record
+        if leaf.byteorder != "irrelevant":
+            stored = stored.newbyteorder("<" if leaf.byteorder == "little" else ">")
         layout = cls(
             shape=tuple(int(n) for n in leaf.shape),
             chunkshape=tuple(int(n) for n in leaf.chunkshape),
@@ -90,13 +91,46 @@ class ChunkLayout:
         )
         try:
             layout.pipeline()
-        except UnsupportedFilterError:
+            if all(layout.shape) and not layout._decodes_like_pytables(leaf):
+                return None
+        except (UnsupportedFilterError, tables.HDF5ExtError, tables.NotChunkedError, DecodeError):
             return None
         return layout
+
+    def _decodes_like_pytables(self, leaf: tables.Leaf) -> bool:
+        """Decode the first chunk and compare it with PyTables' read of the same region.
+
+        HDF5 may store a record with another layout than the one PyTables
+        shows (member order, padding, byte order per member): the direct
+        path is used only where its first chunk reads exactly as PyTables
+        reads it.  Also fails (HDF5ExtError) where HDF5 says the node is not
+        chunked after all.
+        """
+        origin = (0,) * len(self.shape)
+        info = leaf.chunk_info(origin)
+        if info.offset is None:
+            return not isinstance(leaf, tables.Table)  # an array's atom says it all
+        raw = leaf.read_chunk(origin)
+        decoded = np.frombuffer(self.pipeline().decode(raw, int(info.filter_mask)), dtype=self.stored)
+        chunk = decoded.reshape(self.chunkshape + self.cell_shape)
+        region = tuple(slice(0, min(c, n)) for c, n in zip(self.chunkshape, self.shape, strict=True))
+        if isinstance(leaf, tables.Table):
+            expected = leaf.read(0, region[0].stop)
+        else:
+            expected = np.asarray(leaf[region])
+        mine = np.ascontiguousarray(chunk[region], dtype=expected.dtype)
+        return mine.shape == expected.shape and _same_values(mine, expected)
 
     def pipeline(self) -> FilterPipeline:
         """The decoder of this layout's chunks (built once per process)."""
         return _pipeline(self.filters, self.chunk_nbytes)
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal bytes, field by field (padding between record members ignored)."""
+    if a.dtype.names:
+        return all(_same_values(a[name], b[name]) for name in a.dtype.names)
+    return a.tobytes() == b.tobytes()
 
 
 @functools.lru_cache(maxsize=256)
@@ -169,11 +203,18 @@ def _stat(path: str, node: str) -> Fingerprint:
         raise FileChangedError(path, node, "the file was deleted") from None
 
 
-def _read_region(leaf: tables.Leaf, region: tuple[slice, ...]) -> np.ndarray:
+def _fill(leaf: tables.Leaf, region: tuple[slice, ...]) -> np.ndarray | object:
+    """What a chunk HDF5 never wrote holds: the dataset's fill value.
+
+    An array's atom carries the HDF5 fill value (PyTables reads it into
+    ``atom.dflt``).  A table's fill value is not exposed: read the region
+    through HDF5.  (PyTables' own Blosc2 slicing of an array can return
+    another chunk's data for an unwritten chunk; HDF5's fill value is right.)
+    """
     if isinstance(leaf, tables.Table):
         (rows,) = region
         return leaf.read(rows.start, rows.stop, rows.step)
-    return np.asarray(leaf[region])
+    return leaf.atom.dflt
 
 
 def read_direct(
@@ -237,7 +278,7 @@ def read_direct(
             for piece in pieces:
                 info = leaf.chunk_info(piece.start)
                 if info.offset is None:
-                    out[piece.out] = _read_region(leaf, piece.region)
+                    out[piece.out] = _fill(leaf, piece.region)
                 else:
                     stored.append((piece, int(info.offset), int(info.size), int(info.filter_mask)))
 
