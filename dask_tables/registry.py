@@ -28,7 +28,8 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import tables
@@ -123,13 +124,6 @@ def get_lock() -> RegistryLock:
     return _LOCK
 
 
-# PyTables' own functions, captured at import, before any patch.
-_ORIGINAL_OPEN_FILE = _tables_file.open_file
-_ORIGINAL_FILE_INIT = _tables_file.File.__init__
-_ORIGINAL_FILE_CLOSE = _tables_file.File.close
-_ORIGINAL_REGISTRY_CLASS = type(_tables_file._open_files)
-
-
 def _registry() -> Any:
     return _tables_file._open_files
 
@@ -193,8 +187,10 @@ def synchronized_open_file(filename: str | os.PathLike[str], *args: Any, **kwarg
     name = os.fspath(filename)
     with _LOCK:
         before = _handlers_of(name)
+        # While patched, tables.open_file is our wrapper: call what it replaced.
+        open_file = _saved.open_file if _saved is not None else _tables_file.open_file
         try:
-            return _ORIGINAL_OPEN_FILE(name, *args, **kwargs)
+            return open_file(name, *args, **kwargs)
         except BaseException:
             _discard_failed_open(name, before)
             raise
@@ -258,13 +254,17 @@ def synchronized_file(filename: str | os.PathLike[str], *args: Any, **kwargs: An
         synchronized_close_file(h5file)
 
 
-class _SynchronizedFileRegistry(_ORIGINAL_REGISTRY_CLASS):  # type: ignore[misc, valid-type]
-    """PyTables' registry with every method under the process-wide lock.
+class _LockedRegistryMixin:
+    """Every method of PyTables' registry under the process-wide lock.
 
-    :func:`patch` swaps the class of the existing registry object to this one
-    (and :func:`unpatch` swaps it back), so the object that PyTables' atexit
-    hook closes is still the one that holds the open files.
+    :func:`patch` swaps the class of the existing registry object to a
+    subclass of its class and this mixin (and :func:`unpatch` swaps it back),
+    so the object that PyTables' atexit hook closes is still the one that
+    holds the open files.
     """
+
+    _name_mapping: Any
+    _handlers: Any
 
     @property
     def filenames(self) -> list[str]:
@@ -286,11 +286,11 @@ class _SynchronizedFileRegistry(_ORIGINAL_REGISTRY_CLASS):  # type: ignore[misc,
 
     def add(self, handler: Any) -> None:
         with _LOCK:
-            super().add(handler)
+            super().add(handler)  # type: ignore[misc]
 
     def remove(self, handler: Any) -> None:
         with _LOCK:
-            super().remove(handler)
+            super().remove(handler)  # type: ignore[misc]
 
     def get_handlers_by_name(self, filename: str) -> set[Any]:
         # A copy, and no empty key left behind for a name never opened.
@@ -299,15 +299,41 @@ class _SynchronizedFileRegistry(_ORIGINAL_REGISTRY_CLASS):  # type: ignore[misc,
 
     def close_all(self) -> None:
         with _LOCK:
-            super().close_all()
+            super().close_all()  # type: ignore[misc]
+
+
+@functools.cache
+def _locked_registry_class(cls: type) -> type:
+    return type(f"Synchronized{cls.__name__}", (_LockedRegistryMixin, cls), {"__module__": __name__})
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """What :func:`patch` replaced, to be put back exactly by :func:`unpatch`."""
+
+    tables_open_file: Callable[..., Any]
+    open_file: Callable[..., Any]
+    file_init: Callable[..., None]
+    file_close: Callable[..., None]
+    registry_class: type
+
+
+# Guarded by _LOCK.  _saved: what the installed patch replaced (None when
+# PyTables is unpatched).  _explicit: patch() is in force.  _blocks: patched()
+# blocks running now.  The patch is installed while _explicit or _blocks.
+_saved: _Saved | None = None
+_explicit = False
+_blocks = 0
 
 
 def _patched_file_init(self: tables.File, filename: Any, *args: Any, **kwargs: Any) -> None:
     name = os.fspath(filename)
     with _LOCK:
         before = _handlers_of(name)
+        # An unpatch() may have run since this wrapper was looked up.
+        file_init = _saved.file_init if _saved is not None else _tables_file.File.__init__
         try:
-            _ORIGINAL_FILE_INIT(self, filename, *args, **kwargs)
+            file_init(self, filename, *args, **kwargs)
         except BaseException:
             _discard_failed_open(name, before)
             raise
@@ -315,23 +341,54 @@ def _patched_file_init(self: tables.File, filename: Any, *args: Any, **kwargs: A
 
 def _patched_file_close(self: tables.File) -> None:
     with _LOCK:
-        _ORIGINAL_FILE_CLOSE(self)
+        (_saved.file_close if _saved is not None else _tables_file.File.close)(self)
 
 
-@functools.wraps(_ORIGINAL_OPEN_FILE)
 def _patched_open_file(filename: Any, *args: Any, **kwargs: Any) -> tables.File:
     return synchronized_open_file(filename, *args, **kwargs)
 
 
-functools.update_wrapper(_patched_file_init, _ORIGINAL_FILE_INIT)
-functools.update_wrapper(_patched_file_close, _ORIGINAL_FILE_CLOSE)
+def _install() -> None:
+    global _saved
+    if _saved is not None:
+        return
+    registry = _registry()
+    saved = _Saved(
+        tables_open_file=tables.open_file,
+        open_file=_tables_file.open_file,
+        file_init=_tables_file.File.__init__,
+        file_close=_tables_file.File.close,
+        registry_class=type(registry),
+    )
+    for wrapper, original in [
+        (_patched_open_file, saved.open_file),
+        (_patched_file_init, saved.file_init),
+        (_patched_file_close, saved.file_close),
+    ]:
+        functools.update_wrapper(wrapper, original)
+    _saved = saved
+    _tables_file.File.__init__ = _patched_file_init
+    _tables_file.File.close = _patched_file_close
+    _tables_file.open_file = _patched_open_file
+    tables.open_file = _patched_open_file
+    registry.__class__ = _locked_registry_class(saved.registry_class)
 
-# Guarded by _LOCK: whether patch() is in force.
-_patched = False
+
+def _remove() -> None:
+    global _saved
+    saved = _saved
+    if saved is None:
+        return
+    _tables_file.File.__init__ = saved.file_init
+    _tables_file.File.close = saved.file_close
+    _tables_file.open_file = saved.open_file
+    tables.open_file = saved.tables_open_file
+    _registry().__class__ = saved.registry_class
+    _saved = None
 
 
 def is_patched() -> bool:
-    """Return whether :func:`patch` is in force.
+    """Return whether PyTables is patched now (by :func:`patch` or a :func:`patched` block).
 
     Examples
     --------
@@ -341,7 +398,7 @@ def is_patched() -> bool:
     ...     is_patched()
     True
     """
-    return _patched
+    return _saved is not None
 
 
 def patch() -> None:
@@ -356,13 +413,13 @@ def patch() -> None:
 
     This is the monkeypatch of PyTables' threading cookbook, corrected: the
     registry object is kept (PyTables' atexit hook still closes the files
-    that are really open), ``close_all`` works, and everything is restored
-    exactly by :func:`unpatch`.
+    that are really open), ``close_all`` works, and :func:`unpatch` puts
+    back exactly what the patch replaced.
 
     Notes
     -----
     Code that imported the function itself (``from tables import open_file``)
-    before the patch keeps PyTables' unpatched ``open_file``; its ``File``
+    before the patch keeps the unpatched ``open_file``; its ``File``
     construction and ``close`` are still locked, but its check of the files
     already open is not.
 
@@ -373,66 +430,60 @@ def patch() -> None:
     >>> with tables.open_file("example.h5", "w") as f:  # now thread-safe
     ...     _ = f.create_array("/", "array", np.arange(3))
     >>> unpatch()
-    >>> tables.open_file is tables.file.open_file
-    True
+    >>> is_patched()
+    False
     """
-    global _patched
+    global _explicit
     with _LOCK:
-        if _patched:
-            return
-        _tables_file.File.__init__ = _patched_file_init
-        _tables_file.File.close = _patched_file_close
-        _tables_file.open_file = _patched_open_file
-        tables.open_file = _patched_open_file
-        _registry().__class__ = _SynchronizedFileRegistry
-        _patched = True
+        _explicit = True
+        _install()
 
 
 def unpatch() -> None:
-    """Undo :func:`patch`: PyTables is exactly as it was before.
+    """Undo :func:`patch`: PyTables is exactly as it was before the patch.
 
-    Calling it when not patched does nothing.
+    The patch stays while a :func:`patched` block runs (in any thread) and is
+    removed when the last one ends.  Calling it when not patched does
+    nothing.
 
     Examples
     --------
     >>> import tables
+    >>> before = tables.open_file
     >>> patch(); unpatch()
-    >>> type(tables.file._open_files).__name__
-    '_FileRegistry'
+    >>> tables.open_file is before
+    True
     """
-    global _patched
+    global _explicit
     with _LOCK:
-        if not _patched:
-            return
-        _tables_file.File.__init__ = _ORIGINAL_FILE_INIT
-        _tables_file.File.close = _ORIGINAL_FILE_CLOSE
-        _tables_file.open_file = _ORIGINAL_OPEN_FILE
-        tables.open_file = _ORIGINAL_OPEN_FILE
-        _registry().__class__ = _ORIGINAL_REGISTRY_CLASS
-        _patched = False
+        _explicit = False
+        if _blocks == 0:
+            _remove()
 
 
 @contextlib.contextmanager
 def patched() -> Iterator[None]:
-    """Apply :func:`patch` for the duration of a ``with`` block.
+    """Keep PyTables patched (see :func:`patch`) for the duration of a ``with`` block.
 
-    If PyTables was already patched when the block starts, it stays patched
-    after it.
+    Blocks may nest and run in several threads at once: the patch is removed
+    when the last block ends, unless :func:`patch` is in force.
 
     Examples
     --------
-    >>> import tables
     >>> with patched():
-    ...     tables.open_file is tables.file.open_file
+    ...     is_patched()
     True
     >>> is_patched()
     False
     """
+    global _blocks
     with _LOCK:
-        was_patched = _patched
-        patch()
+        _blocks += 1
+        _install()
     try:
         yield
     finally:
-        if not was_patched:
-            unpatch()
+        with _LOCK:
+            _blocks -= 1
+            if _blocks == 0 and not _explicit:
+                _remove()

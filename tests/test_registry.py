@@ -323,3 +323,79 @@ def test_forked_child_is_not_blocked_by_a_lock_held_in_the_parent(array_file):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+def test_patched_blocks_in_several_threads_keep_the_patch_until_the_last_ends():
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with patched():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with patched():
+            second_in.set()
+            first_out.wait(10)
+            seen["inside, after the first block ended"] = is_patched()
+        seen["after both"] = is_patched()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == {"inside, after the first block ended": True, "after both": False}
+
+
+def test_patch_inside_a_block_outlives_it_and_unpatch_waits_for_blocks():
+    with patched():
+        patch()
+    assert is_patched()
+    with patched():
+        unpatch()
+        assert is_patched(), "a running patched() block keeps the patch"
+    assert not is_patched()
+
+
+def test_unpatch_restores_what_was_there_at_patch_time_not_at_import(array_file):
+    """Wrappers installed by others before patch() come back, and run while patched."""
+    calls = []
+    plain_open, plain_init, plain_class = (
+        tables.open_file,
+        tables.File.__init__,
+        type(tables_file._open_files),
+    )
+
+    def traced_open(*args, **kwargs):
+        calls.append("open")
+        return plain_open(*args, **kwargs)
+
+    def traced_init(self, *args, **kwargs):
+        calls.append("init")
+        plain_init(self, *args, **kwargs)
+
+    class CustomRegistry(plain_class):
+        pass
+
+    tables.open_file = tables_file.open_file = traced_open
+    tables.File.__init__ = traced_init
+    tables_file._open_files.__class__ = CustomRegistry
+    try:
+        patch()
+        assert isinstance(tables_file._open_files, CustomRegistry)
+        with tables.open_file(array_file, "r"):
+            pass
+        assert calls == ["open", "init"]
+        unpatch()
+        assert tables.open_file is traced_open and tables_file.open_file is traced_open
+        assert tables.File.__init__ is traced_init
+        assert type(tables_file._open_files) is CustomRegistry
+    finally:
+        unpatch()
+        tables.open_file = tables_file.open_file = plain_open
+        tables.File.__init__ = plain_init
+        tables_file._open_files.__class__ = plain_class
