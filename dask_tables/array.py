@@ -9,6 +9,7 @@ import numpy as np
 from dask.array.core import normalize_chunks
 from dask.base import tokenize
 
+from .concat import ConcatenatedSource
 from .paths import PathSpec, expand_paths
 from .source import TablesSource
 
@@ -17,21 +18,50 @@ __all__ = ["from_tables"]
 Chunks = Any  # what dask.array.core.normalize_chunks accepts
 
 
+def _auto_axes(chunks: Chunks, ndim: int) -> set[int]:
+    """The axes whose block size the user left to "auto"."""
+    if chunks == "auto":
+        return set(range(ndim))
+    if isinstance(chunks, dict):
+        return {int(axis) % ndim for axis, c in chunks.items() if c == "auto"} if ndim else set()
+    if isinstance(chunks, (tuple, list)):
+        return {axis for axis, c in enumerate(chunks) if isinstance(c, str) and c == "auto"}
+    return set()
+
+
+def _whole_hdf5_chunks(blocks: tuple[int, ...], length: int, chunk: int) -> tuple[int, ...]:
+    """Blocks of a multiple of ``chunk`` (at least one chunk), near the size dask chose."""
+    if not blocks or length == 0:
+        return blocks
+    size = max(chunk, blocks[0] // chunk * chunk)
+    if all(b == size for b in blocks[:-1]) and blocks[-1] <= size:
+        return blocks
+    return normalize_chunks((size,), (length,))[0]
+
+
 def _normalize_chunks(source: TablesSource, chunks: Chunks) -> tuple[tuple[int, ...], ...]:
     where = f"{source.path}: node {source.node}"
+    if isinstance(chunks, (tuple, list)) and len(chunks) != source.ndim:
+        raise ValueError(f"{where}: chunks={chunks!r} give {len(chunks)} axes for shape {source.shape}")
     try:
-        normalized = normalize_chunks(
-            chunks, source.shape, dtype=source.dtype, previous_chunks=source.chunkshape
+        normalized = list(
+            normalize_chunks(chunks, source.shape, dtype=source.dtype, previous_chunks=source.chunkshape)
         )
     except (ValueError, TypeError, NotImplementedError, ZeroDivisionError) as err:
         raise ValueError(f"{where}: chunks={chunks!r} do not fit shape {source.shape}: {err}") from None
+    if source.chunkshape is not None:
+        # dask's "auto" may cut an HDF5 chunk larger than array.chunk-size in two.
+        for axis in _auto_axes(chunks, source.ndim):
+            normalized[axis] = _whole_hdf5_chunks(
+                normalized[axis], source.shape[axis], source.chunkshape[axis]
+            )
     for axis, (blocks, length) in enumerate(zip(normalized, source.shape, strict=True)):
         if sum(blocks) != length or (length and min(blocks) <= 0):
             raise ValueError(
                 f"{where}: chunks={chunks!r} give blocks {blocks} on axis {axis}, "
                 f"which do not tile its length {length}"
             )
-    return normalized
+    return tuple(normalized)
 
 
 def _check_concatenable(sources: list[TablesSource]) -> None:
@@ -47,13 +77,24 @@ def _check_concatenable(sources: list[TablesSource]) -> None:
             )
 
 
-def _source_array(source: TablesSource, chunks: Chunks, name: str | None, inline_array: bool) -> da.Array:
-    normalized = _normalize_chunks(source, chunks)
-    name = name or "from-tables-" + tokenize(source, normalized)
+def _concatenated_chunks(sources: list[TablesSource], chunks: Chunks) -> tuple[tuple[int, ...], ...]:
+    """Each file's own blocks along axis 0 (no block spans two files); trailing axes of the largest."""
+    per_file = [_normalize_chunks(s, chunks) for s in sources]
+    rows = tuple(b for file_chunks in per_file for b in file_chunks[0] if b) or (0,)
+    largest = max(per_file, key=lambda file_chunks: sum(file_chunks[0]))
+    return (rows, *largest[1:])
+
+
+def _to_dask(
+    source: TablesSource | ConcatenatedSource,
+    chunks: tuple[tuple[int, ...], ...],
+    name: str | None,
+    inline_array: bool,
+) -> da.Array:
     return da.from_array(
         source,
-        chunks=normalized,
-        name=name,
+        chunks=chunks,
+        name=name or "from-tables-" + tokenize(source, chunks),
         lock=False,  # the source takes the registry lock itself
         asarray=False,  # the source returns numpy arrays
         fancy=True,
@@ -85,7 +126,7 @@ def from_tables(
     path : str, os.PathLike, or a list of them
         An HDF5 file, a glob pattern (``"runs/*.h5"``), or a list of files.
         Several files are concatenated along axis 0, in the order given
-        (a glob's matches in sorted order).
+        (a glob's matches in sorted order); no dask block spans two files.
     node : str
         Path of an ``Array``, ``CArray``, ``EArray`` or ``Table`` in the
         file(s), e.g. ``"/group/array"``.
@@ -98,7 +139,7 @@ def from_tables(
         For a ``Table``: one column, ``"group/name"`` for nested columns.  A
         table without ``field`` reads as a 1-D array of records.
     name : str, optional
-        Name of the dask array (one file only).  By default a deterministic
+        Name of the dask array.  By default a deterministic
         ``"from-tables-<token>"`` from path, node, field, chunks and the
         file's fingerprint (inode, size, modification time): building twice
         gives the same name, and changing the file gives a new one.
@@ -152,8 +193,8 @@ def from_tables(
     files = expand_paths(path, node)
     sources = [TablesSource.open(p, node, field, direct) for p in files]
     if len(sources) == 1:
-        return _source_array(sources[0], chunks, name, inline_array)
-    if name is not None:
-        raise ValueError(f"name= applies to one file only; {len(sources)} files match {path!r}")
+        return _to_dask(sources[0], _normalize_chunks(sources[0], chunks), name, inline_array)
     _check_concatenable(sources)
-    return da.concatenate([_source_array(s, chunks, None, inline_array) for s in sources], axis=0)
+    return _to_dask(
+        ConcatenatedSource(tuple(sources)), _concatenated_chunks(sources, chunks), name, inline_array
+    )

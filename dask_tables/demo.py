@@ -66,9 +66,9 @@ def ensure_demo_file(directory: str | os.PathLike[str], size_mib: int = 256) -> 
 
     The file holds a float64 ``CArray`` at ``/array`` of about ``size_mib``
     MiB of reproducible random numbers.  It is written to a temporary file
-    and renamed into place, so an interrupted run leaves no partial file,
-    and an existing file that is not a dask-tables demo file of this size is
-    never overwritten.
+    and linked into place, so an interrupted run leaves no partial file, and
+    an existing file that is not a dask-tables demo file of this size is
+    never overwritten, even one that appears while the demo writes.
 
     Parameters
     ----------
@@ -118,7 +118,13 @@ def ensure_demo_file(directory: str | os.PathLike[str], size_mib: int = 256) -> 
             for start in range(0, rows, 4096):
                 stop = min(start + 4096, rows)
                 array[start:stop] = rng.random((stop - start, DEMO_COLUMNS))
-        os.replace(tmp, path)
+        try:
+            os.link(tmp, path)  # unlike a rename, never replaces a file that appeared meanwhile
+        except FileExistsError:
+            if not _is_demo_file(path, shape):
+                raise FileExistsError(
+                    f"{path}: appeared while the demo wrote its file and is not a demo file; not overwriting it"
+                ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)

@@ -38,7 +38,7 @@ class FileChangedError(DaskTablesError):
 
 
 class NotHDF5FileError(DaskTablesError, OSError):
-    """The file exists but is not an HDF5 file.
+    """The file exists but is not an HDF5 file that PyTables can open (or it is damaged).
 
     Examples
     --------

@@ -7,11 +7,13 @@ from typing import NamedTuple
 
 
 class Fingerprint(NamedTuple):
-    """Device, inode, size and modification time (ns) of a file.
+    """Device, inode, size, modification and status-change times (ns) of a file.
 
     Two equal fingerprints mean "the same file, not modified": replacing the
     file changes the inode, and writing to it changes the size or the
-    modification time.
+    modification time, and always the status-change time, which no program
+    can set back (``touch -r``, ``cp -p`` and ``rsync -t`` restore the
+    modification time only).
 
     Examples
     --------
@@ -28,6 +30,7 @@ class Fingerprint(NamedTuple):
     inode: int
     size: int
     mtime_ns: int
+    ctime_ns: int
 
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> Fingerprint:
@@ -37,17 +40,19 @@ class Fingerprint(NamedTuple):
     @classmethod
     def from_stat(cls, st: os.stat_result) -> Fingerprint:
         """The fingerprint in an ``os.stat``/``os.fstat`` result."""
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def describe_change(self, new: Fingerprint) -> str:
         """Say in words how ``new`` differs from this fingerprint.
 
         Examples
         --------
-        >>> Fingerprint(1, 2, 10, 5).describe_change(Fingerprint(1, 2, 20, 6))
+        >>> Fingerprint(1, 2, 10, 5, 5).describe_change(Fingerprint(1, 2, 20, 6, 6))
         'size 10 -> 20, modified'
-        >>> Fingerprint(1, 2, 10, 5).describe_change(Fingerprint(1, 3, 10, 5))
+        >>> Fingerprint(1, 2, 10, 5, 5).describe_change(Fingerprint(1, 3, 10, 5, 5))
         'replaced by another file'
+        >>> Fingerprint(1, 2, 10, 5, 5).describe_change(Fingerprint(1, 2, 10, 5, 7))
+        'modified, modification time set back'
         """
         if (new.device, new.inode) != (self.device, self.inode):
             return "replaced by another file"
@@ -56,4 +61,6 @@ class Fingerprint(NamedTuple):
             changes.append(f"size {self.size} -> {new.size}")
         if new.mtime_ns != self.mtime_ns:
             changes.append("modified")
+        elif new.ctime_ns != self.ctime_ns:
+            changes.append("modified, modification time set back")
         return ", ".join(changes) or "unchanged"

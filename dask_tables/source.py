@@ -147,7 +147,8 @@ class TablesSource:
         path : str or os.PathLike
             An HDF5 file.
         node : str
-            Path of an ``Array``, ``CArray``, ``EArray`` or ``Table`` in it.
+            Path of an ``Array``, ``CArray``, ``EArray`` or ``Table`` in it
+            (``"group/array"`` is taken as ``"/group/array"``).
         field : str, optional
             For a ``Table``: the column to read (``"pos/x"`` for nested ones).
         direct : bool, optional
@@ -162,7 +163,7 @@ class TablesSource:
         Raises
         ------
         FileNotFoundError, IsADirectoryError, NotHDF5FileError
-            ``path`` is missing, a directory, or not HDF5.
+            ``path`` is missing, a directory, not HDF5, or damaged.
         tables.NoSuchNodeError
             ``node`` is not in the file.
         TypeError
@@ -179,13 +180,20 @@ class TablesSource:
         dtype('float64')
         """
         path = os.path.abspath(os.fspath(path))
+        node = node if node.startswith("/") else "/" + node
         _check_readable_file(path, node)
         before = Fingerprint.of(path)
-        with synchronized_file(path, "r") as h5:
-            leaf = _resolve_node(h5, path, node)
-            source = cls._from_leaf(leaf, path, node, field, before)
-            if dask.config.get("dask_tables.direct", True) if direct is None else direct:
-                source = dataclasses.replace(source, layout=ChunkLayout.of(leaf))
+        try:
+            with synchronized_file(path, "r") as h5:
+                leaf = _resolve_node(h5, path, node)
+                source = cls._from_leaf(leaf, path, node, field, before)
+                if dask.config.get("dask_tables.direct", True) if direct is None else direct:
+                    source = dataclasses.replace(source, layout=ChunkLayout.of(leaf))
+        except tables.HDF5ExtError as err:
+            reason = str(err).strip().splitlines()[-1]
+            raise NotHDF5FileError(
+                f"{path}: damaged or unreadable HDF5 file (asked for node {node}): {reason}"
+            ) from err
         after = Fingerprint.of(path)
         if after != before:
             raise FileChangedError(path, node, before.describe_change(after))

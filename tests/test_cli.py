@@ -122,3 +122,15 @@ def test_stats_reports_bad_input_without_a_traceback(stats_file, args, message):
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_stats_of_an_empty_earray(tmp_path):
+    path = tmp_path / "empty.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_earray("/", "e", atom=tables.Float32Atom(), shape=(0, 5))
+    done = run_cli("stats", str(path), "/e")
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr
+    values = parse_stats(done.stdout)
+    assert values["count"] == 0
+    assert all(np.isnan(values[k]) for k in ("mean", "std", "min", "max"))

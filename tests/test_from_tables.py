@@ -406,6 +406,9 @@ def test_bad_input_raises_specific_errors_naming_path_and_node(sample_file, tmp_
         assert str(path) in message, (error, message)
         assert node in message, (error, message)
         assert registry_is_empty()
+    for node, kind in [("/group", "Group"), ("/vlarray", "VLArray")]:
+        with pytest.raises(TypeError, match=kind):
+            from_tables(sample_file, node)
     assert isinstance(tables.NoSuchNodeError("x"), LookupError)
 
 
@@ -421,3 +424,68 @@ def test_unimplemented_node_is_a_type_error(tmp_path):
         kind = type(f.root.vlen).__name__
     with pytest.raises(TypeError, match=kind):
         from_tables(path, "/vlen")
+
+
+def test_a_slice_of_many_files_opens_only_the_files_it_needs(tmp_path, monkeypatch):
+    paths = write_parts(tmp_path, [30] * 10)
+    x = from_tables(str(tmp_path / "part-*.h5"), "/x", chunks=(10, 4))
+    assert x.numblocks == (30, 1)
+    opened = count_opens(monkeypatch)
+    np.testing.assert_array_equal(x[:10].compute(scheduler="synchronous"), np.zeros((10, 4)))
+    assert opened == [str(paths[0])]
+    opened.clear()
+    np.testing.assert_array_equal(x[295:, 1].compute(scheduler="synchronous"), np.full(5, 9.0))
+    assert opened == [str(paths[9])]
+
+
+def test_a_selection_across_files_equals_numpy(tmp_path):
+    write_parts(tmp_path, [7, 0, 12, 3, 9])
+    x = from_tables(str(tmp_path / "part-*.h5"), "/x", chunks=(4, 2))
+    full = np.concatenate([np.full((n, 4), i, "f8") for i, n in enumerate([7, 0, 12, 3, 9])])
+    for key in [slice(None), slice(5, 25, 3), slice(None, None, -4), ([0, 30, 7, 20],), (slice(6, 9), 3)]:
+        np.testing.assert_array_equal(x[key].compute(scheduler="threads"), full[key])
+    assert all(b > 0 for b in x.chunks[0]), "no empty blocks for empty files"
+
+
+def test_auto_chunks_never_split_an_hdf5_chunk(tmp_path):
+    path = tmp_path / "bigchunks.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_carray("/", "x", atom=tables.Float64Atom(), shape=(4000, 4000), chunkshape=(1000, 1000))
+    with dask.config.set({"array.chunk-size": "4MiB"}):
+        x = from_tables(path, "/x")
+        y = from_tables(path, "/x", chunks=("auto", 500))
+    assert x.chunks == ((1000,) * 4, (1000,) * 4)
+    assert y.chunks[0] == (1000,) * 4 and y.chunks[1] == (500,) * 8
+
+
+def test_chunks_with_the_wrong_number_of_axes(sample_file):
+    with pytest.raises(ValueError, match=r"scalar|axes"):
+        from_tables(sample_file, "/scalar", chunks=(5,))
+
+
+def test_a_rewrite_that_restores_the_modification_time_is_still_seen(sample_file):
+    """As `touch -r`, `cp -p` or `rsync --inplace -t` leave it: same size, same mtime."""
+    x = from_tables(sample_file, "/big_endian")
+    before = os.stat(sample_file)
+    time.sleep(0.05)
+    with tables.open_file(sample_file, "a") as f:
+        f.root.big_endian[:5] = -7  # uncompressed: the file keeps its size
+    os.utime(sample_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(sample_file).st_size == before.st_size
+    with pytest.raises(FileChangedError, match="set back"):
+        x.sum().compute()
+
+
+def test_a_damaged_hdf5_file_is_named(sample_file, tmp_path):
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(sample_file.read_bytes()[:2048])  # the superblock survives, the rest is gone
+    with pytest.raises(NotHDF5FileError, match="damaged") as info:
+        from_tables(damaged, "/carray")
+    assert str(damaged) in str(info.value) and "/carray" in str(info.value)
+    assert registry_is_empty()
+
+
+def test_a_node_path_without_its_leading_slash(sample_file):
+    np.testing.assert_array_equal(
+        from_tables(sample_file, "group/table", field="a").compute(), records(1000)["a"]
+    )
