@@ -1,0 +1,79 @@
+"""Property tests: random shapes, chunk shapes, dask chunks and selections equal PyTables' reads."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tables
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dask_tables import from_tables
+from dask_tables.selection import plan_read
+
+FILTERS = [
+    None,
+    tables.Filters(complevel=1, complib="zlib", shuffle=True),
+    tables.Filters(complevel=5, complib="blosc2:lz4", shuffle=True),
+    tables.Filters(complevel=5, complib="blosc:zstd"),
+]
+
+
+@st.composite
+def index_for(draw, length):
+    kind = draw(st.sampled_from(["slice", "int", "array"]))
+    if kind == "int":
+        return draw(st.integers(-length, length - 1))
+    if kind == "array":
+        return draw(st.lists(st.integers(-length, length - 1), min_size=1, max_size=5))
+    start = draw(st.none() | st.integers(-length - 2, length + 2))
+    stop = draw(st.none() | st.integers(-length - 2, length + 2))
+    step = draw(st.none() | st.integers(-4, 4).filter(bool))
+    return slice(start, stop, step)
+
+
+@st.composite
+def cases(draw):
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.lists(st.integers(1, 23), min_size=ndim, max_size=ndim)))
+    chunkshape = tuple(draw(st.integers(1, n + 3)) for n in shape)
+    chunks = tuple(draw(st.integers(1, n)) for n in shape)
+    key = tuple(draw(index_for(n)) for n in shape)
+    arrays = sum(isinstance(k, list) for k in key)
+    if arrays > 1:  # keep to one advanced index, as dask does
+        key = tuple(k if not isinstance(k, list) else slice(None) for k in key)
+    return shape, chunkshape, chunks, key, draw(st.integers(0, len(FILTERS) - 1)), draw(st.booleans())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_from_tables_selection_equals_pytables(case):
+    shape, chunkshape, chunks, key, filters, direct = case
+    data = np.arange(int(np.prod(shape)), dtype="i4").reshape(shape) * 7 - 1000
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.h5"
+        with tables.open_file(path, "w") as f:
+            f.create_carray("/", "x", obj=data, chunkshape=chunkshape, filters=FILTERS[filters])
+        x = from_tables(path, "/x", chunks=chunks, direct=direct)
+        with tables.open_file(path) as f:
+            expected = f.root.x.read()[key]
+        np.testing.assert_array_equal(x[key].compute(scheduler="threads"), expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(1, 9), min_size=1, max_size=4).flatmap(
+        lambda s: st.tuples(st.just(tuple(s)), st.data())
+    )
+)
+def test_plan_read_equals_numpy(shape_and_data):
+    shape, data = shape_and_data
+    key = tuple(data.draw(index_for(n)) for n in shape)
+    if sum(isinstance(k, list) for k in key) > 1:
+        key = tuple(k if not isinstance(k, list) else slice(None) for k in key)
+    array = np.arange(int(np.prod(shape))).reshape(shape)
+    slab, remainder = plan_read(key, shape)
+    assert all(s.step > 0 for s in slab)
+    np.testing.assert_array_equal(array[slab][remainder], array[key])
