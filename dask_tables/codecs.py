@@ -19,7 +19,7 @@ from __future__ import annotations
 import bz2
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import blosc2
 import deflate
@@ -177,26 +177,51 @@ class Blosc:
 
 @dataclass(frozen=True)
 class Blosc2:
-    """Blosc2 frames (PyTables' blosc2 filter, id 32026): b2nd arrays or plain super-chunks."""
+    """Blosc2 frames (PyTables' blosc2 filter, id 32026): b2nd arrays or plain super-chunks.
 
-    def decode(self, buf: Buffer, decoded_size: int | None) -> Buffer:
+    A b2nd chunk is stored block by block.  Where the blocks tile the chunk,
+    it is decompressed whole and its blocks put in C order with numpy (no copy
+    at all where blocks span whole rows); otherwise python-blosc2 reorders.
+    """
+
+    def decode(self, buf: Buffer, decoded_size: int | None) -> Buffer | np.ndarray:
         try:
-            schunk = blosc2.schunk_from_cframe(bytes(buf), copy=False)
+            frame = bytes(buf)
+            schunk = blosc2.schunk_from_cframe(frame, copy=False)
+            schunk.dparams = _ONE_THREAD
             if "b2nd" in schunk.meta:
-                array = blosc2.ndarray_from_cframe(bytes(buf), copy=False)
-                array.schunk.dparams = _ONE_THREAD
-                out = np.ascontiguousarray(array[...]).view(np.uint8).reshape(-1)
+                array = blosc2.ndarray_from_cframe(frame, copy=False)
+                out = self._b2nd(array, schunk)
             else:
-                schunk.dparams = _ONE_THREAD
                 out = np.empty(schunk.nbytes, dtype=np.uint8)
                 for i in range(schunk.nchunks):
                     start = i * schunk.chunksize
                     schunk.decompress_chunk(i, out[start : start + schunk.chunksize])
         except (RuntimeError, ValueError, KeyError) as err:
             raise DecodeError(f"Blosc2: {err}") from None
-        if decoded_size not in (None, out.size):
-            raise DecodeError(f"Blosc2 frame holds {out.size} bytes, expected {decoded_size}")
-        return out.data
+        if decoded_size not in (None, out.nbytes):
+            raise DecodeError(f"Blosc2 frame holds {out.nbytes} bytes, expected {decoded_size}")
+        return out
+
+    @staticmethod
+    def _b2nd(array: Any, schunk: Any) -> np.ndarray:
+        chunks, blocks = tuple(array.chunks), tuple(array.blocks)
+        if (
+            array.shape != chunks
+            or schunk.nchunks != 1
+            or any(c % b for c, b in zip(chunks, blocks, strict=True))
+        ):
+            array.schunk.dparams = _ONE_THREAD
+            return np.ascontiguousarray(array[...]).view(np.uint8).reshape(-1)
+        itemsize = array.dtype.itemsize
+        flat = np.empty(int(np.prod(chunks)) * itemsize, dtype=np.uint8)
+        schunk.decompress_chunk(0, flat)
+        grid = tuple(c // b for c, b in zip(chunks, blocks, strict=True))
+        ndim = len(chunks)
+        blocked = flat.view(f"V{itemsize}").reshape(grid + blocks)
+        # axes (g0, g1, .., b0, b1, ..) -> (g0, b0, g1, b1, ..): C order of the chunk
+        order = [axis for pair in zip(range(ndim), range(ndim, 2 * ndim), strict=True) for axis in pair]
+        return blocked.transpose(order).reshape(chunks)  # a view where blocks span whole rows
 
 
 def _make_shuffle(params: Sequence[int]) -> Decoder:
@@ -275,11 +300,20 @@ class FilterPipeline:
         self._steps[filter_mask] = steps
         return steps
 
-    def decode(self, buf: Buffer, filter_mask: int = 0) -> Buffer:
-        """Decode one stored chunk; raise :class:`DecodeError` if it is corrupt."""
-        for decoder, decoded_size in self._steps_for(filter_mask):
+    def decode(self, buf: Buffer, filter_mask: int = 0) -> Buffer | np.ndarray:
+        """Decode one stored chunk; raise :class:`DecodeError` if it is corrupt.
+
+        Returns the raw bytes in C order, or an array view of them (the
+        last Blosc2 step may return a strided view over its blocks).
+        """
+        steps = self._steps_for(filter_mask)
+        for i, (decoder, decoded_size) in enumerate(steps):
+            if isinstance(buf, np.ndarray) and not buf.flags.c_contiguous:
+                buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
             buf = decoder.decode(buf, decoded_size)
-        size = memoryview(buf).nbytes
+            if i < len(steps) - 1 and isinstance(buf, np.ndarray) and not buf.flags.c_contiguous:
+                buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
+        size = buf.nbytes if isinstance(buf, np.ndarray) else memoryview(buf).nbytes
         if size != self.chunk_nbytes:
             raise DecodeError(f"chunk decodes to {size} bytes, expected {self.chunk_nbytes}")
         return buf
