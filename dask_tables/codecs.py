@@ -111,14 +111,21 @@ class Shuffle:
 
     def decode(self, buf: Buffer, decoded_size: int | None) -> Buffer:
         raw = np.frombuffer(buf, dtype=np.uint8)
-        n = raw.size // self.size
-        if self.size <= 1 or n <= 1:
+        if self.size <= 1 or raw.size // self.size <= 1:
             return buf
         out = np.empty_like(raw)
+        self.decode_into(buf, out)
+        return out.data
+
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
+        """Unshuffle ``buf`` into ``out`` (contiguous bytes of the same size)."""
+        raw = np.frombuffer(buf, dtype=np.uint8)
+        if raw.size != out.size:
+            raise DecodeError(f"shuffled chunk of {raw.size} bytes, expected {out.size}")
+        n = raw.size // self.size
         body = n * self.size
         out[:body].reshape(n, self.size)[...] = raw[:body].reshape(self.size, n).T
         out[body:] = raw[body:]  # leftover bytes are stored as they are
-        return out.data
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,18 @@ class Blosc:
             )
         try:
             return blosc2.decompress2(buf, dparams=_ONE_THREAD)
+        except (RuntimeError, ValueError) as err:
+            raise DecodeError(f"Blosc: {err}") from None
+
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
+        """Decompress ``buf`` into ``out`` (contiguous bytes of the raw size)."""
+        nbytes, cbytes = _blosc_header(buf)
+        if cbytes != memoryview(buf).nbytes or nbytes != out.nbytes:
+            raise DecodeError(
+                f"Blosc header says {cbytes} stored / {nbytes} raw bytes, expected {out.nbytes} raw"
+            )
+        try:
+            blosc2.decompress2(buf, dst=out, dparams=_ONE_THREAD)
         except (RuntimeError, ValueError) as err:
             raise DecodeError(f"Blosc: {err}") from None
 
@@ -300,16 +319,23 @@ class FilterPipeline:
         self._steps[filter_mask] = steps
         return steps
 
-    def decode(self, buf: Buffer, filter_mask: int = 0) -> Buffer | np.ndarray:
+    def decode(self, buf: Buffer, filter_mask: int = 0, out: np.ndarray | None = None) -> Buffer | np.ndarray:
         """Decode one stored chunk; raise :class:`DecodeError` if it is corrupt.
 
         Returns the raw bytes in C order, or an array view of them (the
-        last Blosc2 step may return a strided view over its blocks).
+        last Blosc2 step may return a strided view over its blocks).  Given
+        ``out`` (contiguous bytes, ``chunk_nbytes`` long), a last step that
+        can write there does, and ``out`` is returned.
         """
         steps = self._steps_for(filter_mask)
         for i, (decoder, decoded_size) in enumerate(steps):
             if isinstance(buf, np.ndarray) and not buf.flags.c_contiguous:
                 buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
+            if out is not None and i == len(steps) - 1 and hasattr(decoder, "decode_into"):
+                if out.nbytes != self.chunk_nbytes:
+                    raise ValueError(f"out holds {out.nbytes} bytes, a chunk {self.chunk_nbytes}")
+                decoder.decode_into(buf, out)
+                return out
             buf = decoder.decode(buf, decoded_size)
             if i < len(steps) - 1 and isinstance(buf, np.ndarray) and not buf.flags.c_contiguous:
                 buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)

@@ -203,19 +203,17 @@ def _stat(path: str, node: str) -> Fingerprint:
         raise FileChangedError(path, node, "the file was deleted") from None
 
 
-def _reads_into(layout: ChunkLayout, piece: _Piece, mask: int, target: np.ndarray) -> bool:
-    """Whether a stored chunk can be read straight into its place in the result.
+def _takes_whole_chunk(layout: ChunkLayout, piece: _Piece, target: np.ndarray) -> bool:
+    """Whether a chunk's raw bytes can be written straight into its place in the result.
 
-    Yes for an unfiltered chunk (or one whose filters were all skipped) that
-    the selection takes whole, whose place in the result is one contiguous
-    run of memory, in the stored byte order.
+    Yes where the selection takes the chunk whole and its place in the
+    result is one contiguous run of memory, in the stored byte order.
     """
-    unfiltered = all(mask & (1 << bit) for bit in range(len(layout.filters)))
     whole = all(
         s.start == 0 and s.stop == c and s.step == 1
         for s, c in zip(piece.local, layout.chunkshape, strict=True)
     )
-    return unfiltered and whole and target.flags.c_contiguous and target.dtype == layout.stored
+    return whole and target.flags.c_contiguous and target.dtype == layout.stored
 
 
 def _fill(leaf: tables.Leaf, region: tuple[slice, ...]) -> np.ndarray | object:
@@ -305,7 +303,9 @@ def read_direct(
         _check(path, node, fingerprint, Fingerprint.from_stat(os.fstat(fd)))
         for piece, offset, size, mask in stored:
             target = out[piece.out]
-            if _reads_into(layout, piece, mask, target):
+            in_place = _takes_whole_chunk(layout, piece, target)
+            if in_place and all(mask & (1 << bit) for bit in range(len(layout.filters))):
+                # unfiltered: straight from the file into the result
                 if os.preadv(fd, [target], offset) != size:
                     raise FileChangedError(path, node, f"chunk at {piece.start} cut short")
                 continue
@@ -313,9 +313,11 @@ def read_direct(
             if len(raw) != size:
                 raise FileChangedError(path, node, f"chunk at {piece.start} cut short")
             try:
-                data = pipeline.decode(raw, mask)
+                data = pipeline.decode(raw, mask, out=target.reshape(-1).view(np.uint8) if in_place else None)
             except DecodeError as err:
                 raise CorruptChunkError(path, node, piece.start, str(err)) from None
+            if in_place and isinstance(data, np.ndarray) and np.shares_memory(data, target):
+                continue  # the last decoder wrote into the result
             if isinstance(data, np.ndarray) and data.ndim > 1:
                 chunk = data.view(layout.stored).reshape(chunk_shape)
             else:
