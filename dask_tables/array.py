@@ -39,13 +39,23 @@ def _whole_hdf5_chunks(blocks: tuple[int, ...], length: int, chunk: int) -> tupl
     return normalize_chunks((size,), (length,))[0]
 
 
+def _sizing_dtype(source: TablesSource) -> np.dtype:
+    """What one element costs to read: a table column is read as whole records."""
+    if source.row_nbytes is None:
+        return source.dtype
+    cells = int(np.prod(source.shape[1:], dtype=np.int64)) or 1
+    return np.dtype(f"V{max(1, source.row_nbytes // cells)}")
+
+
 def _normalize_chunks(source: TablesSource, chunks: Chunks) -> tuple[tuple[int, ...], ...]:
     where = f"{source.path}: node {source.node}"
     if isinstance(chunks, (tuple, list)) and len(chunks) != source.ndim:
         raise ValueError(f"{where}: chunks={chunks!r} give {len(chunks)} axes for shape {source.shape}")
     try:
         normalized = list(
-            normalize_chunks(chunks, source.shape, dtype=source.dtype, previous_chunks=source.chunkshape)
+            normalize_chunks(
+                chunks, source.shape, dtype=_sizing_dtype(source), previous_chunks=source.chunkshape
+            )
         )
     except (ValueError, TypeError, NotImplementedError, ZeroDivisionError) as err:
         raise ValueError(f"{where}: chunks={chunks!r} do not fit shape {source.shape}: {err}") from None

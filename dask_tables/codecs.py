@@ -199,48 +199,71 @@ class Blosc2:
     """Blosc2 frames (PyTables' blosc2 filter, id 32026): b2nd arrays or plain super-chunks.
 
     A b2nd chunk is stored block by block.  Where the blocks tile the chunk,
-    it is decompressed whole and its blocks put in C order with numpy (no copy
-    at all where blocks span whole rows); otherwise python-blosc2 reorders.
+    it is decompressed whole and its blocks put in C order with numpy (in
+    one copy, straight into the result with ``decode_into``; with no copy
+    where blocks span whole rows); otherwise python-blosc2 reorders.
     """
 
     def decode(self, buf: Buffer, decoded_size: int | None) -> Buffer | np.ndarray:
-        try:
-            frame = bytes(buf)
-            schunk = blosc2.schunk_from_cframe(frame, copy=False)
-            schunk.dparams = _ONE_THREAD
-            if "b2nd" in schunk.meta:
-                array = blosc2.ndarray_from_cframe(frame, copy=False)
-                out = self._b2nd(array, schunk)
-            else:
-                out = np.empty(schunk.nbytes, dtype=np.uint8)
-                for i in range(schunk.nchunks):
-                    start = i * schunk.chunksize
-                    schunk.decompress_chunk(i, out[start : start + schunk.chunksize])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise DecodeError(f"Blosc2: {err}") from None
+        out = self._decode(buf, None)
         if decoded_size not in (None, out.nbytes):
             raise DecodeError(f"Blosc2 frame holds {out.nbytes} bytes, expected {decoded_size}")
         return out
 
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
+        """Decompress ``buf`` into ``out`` (contiguous bytes of the raw chunk, C order)."""
+        self._decode(buf, out)
+
+    def _decode(self, buf: Buffer, out: np.ndarray | None) -> np.ndarray:
+        try:
+            frame = bytes(buf)
+            schunk = blosc2.schunk_from_cframe(frame, copy=False)
+            schunk.dparams = _ONE_THREAD
+            if out is not None and schunk.nbytes != out.nbytes:
+                raise DecodeError(f"Blosc2 frame holds {schunk.nbytes} bytes, expected {out.nbytes}")
+            if "b2nd" in schunk.meta:
+                return self._b2nd(blosc2.ndarray_from_cframe(frame, copy=False), schunk, out)
+            if out is None:
+                out = np.empty(schunk.nbytes, dtype=np.uint8)
+            for i in range(schunk.nchunks):
+                start = i * schunk.chunksize
+                schunk.decompress_chunk(i, out[start : start + schunk.chunksize])
+            return out
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise DecodeError(f"Blosc2: {err}") from None
+
     @staticmethod
-    def _b2nd(array: Any, schunk: Any) -> np.ndarray:
+    def _b2nd(array: Any, schunk: Any, out: np.ndarray | None) -> np.ndarray:
         chunks, blocks = tuple(array.chunks), tuple(array.blocks)
+        itemsize = array.dtype.itemsize
         if (
             array.shape != chunks
             or schunk.nchunks != 1
             or any(c % b for c, b in zip(chunks, blocks, strict=True))
         ):
             array.schunk.dparams = _ONE_THREAD
-            return np.ascontiguousarray(array[...]).view(np.uint8).reshape(-1)
-        itemsize = array.dtype.itemsize
+            data = np.ascontiguousarray(array[...]).view(np.uint8).reshape(-1)
+            if out is None:
+                return data
+            out[...] = data
+            return out
+        grid = tuple(c // b for c, b in zip(chunks, blocks, strict=True))
+        if all(g == 1 for g in grid[1:]):  # blocks span whole rows: stored in C order already
+            if out is None:
+                out = np.empty(int(np.prod(chunks)) * itemsize, dtype=np.uint8)
+            schunk.decompress_chunk(0, out)
+            return out
         flat = np.empty(int(np.prod(chunks)) * itemsize, dtype=np.uint8)
         schunk.decompress_chunk(0, flat)
-        grid = tuple(c // b for c, b in zip(chunks, blocks, strict=True))
         ndim = len(chunks)
         blocked = flat.view(f"V{itemsize}").reshape(grid + blocks)
         # axes (g0, g1, .., b0, b1, ..) -> (g0, b0, g1, b1, ..): C order of the chunk
         order = [axis for pair in zip(range(ndim), range(ndim, 2 * ndim), strict=True) for axis in pair]
-        return blocked.transpose(order).reshape(chunks)  # a view where blocks span whole rows
+        interleaved = blocked.transpose(order)
+        if out is None:
+            return interleaved.reshape(chunks)  # numpy copies into C order
+        out.view(f"V{itemsize}").reshape(interleaved.shape)[...] = interleaved
+        return out
 
 
 def _make_shuffle(params: Sequence[int]) -> Decoder:

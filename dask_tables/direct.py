@@ -19,6 +19,7 @@ import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tables
@@ -216,6 +217,22 @@ def _takes_whole_chunk(layout: ChunkLayout, piece: _Piece, target: np.ndarray) -
     return whole and target.flags.c_contiguous and target.dtype == layout.stored
 
 
+def _column(dtype: np.dtype, field: str | None) -> np.dtype:
+    """The dtype of ``field`` in a record ``dtype`` (the whole record without one)."""
+    if field is not None:
+        for name in field.split("/"):
+            dtype = dtype[name]
+    return dtype
+
+
+def _take(records: Any, field: str | None) -> Any:
+    """The ``field`` column of ``records`` (all of them without one)."""
+    if field is not None:
+        for name in field.split("/"):
+            records = records[name]
+    return records
+
+
 def _fill(leaf: tables.Leaf, region: tuple[slice, ...]) -> np.ndarray | object:
     """What a chunk HDF5 never wrote holds: the dataset's fill value.
 
@@ -236,6 +253,7 @@ def read_direct(
     fingerprint: Fingerprint,
     layout: ChunkLayout,
     slab: Sequence[slice],
+    field: str | None = None,
 ) -> np.ndarray:
     """Read ``node[slab]`` chunk by chunk, decoding outside every lock.
 
@@ -249,12 +267,16 @@ def read_direct(
         How the node is stored.
     slab : sequence of slice
         One slice with positive step per axis of ``layout.shape``.
+    field : str, optional
+        For a table: the column to keep (``"pos/x"`` for nested ones),
+        taken from each chunk as it is decoded.
 
     Returns
     -------
     numpy.ndarray
-        What PyTables reads: shape, the slab's shape plus ``layout.cell_shape``;
-        dtype, ``layout.stored`` in native byte order.
+        What PyTables reads: shape, the slab's shape plus ``layout.cell_shape``
+        (plus the column's cell shape); dtype, ``layout.stored`` (or the
+        column's) in native byte order.
 
     Raises
     ------
@@ -275,8 +297,10 @@ def read_direct(
     ...             [slice(1, 9, 3)])
     array([1., 4., 7.])
     """
-    out_shape = tuple(len(range(s.start, s.stop, s.step)) for s in slab) + layout.cell_shape
-    out = np.empty(out_shape, dtype=layout.stored.newbyteorder("="))
+    native = layout.stored.newbyteorder("=")
+    column = _column(native, field)
+    out_shape = tuple(len(range(s.start, s.stop, s.step)) for s in slab) + layout.cell_shape + column.shape
+    out = np.empty(out_shape, dtype=column.base)
     if out.size == 0:
         return out
     pieces = list(_pieces(slab, layout.chunkshape))
@@ -291,7 +315,7 @@ def read_direct(
             for piece in pieces:
                 info = leaf.chunk_info(piece.start)
                 if info.offset is None:
-                    out[piece.out] = _fill(leaf, piece.region)
+                    out[piece.out] = _take(_fill(leaf, piece.region), field)
                 else:
                     stored.append((piece, int(info.offset), int(info.size), int(info.filter_mask)))
 
@@ -322,7 +346,7 @@ def read_direct(
                 chunk = data.view(layout.stored).reshape(chunk_shape)
             else:
                 chunk = np.frombuffer(data, dtype=layout.stored).reshape(chunk_shape)
-            target[...] = chunk[piece.local]
+            target[...] = _take(chunk[piece.local], field)
     finally:
         os.close(fd)
     _check(path, node, fingerprint, _stat(path, node))

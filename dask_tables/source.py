@@ -113,6 +113,9 @@ class TablesSource:
     layout : ChunkLayout or None
         How the node's chunks are stored, when they are read directly
         (:mod:`dask_tables.direct`); ``None`` reads through PyTables.
+    row_nbytes : int or None
+        For a table: bytes of one whole record, what reading a row costs
+        even for one column.
 
     Examples
     --------
@@ -135,6 +138,7 @@ class TablesSource:
     field: str | None = None
     read_ndim: int = 0
     layout: ChunkLayout | None = None
+    row_nbytes: int | None = None
 
     @classmethod
     def open(
@@ -227,6 +231,7 @@ class TablesSource:
             fingerprint=fingerprint,
             field=field,
             read_ndim=len(leaf_shape),
+            row_nbytes=int(leaf.dtype.itemsize) if isinstance(leaf, tables.Table) else None,
         )
 
     @property
@@ -242,12 +247,9 @@ class TablesSource:
     def __getitem__(self, key: Any) -> np.ndarray:
         slab, remainder = plan_read(key, self.shape, self.read_ndim)
         if self.layout is not None:
-            data = read_direct(self.path, self.node, self.fingerprint, self.layout, slab)
-            if self.field is not None:
-                for name in self.field.split("/"):
-                    data = data[name]
-                data = np.ascontiguousarray(data)  # not a view that pins every column
-            return data[remainder]
+            return read_direct(self.path, self.node, self.fingerprint, self.layout, slab, self.field)[
+                remainder
+            ]
         with get_lock():
             self.check_unchanged()
             with synchronized_file(self.path, "r") as h5:

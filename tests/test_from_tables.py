@@ -489,3 +489,14 @@ def test_a_node_path_without_its_leading_slash(sample_file):
     np.testing.assert_array_equal(
         from_tables(sample_file, "group/table", field="a").compute(), records(1000)["a"]
     )
+
+
+def test_auto_chunks_of_a_table_column_count_whole_records(tmp_path):
+    path = tmp_path / "wide.h5"
+    dtype = np.dtype([("a", "f8"), ("pad", "S120")])  # 128-byte records, an 8-byte column
+    with tables.open_file(path, "w") as f:
+        f.create_table("/", "t", description=dtype, expectedrows=100_000).append(np.zeros(100_000, dtype))
+    with dask.config.set({"array.chunk-size": "1MiB"}):
+        x = from_tables(path, "/t", field="a")
+    assert max(x.chunks[0]) * 128 <= 2**20, "a block reads at most ~1 MiB of records"
+    assert x.npartitions >= 12

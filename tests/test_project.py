@@ -57,23 +57,21 @@ def test_benchmark_runs_and_reports_ratios(tmp_path):
     done = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "bench_mean.py"),
-            "--size-mib",
-            "8",
-            "--repeat",
-            "1",
-            "--dir",
-            str(tmp_path),
-            "--json",
-            str(out),
+            str(ROOT / "benchmarks" / "bench_read.py"),
+            *("--size-mib", "4", "--table-rows", "50000", "--repeat", "1", "--rss-gib", "0.02"),
+            *("--cases", "uncompressed,zlib,table", "--dir", str(tmp_path), "--json", str(out)),
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    assert "vs serial" in done.stdout
-
-    figures = json.loads(out.read_text())["cases"]["uncompressed"]["methods"]
-    assert set(figures) == {"serial", "from_tables", "h5py+from_array", "page-cache"}
-    assert figures["serial"]["vs serial"] == 1.0
+    assert "vs serial" in done.stdout and "peak RSS" in done.stdout
+    figures = json.loads(out.read_text())
+    for case in ("uncompressed", "zlib", "table"):
+        methods = figures["cases"][case]["methods"]
+        assert set(methods) == {"serial", "from_tables", "h5py+from_array", "naive", "page-cache"}
+        assert all("error" not in row for row in methods.values()), methods
+        assert methods["serial"]["vs serial"] == 1.0
+    assert figures["rss_check"]["peak_rss"] > 0
+    assert not list(tmp_path.glob("*/*.h5")), "the data files are removed"
