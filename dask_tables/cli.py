@@ -28,9 +28,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="write a sample file (once) and compute its mean serially and with from_tables",
+        help="write a sample file (once) and compute its mean serially, as the cookbook, and with from_tables",
         description="Write a sample HDF5 file into a cache folder (once; never over another file) and "
-        "compute its mean with a serial PyTables loop and with from_tables on threads.",
+        "compute its mean with a serial PyTables loop, with the threading cookbook's threads, "
+        "and with from_tables on dask threads.",
     )
     demo.add_argument(
         "--dir", default=None, help=f"folder of the sample file (default {default_cache_dir()})"
@@ -145,8 +146,8 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     print(
-        f"dask-tables demo: mean of a {args.size_mib} MiB float64 array, serial loop vs from_tables "
-        "on threads (best of 3 runs after a warm-up)"
+        f"dask-tables demo: mean of a {args.size_mib} MiB float64 array: serial loop, cookbook threads, "
+        "from_tables (best of 3 runs after a warm-up)"
     )
     directory = args.dir or default_cache_dir()
     print(f"sample file: {directory}/demo-{args.size_mib}MiB.h5 (written once, then reused)", flush=True)
@@ -161,12 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Examples
     --------
     >>> main(["demo", "--dir", "cache", "--size-mib", "1"])  # doctest: +ELLIPSIS
-    dask-tables demo: mean of a 1 MiB float64 array, serial loop vs from_tables on threads (best of 3 runs after a warm-up)
+    dask-tables demo: mean of a 1 MiB float64 array: serial loop, cookbook threads, from_tables (best of 3 runs after a warm-up)
     sample file: cache/demo-1MiB.h5 (written once, then reused)
     file: ...cache/demo-1MiB.h5 (1 MiB, float64, node /array)
       serial PyTables loop ...
-      from_tables, threads ...
-      speed-up: ...x; results agree
+      cookbook: ... threads, lock on open/close ...
+      from_tables(...).mean(), ... threads ...
+      results agree
     0
     """
     args = _parser().parse_args(argv)
