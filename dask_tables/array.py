@@ -160,7 +160,7 @@ def from_tables(
         Read chunks directly (``os.pread``) and decode them outside every
         lock, so threads scale past HDF5's global lock.  Applies to chunked
         nodes whose filters dask_tables decodes (none, shuffle, zlib, bzip2,
-        Blosc, Blosc2, Fletcher-32); others read through PyTables.  Default:
+        Blosc, Blosc2, LZF, Fletcher-32); others read through PyTables.  Default:
         the ``dask_tables.direct`` configuration value, ``True`` unless set.
 
     Returns

@@ -11,7 +11,8 @@ the manner of numcodecs, registered by the name PyTables reports for it
 Libraries (each releases the GIL while it works, so two threads decode two
 chunks at once): ``deflate`` (libdeflate) for zlib, measured fastest against
 ISA-L and zlib on the development machine; ``blosc2`` (a dependency of
-PyTables itself) for Blosc and Blosc2; the standard library's :mod:`bz2`.
+PyTables itself) for Blosc and Blosc2; the standard library's :mod:`bz2`;
+and a pure-Python LZF decoder (a filter PyTables cannot read).
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ import blosc2
 import deflate
 import numpy as np
 
-__all__ = ["DECODERS", "DecodeError", "FilterPipeline", "UnsupportedFilterError", "fletcher32"]
+__all__ = [
+    "DECODERS",
+    "DecodeError",
+    "FilterPipeline",
+    "UnsupportedFilterError",
+    "fletcher32",
+    "lzf_decompress",
+]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -266,6 +274,69 @@ class Blosc2:
         return out
 
 
+@dataclass(frozen=True)
+class Lzf:
+    """LZF streams (h5py's lzf filter, id 32000), decoded in pure Python.
+
+    PyTables cannot read LZF at all; h5py writes it.  No maintained wheel of
+    an LZF library exists for every platform, so this decoder is a plain
+    loop: correct, and slow (tens of MB/s), but it reads files that PyTables
+    cannot.
+    """
+
+    needs_size = True
+
+    def decode(self, buf: Buffer, decoded_size: int | None) -> Buffer:
+        assert decoded_size is not None
+        return lzf_decompress(bytes(buf), decoded_size)
+
+
+def lzf_decompress(src: bytes, size: int) -> bytearray:
+    """Decompress an LZF stream (liblzf's ``lzf_decompress``) of ``size`` raw bytes.
+
+    Examples
+    --------
+    >>> bytes(lzf_decompress(bytes([2]) + b"abc" + bytes([0x20, 2]), 6))  # "abc" + back-reference
+    b'abcabc'
+    """
+    out = bytearray(size)
+    ip = op = 0
+    end = len(src)
+    while ip < end:
+        ctrl = src[ip]
+        ip += 1
+        if ctrl < 32:  # a literal run of ctrl + 1 bytes
+            length = ctrl + 1
+            if ip + length > end or op + length > size:
+                raise DecodeError("LZF: literal run past the end")
+            out[op : op + length] = src[ip : ip + length]
+            ip += length
+        else:  # a back-reference
+            length = ctrl >> 5
+            if length == 7:
+                if ip >= end:
+                    raise DecodeError("LZF: truncated back-reference")
+                length += src[ip]
+                ip += 1
+            if ip >= end:
+                raise DecodeError("LZF: truncated back-reference")
+            ref = op - ((ctrl & 0x1F) << 8) - src[ip] - 1
+            ip += 1
+            length += 2
+            if ref < 0 or op + length > size:
+                raise DecodeError("LZF: back-reference out of range")
+            distance = op - ref
+            if distance >= length:
+                out[op : op + length] = out[ref : ref + length]
+            else:  # overlapping: the last `distance` bytes repeat
+                pattern = bytes(out[ref:op])
+                out[op : op + length] = (pattern * (length // distance + 1))[:length]
+        op += length
+    if op != size:
+        raise DecodeError(f"LZF: stream holds {op} bytes, expected {size}")
+    return out
+
+
 def _make_shuffle(params: Sequence[int]) -> Decoder:
     return Shuffle(int(params[0]))
 
@@ -278,11 +349,12 @@ DECODERS: Mapping[str, Callable[[Sequence[int]], Decoder]] = {
     "bzip2": lambda params: Bzip2(),
     "blosc": lambda params: Blosc(),
     "blosc2": lambda params: Blosc2(),
+    "lzf": lambda params: Lzf(),
 }
 
 # Filters whose stored size is not the raw size (so the next decoder must be told).
 _CHECKSUM_BYTES = {"fletcher32": 4}
-_COMPRESSORS = {"deflate", "bzip2", "blosc", "blosc2"}
+_COMPRESSORS = {"deflate", "bzip2", "blosc", "blosc2", "lzf"}
 
 
 class FilterPipeline:

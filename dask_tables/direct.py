@@ -115,10 +115,15 @@ class ChunkLayout:
         decoded = np.frombuffer(self.pipeline().decode(raw, int(info.filter_mask)), dtype=self.stored)
         chunk = decoded.reshape(self.chunkshape + self.cell_shape)
         region = tuple(slice(0, min(c, n)) for c, n in zip(self.chunkshape, self.shape, strict=True))
-        if isinstance(leaf, tables.Table):
-            expected = leaf.read(0, region[0].stop)
-        else:
-            expected = np.asarray(leaf[region])
+        try:
+            if isinstance(leaf, tables.Table):
+                expected = leaf.read(0, region[0].stop)
+            else:
+                expected = np.asarray(leaf[region])
+        except tables.HDF5ExtError:
+            # PyTables lacks one of the filters (LZF): nothing to compare with.  An
+            # array's atom describes its elements fully; a table's records may not.
+            return not isinstance(leaf, tables.Table)
         mine = np.ascontiguousarray(chunk[region], dtype=expected.dtype)
         return mine.shape == expected.shape and _same_values(mine, expected)
 

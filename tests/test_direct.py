@@ -15,7 +15,7 @@ from helpers import registry_is_empty, run_python
 from numpy.lib.recfunctions import repack_fields
 
 import dask_tables
-from dask_tables import TablesSource, from_tables
+from dask_tables import CorruptChunkError, TablesSource, from_tables
 from dask_tables.codecs import FilterPipeline, fletcher32
 
 FILTERS = {
@@ -409,3 +409,59 @@ def test_the_h5_files_pytables_ships_read_the_same():
     assert registry_is_empty()
     assert dask_tables.get_lock().acquire(blocking=False)
     dask_tables.get_lock().release()
+
+
+# ---------------------------------------------------------------- LZF (h5py writes it, PyTables cannot read it)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"shuffle": True}, {"fletcher32": True}],
+    ids=["lzf", "lzf+shuffle", "lzf+fletcher32"],
+)
+def test_lzf_written_by_h5py_reads_directly(tmp_path, options):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "lzf.h5"
+    rng = np.random.default_rng(3)
+    smooth = np.round(rng.normal(size=(130, 70)).cumsum(axis=1), 1)  # compresses
+    noise = rng.random((40, 30))  # does not: h5py stores such chunks unfiltered (filter mask)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("smooth", data=smooth, chunks=(32, 16), compression="lzf", **options)
+        f.create_dataset("noise", data=noise, chunks=(16, 16), compression="lzf", **options)
+    with tables.open_file(path) as f, pytest.raises(tables.HDF5ExtError):
+        f.root.smooth[:2]  # PyTables has no LZF filter
+    for node, expected in [("/smooth", smooth), ("/noise", noise)]:
+        x = from_tables(path, node, chunks=(50, 30))
+        assert_identical(x.compute(scheduler="threads"), expected)
+        assert_identical(x[::-3, 5:].compute(), expected[::-3, 5:])
+
+
+def test_corrupt_lzf_raises(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "lzf.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(4000.0), chunks=(1000,), compression="lzf")
+    corrupt(path, "/x", (1000,), "header", seed=1)
+    with pytest.raises(CorruptChunkError, match=r"\(1000,\)"):
+        from_tables(path, "/x").compute()
+
+
+def test_lzf_decoder_handles_overlapping_back_references():
+    from dask_tables.codecs import lzf_decompress
+
+    # "a" then a back-reference of 9 bytes at distance 1: a run of ten "a"
+    assert bytes(lzf_decompress(bytes([0]) + b"a" + bytes([(7 << 5) | 0, 0, 0]), 10)) == b"a" * 10
+    with pytest.raises(ValueError, match="LZF"):
+        lzf_decompress(bytes([5]) + b"ab", 6)
+
+
+def test_chunks_stored_with_a_skipped_filter_decode(tmp_path):
+    """Blosc leaves incompressible chunks raw; HDF5 marks that in the chunk's filter mask."""
+    path = tmp_path / "noise.h5"
+    noise = np.random.default_rng(5).random((64, 64))
+    with tables.open_file(path, "w") as f:
+        x = f.create_carray("/", "x", obj=noise, chunkshape=(16, 64), filters=FILTERS["blosc:blosclz"])
+        masks = {x.chunk_info((row, 0)).filter_mask for row in range(0, 64, 16)}
+    assert masks != {0}, "the case needs a chunk whose filter was skipped"
+    assert TablesSource.open(path, "/x").layout is not None
+    assert_identical(from_tables(path, "/x", chunks=(32, 64)).compute(), noise)
