@@ -1,0 +1,198 @@
+"""Reliability under load: races of everything at once, killed workers, many files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import tables
+import tables.file as tables_file
+from helpers import records, registry_is_empty, run_python
+
+from dask_tables import from_tables, patched, synchronized_close_file, synchronized_open_file
+
+THREADS = 32
+
+
+@pytest.fixture
+def busy_files(tmp_path):
+    """A zlib array, an uncompressed array, a Blosc2 table, and a file the user writes to."""
+    rng = np.random.default_rng(11)
+    paths = {name: tmp_path / f"{name}.h5" for name in ("zlib", "plain", "table", "users")}
+    with tables.open_file(paths["zlib"], "w") as f:
+        f.create_carray(
+            "/",
+            "x",
+            obj=rng.random((400, 50)),
+            chunkshape=(50, 50),
+            filters=tables.Filters(1, "zlib", shuffle=True),
+        )
+    with tables.open_file(paths["plain"], "w") as f:
+        f.create_carray("/", "x", obj=rng.random((400, 50)), chunkshape=(50, 50))
+    with tables.open_file(paths["table"], "w") as f:
+        f.create_table(
+            "/", "t", obj=records(2000), chunkshape=(250,), filters=tables.Filters(5, "blosc2:lz4")
+        )
+    with tables.open_file(paths["users"], "w") as f:
+        f.create_earray("/", "log", atom=tables.Int64Atom(), shape=(0,))
+    return paths
+
+
+def test_32_threads_mixing_every_way_of_opening(busy_files):
+    with tables.open_file(busy_files["zlib"]) as f:
+        zlib_sum = f.root.x.read().sum()
+    with tables.open_file(busy_files["plain"]) as f:
+        plain = f.root.x.read()
+    table_sum = records(2000)["pos"]["x"].sum()
+    counts = {"from_tables": 0, "synchronized": 0, "patched": 0, "opens": 0}
+    errors: list[BaseException] = []
+    counter_lock = threading.Lock()
+    deadline = time.monotonic() + 20
+    start = threading.Barrier(THREADS + 2)  # the workers, the user, this thread
+
+    def count(kind, opens):
+        with counter_lock:
+            counts[kind] += 1
+            counts["opens"] += opens
+
+    def worker(i):
+        start.wait()
+        n = 0
+        while time.monotonic() < deadline and n < 150:
+            n += 1
+            try:
+                kind = (i + n) % 5
+                if kind == 0:
+                    x = from_tables(busy_files["zlib"], "/x", chunks=(100, 50))
+                    assert x.sum().compute(scheduler="threads") == pytest.approx(zlib_sum)
+                    count("from_tables", 1 + x.npartitions)
+                elif kind == 1:
+                    x = from_tables(busy_files["plain"], "/x", chunks=(200, 50), direct=False)
+                    np.testing.assert_array_equal(x[::7].compute(scheduler="threads"), plain[::7])
+                    count("from_tables", 1 + x.npartitions)
+                elif kind == 2:
+                    x = from_tables(busy_files["table"], "/t", field="pos/x", chunks=500)
+                    assert x.sum().compute(scheduler="threads") == pytest.approx(table_sum)
+                    count("from_tables", 1 + x.npartitions)
+                elif kind == 3:
+                    h5 = synchronized_open_file(busy_files["plain"], mode="r")
+                    try:
+                        np.testing.assert_array_equal(h5.root.x[n % 400], plain[n % 400])
+                    finally:
+                        synchronized_close_file(h5)
+                    count("synchronized", 1)
+                else:
+                    with tables.open_file(busy_files["table"], "r") as h5:  # plain PyTables, patched
+                        assert h5.root.t[n % 2000]["a"] == n % 2000
+                    count("patched", 1)
+            except BaseException as err:  # every failure counts
+                errors.append(err)
+
+    def user():
+        """Holds another file open for writing all along, appending."""
+        start.wait()
+        with tables.open_file(busy_files["users"], "a") as h5:
+            while time.monotonic() < deadline - 15:
+                h5.root.log.append(np.arange(10))
+                h5.flush()
+                time.sleep(0.01)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with patched():
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+            threads.append(threading.Thread(target=user))
+            for t in threads:
+                t.start()
+            start.wait()
+            for t in threads:
+                t.join(120)
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == [], errors[:3]
+    assert registry_is_empty()
+    print(f"\n32 threads: {counts}", file=sys.stderr)
+    assert counts["opens"] >= 2000, counts
+    assert min(counts["from_tables"], counts["synchronized"], counts["patched"]) > 50
+
+
+def test_many_files_with_few_file_descriptors(tmp_path):
+    """2,000 files through a glob with RLIMIT_NOFILE=256: builds (one open each), computes, holds none."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    done = run_python(
+        f"""
+        import resource, os, glob
+        import numpy as np, tables
+        folder = {str(folder)!r}
+        for i in range(2000):
+            with tables.open_file(os.path.join(folder, f"run-{{i:04d}}.h5"), "w") as f:
+                f.create_array("/", "x", np.full(3, i, dtype="i4"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+        import dask_tables
+        opened = []
+        original = tables.File.__init__
+        def counting(self, filename, *a, **k):
+            opened.append(filename)
+            original(self, filename, *a, **k)
+        tables.File.__init__ = counting
+        x = dask_tables.from_tables(os.path.join(folder, "run-*.h5"), "/x")
+        assert len(opened) == 2000 and len(set(opened)) == 2000, len(opened)
+        built_with = len(opened)
+        assert len(tables.file._open_files) == 0
+        assert x.shape == (6000,)
+        total = int(x.sum().compute(scheduler="threads"))
+        assert total == 3 * sum(range(2000)), total
+        assert len(tables.file._open_files) == 0
+        fds = len(os.listdir("/proc/self/fd"))
+        assert fds < 64, fds
+        print("ok", built_with)
+        """,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["ok", "2000"]
+
+
+def slow_identity(block):
+    time.sleep(0.2)
+    return block
+
+
+def test_a_killed_worker_process_does_not_lose_the_computation(busy_files):
+    distributed = pytest.importorskip("distributed")
+    path = busy_files["zlib"]
+    with tables.open_file(path) as f:
+        expected = f.root.x.read().sum()
+    x = from_tables(path, "/x", chunks=(25, 50))  # 16 tasks of 0.2 s on 2 single-thread workers
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        future = client.compute(x.map_blocks(slow_identity, dtype=x.dtype).sum())
+        time.sleep(1.0)  # both workers are busy with their first tasks
+        victim = sorted(client.run(os.getpid).values())[0]
+        os.kill(victim, 9)
+        assert float(future.result(timeout=120)) == pytest.approx(expected)
+        # No worker holds the file open afterwards: not in PyTables' registry, not as a descriptor.
+        still_open = client.run(_holds_open, str(path))
+        assert not any(still_open.values()), still_open
+    with tables.open_file(path, "w"):
+        pass  # the client can truncate it at once
+
+
+def _holds_open(path: str) -> bool:
+    in_registry = len(tables_file._open_files) > 0
+    descriptors = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            descriptors.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return in_registry or path in descriptors
