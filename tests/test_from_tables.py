@@ -500,3 +500,22 @@ def test_auto_chunks_of_a_table_column_count_whole_records(tmp_path):
         x = from_tables(path, "/t", field="a")
     assert max(x.chunks[0]) * 128 <= 2**20, "a block reads at most ~1 MiB of records"
     assert x.npartitions >= 12
+
+
+def test_a_change_between_two_tasks_of_one_compute(sample_file):
+    """Within one compute, a task that runs after the file changed raises; none returns mixed data."""
+    from dask.graph_manipulation import bind
+
+    x = from_tables(sample_file, "/carray", chunks=(50, 100))
+    first, second = x.blocks[0], x.blocks[1]
+
+    def change(_):
+        time.sleep(0.05)
+        rewrite_in_place(sample_file)
+        return True
+
+    changed = dask.delayed(change)(first.sum())
+    second_after_change = bind(second, changed)  # the second block's read waits for the change
+    with pytest.raises(FileChangedError, match="/carray"):
+        dask.compute(first.sum(), second_after_change.sum(), scheduler="threads")
+    assert registry_is_empty()
