@@ -154,10 +154,15 @@ class Bzip2:
     """bzip2 streams (PyTables' bzip2 filter, id 307)."""
 
     def decode(self, buf: Buffer, decoded_size: int | None) -> Buffer:
+        decompressor = bz2.BZ2Decompressor()
         try:
-            return bz2.decompress(buf)
+            # never more than the chunk (plus one byte, to see an overlong stream)
+            data = decompressor.decompress(buf, -1 if decoded_size is None else decoded_size + 1)
         except (OSError, ValueError, EOFError) as err:
             raise DecodeError(f"bzip2: {err}") from None
+        if not decompressor.eof or (decoded_size is not None and len(data) != decoded_size):
+            raise DecodeError(f"bzip2: stream does not hold the {decoded_size} bytes of the chunk")
+        return data
 
 
 _ONE_THREAD = blosc2.DParams(nthreads=1)  # dask's threads are the parallelism
@@ -213,7 +218,7 @@ class Blosc2:
     """
 
     def decode(self, buf: Buffer, decoded_size: int | None) -> Buffer | np.ndarray:
-        out = self._decode(buf, None)
+        out = self._decode(buf, None, decoded_size)
         if decoded_size not in (None, out.nbytes):
             raise DecodeError(f"Blosc2 frame holds {out.nbytes} bytes, expected {decoded_size}")
         return out
@@ -222,23 +227,30 @@ class Blosc2:
         """Decompress ``buf`` into ``out`` (contiguous bytes of the raw chunk, C order)."""
         self._decode(buf, out)
 
-    def _decode(self, buf: Buffer, out: np.ndarray | None) -> np.ndarray:
+    def _decode(self, buf: Buffer, out: np.ndarray | None, decoded_size: int | None = None) -> np.ndarray:
+        expected = out.nbytes if out is not None else decoded_size
         try:
             frame = bytes(buf)
             schunk = blosc2.schunk_from_cframe(frame, copy=False)
             schunk.dparams = _ONE_THREAD
-            if out is not None and schunk.nbytes != out.nbytes:
-                raise DecodeError(f"Blosc2 frame holds {schunk.nbytes} bytes, expected {out.nbytes}")
             if "b2nd" in schunk.meta:
-                return self._b2nd(blosc2.ndarray_from_cframe(frame, copy=False), schunk, out)
+                array = blosc2.ndarray_from_cframe(frame, copy=False)
+                # b2nd pads chunks to whole blocks: check the real shape, before any allocation
+                if expected is not None and int(np.prod(array.shape)) * array.dtype.itemsize != expected:
+                    raise DecodeError(f"Blosc2 frame holds a {array.shape} array, not {expected} bytes")
+                return self._b2nd(array, schunk, out)
+            if expected is not None and schunk.nbytes != expected:
+                raise DecodeError(f"Blosc2 frame holds {schunk.nbytes} bytes, expected {expected}")
             if out is None:
                 out = np.empty(schunk.nbytes, dtype=np.uint8)
             for i in range(schunk.nchunks):
                 start = i * schunk.chunksize
                 schunk.decompress_chunk(i, out[start : start + schunk.chunksize])
             return out
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise DecodeError(f"Blosc2: {err}") from None
+        except DecodeError:
+            raise
+        except Exception as err:  # damaged frames fail in many ways (RuntimeError, SyntaxError...)
+            raise DecodeError(f"Blosc2: {type(err).__name__}: {err}") from None
 
     @staticmethod
     def _b2nd(array: Any, schunk: Any, out: np.ndarray | None) -> np.ndarray:

@@ -188,7 +188,8 @@ class TablesSource:
         _check_readable_file(path, node)
         before = Fingerprint.of(path)
         try:
-            with synchronized_file(path, "r") as h5:
+            # the lock covers every HDF5 call of the metadata read, not only open/close
+            with get_lock(), synchronized_file(path, "r") as h5:
                 leaf = _resolve_node(h5, path, node)
                 source = cls._from_leaf(leaf, path, node, field, before)
                 if dask.config.get("dask_tables.direct", True) if direct is None else direct:

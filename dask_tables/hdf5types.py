@@ -1,0 +1,153 @@
+"""Are a dataset's chunks stored exactly as numpy reads them?  Ask PyTables' own HDF5 library.
+
+HDF5 converts a stored type into the memory type PyTables asks for: a 12-bit
+integer is sign-extended, a space-padded string has its padding rewritten.
+The direct path copies stored bytes as they are, so it must only read
+datasets whose stored type *is* a plain numpy type: full-precision integers
+and IEEE floats, null-terminated strings, and compounds, enums and arrays of
+those.
+
+PyTables does not expose a dataset's stored type, so this module calls
+``H5Dget_type`` and friends through :mod:`ctypes` on the very HDF5 library
+PyTables loaded (identifiers are only valid in the library that issued
+them).  Where that library cannot be found, :func:`stored_as_read` answers
+``None`` (unknown) and the caller decides.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import re
+from typing import Any
+
+import tables
+
+__all__ = ["stored_as_read"]
+
+_INTEGER, _FLOAT, _STRING, _BITFIELD, _COMPOUND, _ENUM, _ARRAY = 0, 1, 3, 4, 6, 8, 10
+_STR_NULLTERM = 0
+# (sign, exponent position, exponent size, mantissa position, mantissa size) of IEEE floats by size
+_IEEE_FIELDS = {2: (15, 10, 5, 0, 10), 4: (31, 23, 8, 0, 23), 8: (63, 52, 11, 0, 52)}
+
+_hid = ctypes.c_int64
+_SIGNATURES = {
+    "H5Dget_type": (_hid, [_hid]),
+    "H5Tget_class": (ctypes.c_int, [_hid]),
+    "H5Tget_size": (ctypes.c_size_t, [_hid]),
+    "H5Tget_precision": (ctypes.c_size_t, [_hid]),
+    "H5Tget_offset": (ctypes.c_int, [_hid]),
+    "H5Tget_strpad": (ctypes.c_int, [_hid]),
+    "H5Tget_super": (_hid, [_hid]),
+    "H5Tget_nmembers": (ctypes.c_int, [_hid]),
+    "H5Tget_member_type": (_hid, [_hid, ctypes.c_uint]),
+    "H5Tget_fields": (ctypes.c_int, [_hid] + [ctypes.POINTER(ctypes.c_size_t)] * 5),
+    "H5Tclose": (ctypes.c_int, [_hid]),
+    "H5Dget_create_plist": (_hid, [_hid]),
+    "H5Pget_chunk_opts": (ctypes.c_int, [_hid, ctypes.POINTER(ctypes.c_uint)]),
+    "H5Pclose": (ctypes.c_int, [_hid]),
+}
+_DONT_FILTER_PARTIAL_CHUNKS = 0x0002
+
+
+def _loaded_libhdf5() -> list[str]:
+    """Paths of the HDF5 libraries mapped into this process (Linux)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [line.split()[-1] for line in maps if len(line.split()) >= 6]
+    except OSError:
+        return []
+    return list(dict.fromkeys(p for p in paths if re.search(r"/libhdf5[-.][^/]*\.so", p)))
+
+
+@functools.cache
+def _library() -> Any:
+    """PyTables' own HDF5 library, or ``None`` if it cannot be told apart."""
+    import tables.hdf5extension
+
+    loaded = _loaded_libhdf5()
+    wheel_libs = os.path.join(os.path.dirname(os.path.dirname(tables.__file__)), "tables.libs")
+    own = [p for p in loaded if p.startswith(wheel_libs + os.sep)]
+    candidates = own or (loaded if len(loaded) == 1 else [])
+    for path in candidates:
+        try:
+            library = ctypes.CDLL(path)
+            for name, (restype, argtypes) in _SIGNATURES.items():
+                function = getattr(library, name)
+                function.restype, function.argtypes = restype, argtypes
+        except (OSError, AttributeError):
+            continue
+        return library
+    return None
+
+
+def _plain(lib: Any, type_id: int) -> bool:
+    kind = lib.H5Tget_class(type_id)
+    size = lib.H5Tget_size(type_id)
+    if kind in (_INTEGER, _BITFIELD):
+        return lib.H5Tget_precision(type_id) == 8 * size and lib.H5Tget_offset(type_id) == 0
+    if kind == _FLOAT:
+        fields = [ctypes.c_size_t() for _ in range(5)]
+        if lib.H5Tget_fields(type_id, *[ctypes.byref(f) for f in fields]) < 0:
+            return False
+        return (
+            lib.H5Tget_precision(type_id) == 8 * size
+            and lib.H5Tget_offset(type_id) == 0
+            and tuple(f.value for f in fields) == _IEEE_FIELDS.get(size)
+        )
+    if kind == _STRING:
+        return lib.H5Tget_strpad(type_id) == _STR_NULLTERM
+    if kind in (_ENUM, _ARRAY):
+        return _with(lib, lib.H5Tget_super(type_id), _plain)
+    if kind == _COMPOUND:
+        count = lib.H5Tget_nmembers(type_id)
+        return count > 0 and all(_with(lib, lib.H5Tget_member_type(type_id, i), _plain) for i in range(count))
+    return False  # time, opaque, reference, variable-length: never read directly
+
+
+def _with(lib: Any, type_id: int, check: Any) -> bool:
+    if type_id < 0:
+        return False
+    try:
+        return check(lib, type_id)
+    finally:
+        lib.H5Tclose(type_id)
+
+
+def _edge_chunks_filtered(lib: Any, dataset_id: int) -> bool:
+    plist = lib.H5Dget_create_plist(dataset_id)
+    if plist < 0:
+        return False
+    try:
+        options = ctypes.c_uint(0)
+        if lib.H5Pget_chunk_opts(plist, ctypes.byref(options)) < 0:
+            return False
+        return not options.value & _DONT_FILTER_PARTIAL_CHUNKS
+    finally:
+        lib.H5Pclose(plist)
+
+
+def stored_as_read(leaf: tables.Leaf) -> bool | None:
+    """Whether ``leaf``'s chunks hold exactly the bytes numpy reads (no conversion on read).
+
+    That is: its stored HDF5 type is a plain numpy type, and its partial edge
+    chunks went through the filters like the others (HDF5's
+    ``DONT_FILTER_PARTIAL_CHUNKS`` option stores them raw, unmarked).
+    Returns ``None`` where PyTables' HDF5 library cannot be reached.  Call it
+    with the registry lock held (it calls into HDF5).
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     _ = f.create_carray("/", "x", obj=np.arange(4.0), chunkshape=(2,))
+    >>> with tables.open_file("example.h5") as f:
+    ...     stored_as_read(f.root.x) in (True, None)
+    True
+    """
+    lib = _library()
+    if lib is None:
+        return None
+    dataset_id = leaf._v_objectid
+    return _with(lib, lib.H5Dget_type(dataset_id), _plain) and _edge_chunks_filtered(lib, dataset_id)
