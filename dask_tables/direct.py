@@ -26,7 +26,7 @@ import tables
 
 from .codecs import DecodeError, FilterPipeline, UnsupportedFilterError
 from .errors import CorruptChunkError, FileChangedError
-from .fingerprint import Fingerprint
+from .fingerprint import Fingerprint, check_unchanged
 from .hdf5types import stored_as_read
 from .registry import get_lock, synchronized_file
 
@@ -200,18 +200,6 @@ def _pieces(slab: Sequence[slice], chunkshape: Sequence[int]) -> Iterator[_Piece
         )
 
 
-def _check(path: str, node: str, fingerprint: Fingerprint, now: Fingerprint) -> None:
-    if now != fingerprint:
-        raise FileChangedError(path, node, fingerprint.describe_change(now))
-
-
-def _stat(path: str, node: str) -> Fingerprint:
-    try:
-        return Fingerprint.of(path)
-    except FileNotFoundError:
-        raise FileChangedError(path, node, "the file was deleted") from None
-
-
 def _takes_whole_chunk(layout: ChunkLayout, piece: _Piece, target: np.ndarray) -> bool:
     """Whether a chunk's raw bytes can be written straight into its place in the result.
 
@@ -317,7 +305,7 @@ def read_direct(
     # written hold the fill value: PyTables reads those (no data to decode).
     stored: list[tuple[_Piece, int, int, int]] = []
     with get_lock():
-        _check(path, node, fingerprint, _stat(path, node))
+        check_unchanged(path, node, fingerprint)
         with synchronized_file(path, "r") as h5:
             leaf = h5.get_node(node)
             for piece in pieces:
@@ -335,7 +323,7 @@ def read_direct(
     except FileNotFoundError:
         raise FileChangedError(path, node, "the file was deleted") from None
     try:
-        _check(path, node, fingerprint, Fingerprint.from_stat(os.fstat(fd)))
+        check_unchanged(path, node, fingerprint, Fingerprint.from_stat(os.fstat(fd)))
         for piece, offset, size, mask in stored:
             target = out[piece.out]
             in_place = _takes_whole_chunk(layout, piece, target)
@@ -360,5 +348,5 @@ def read_direct(
             target[...] = _take(chunk[piece.local], field)
     finally:
         os.close(fd)
-    _check(path, node, fingerprint, _stat(path, node))
+    check_unchanged(path, node, fingerprint)
     return out

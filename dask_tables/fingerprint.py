@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from .errors import FileChangedError
+
 
 class Fingerprint(NamedTuple):
     """Device, inode, size, modification and status-change times (ns) of a file.
@@ -64,3 +66,38 @@ class Fingerprint(NamedTuple):
         elif new.ctime_ns != self.ctime_ns:
             changes.append("modified, modification time set back")
         return ", ".join(changes) or "unchanged"
+
+
+def check_unchanged(path: str, node: str, fingerprint: Fingerprint, now: Fingerprint | None = None) -> None:
+    """Raise :class:`~dask_tables.FileChangedError` unless ``path`` (or ``now``) matches ``fingerprint``.
+
+    Parameters
+    ----------
+    path, node : str
+        The file, and the node read from it (for the message).
+    fingerprint : Fingerprint
+        The file as it must be.
+    now : Fingerprint, optional
+        The file as it is (say, from ``os.fstat`` of an open descriptor);
+        by default ``os.stat(path)``.
+
+    Examples
+    --------
+    >>> with open("example.bin", "wb") as f:
+    ...     _ = f.write(b"abc")
+    >>> fp = Fingerprint.of("example.bin")
+    >>> check_unchanged("example.bin", "/x", fp)
+    >>> with open("example.bin", "ab") as f:
+    ...     _ = f.write(b"d")
+    >>> check_unchanged("example.bin", "/x", fp)
+    Traceback (most recent call last):
+    ...
+    dask_tables.errors.FileChangedError: example.bin: node /x: ... (size 3 -> 4, modified); ...
+    """
+    if now is None:
+        try:
+            now = Fingerprint.of(path)
+        except FileNotFoundError:
+            raise FileChangedError(path, node, "the file was deleted") from None
+    if now != fingerprint:
+        raise FileChangedError(path, node, fingerprint.describe_change(now))

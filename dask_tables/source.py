@@ -20,7 +20,7 @@ import tables
 
 from .direct import ChunkLayout, read_direct
 from .errors import FileChangedError, NotHDF5FileError
-from .fingerprint import Fingerprint
+from .fingerprint import Fingerprint, check_unchanged
 from .registry import get_lock, synchronized_file
 from .selection import plan_read
 
@@ -275,12 +275,7 @@ class TablesSource:
         ...
         dask_tables.errors.FileChangedError: ...
         """
-        try:
-            now = Fingerprint.of(self.path)
-        except FileNotFoundError:
-            raise FileChangedError(self.path, self.node, "the file was deleted") from None
-        if now != self.fingerprint:
-            raise FileChangedError(self.path, self.node, self.fingerprint.describe_change(now))
+        check_unchanged(self.path, self.node, self.fingerprint)
 
     def _read_slab(self, h5file: tables.File, slab: tuple[slice, ...]) -> np.ndarray:
         leaf = _resolve_node(h5file, self.path, self.node)

@@ -173,8 +173,9 @@ def test_the_race_is_real_without_the_lock(array_file):
     assert int(done.stdout.split()[-1]) > 0
 
 
-def test_patch_is_reversible_exactly():
-    before = (
+def pytables_state():
+    """Everything patch() replaces, and the registry object it must keep."""
+    return (
         tables.open_file,
         tables_file.open_file,
         tables.File.__init__,
@@ -182,6 +183,10 @@ def test_patch_is_reversible_exactly():
         type(tables_file._open_files),
         tables_file._open_files,
     )
+
+
+def test_patch_is_reversible_exactly():
+    before = pytables_state()
     patch()
     assert is_patched()
     assert tables.open_file is not before[0] and tables.open_file is tables_file.open_file
@@ -190,14 +195,7 @@ def test_patch_is_reversible_exactly():
     patch()  # twice is harmless
     unpatch()
     assert not is_patched()
-    after = (
-        tables.open_file,
-        tables_file.open_file,
-        tables.File.__init__,
-        tables.File.close,
-        type(tables_file._open_files),
-        tables_file._open_files,
-    )
+    after = pytables_state()
     assert all(a is b for a, b in zip(after, before, strict=True))
     unpatch()  # twice is harmless
 
