@@ -122,6 +122,7 @@ def from_tables(
     name: str | None = None,
     inline_array: bool = False,
     direct: bool | None = None,
+    allow_pickles: bool = False,
 ) -> da.Array:
     """Create a dask array from a PyTables node, read in parallel and thread-safely.
 
@@ -162,6 +163,12 @@ def from_tables(
         nodes whose filters dask_tables decodes (none, shuffle, zlib, bzip2,
         Blosc, Blosc2, LZF, Fletcher-32); others read through PyTables.  Default:
         the ``dask_tables.direct`` configuration value, ``True`` unless set.
+    allow_pickles : bool, optional
+        PyTables unpickles the attributes of every node it opens, which can
+        run code stored in a hostile file.  By default dask_tables lets it
+        rebuild only plain data (numbers, strings, numpy arrays) and keeps
+        any other pickled attribute as raw bytes; ``True`` restores PyTables'
+        behaviour, for files you trust.
 
     Returns
     -------
@@ -201,7 +208,7 @@ def from_tables(
     499.5
     """
     files = expand_paths(path, node)
-    sources = [TablesSource.open(p, node, field, direct) for p in files]
+    sources = [TablesSource.open(p, node, field, direct, allow_pickles) for p in files]
     if len(sources) == 1:
         return _to_dask(sources[0], _normalize_chunks(sources[0], chunks), name, inline_array)
     _check_concatenable(sources)

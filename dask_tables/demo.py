@@ -25,6 +25,7 @@ import numpy as np
 import tables
 
 from .array import from_tables
+from .pickles import refusing_pickles
 from .registry import synchronized_close_file, synchronized_file, synchronized_open_file
 
 __all__ = ["DemoResult", "cookbook_mean", "default_cache_dir", "ensure_demo_file", "run_demo", "serial_mean"]
@@ -57,7 +58,7 @@ def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 def _is_demo_file(path: Path, shape: tuple[int, int]) -> bool:
     try:
-        with tables.open_file(path, "r") as f:
+        with refusing_pickles(), tables.open_file(path, "r") as f:
             node = f.get_node(DEMO_NODE)
             return bool(f.root._v_attrs[_MARK]) and tuple(int(n) for n in node.shape) == shape
     except Exception:  # any file we did not write ourselves

@@ -21,6 +21,7 @@ import tables
 from .direct import ChunkLayout, read_direct
 from .errors import FileChangedError, NotHDF5FileError
 from .fingerprint import Fingerprint, check_unchanged
+from .pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 from .selection import plan_read
 
@@ -116,6 +117,9 @@ class TablesSource:
     row_nbytes : int or None
         For a table: bytes of one whole record, what reading a row costs
         even for one column.
+    allow_pickles : bool
+        Let PyTables unpickle any object stored in the file's attributes
+        (by default only plain data: see :mod:`dask_tables.pickles`).
 
     Examples
     --------
@@ -139,10 +143,16 @@ class TablesSource:
     read_ndim: int = 0
     layout: ChunkLayout | None = None
     row_nbytes: int | None = None
+    allow_pickles: bool = False
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], node: str, field: str | None = None, direct: bool | None = None
+        cls,
+        path: str | os.PathLike[str],
+        node: str,
+        field: str | None = None,
+        direct: bool | None = None,
+        allow_pickles: bool = False,
     ) -> TablesSource:
         """Open ``path`` once, read the metadata of ``node`` and close it.
 
@@ -159,6 +169,10 @@ class TablesSource:
             Read chunks directly and decode them outside every lock, where
             the node's filters allow (default: the ``dask_tables.direct``
             configuration value, ``True`` unless set).
+        allow_pickles : bool, optional
+            Let PyTables unpickle arbitrary objects from the file's
+            attributes, which runs code stored in the file.  Only for files
+            you trust; by default only plain data is unpickled.
 
         Returns
         -------
@@ -189,11 +203,15 @@ class TablesSource:
         before = Fingerprint.of(path)
         try:
             # the lock covers every HDF5 call of the metadata read, not only open/close
-            with get_lock(), synchronized_file(path, "r") as h5:
+            with refusing_pickles(not allow_pickles), get_lock(), synchronized_file(path, "r") as h5:
                 leaf = _resolve_node(h5, path, node)
                 source = cls._from_leaf(leaf, path, node, field, before)
-                if dask.config.get("dask_tables.direct", True) if direct is None else direct:
-                    source = dataclasses.replace(source, layout=ChunkLayout.of(leaf))
+                layout = (
+                    ChunkLayout.of(leaf)
+                    if (dask.config.get("dask_tables.direct", True) if direct is None else direct)
+                    else None
+                )
+                source = dataclasses.replace(source, layout=layout, allow_pickles=allow_pickles)
         except tables.HDF5ExtError as err:
             reason = str(err).strip().splitlines()[-1]
             raise NotHDF5FileError(
@@ -247,15 +265,15 @@ class TablesSource:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         slab, remainder = plan_read(key, self.shape, self.read_ndim)
-        if self.layout is not None:
-            return read_direct(self.path, self.node, self.fingerprint, self.layout, slab, self.field)[
-                remainder
-            ]
-        with get_lock():
-            self.check_unchanged()
-            with synchronized_file(self.path, "r") as h5:
-                data = self._read_slab(h5, slab)
-            self.check_unchanged()
+        with refusing_pickles(not self.allow_pickles):
+            if self.layout is not None:
+                data = read_direct(self.path, self.node, self.fingerprint, self.layout, slab, self.field)
+            else:
+                with get_lock():
+                    self.check_unchanged()
+                    with synchronized_file(self.path, "r") as h5:
+                        data = self._read_slab(h5, slab)
+                    self.check_unchanged()
         return data[remainder]
 
     def check_unchanged(self) -> None:

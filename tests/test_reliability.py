@@ -285,3 +285,66 @@ def test_fuzzed_chunk_bytes_never_crash_hang_or_mislead(tmp_path):
         path.unlink()
     print(f"\nfuzz, 30 cases: {outcomes}", file=sys.stderr)
     assert outcomes.get("CorruptChunkError", 0) > 0
+
+
+class _Planted:
+    """Unpickling it touches a marker file: stands for code a hostile file runs."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def hostile_file(tmp_path):
+    path = tmp_path / "hostile.h5"
+    marker = tmp_path / "code-ran"
+    with tables.open_file(path, "w") as f:
+        f.root._v_attrs.note = _Planted(marker)
+        x = f.create_carray(
+            "/", "x", obj=np.arange(100.0), chunkshape=(10,), filters=tables.Filters(1, "zlib")
+        )
+        x._v_attrs.note = _Planted(marker)
+        x._v_attrs.TITLE = _Planted(marker)
+        t = f.create_table("/", "t", obj=records(50))
+        t._v_attrs.note = _Planted(marker)
+        t._v_attrs.plain = {"a": [1, 2], "b": {3, 4}}  # plain data still unpickles
+        filled = f.create_table("/", "filled", obj=records(50))
+        filled._v_attrs.FIELD_0_FILL = _Planted(marker)  # a column default PyTables itself uses
+    return path, marker
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("scheduler", ["threads", "processes"])
+def test_reading_never_runs_code_pickled_in_attributes(hostile_file, direct, scheduler):
+    path, marker = hostile_file
+    x = from_tables(path, "/x", direct=direct)
+    t = from_tables(path, "/t", field="a", direct=direct)
+    np.testing.assert_array_equal(x.compute(scheduler=scheduler), np.arange(100.0))
+    np.testing.assert_array_equal(t.compute(scheduler=scheduler), np.arange(50))
+    try:  # the refused default leaves PyTables' own table read without a fill value: it may fail
+        from_tables(path, "/filled", field="a", direct=direct).compute(scheduler=scheduler)
+    except ValueError:
+        assert not direct, "the direct path does not need column defaults"
+    assert not marker.exists(), "a pickled attribute ran code"
+
+
+def test_pickles_run_only_when_the_user_opts_in(hostile_file):
+    path, marker = hostile_file
+    from_tables(path, "/x", allow_pickles=True)
+    assert marker.exists(), "opting in restores PyTables' behaviour (and proves the test can fail)"
+
+
+def test_other_threads_still_unpickle_as_pytables_does(hostile_file):
+    from dask_tables.pickles import refusing_pickles
+
+    path, marker = hostile_file
+    with refusing_pickles(), tables.open_file(path) as f:
+        assert f.root.t._v_attrs.plain == {"a": [1, 2], "b": {3, 4}}
+        assert isinstance(f.root.x._v_attrs.note, bytes)
+    assert not marker.exists()
+    with tables.open_file(path) as f:  # outside the block: PyTables as ever
+        f.root.x._v_attrs.note  # noqa: B018
+    assert marker.exists()

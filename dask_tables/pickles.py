@@ -1,0 +1,114 @@
+"""Refuse to run pickled objects found in HDF5 attributes while dask_tables reads a file.
+
+PyTables unpickles every attribute of every node it opens (``AttributeSet``
+reads them all), so merely opening a hostile file can run code.  While a
+thread is inside :func:`refusing_pickles`, the unpickling PyTables does for
+that thread only rebuilds plain data (builtins, numpy arrays and scalars,
+PyTables' own ``Filters``); any other object is refused, and PyTables then
+keeps the attribute as its raw bytes, as it does for any pickle it cannot
+load.  Other threads unpickle as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import tables.attributeset
+
+__all__ = ["refusing_pickles"]
+
+_SAFE_GLOBALS = {
+    *(
+        (module, name)
+        for module in ("builtins", "__builtin__")  # protocols 0-2 name the builtins module the Python 2 way
+        for name in ("set", "frozenset", "complex", "slice", "range", "bytearray", "object")
+    ),
+    # old-style pickles of instances (PyTables 1.x stored Filters so): the classes
+    # they instantiate must pass this list too
+    ("copy_reg", "_reconstructor"),
+    ("copyreg", "_reconstructor"),
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    *(
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    ),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("tables.filters", "Filters"),
+}
+
+# Per thread: whether unpickling for this thread is restricted.  Written
+# only by the thread itself.
+_state = threading.local()
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"dask_tables refuses to unpickle {module}.{name} from an HDF5 attribute"
+        )
+
+
+class _PickleGate:
+    """Stands in for the :mod:`pickle` module inside ``tables.attributeset``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(pickle, name)
+
+    def loads(self, data: bytes, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_state, "refuse", False):
+            return _DataOnlyUnpickler(io.BytesIO(data), *args, **kwargs).load()
+        return pickle.loads(data, *args, **kwargs)
+
+
+_install_lock = threading.Lock()
+
+
+def _install() -> None:
+    # Guarded by _install_lock: the gate is installed once and stays; it only
+    # changes behaviour for threads inside refusing_pickles().
+    with _install_lock:
+        if not isinstance(tables.attributeset.pickle, _PickleGate):
+            tables.attributeset.pickle = _PickleGate()
+
+
+@contextlib.contextmanager
+def refusing_pickles(refuse: bool = True) -> Iterator[None]:
+    """Within the block, PyTables rebuilds only plain data from pickled attributes (this thread).
+
+    Parameters
+    ----------
+    refuse : bool, optional
+        ``False`` makes the block a no-op (the user opted in to pickles).
+
+    Examples
+    --------
+    >>> import os, numpy as np, tables
+    >>> class Marker:
+    ...     def __reduce__(self):
+    ...         return (os.getcwd, ())  # any callable: a real attack would run a command
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     f.root._v_attrs.evil = Marker()
+    >>> with refusing_pickles(), tables.open_file("example.h5") as f:
+    ...     type(f.root._v_attrs.evil).__name__  # the raw pickle, not a call's result
+    'bytes_'
+    """
+    if not refuse:
+        yield
+        return
+    _install()
+    previous = getattr(_state, "refuse", False)
+    _state.refuse = True
+    try:
+        yield
+    finally:
+        _state.refuse = previous
