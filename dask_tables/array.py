@@ -12,6 +12,7 @@ from dask.base import tokenize
 from .concat import ConcatenatedSource
 from .paths import PathSpec, expand_paths
 from .source import TablesSource
+from .validate import probe
 
 __all__ = ["from_tables"]
 
@@ -123,6 +124,7 @@ def from_tables(
     inline_array: bool = False,
     direct: bool | None = None,
     allow_pickles: bool = False,
+    validate: bool = False,
 ) -> da.Array:
     """Create a dask array from a PyTables node, read in parallel and thread-safely.
 
@@ -169,6 +171,11 @@ def from_tables(
         rebuild only plain data (numbers, strings, numpy arrays) and keeps
         any other pickled attribute as raw bytes; ``True`` restores PyTables'
         behaviour, for files you trust.
+    validate : bool, optional
+        For files from untrusted sources: first walk each file's metadata
+        and chunk index in a child process (:func:`dask_tables.validate.probe`),
+        and refuse a file that crashes or hangs HDF5 there, instead of
+        letting it crash this process.  Costs a Python start-up per file.
 
     Returns
     -------
@@ -208,6 +215,9 @@ def from_tables(
     499.5
     """
     files = expand_paths(path, node)
+    if validate:
+        for file in files:
+            probe(file, node)
     sources = [TablesSource.open(p, node, field, direct, allow_pickles) for p in files]
     if len(sources) == 1:
         return _to_dask(sources[0], _normalize_chunks(sources[0], chunks), name, inline_array)

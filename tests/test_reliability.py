@@ -348,3 +348,53 @@ def test_other_threads_still_unpickle_as_pytables_does(hostile_file):
     with tables.open_file(path) as f:  # outside the block: PyTables as ever
         f.root.x._v_attrs.note  # noqa: B018
     assert marker.exists()
+
+
+VALIDATE_CHILD = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import dask_tables
+try:
+    dask_tables.from_tables(sys.argv[1], sys.argv[2], validate=True)
+    print("built")
+except dask_tables.NotHDF5FileError as err:
+    print("refused" if "crashed" in str(err) or "did not finish" in str(err) else "damaged")
+except Exception as err:
+    print("error", type(err).__name__)
+"""
+
+
+def test_validate_refuses_headers_that_crash_hdf5_instead_of_crashing(tmp_path):
+    """Seeded fuzz of file headers: with validate=True, building never takes the process down."""
+    rng = np.random.default_rng(7)
+    base = tmp_path / "base.h5"
+    with tables.open_file(base, "w") as f:
+        f.create_carray(
+            "/",
+            "z",
+            obj=np.arange(2000.0).reshape(20, 100),
+            chunkshape=(5, 100),
+            filters=tables.Filters(1, "zlib"),
+        )
+        f.create_table("/", "t", obj=records(100))
+    script = tmp_path / "child.py"
+    script.write_text(VALIDATE_CHILD)
+    outcomes: dict[str, int] = {}
+    for case in range(30):
+        data = bytearray(base.read_bytes())
+        for offset in rng.integers(0, 4096, rng.integers(1, 20)):
+            data[int(offset)] ^= int(rng.integers(1, 256))
+        path = tmp_path / f"case{case}.h5"
+        path.write_bytes(bytes(data))
+        node = "/z" if case % 2 else "/t"
+        done = subprocess.run(
+            [sys.executable, str(script), str(path), node], capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, f"case {case}: the process died ({done.returncode})"
+        kind = done.stdout.split()[0]
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+        path.unlink()
+    print(f"\nheader fuzz with validate=True, 30 cases: {outcomes}", file=sys.stderr)
+    assert outcomes.get("refused", 0) > 0, (
+        "some of these damaged headers crash HDF5: the probe must catch them"
+    )
