@@ -30,7 +30,7 @@ from .fingerprint import Fingerprint, check_unchanged
 from .hdf5types import stored_as_read
 from .registry import get_lock, synchronized_file
 
-__all__ = ["ChunkLayout", "read_direct"]
+__all__ = ["ChunkLayout", "read_direct", "take_field"]
 
 
 @dataclass(frozen=True)
@@ -213,16 +213,15 @@ def _takes_whole_chunk(layout: ChunkLayout, piece: _Piece, target: np.ndarray) -
     return whole and target.flags.c_contiguous and target.dtype == layout.stored
 
 
-def _column(dtype: np.dtype, field: str | None) -> np.dtype:
-    """The dtype of ``field`` in a record ``dtype`` (the whole record without one)."""
-    if field is not None:
-        for name in field.split("/"):
-            dtype = dtype[name]
-    return dtype
+def take_field(records: Any, field: str | None) -> Any:
+    """The ``field`` column (``"pos/x"`` for nested ones) of records or of a record dtype; all without one.
 
-
-def _take(records: Any, field: str | None) -> Any:
-    """The ``field`` column of ``records`` (all of them without one)."""
+    Examples
+    --------
+    >>> import numpy as np
+    >>> take_field(np.dtype([("pos", [("x", "f8"), ("y", "i2")])]), "pos/y")
+    dtype('int16')
+    """
     if field is not None:
         for name in field.split("/"):
             records = records[name]
@@ -294,7 +293,7 @@ def read_direct(
     array([1., 4., 7.])
     """
     native = layout.stored.newbyteorder("=")
-    column = _column(native, field)
+    column = take_field(native, field)
     out_shape = tuple(len(range(s.start, s.stop, s.step)) for s in slab) + layout.cell_shape + column.shape
     out = np.empty(out_shape, dtype=column.base)
     if out.size == 0:
@@ -311,7 +310,7 @@ def read_direct(
             for piece in pieces:
                 info = leaf.chunk_info(piece.start)
                 if info.offset is None:
-                    out[piece.out] = _take(_fill(leaf, piece.region), field)
+                    out[piece.out] = take_field(_fill(leaf, piece.region), field)
                 else:
                     stored.append((piece, int(info.offset), int(info.size), int(info.filter_mask)))
 
@@ -345,7 +344,7 @@ def read_direct(
                 chunk = data.view(layout.stored).reshape(chunk_shape)
             else:
                 chunk = np.frombuffer(data, dtype=layout.stored).reshape(chunk_shape)
-            target[...] = _take(chunk[piece.local], field)
+            target[...] = take_field(chunk[piece.local], field)
     finally:
         os.close(fd)
     check_unchanged(path, node, fingerprint)

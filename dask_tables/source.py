@@ -18,8 +18,8 @@ import dask
 import numpy as np
 import tables
 
-from .direct import ChunkLayout, read_direct
-from .errors import FileChangedError, NotHDF5FileError
+from .direct import ChunkLayout, read_direct, take_field
+from .errors import NotHDF5FileError
 from .fingerprint import Fingerprint, check_unchanged
 from .pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
@@ -70,10 +70,7 @@ def _table_field_layout(table: tables.Table, path: str, field: str) -> tuple[np.
             f"{path}: node {table._v_pathname}: the table has no field {field!r}; "
             f"its fields are {', '.join(names)}"
         )
-    dtype = table.dtype
-    for name in field.split("/"):
-        dtype = dtype[name]
-    return _split_cell(dtype)
+    return _split_cell(take_field(table.dtype, field))
 
 
 def _split_cell(dtype: np.dtype) -> tuple[np.dtype, tuple[int, ...]]:
@@ -206,20 +203,16 @@ class TablesSource:
             with refusing_pickles(not allow_pickles), get_lock(), synchronized_file(path, "r") as h5:
                 leaf = _resolve_node(h5, path, node)
                 source = cls._from_leaf(leaf, path, node, field, before)
-                layout = (
-                    ChunkLayout.of(leaf)
-                    if (dask.config.get("dask_tables.direct", True) if direct is None else direct)
-                    else None
-                )
+                if direct is None:
+                    direct = dask.config.get("dask_tables.direct", True)
+                layout = ChunkLayout.of(leaf) if direct else None
                 source = dataclasses.replace(source, layout=layout, allow_pickles=allow_pickles)
         except tables.HDF5ExtError as err:
             reason = str(err).strip().splitlines()[-1]
             raise NotHDF5FileError(
                 f"{path}: damaged or unreadable HDF5 file (asked for node {node}): {reason}"
             ) from err
-        after = Fingerprint.of(path)
-        if after != before:
-            raise FileChangedError(path, node, before.describe_change(after))
+        check_unchanged(path, node, before)  # nothing changed while the metadata was read
         return source
 
     @classmethod
