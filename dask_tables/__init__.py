@@ -28,6 +28,17 @@ from .registry import (
 )
 from .source import TablesSource
 
+
+def __getattr__(name: str) -> object:
+    # read_table needs pandas and dask.dataframe: imported on first use, so that
+    # array users (and the validate probe's child process) start fast.
+    if name == "read_table":
+        from .dataframe import read_table
+
+        return read_table
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 try:
     __version__ = version("dask-tables")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -44,6 +55,7 @@ __all__ = [
     "get_lock",
     "patch",
     "patched",
+    "read_table",
     "synchronized_close_file",
     "synchronized_file",
     "synchronized_open_file",

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import dask
 import numpy as np
@@ -26,6 +27,13 @@ from .registry import get_lock, synchronized_file
 from .selection import plan_read
 
 __all__ = ["TablesSource"]
+
+
+T = TypeVar("T")
+
+
+def _nothing(leaf: tables.Leaf) -> None:
+    return None
 
 
 def _ints(values: Any) -> tuple[int, ...]:
@@ -194,6 +202,34 @@ class TablesSource:
         >>> TablesSource.open("example.h5", "/t", field="f1").dtype
         dtype('float64')
         """
+        source, _ = cls.open_inspecting(path, node, _nothing, field, direct, allow_pickles)
+        return source
+
+    @classmethod
+    def open_inspecting(
+        cls,
+        path: str | os.PathLike[str],
+        node: str,
+        inspect: Callable[[tables.Leaf], T],
+        field: str | None = None,
+        direct: bool | None = None,
+        allow_pickles: bool = False,
+    ) -> tuple[TablesSource, T]:
+        """Like :meth:`open`, and also return ``inspect(leaf)``, called while the file is open.
+
+        ``inspect`` runs under the registry lock, for the other metadata a
+        caller needs (column descriptions, indexes, ...) from the same
+        single open of the file.
+
+        Examples
+        --------
+        >>> import numpy as np, tables
+        >>> with tables.open_file("example.h5", "w") as f:
+        ...     _ = f.create_table("/", "t", obj=np.zeros(3, "i4,f8"))
+        >>> source, names = TablesSource.open_inspecting("example.h5", "/t", lambda t: t.colnames)
+        >>> names
+        ['f0', 'f1']
+        """
         path = os.path.abspath(os.fspath(path))
         node = node if node.startswith("/") else "/" + node
         _check_readable_file(path, node)
@@ -207,13 +243,14 @@ class TablesSource:
                     direct = dask.config.get("dask_tables.direct", True)
                 layout = ChunkLayout.of(leaf) if direct else None
                 source = dataclasses.replace(source, layout=layout, allow_pickles=allow_pickles)
+                found = inspect(leaf)
         except tables.HDF5ExtError as err:
             reason = str(err).strip().splitlines()[-1]
             raise NotHDF5FileError(
                 f"{path}: damaged or unreadable HDF5 file (asked for node {node}): {reason}"
             ) from err
         check_unchanged(path, node, before)  # nothing changed while the metadata was read
-        return source
+        return source, found
 
     @classmethod
     def _from_leaf(
@@ -262,12 +299,28 @@ class TablesSource:
             if self.layout is not None:
                 data = read_direct(self.path, self.node, self.fingerprint, self.layout, slab, self.field)
             else:
-                with get_lock():
-                    self.check_unchanged()
-                    with synchronized_file(self.path, "r") as h5:
-                        data = self._read_slab(h5, slab)
-                    self.check_unchanged()
+                data = self.with_leaf(lambda leaf: self._read_slab(leaf, slab))
         return data[remainder]
+
+    def with_leaf(self, action: Callable[[tables.Leaf], T]) -> T:
+        """Return ``action(leaf)``, called with the node open, under the registry lock.
+
+        The file is checked unchanged before and after, and closed again.
+
+        Examples
+        --------
+        >>> import numpy as np, tables
+        >>> with tables.open_file("example.h5", "w") as f:
+        ...     _ = f.create_array("/", "array", np.arange(3))
+        >>> TablesSource.open("example.h5", "/array").with_leaf(lambda leaf: int(leaf.nrows))
+        3
+        """
+        with refusing_pickles(not self.allow_pickles), get_lock():
+            self.check_unchanged()
+            with synchronized_file(self.path, "r") as h5:
+                result = action(_resolve_node(h5, self.path, self.node))
+            self.check_unchanged()
+        return result
 
     def check_unchanged(self) -> None:
         """Raise :class:`~dask_tables.FileChangedError` if the file changed since the build.
@@ -288,8 +341,7 @@ class TablesSource:
         """
         check_unchanged(self.path, self.node, self.fingerprint)
 
-    def _read_slab(self, h5file: tables.File, slab: tuple[slice, ...]) -> np.ndarray:
-        leaf = _resolve_node(h5file, self.path, self.node)
+    def _read_slab(self, leaf: tables.Leaf, slab: tuple[slice, ...]) -> np.ndarray:
         if isinstance(leaf, tables.Table):
             (rows,) = slab
             data = leaf.read(rows.start, rows.stop, rows.step, field=self.field)

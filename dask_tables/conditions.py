@@ -1,0 +1,148 @@
+"""PyTables query conditions, checked when the graph is built and evaluated per partition.
+
+``Table.read_where("energy > 10.5")`` compiles the condition with numexpr
+and evaluates it "in kernel", chunk by chunk, or answers it from the
+column's index.  :class:`Condition` keeps what a partition task needs to do
+the same, picklable:
+
+- the condition, and its variables: table columns by path, other values
+  as numpy arrays (``tables.Column`` objects in ``condvars`` are accepted
+  and kept by path, so they travel to other processes);
+- the numexpr type of each variable, to compile the same function again
+  in a task without opening the file;
+- whether PyTables would use an index for it.
+
+An indexed condition is answered by PyTables (``Table.get_where_list``
+under the registry lock), which reads only the matching rows.  Otherwise the
+task reads its rows (directly, decoding outside every lock) and applies the
+same compiled numexpr function that PyTables uses in kernel, with no lock
+held: the rows equal ``read_where``'s.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numexpr as ne
+import numpy as np
+import tables
+from tables.conditions import compile_condition
+
+from .direct import take_field
+
+__all__ = ["Condition"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A PyTables condition over one table's columns, ready for partition tasks.
+
+    Attributes
+    ----------
+    text : str
+        The condition, e.g. ``"(energy > 10.5) & (time < t0)"``.
+    columns : tuple of (str, str)
+        Variable name -> column path, for the variables that are columns.
+    values : tuple of (str, numpy.ndarray)
+        Variable name -> value, for the other variables.
+    types : tuple of (str, type)
+        Variable name -> numexpr type, to compile the condition again.
+    indexed : bool
+        PyTables would answer the condition from a column index.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> rows = np.array([(1, 0.5), (2, 1.5), (3, 2.5)], dtype=[("n", "i4"), ("x", "f8")])
+    >>> with tables.open_file("where.h5", "w") as f:
+    ...     condition = Condition.of(f.create_table("/", "t", obj=rows), "x > lim", {"lim": 1.0})
+    >>> condition.mask(rows)
+    array([False,  True,  True])
+    """
+
+    text: str
+    columns: tuple[tuple[str, str], ...]
+    values: tuple[tuple[str, np.ndarray], ...]
+    types: tuple[tuple[str, type], ...]
+    indexed: bool
+
+    @classmethod
+    def of(cls, table: tables.Table, text: str, condvars: Mapping[str, Any] | None = None) -> Condition:
+        """Check ``text`` against ``table`` and keep what tasks need.
+
+        Raises
+        ------
+        SyntaxError, NameError, TypeError, ValueError
+            The condition does not parse, names an unknown column or
+            variable, is not boolean, or uses an unsupported operation;
+            the message names the file and node.
+        """
+        where = f"{table._v_file.filename}: node {table._v_pathname}"
+        if not isinstance(text, str):
+            raise TypeError(f"{where}: where={text!r} must be a PyTables condition string")
+        own = {
+            name: table.cols._f_col(value.pathname) if isinstance(value, tables.Column) else value
+            for name, value in (condvars or {}).items()
+        }
+        try:
+            variables = table._required_expr_vars(text, own)
+            compiled = table._compile_condition(text, variables)
+            indexed = bool(compiled.index_expressions)
+        except (SyntaxError, NameError, TypeError, ValueError, KeyError, NotImplementedError) as err:
+            kind = type(err) if isinstance(err, (SyntaxError, NameError, TypeError)) else ValueError
+            raise kind(f"{where}: invalid condition {text!r}: {err}") from None
+        columns = tuple(
+            (name, value.pathname) for name, value in variables.items() if isinstance(value, tables.Column)
+        )
+        values = tuple(
+            (name, np.asarray(value))
+            for name, value in variables.items()
+            if not isinstance(value, tables.Column)
+        )
+        types = tuple(
+            (name, _numexpr_type(value.dtype if isinstance(value, tables.Column) else value))
+            for name, value in variables.items()
+        )
+        return cls(text, columns, values, types, indexed)
+
+    def condvars(self, table: tables.Table) -> dict[str, Any]:
+        """The ``condvars`` for PyTables' own query methods on ``table`` (an open node)."""
+        variables: dict[str, Any] = {name: table.cols._f_col(path) for name, path in self.columns}
+        variables.update(self.values)
+        return variables
+
+    def rows(self, table: tables.Table, start: int, stop: int) -> np.ndarray:
+        """Numbers of the rows in ``[start, stop)`` that match: PyTables answers (indexes used)."""
+        return table.get_where_list(self.text, self.condvars(table), start=start, stop=stop)
+
+    def mask(self, records: np.ndarray) -> np.ndarray:
+        """Which of ``records`` match, with PyTables' in-kernel function; no lock needed."""
+        function, parameters, kwargs = _compiled(self.text, self.types)
+        columns = dict(self.columns)
+        values = dict(self.values)
+        args = []
+        for name in parameters:
+            if name in columns:
+                column = take_field(records, columns[name])
+                args.append(np.ascontiguousarray(column, dtype=column.dtype.newbyteorder("=")))
+            else:
+                args.append(values[name])
+        if len(records) == 0:
+            return np.zeros(0, dtype=bool)
+        return np.asarray(function(*args, **kwargs), dtype=bool)
+
+
+def _numexpr_type(value: Any) -> type:
+    if isinstance(value, np.dtype):
+        return tables.table._nxtype_from_nptype[value.type]
+    return ne.necompiler.getType(np.asarray(value))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(text: str, types: tuple[tuple[str, type], ...]) -> tuple[Any, list[str], dict[str, Any]]:
+    # numexpr function objects do not pickle: each process compiles (and caches) its own.
+    compiled = compile_condition(text, dict(types), frozenset())
+    return compiled.function, list(compiled.parameters), compiled.kwargs

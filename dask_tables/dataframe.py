@@ -1,0 +1,322 @@
+"""``read_table``: PyTables Tables as dask DataFrames, with column and query pushdown."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import tables
+from dask.base import tokenize
+
+from .conditions import Condition
+from .frames import FrameLayout
+from .pandas_tables import is_pandas_node, is_pandas_table, read_pandas_table
+from .partitions import RowRange, known_divisions, partition_rows, plan_partitions, row_window
+from .paths import PathSpec, expand_paths
+from .source import TablesSource
+
+__all__ = ["TablePartitionReader", "read_table"]
+
+
+@dataclass(frozen=True)
+class _TableInfo:
+    """What the build learns from one file's table while it is open."""
+
+    nrows: int
+    layout: FrameLayout
+    condition: Condition | None
+
+
+class _PandasTable(Exception):
+    """Raised out of the metadata read: the node is pandas' ``HDFStore`` table format."""
+
+
+def _inspect_table(
+    leaf: tables.Leaf,
+    columns: Sequence[str] | None,
+    index: str | None,
+    where: str | None,
+    condvars: Mapping[str, Any] | None,
+    encoding: str | None,
+) -> _TableInfo:
+    if is_pandas_node(leaf):
+        raise _PandasTable
+    if not isinstance(leaf, tables.Table):
+        raise TypeError(
+            f"{leaf._v_file.filename}: node {leaf._v_pathname} is a {type(leaf).__name__}, not a Table; "
+            "read arrays with dask_tables.from_tables"
+        )
+    layout = FrameLayout.of(leaf, columns, index, encoding)
+    condition = None if where is None else Condition.of(leaf, where, condvars)
+    return _TableInfo(int(leaf.nrows), layout, condition)
+
+
+@dataclass(frozen=True)
+class TablePartitionReader:
+    """Reads one partition (a :class:`~dask_tables.partitions.RowRange`) as a pandas DataFrame.
+
+    Its ``columns=`` keyword lets dask push a column selection into the
+    read: ``read_table(...)[["a"]]`` converts only ``a``.
+
+    Attributes
+    ----------
+    sources : tuple of TablesSource
+        The table of each file, read as records (directly where possible).
+    layout : FrameLayout
+        Which columns, and how they convert.
+    conditions : tuple of (Condition or None)
+        The ``where`` condition, checked against each file's table.
+    sorted_index : bool
+        The divisions assume the index column is sorted: check each partition.
+    """
+
+    sources: tuple[TablesSource, ...]
+    layout: FrameLayout
+    conditions: tuple[Condition | None, ...] = ()
+    sorted_index: bool = False
+
+    def __call__(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Read ``part``; ``columns`` (dask's column projection) converts only those."""
+        layout = self.layout if columns is None else self.layout.project(_names(columns, self.layout.names))
+        source = self.sources[part.file]
+        condition = self.conditions[part.file] if self.conditions else None
+        if condition is None:
+            records = source[part.start : part.stop]
+            rows = np.arange(part.start, part.stop)
+        elif condition.indexed:
+            rows, records = source.with_leaf(functools.partial(_query, condition, part))
+        else:
+            records = source[part.start : part.stop]
+            matches = condition.mask(records)
+            records, rows = records[matches], np.flatnonzero(matches) + part.start
+        frame = layout.to_frame(records, rows + part.offset, source.path, source.node)
+        if self.sorted_index and not frame.index.is_monotonic_increasing:
+            raise ValueError(
+                f"{source.path}: node {source.node}: index column {self.layout.index.path!r} is not "
+                f"sorted in rows {part.start}..{part.stop - 1}, against what the partitions' first and "
+                "last values showed; read without index= and use set_index"
+            )
+        return frame
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        conditions = [c and (c.text, c.values) for c in self.conditions]
+        sources = [s.__dask_tokenize__() for s in self.sources]
+        return (type(self).__name__, sources, self.layout, tokenize(conditions), self.sorted_index)
+
+
+def _names(columns: str | Sequence[str], available: Sequence[str]) -> list[str]:
+    """The asked-for columns that this reader has, in the asked order."""
+    wanted = [columns] if isinstance(columns, str) else list(columns)
+    return [c for c in wanted if c in available]
+
+
+def _query(condition: Condition, part: RowRange, table: tables.Table) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.asarray(condition.rows(table, part.start, part.stop), dtype=np.int64)
+    return rows, table.read_coordinates(rows)
+
+
+def _edge_values(source: TablesSource, field: str, parts: Sequence[RowRange]) -> tuple[list, list]:
+    def read(table: tables.Table) -> tuple[list, list]:
+        firsts = [table.read(p.start, p.start + 1, field=field)[0] for p in parts]
+        lasts = [table.read(p.stop - 1, p.stop, field=field)[0] for p in parts]
+        return firsts, lasts
+
+    return source.with_leaf(read)
+
+
+def _divisions(
+    sources: Sequence[TablesSource], layout: FrameLayout, parts: Sequence[RowRange]
+) -> tuple[tuple[Any, ...] | None, bool]:
+    """Known divisions and whether tasks must check the index is sorted."""
+    if all(p.start == p.stop for p in parts):
+        return None, False
+    if layout.index is None:
+        starts = [p.first_label for p in parts]
+        return (*starts, parts[-1].offset + parts[-1].stop - 1), False
+    if layout.index.kind != "number":
+        return None, False
+    firsts: list[Any] = []
+    lasts: list[Any] = []
+    for number, source in enumerate(sources):
+        mine = [p for p in parts if p.file == number]
+        if mine:
+            f, la = _edge_values(source, layout.index.path, mine)
+            firsts += f
+            lasts += la
+    divisions = known_divisions(firsts, lasts)
+    return divisions, divisions is not None
+
+
+def read_table(
+    path: PathSpec,
+    node: str,
+    *,
+    columns: Sequence[str] | None = None,
+    where: str | None = None,
+    condvars: Mapping[str, Any] | None = None,
+    chunksize: int | None = None,
+    index: str | None = None,
+    start: int | None = None,
+    stop: int | None = None,
+    encoding: str | None = "utf-8",
+    direct: bool | None = None,
+    allow_pickles: bool = False,
+) -> dd.DataFrame:
+    """Read a PyTables ``Table`` (or a pandas ``HDFStore`` table) as a dask DataFrame.
+
+    Each partition is a range of rows, read by a task that opens the file
+    through the synchronized registry (chunks decoded outside every lock
+    where the direct path applies, see :func:`dask_tables.from_tables`), so
+    it computes under every dask scheduler and leaves no file open.  Building
+    the frame opens each file once and reads no rows (except the first and
+    last index value of each partition with ``index=``).
+
+    Parameters
+    ----------
+    path : str, os.PathLike, or a list of them
+        An HDF5 file, a glob pattern (``"runs/*.h5"``, sorted), or a list of
+        files; each file gives its own partitions, in order.
+    node : str
+        Path of the ``Table`` (``"/detector/events"``), or the key of a
+        table that pandas wrote with ``HDFStore(format="table")``.
+    columns : list of str, optional
+        The columns to read (default: all).  Nested columns are named with
+        ``/`` (``"pos/x"``); a nested group's name means all its columns.
+    where : str, optional
+        A PyTables condition (``"(energy > 10.5) & (time < t0)"``), as
+        :meth:`tables.Table.read_where` takes it, evaluated per partition:
+        PyTables answers it from the column's index where one exists,
+        otherwise the task evaluates the same numexpr function on its rows.
+        For a pandas table: a pandas ``where`` (``"index > 5 & B < 3"``).
+        Checked when the frame is built.
+    condvars : dict, optional
+        Values of the condition's variables (numbers, arrays, or
+        ``tables.Column`` objects of the table, kept by path).
+    chunksize : int, optional
+        Rows per partition, rounded to whole HDF5 chunks.  Default: about
+        dask's ``array.chunk-size`` (128 MiB) of records.
+    index : str, optional
+        A column to use as the index.  If its values are sorted (checked
+        from each partition's first and last value, and again by each task),
+        the divisions are known.  Default: the row numbers of the table (of
+        the files concatenated), with known divisions.
+    start, stop : int, optional
+        Read only these rows (of all files concatenated; negative ones count
+        from the end).
+    encoding : str or None, optional
+        ``"utf-8"`` (default): string (``S``) columns become pandas strings;
+        a value that is not UTF-8 raises :class:`UnicodeDecodeError` naming
+        the row.  ``None``: they stay ``bytes`` (pyarrow ``binary`` columns).
+    direct : bool, optional
+        Read chunks directly, as :func:`dask_tables.from_tables`.
+    allow_pickles : bool, optional
+        Let PyTables unpickle arbitrary objects in the file's attributes.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, dask_tables.NotHDF5FileError
+        A file is missing, a directory, not HDF5, or damaged.
+    tables.NoSuchNodeError
+        ``node`` is not in a file.
+    TypeError
+        ``node`` is not a ``Table``.
+    KeyError
+        An unknown column in ``columns`` or ``index``.
+    ValueError
+        A multidimensional column (read it with ``from_tables(field=...)``),
+        bad ``chunksize``, files whose tables differ, ``start`` after ``stop``.
+    IndexError
+        ``start`` or ``stop`` out of range.
+    SyntaxError, NameError
+        An invalid ``where`` condition, or an unknown variable in it.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> import dask_tables
+    >>> rows = np.zeros(1000, dtype=[("energy", "f8"), ("time", "i8"), ("pos", [("x", "f4"), ("y", "f4")])])
+    >>> rows["energy"] = np.arange(1000) % 20
+    >>> rows["time"] = np.arange(1000)
+    >>> with tables.open_file("events.h5", "w") as f:
+    ...     _ = f.create_table("/", "events", obj=rows, chunkshape=(100,))
+    >>> df = dask_tables.read_table("events.h5", "/events", columns=["energy", "pos/x"],
+    ...                             where="energy > 10.5", chunksize=300)
+    >>> df.npartitions  # rows 0-299, 300-599, 600-899, 900-999
+    4
+    >>> len(df.compute(scheduler="threads"))
+    450
+    """
+    files = expand_paths(path, node)
+    node = node if node.startswith("/") else "/" + node
+    inspect = functools.partial(
+        _inspect_table, columns=columns, index=index, where=where, condvars=condvars, encoding=encoding
+    )
+    opened = []
+    for file in files:
+        try:
+            opened.append(TablesSource.open_inspecting(file, node, inspect, None, direct, allow_pickles))
+        except _PandasTable:
+            return read_pandas_table(
+                files,
+                node,
+                columns=columns,
+                where=where,
+                chunksize=chunksize,
+                index=index,
+                start=start,
+                stop=stop,
+                allow_pickles=allow_pickles,
+            )
+        except TypeError:
+            if is_pandas_table(file, node):
+                return read_pandas_table(
+                    files,
+                    node,
+                    columns=columns,
+                    where=where,
+                    chunksize=chunksize,
+                    index=index,
+                    start=start,
+                    stop=stop,
+                    allow_pickles=allow_pickles,
+                )
+            raise
+    sources = tuple(source for source, _ in opened)
+    infos = [info for _, info in opened]
+    _check_same_tables(sources, infos)
+    first = sources[0]
+    where_text = f"{first.path}: node {first.node}"
+    low, high = row_window(start, stop, sum(i.nrows for i in infos), where_text)
+    chunk_rows = first.chunkshape[0] if first.chunkshape else 1
+    rows = partition_rows(chunksize, chunk_rows, first.row_nbytes or first.dtype.itemsize)
+    parts = plan_partitions([i.nrows for i in infos], rows, low, high)
+    divisions, sorted_index = _divisions(sources, infos[0].layout, parts)
+    conditions = tuple(i.condition for i in infos)
+    reader = TablePartitionReader(sources, infos[0].layout, conditions, sorted_index)
+    return dd.from_map(
+        reader,
+        parts,
+        meta=infos[0].layout.meta(),
+        divisions=divisions,
+        label="read-table",
+        enforce_metadata=False,
+    )
+
+
+def _check_same_tables(sources: Sequence[TablesSource], infos: Sequence[_TableInfo]) -> None:
+    first = sources[0]
+    for source, info in zip(sources[1:], infos[1:], strict=True):
+        if source.dtype != first.dtype or info.layout != infos[0].layout:
+            raise ValueError(
+                f"{source.path}: node {source.node} has records {source.dtype}, which differ from "
+                f"{first.path} ({first.dtype}); the files' tables cannot be read as one frame"
+            )
