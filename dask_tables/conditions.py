@@ -21,7 +21,7 @@ held: the rows equal ``read_where``'s.
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -141,8 +141,21 @@ def _numexpr_type(value: Any) -> type:
     return ne.necompiler.getType(np.asarray(value))
 
 
-@functools.lru_cache(maxsize=64)
+# Compiled conditions of this thread, by (text, types).  Per thread: a numexpr
+# function object keeps its scratch registers inside itself, so two threads
+# calling the same object corrupt each other's memory (we saw segfaults).
+_per_thread = threading.local()
+
+
 def _compiled(text: str, types: tuple[tuple[str, type], ...]) -> tuple[Any, list[str], dict[str, Any]]:
-    # numexpr function objects do not pickle: each process compiles (and caches) its own.
-    compiled = compile_condition(text, dict(types), frozenset())
-    return compiled.function, list(compiled.parameters), compiled.kwargs
+    # numexpr function objects do not pickle either: each thread of each process compiles its own.
+    cache = getattr(_per_thread, "cache", None)
+    if cache is None:
+        cache = _per_thread.cache = {}
+    key = (text, types)
+    if key not in cache:
+        if len(cache) > 64:
+            cache.clear()
+        compiled = compile_condition(text, dict(types), frozenset())
+        cache[key] = compiled.function, list(compiled.parameters), compiled.kwargs
+    return cache[key]

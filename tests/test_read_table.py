@@ -1,0 +1,453 @@
+"""read_table: PyTables (and pandas-written) tables as dask DataFrames, against PyTables' and pandas' own reads."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+import tables
+from helpers import registry_is_empty, run_python
+
+import dask_tables
+from dask_tables import FileChangedError, read_table
+
+Color = tables.Enum({"red": 3, "green": 1, "blue": 7})
+
+
+class Event(tables.IsDescription):
+    energy = tables.Float64Col(pos=0)
+    time = tables.Int64Col(pos=1)
+    count = tables.Int16Col(pos=2)
+    flag = tables.BoolCol(pos=3)
+    color = tables.EnumCol(Color, "red", base="uint8", pos=4)
+    name = tables.StringCol(6, pos=5)
+    z = tables.ComplexCol(16, pos=6)
+
+    class pos(tables.IsDescription):
+        _v_pos = 7
+        x = tables.Float32Col(pos=0)
+        y = tables.Float64Col(pos=1)
+
+
+N = 5000
+
+
+def _fill(numbers: np.ndarray) -> np.ndarray:
+    dtype = tables.Description(Event().columns)._v_dtype
+    rows = np.zeros(len(numbers), dtype)
+    rows["energy"] = (numbers * 7919) % 1000 / 10.0
+    rows["time"] = numbers * 3
+    rows["count"] = numbers % 300 - 150
+    rows["flag"] = numbers % 3 == 0
+    rows["color"] = np.array([3, 1, 7])[numbers % 3]
+    rows["name"] = [f"ev{i}".encode() for i in numbers]
+    rows["z"] = numbers + 1j
+    rows["pos"]["x"] = numbers * 0.5
+    rows["pos"]["y"] = -numbers
+    return rows
+
+
+def write_events(path, n=N, first=0, filters=None, chunkshape=(256,), index=None) -> None:
+    with tables.open_file(path, "w") as f:
+        group = f.create_group("/", "detector")
+        table = f.create_table(group, "events", Event, filters=filters, chunkshape=chunkshape)
+        table.append(_fill(np.arange(first, first + n)))
+        if index:
+            getattr(table.cols, index).create_csindex()
+        f.create_array("/", "array", np.arange(10))
+
+
+def expected_frame(records: np.ndarray, rows: np.ndarray, columns=None) -> pd.DataFrame:
+    """The data frame read_table must give for ``records`` (PyTables' read), built by hand."""
+    flat = {
+        "energy": records["energy"],
+        "time": records["time"],
+        "count": records["count"],
+        "flag": records["flag"],
+        "color": pd.Categorical.from_codes(
+            np.searchsorted([1, 3, 7], records["color"]), categories=["green", "red", "blue"]
+        ),
+        "name": pd.array([s.decode() for s in records["name"]], dtype=pd.StringDtype("pyarrow")),
+        "z": records["z"],
+        "pos/x": records["pos"]["x"],
+        "pos/y": records["pos"]["y"],
+    }
+    frame = pd.DataFrame(flat, index=pd.Index(np.asarray(rows, dtype=np.int64)))
+    return frame if columns is None else frame[columns]
+
+
+@pytest.fixture
+def events(tmp_path):
+    path = tmp_path / "events.h5"
+    write_events(path, filters=tables.Filters(complevel=1, complib="zlib", shuffle=True))
+    return path
+
+
+def pytables_rows(path, condition=None, condvars=None, start=None, stop=None):
+    with tables.open_file(path) as f:
+        table = f.root.detector.events
+        if condition is None:
+            records = table.read(start, stop)
+            return records, np.arange(start or 0, (start or 0) + len(records))
+        if condvars == "column":
+            condvars = {"x": table.cols.pos.x}
+        rows = table.get_where_list(condition, condvars, start=start, stop=stop)
+        return table.read_where(condition, condvars, start=start, stop=stop), rows
+
+
+# ---------------------------------------------------------------- whole tables, columns
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_whole_table_equals_pytables(events, direct):
+    df = read_table(events, "/detector/events", chunksize=1000, direct=direct)
+    assert df.npartitions == 5  # 1000 rows round to 1024: whole 256-row chunks
+    assert df.divisions == (0, 1024, 2048, 3072, 4096, N - 1)
+    result = df.compute(scheduler="threads")
+    records, rows = pytables_rows(events)
+    pd.testing.assert_frame_equal(result, expected_frame(records, rows))
+    assert list(result.columns) == ["energy", "time", "count", "flag", "color", "name", "z", "pos/x", "pos/y"]
+    assert registry_is_empty()
+
+
+def test_columns_nested_names_and_groups(events):
+    df = read_table(events, "detector/events", columns=["pos", "energy"])
+    assert list(df.columns) == ["pos/x", "pos/y", "energy"]
+    records, rows = pytables_rows(events)
+    pd.testing.assert_frame_equal(df.compute(), expected_frame(records, rows, ["pos/x", "pos/y", "energy"]))
+
+
+def test_meta_has_the_dtypes_of_the_data(events):
+    df = read_table(events, "/detector/events")
+    computed = df.compute()
+    assert df.dtypes.to_dict() == computed.dtypes.to_dict()
+    assert isinstance(df.dtypes["color"], pd.CategoricalDtype)
+
+
+def test_meta_and_partitions_are_built_without_reading_rows(tmp_path):
+    path = tmp_path / "damaged.h5"
+    write_events(path, filters=tables.Filters(complevel=1, complib="zlib"))
+    with tables.open_file(path) as f:
+        info = f.root.detector.events.chunk_info((512,))
+    with open(path, "r+b") as raw:
+        raw.seek(info.offset + 10)
+        raw.write(b"\xff" * 40)
+    df = read_table(path, "/detector/events", chunksize=256)  # builds: no row is read
+    assert df.npartitions == 20
+    with pytest.raises(dask_tables.CorruptChunkError, match=r"damaged\.h5"):
+        df.compute()
+    assert len(df.partitions[0].compute()) == 256  # the other chunks still read
+
+
+def test_column_projection_reaches_the_read(tmp_path):
+    path = tmp_path / "bytes.h5"
+    rows = np.array([(1, b"ok"), (2, b"\xff\xfe")], dtype=[("n", "i8"), ("s", "S2")])
+    with tables.open_file(path, "w") as f:
+        f.create_table("/", "t", obj=rows)
+    df = read_table(path, "/t")
+    with pytest.raises(UnicodeDecodeError, match=r"bytes.h5: node /t: column 's', row 1"):
+        df.compute()
+    # dask pushes the selection into the task: the bad column is never converted
+    assert df["n"].sum().compute() == 3
+    assert df[["n"]].compute()["n"].tolist() == [1, 2]
+    raw = read_table(path, "/t", encoding=None).compute()
+    assert raw["s"].tolist() == [b"ok", b"\xff\xfe"]
+
+
+def test_multidimensional_column_says_how_to_read_it(tmp_path):
+    path = tmp_path / "cells.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_table("/", "t", obj=np.zeros(4, dtype=[("a", "i4"), ("m", "f4", (2, 3))]))
+    with pytest.raises(ValueError, match=r"cells.h5: node /t: column 'm'.*from_tables\(\.\.\., field='m'\)"):
+        read_table(path, "/t")
+    assert read_table(path, "/t", columns=["a"]).compute()["a"].tolist() == [0, 0, 0, 0]
+
+
+def test_empty_table_gives_an_empty_frame(tmp_path):
+    path = tmp_path / "empty.h5"
+    write_events(path, n=0)
+    df = read_table(path, "/detector/events", where="energy > 1")
+    result = df.compute()
+    assert len(result) == 0
+    assert result.dtypes.to_dict() == df.dtypes.to_dict()
+    assert list(result.columns) == list(df.columns)
+
+
+# ---------------------------------------------------------------- where
+
+
+@pytest.mark.parametrize(
+    ("condition", "condvars"),
+    [
+        ("energy > 50.5", None),
+        ("(energy > lim) & (count < 0)", {"lim": 20.0}),
+        ("(name == b'ev42') | flag", None),
+        ("(x > 100) & (x < 200)", "column"),
+    ],
+)
+@pytest.mark.parametrize("indexed", [False, True])
+def test_where_equals_pytables_read_where(tmp_path, condition, condvars, indexed):
+    path = tmp_path / "where.h5"
+    write_events(
+        path, filters=tables.Filters(complevel=1, complib="blosc2:lz4"), index="energy" if indexed else None
+    )
+    if condvars == "column":
+        with tables.open_file(path) as f:  # a Column object of the user's own handle: kept by path
+            df = read_table(
+                path, "/detector/events", where=condition, condvars={"x": f.root.detector.events.cols.pos.x}
+            )
+    else:
+        df = read_table(path, "/detector/events", where=condition, condvars=condvars, chunksize=700)
+    records, rows = pytables_rows(path, condition, condvars)
+    result = df.compute(scheduler="threads")
+    assert 0 < len(result) < N
+    pd.testing.assert_frame_equal(result, expected_frame(records, rows))
+
+
+def test_indexed_condition_uses_the_index(tmp_path):
+    path = tmp_path / "indexed.h5"
+    write_events(path, index="time")
+    df = read_table(path, "/detector/events", where="(time >= 300) & (time < 330)", chunksize=256)
+    graph_reader = next(iter(df.dask.values()))
+    assert len(df.compute()) == 10
+    assert graph_reader is not None
+    with tables.open_file(path) as f:
+        assert f.root.detector.events.will_query_use_indexing("(time >= 300) & (time < 330)")
+
+
+@pytest.mark.parametrize(
+    ("condition", "error", "message"),
+    [
+        ("energy >", SyntaxError, "invalid condition"),
+        ("nosuch > 1", NameError, "nosuch"),
+        ("energy + 1", TypeError, "boolean"),
+        ("x > 1", NameError, "x"),  # a nested column needs condvars
+    ],
+)
+def test_bad_conditions_raise_when_the_frame_is_built(events, condition, error, message):
+    with pytest.raises(error, match=message) as info:
+        read_table(events, "/detector/events", where=condition)
+    assert "events.h5: node /detector/events" in str(info.value)
+
+
+# ---------------------------------------------------------------- index and divisions
+
+
+def test_sorted_index_column_gives_known_divisions(events):
+    df = read_table(events, "/detector/events", index="time", chunksize=1024)
+    assert df.known_divisions
+    assert df.divisions == (0, 3072, 6144, 9216, 12288, 3 * (N - 1))
+    records, _ = pytables_rows(events)
+    expected = expected_frame(records, np.arange(N)).set_index("time")
+    pd.testing.assert_frame_equal(df.compute(), expected)
+    # known divisions make a lookup read one partition
+    assert df.loc[3072:3075].npartitions == 1
+    assert df.loc[3072:3075].compute()["energy"].tolist() == expected.loc[3072:3075, "energy"].tolist()
+
+
+def test_unsorted_index_column_has_unknown_divisions(events):
+    df = read_table(events, "/detector/events", index="energy", chunksize=1024)
+    assert not df.known_divisions
+    assert len(df.compute()) == N
+
+
+def test_index_sorted_only_at_partition_edges_is_refused_by_the_task(tmp_path):
+    path = tmp_path / "edges.h5"
+    rows = np.zeros(8, dtype=[("k", "i8"), ("v", "f8")])
+    rows["k"] = [0, 2, 1, 3, 4, 6, 5, 7]  # first/last of each 4-row partition look sorted
+    with tables.open_file(path, "w") as f:
+        f.create_table("/", "t", obj=rows, chunkshape=(4,))
+    df = read_table(path, "/t", index="k", chunksize=4)
+    assert df.divisions == (0, 4, 7)
+    with pytest.raises(ValueError, match=r"edges.h5: node /t: index column 'k' is not sorted in rows (0\.\.3|4\.\.7)"):
+        df.compute()
+
+
+# ---------------------------------------------------------------- many files, start and stop
+
+
+def test_glob_of_files_in_sorted_order_with_global_row_numbers(tmp_path):
+    for i in (2, 0, 1):
+        write_events(tmp_path / f"run{i}.h5", n=1000, first=1000 * i)
+    df = read_table(str(tmp_path / "run*.h5"), "/detector/events", chunksize=512)
+    assert df.npartitions == 6  # each file its own two partitions
+    assert df.divisions == (0, 512, 1000, 1512, 2000, 2512, 2999)
+    expected = expected_frame(_fill(np.arange(3000)), np.arange(3000))
+    pd.testing.assert_frame_equal(df.compute(), expected)
+    sliced = read_table(str(tmp_path / "run*.h5"), "/detector/events", start=900, stop=-900, index="time")
+    pd.testing.assert_frame_equal(sliced.compute(), expected.iloc[900:2100].set_index("time"))
+
+
+def test_files_with_different_tables_are_refused(tmp_path):
+    write_events(tmp_path / "a.h5", n=10)
+    with tables.open_file(tmp_path / "b.h5", "w") as f:
+        f.create_group("/", "detector")
+        f.create_table("/detector", "events", obj=np.zeros(3, "i4,f8"))
+    with pytest.raises(ValueError, match=r"b\.h5: node /detector/events"):
+        read_table([tmp_path / "a.h5", tmp_path / "b.h5"], "/detector/events")
+
+
+def test_start_and_stop(events):
+    df = read_table(events, "/detector/events", start=100, stop=1100, chunksize=256, where="flag")
+    records, rows = pytables_rows(events, "flag", start=100, stop=1100)
+    pd.testing.assert_frame_equal(df.compute(), expected_frame(records, rows))
+    assert df.divisions[0] == 100
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "error"),
+    [(N + 1, None, IndexError), (None, N + 1, IndexError), (-N - 1, None, IndexError), (10, 5, ValueError)],
+)
+def test_start_stop_out_of_range(events, start, stop, error):
+    with pytest.raises(error, match=r"events\.h5: node /detector/events"):
+        read_table(events, "/detector/events", start=start, stop=stop)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_input_errors_name_file_and_node(events, tmp_path):
+    with pytest.raises(tables.NoSuchNodeError, match=r"events.h5: no node '/nosuch'"):
+        read_table(events, "/nosuch")
+    with pytest.raises(TypeError, match=r"events.h5: node /array is a Array, not a Table"):
+        read_table(events, "/array")
+    with pytest.raises(TypeError, match=r"node /detector is a Group"):
+        read_table(events, "/detector")
+    with pytest.raises(KeyError, match=r"events.h5: node /detector/events: no column 'nosuch'"):
+        read_table(events, "/detector/events", columns=["energy", "nosuch"])
+    with pytest.raises(KeyError, match=r"index='nosuch' is not a column"):
+        read_table(events, "/detector/events", index="nosuch")
+    with pytest.raises(FileNotFoundError, match=r"missing\.h5"):
+        read_table(tmp_path / "missing.h5", "/detector/events")
+    with pytest.raises(ValueError, match="chunksize"):
+        read_table(events, "/detector/events", chunksize=0)
+
+
+def test_changed_file_raises(events):
+    df = read_table(events, "/detector/events")
+    with tables.open_file(events, "a") as f:
+        f.root.detector.events.append(_fill(np.arange(3)))
+    with pytest.raises(FileChangedError, match=r"events\.h5"):
+        df.compute()
+
+
+# ---------------------------------------------------------------- schedulers
+
+
+@pytest.mark.parametrize("scheduler", ["synchronous", "threads", "processes"])
+def test_every_local_scheduler(events, scheduler):
+    df = read_table(events, "/detector/events", columns=["energy", "count", "color"], chunksize=1024)
+    records, _ = pytables_rows(events)
+    mean, counts = dask.compute(
+        df.energy.mean(), df.groupby("color", observed=True)["count"].sum(), scheduler=scheduler
+    )
+    assert mean == pytest.approx(records["energy"].mean())
+    assert counts["red"] == records["count"][records["color"] == 3].sum()
+    assert registry_is_empty()
+
+
+def test_distributed_local_cluster(events):
+    distributed = pytest.importorskip("distributed")
+    df = read_table(events, "/detector/events", where="energy > 50.5", chunksize=1024)
+    records, _ = pytables_rows(events, "energy > 50.5")
+    with (
+        warnings.catch_warnings(),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        warnings.simplefilter("ignore", UserWarning)  # distributed's port and memory notices
+        total, count = client.compute([df.energy.sum(), df.energy.count()], sync=True)
+        assert set(client.run(lambda: len(tables.file._open_files)).values()) == {0}
+    assert count == len(records)
+    assert total == pytest.approx(records["energy"].sum())
+
+
+# ---------------------------------------------------------------- pandas-written tables
+
+
+@pytest.fixture
+def pandas_file(tmp_path):
+    path = tmp_path / "pandas.h5"
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "A": np.arange(n, dtype="f8") / 7,
+            "B": np.arange(n) % 11,
+            "C": np.arange(n, dtype="i4"),
+            "s": [f"s{i % 13}" for i in range(n)],
+            "t": pd.date_range("2021-01-01", periods=n, freq="min"),
+        },
+        index=pd.RangeIndex(5, 5 + n),
+    )
+    frame.to_hdf(path, key="frame", format="table", data_columns=["B", "t"], complevel=1, complib="zlib")
+    return path
+
+
+def pandas_expected(path, **kwargs):
+    expected = pd.read_hdf(path, "frame", **kwargs)
+    # dask turns text columns into pyarrow strings, as dask.dataframe.read_hdf does
+    return expected.astype({c: pd.StringDtype("pyarrow") for c in expected if expected[c].dtype == "str"})
+
+
+@pytest.mark.parametrize("node", ["frame", "/frame", "/frame/table"])
+def test_pandas_table_equals_pandas_read_hdf(pandas_file, node):
+    df = read_table(pandas_file, node, chunksize=1000)
+    pd.testing.assert_frame_equal(df.compute(scheduler="threads"), pandas_expected(pandas_file))
+
+
+def test_pandas_where_columns_and_start_stop(pandas_file):
+    where = "(B > 3) & (index < 2000) & (t > '2021-01-01 02:00')"
+    df = read_table(pandas_file, "frame", where=where, columns=["A", "s"], start=100, stop=2500)
+    expected = pandas_expected(pandas_file, where=where, columns=["A", "s"], start=100, stop=2500)
+    assert len(expected) > 100
+    pd.testing.assert_frame_equal(df.compute(), expected)
+    assert df.A.sum().compute() == pytest.approx(expected.A.sum())
+
+
+def test_pandas_index_column(pandas_file):
+    df = read_table(pandas_file, "frame", index="C", columns=["A"])
+    pd.testing.assert_frame_equal(df.compute(), pandas_expected(pandas_file).set_index("C")[["A"]])
+
+
+def test_pandas_bad_input(pandas_file, tmp_path):
+    with pytest.raises(ValueError, match=r"pandas.h5: node /frame: invalid pandas where"):
+        read_table(pandas_file, "frame", where="Z > 3")
+    with pytest.raises(ValueError, match=r"pandas.h5: node /frame: invalid pandas where"):
+        read_table(pandas_file, "frame", where="B >> 3")
+    fixed = tmp_path / "fixed.h5"
+    pd.DataFrame({"a": [1, 2]}).to_hdf(fixed, key="f", format="fixed")
+    with pytest.raises(ValueError, match=r"fixed.h5: node /f was written by pandas in the 'fixed' format"):
+        read_table(fixed, "f")
+
+
+def test_pandas_file_changed(pandas_file):
+    df = read_table(pandas_file, "frame")
+    os.utime(pandas_file, ns=(0, 0))
+    with pytest.raises(FileChangedError, match=r"pandas\.h5"):
+        df.compute()
+
+
+def test_in_kernel_conditions_from_many_threads_do_not_crash(tmp_path):
+    """numexpr functions keep scratch memory inside: one per thread, or the process crashes."""
+    path = tmp_path / "race.h5"
+    write_events(path, n=20_000, chunkshape=(64,))
+    code = f"""
+        import dask, numpy as np, tables
+        from dask_tables import read_table
+        with tables.open_file({str(path)!r}) as f:
+            expected = len(f.root.detector.events.get_where_list("(energy * 2 > count) & ~flag"))
+        for _ in range(6):
+            df = read_table({str(path)!r}, "/detector/events", columns=["energy"], chunksize=64,
+                            where="(energy * 2 > count) & ~flag")
+            assert len(df.compute(scheduler="threads", num_workers=8)) == expected
+        print("ok")
+    """
+    done = run_python(code, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"
