@@ -39,5 +39,24 @@ def test_example_prints_the_true_mean(tmp_path, script, args):
 
 
 def test_every_example_is_tested():
-    tested = {"simple_threading.py", "threading_monkeypatch.py", "from_tables_mean.py"}
+    tested = {"simple_threading.py", "threading_monkeypatch.py", "from_tables_mean.py", "read_table_where.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "processes"])
+def test_read_table_example_prints_what_pytables_selects(tmp_path, scheduler):
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "read_table_where.py"), scheduler],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    first, *per_detector = done.stdout.strip().splitlines()
+    with tables.open_file(tmp_path / "events.h5") as f:
+        selected = f.root.events.read_where("energy > 10.5")
+    assert float(first.removeprefix("Mean: ")) == pytest.approx(selected["energy"].mean(), rel=1e-12)
+    printed = {int(line.split()[0]): float(line.split()[1]) for line in per_detector[1:]}
+    expected = {d: selected["energy"][selected["detector"] == d].mean() for d in range(4)}
+    assert printed == pytest.approx(expected, rel=1e-6)

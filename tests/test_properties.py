@@ -81,3 +81,50 @@ def test_plan_read_equals_numpy(shape_and_data):
     slab, remainder = plan_read(key, shape)
     assert all(s.step > 0 for s in slab)
     np.testing.assert_array_equal(array[slab][remainder], array[key])
+
+
+_TABLE_FILES = Path(tempfile.mkdtemp(prefix="dask-tables-props-"))
+
+
+@given(
+    nrows=st.integers(0, 700),
+    chunk_rows=st.integers(1, 90),
+    chunksize=st.none() | st.integers(1, 400),
+    window=st.tuples(st.none() | st.integers(-800, 800), st.none() | st.integers(-800, 800)),
+    threshold=st.none() | st.integers(-5, 105),
+    indexed=st.booleans(),
+    filters=st.sampled_from(FILTERS),
+)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_read_table_equals_pytables(nrows, chunk_rows, chunksize, window, threshold, indexed, filters):
+    from dask_tables import read_table
+
+    path = _TABLE_FILES / "table.h5"
+    rows = np.zeros(nrows, dtype=[("k", "i8"), ("v", "f4"), ("pos", [("x", "f8")])])
+    rows["k"] = (np.arange(nrows) * 37) % 101
+    rows["v"] = np.arange(nrows) / 3
+    rows["pos"]["x"] = -np.arange(nrows)
+    with tables.open_file(path, "w") as f:
+        table = f.create_table("/", "t", obj=rows, chunkshape=(chunk_rows,), filters=filters)
+        if indexed and nrows:
+            table.cols.k.create_csindex()
+    start, stop = window
+    in_range = all(v is None or -nrows <= v <= nrows for v in window)
+    low, high, _ = slice(start, stop).indices(nrows)
+    if not in_range or low > high:
+        return  # refusals are tested in test_read_table.py
+    where = None if threshold is None else f"k < {threshold}"
+    df = read_table(path, "/t", chunksize=chunksize, start=start, stop=stop, where=where)
+    with tables.open_file(path) as f:
+        table = f.root.t
+        if where is None:
+            expected_rows = np.arange(low, high)
+        else:
+            expected_rows = table.get_where_list(where, start=low, stop=high)
+        expected = table.read_coordinates(expected_rows)
+    result = df.compute(scheduler="threads")
+    np.testing.assert_array_equal(result.index.to_numpy(), expected_rows)
+    np.testing.assert_array_equal(result["k"].to_numpy(), expected["k"])
+    np.testing.assert_array_equal(result["pos/x"].to_numpy(), expected["pos"]["x"])
+    if where is None and df.known_divisions:  # partitions end on whole HDF5 chunks
+        assert all(d % chunk_rows == 0 for d in df.divisions[1:-1])

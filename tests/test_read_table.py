@@ -263,7 +263,9 @@ def test_index_sorted_only_at_partition_edges_is_refused_by_the_task(tmp_path):
         f.create_table("/", "t", obj=rows, chunkshape=(4,))
     df = read_table(path, "/t", index="k", chunksize=4)
     assert df.divisions == (0, 4, 7)
-    with pytest.raises(ValueError, match=r"edges.h5: node /t: index column 'k' is not sorted in rows (0\.\.3|4\.\.7)"):
+    with pytest.raises(
+        ValueError, match=r"edges.h5: node /t: index column 'k' is not sorted in rows (0\.\.3|4\.\.7)"
+    ):
         df.compute()
 
 

@@ -1,0 +1,185 @@
+"""Benchmark: ``read_table`` against the tools a user would otherwise pick for HDF5 tables.
+
+Two files hold the same ``--rows``-row table (``energy`` uniform in [0, 100),
+``time`` sorted, ``count``, ``x``): one written by PyTables (``Table.append``,
+a completely sorted index on ``energy``), one by pandas
+(``to_hdf(format="table", data_columns=["energy"])``, which indexes
+``energy`` too); both zlib level 1 + shuffle unless ``--complib`` says otherwise.
+In the same run it times, best of ``--repeat`` (page cache warm):
+
+* ``mean``: the mean of the ``energy`` column;
+* ``count``: how many rows have ``energy < 1`` (1% of them), with the index.
+
+Methods: ``read_table`` (threads) on both files; serial PyTables
+``Table.read(field=...)`` / ``read_where``; ``pandas.read_hdf`` (with
+``where``); ``dask.dataframe.read_hdf`` (threads; for ``count`` it reads the
+column and filters, as it has no ``where``).  It prints seconds, ratios to
+the anchors, checks the issue's targets, and writes JSON.
+
+Run: ``python benchmarks/bench_table.py`` (options: ``--rows``, ``--repeat``,
+``--complib``, ``--dir``, ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import tables
+
+import dask_tables
+
+NODE = "/events"
+KEY = "events"
+CONDITION = "energy < 1.0"
+
+
+def write_files(directory: str, rows: int, complib: str) -> tuple[str, str]:
+    """The PyTables-written and pandas-written files, with the same rows."""
+    rng = np.random.default_rng(42)
+    frame = pd.DataFrame(
+        {
+            "energy": rng.uniform(0, 100, rows),
+            "time": np.arange(rows, dtype="i8"),
+            "count": rng.integers(0, 1000, rows, dtype="i4"),
+            "x": rng.normal(size=rows),
+        }
+    )
+    filters = tables.Filters(complevel=0) if complib == "none" else tables.Filters(1, complib, shuffle=True)
+    plain = os.path.join(directory, "plain.h5")
+    with tables.open_file(plain, "w") as f:
+        table = f.create_table("/", "events", obj=frame.to_records(index=False), filters=filters)
+        table.cols.energy.create_csindex()
+    written_by_pandas = os.path.join(directory, "pandas.h5")
+    options = {} if complib == "none" else {"complevel": 1, "complib": complib}
+    frame.to_hdf(written_by_pandas, key=KEY, format="table", data_columns=["energy"], **options)
+    return plain, written_by_pandas
+
+
+def methods(plain: str, by_pandas: str) -> dict[str, dict[str, Callable[[], float]]]:
+    """For each task, the methods that compute its answer."""
+
+    def serial_mean() -> float:
+        with tables.open_file(plain) as f:
+            return float(f.root.events.read(field="energy").mean())
+
+    def serial_count() -> float:
+        with tables.open_file(plain) as f:
+            return float(len(f.root.events.read_where(CONDITION)))
+
+    def threads(value: object) -> float:
+        return float(dask.compute(value, scheduler="threads")[0])
+
+    return {
+        "mean": {
+            "serial Table.read": serial_mean,
+            "read_table": lambda: threads(
+                dask_tables.read_table(plain, NODE, columns=["energy"]).energy.mean()
+            ),
+            "read_table (pandas file)": lambda: threads(
+                dask_tables.read_table(by_pandas, KEY, columns=["energy"]).energy.mean()
+            ),
+            "pandas.read_hdf": lambda: float(pd.read_hdf(by_pandas, KEY, columns=["energy"]).energy.mean()),
+            "dd.read_hdf": lambda: threads(dd.read_hdf(by_pandas, KEY, columns=["energy"]).energy.mean()),
+        },
+        "count": {
+            "serial read_where": serial_count,
+            "read_table": lambda: threads(
+                dask_tables.read_table(plain, NODE, columns=["energy"], where=CONDITION).energy.count()
+            ),
+            "read_table (pandas file)": lambda: threads(
+                dask_tables.read_table(by_pandas, KEY, columns=["energy"], where=CONDITION).energy.count()
+            ),
+            "pandas.read_hdf": lambda: float(
+                len(pd.read_hdf(by_pandas, KEY, columns=["energy"], where=CONDITION))
+            ),
+            "dd.read_hdf + filter": lambda: threads(
+                (dd.read_hdf(by_pandas, KEY, columns=["energy"]).energy < 1.0).sum()
+            ),
+        },
+    }
+
+
+ANCHORS = {
+    "mean": ("serial Table.read", "dd.read_hdf"),
+    "count": ("serial read_where", "dd.read_hdf + filter"),
+}
+TARGETS = {
+    ("mean", "serial Table.read"): 1.5,
+    ("mean", "dd.read_hdf"): 2.0,
+    ("count", "serial read_where"): 1.0,
+    ("count", "dd.read_hdf + filter"): 5.0,
+}
+
+
+def best_time(function: Callable[[], float], repeat: int) -> tuple[float, float]:
+    answer = function()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times), answer
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--complib", default="zlib", help="zlib, blosc2:lz4, ... or none")
+    parser.add_argument("--dir", default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore", tables.NaturalNameWarning)
+    report: dict = {
+        "rows": args.rows,
+        "complib": args.complib,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "tasks": {},
+    }
+    with tempfile.TemporaryDirectory(dir=args.dir) as directory:
+        plain, by_pandas = write_files(directory, args.rows, args.complib)
+        print(
+            f"{args.rows:,} rows, {args.complib}; files {os.path.getsize(plain) / 2**20:.0f} MiB (PyTables), "
+            f"{os.path.getsize(by_pandas) / 2**20:.0f} MiB (pandas); {os.cpu_count()} CPUs"
+        )
+        for task, candidates in methods(plain, by_pandas).items():
+            timings = {name: best_time(function, args.repeat) for name, function in candidates.items()}
+            answers = {round(answer, 6) for _, answer in timings.values()}
+            if len(answers) != 1:
+                raise SystemExit(f"{task}: the methods disagree: {timings}")
+            rows = {}
+            for name, (seconds, _) in timings.items():
+                ratios = {f"vs {a}": timings[a][0] / seconds for a in ANCHORS[task]}
+                rows[name] = {"seconds": seconds, **ratios}
+            report["tasks"][task] = rows
+            print(f"\n{task}: " + ", ".join(f"{r} = {timings[r][0]:.3f} s" for r in ANCHORS[task]))
+            for name, row in rows.items():
+                ratio_text = "  ".join(f"{k} {v:5.2f}x" for k, v in row.items() if k.startswith("vs"))
+                print(f"  {name:26s} {row['seconds']:8.3f} s  {ratio_text}")
+    print("\ntargets (read_table on the PyTables file):")
+    report["targets"] = {}
+    for (task, anchor), target in TARGETS.items():
+        ratio = report["tasks"][task]["read_table"][f"vs {anchor}"]
+        met = ratio >= target
+        report["targets"][f"{task} vs {anchor}"] = {"ratio": ratio, "target": target, "met": met}
+        print(f"  {task} vs {anchor}: {ratio:.2f}x (target {target}x) {'met' if met else 'NOT met'}")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(report, out, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()
