@@ -89,7 +89,12 @@ class TablePartitionReader:
             records = source[part.start : part.stop]
             rows = np.arange(part.start, part.stop)
         elif condition.indexed:
-            rows, records = source.with_leaf(functools.partial(_query, condition, part))
+            # The index answers which rows match (under the lock); the rows
+            # themselves are read like any others, decoded outside the lock.
+            rows = source.with_leaf(functools.partial(_matching_rows, condition, part))
+            first = int(rows[0]) if len(rows) else part.start
+            last = int(rows[-1]) + 1 if len(rows) else part.start
+            records = source[first:last][rows - first]
         else:
             records = source[part.start : part.stop]
             matches = condition.mask(records)
@@ -115,9 +120,8 @@ def _names(columns: str | Sequence[str], available: Sequence[str]) -> list[str]:
     return [c for c in wanted if c in available]
 
 
-def _query(condition: Condition, part: RowRange, table: tables.Table) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.asarray(condition.rows(table, part.start, part.stop), dtype=np.int64)
-    return rows, table.read_coordinates(rows)
+def _matching_rows(condition: Condition, part: RowRange, table: tables.Table) -> np.ndarray:
+    return np.asarray(condition.rows(table, part.start, part.stop), dtype=np.int64)
 
 
 def _edge_values(source: TablesSource, field: str, parts: Sequence[RowRange]) -> tuple[list, list]:

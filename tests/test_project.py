@@ -75,3 +75,30 @@ def test_benchmark_runs_and_reports_ratios(tmp_path):
         assert methods["serial"]["vs serial"] == 1.0
     assert figures["rss_check"]["peak_rss"] > 0
     assert not list(tmp_path.glob("*/*.h5")), "the data files are removed"
+
+
+def test_table_benchmark_runs_and_reports_ratios(tmp_path):
+    out = tmp_path / "table.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_table.py"),
+            *("--rows", "20000", "--repeat", "1", "--dir", str(tmp_path), "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "targets" in done.stdout
+    figures = json.loads(out.read_text())
+    assert set(figures["tasks"]) == {"mean", "count clustered", "count scattered"}
+    assert figures["tasks"]["mean"]["serial Table.read"]["vs serial Table.read"] == 1.0
+    assert set(figures["tasks"]["count scattered"]) == {
+        "serial read_where",
+        "read_table",
+        "read_table (pandas file)",
+        "pandas.read_hdf",
+        "dd.read_hdf + filter",
+    }
+    assert not list(tmp_path.glob("*/*.h5")), "the data files are removed"
