@@ -16,7 +16,7 @@ from dask.base import tokenize
 from .conditions import Condition
 from .frames import FrameLayout
 from .pandas_tables import is_pandas_node, is_pandas_table, read_pandas_table
-from .partitions import RowRange, known_divisions, partition_rows, plan_partitions, row_window
+from .partitions import RowRange, partition_rows, plan_partitions, row_window, sorted_divisions
 from .paths import PathSpec, expand_paths
 from .source import TablesSource
 
@@ -103,8 +103,8 @@ class TablePartitionReader:
         if self.sorted_index and not frame.index.is_monotonic_increasing:
             raise ValueError(
                 f"{source.path}: node {source.node}: index column {self.layout.index.path!r} is not "
-                f"sorted in rows {part.start}..{part.stop - 1}, against what the partitions' first and "
-                "last values showed; read without index= and use set_index"
+                f"sorted in rows {part.start}..{part.stop - 1}, though the rows sampled when the frame "
+                "was built were: read with sorted_index=False (unknown divisions)"
             )
         return frame
 
@@ -124,17 +124,8 @@ def _matching_rows(condition: Condition, part: RowRange, table: tables.Table) ->
     return np.asarray(condition.rows(table, part.start, part.stop), dtype=np.int64)
 
 
-def _edge_values(source: TablesSource, field: str, parts: Sequence[RowRange]) -> tuple[list, list]:
-    def read(table: tables.Table) -> tuple[list, list]:
-        firsts = [table.read(p.start, p.start + 1, field=field)[0] for p in parts]
-        lasts = [table.read(p.stop - 1, p.stop, field=field)[0] for p in parts]
-        return firsts, lasts
-
-    return source.with_leaf(read)
-
-
 def _divisions(
-    sources: Sequence[TablesSource], layout: FrameLayout, parts: Sequence[RowRange]
+    sources: Sequence[TablesSource], layout: FrameLayout, parts: Sequence[RowRange], sorted_index: bool | None
 ) -> tuple[tuple[Any, ...] | None, bool]:
     """Known divisions and whether tasks must check the index is sorted."""
     if all(p.start == p.stop for p in parts):
@@ -142,17 +133,14 @@ def _divisions(
     if layout.index is None:
         starts = [p.first_label for p in parts]
         return (*starts, parts[-1].offset + parts[-1].stop - 1), False
-    if layout.index.kind != "number":
+    if sorted_index is False or layout.index.kind != "number":
         return None, False
-    firsts: list[Any] = []
-    lasts: list[Any] = []
-    for number, source in enumerate(sources):
-        mine = [p for p in parts if p.file == number]
-        if mine:
-            f, la = _edge_values(source, layout.index.path, mine)
-            firsts += f
-            lasts += la
-    divisions = known_divisions(firsts, lasts)
+    divisions = sorted_divisions(sources, layout.index.path, parts)
+    if divisions is None and sorted_index:
+        raise ValueError(
+            f"{sources[0].path}: node {sources[0].node}: sorted_index=True, but the index column "
+            f"{layout.index.path!r} is not sorted (or a value spans two partitions)"
+        )
     return divisions, divisions is not None
 
 
@@ -165,6 +153,7 @@ def read_table(
     condvars: Mapping[str, Any] | None = None,
     chunksize: int | None = None,
     index: str | None = None,
+    sorted_index: bool | None = None,
     start: int | None = None,
     stop: int | None = None,
     encoding: str | None = "utf-8",
@@ -205,10 +194,16 @@ def read_table(
         Rows per partition, rounded to whole HDF5 chunks.  Default: about
         dask's ``array.chunk-size`` (128 MiB) of records.
     index : str, optional
-        A column to use as the index.  If its values are sorted (checked
-        from each partition's first and last value, and again by each task),
-        the divisions are known.  Default: the row numbers of the table (of
-        the files concatenated), with known divisions.
+        A column to use as the index.  Default: the row numbers of the table
+        (of the files concatenated), with known divisions; for a pandas
+        table, its own index.
+    sorted_index : bool, optional
+        Whether the index values rise with the rows, giving known divisions.
+        ``None`` (default): find out from 16 evenly spaced rows of each
+        partition (a numeric index only); each task checks its own rows too,
+        and raises ``ValueError`` if they are not sorted after all.
+        ``False``: unknown divisions, no check.  ``True``: as ``None``, but
+        raise ``ValueError`` when the frame is built if the samples are not sorted.
     start, stop : int, optional
         Read only these rows (of all files concatenated; negative ones count
         from the end).
@@ -264,35 +259,29 @@ def read_table(
     inspect = functools.partial(
         _inspect_table, columns=columns, index=index, where=where, condvars=condvars, encoding=encoding
     )
+    as_pandas_table = functools.partial(
+        read_pandas_table,
+        files,
+        node,
+        columns=columns,
+        where=where,
+        chunksize=chunksize,
+        index=index,
+        sorted_index=sorted_index,
+        start=start,
+        stop=stop,
+        direct=direct,
+        allow_pickles=allow_pickles,
+    )
     opened = []
     for file in files:
         try:
             opened.append(TablesSource.open_inspecting(file, node, inspect, None, direct, allow_pickles))
         except _PandasTable:
-            return read_pandas_table(
-                files,
-                node,
-                columns=columns,
-                where=where,
-                chunksize=chunksize,
-                index=index,
-                start=start,
-                stop=stop,
-                allow_pickles=allow_pickles,
-            )
+            return as_pandas_table()
         except TypeError:
-            if is_pandas_table(file, node):
-                return read_pandas_table(
-                    files,
-                    node,
-                    columns=columns,
-                    where=where,
-                    chunksize=chunksize,
-                    index=index,
-                    start=start,
-                    stop=stop,
-                    allow_pickles=allow_pickles,
-                )
+            if is_pandas_table(file, node):  # pandas' group, not its table
+                return as_pandas_table()
             raise
     sources = tuple(source for source, _ in opened)
     infos = [info for _, info in opened]
@@ -303,9 +292,9 @@ def read_table(
     chunk_rows = first.chunkshape[0] if first.chunkshape else 1
     rows = partition_rows(chunksize, chunk_rows, first.row_nbytes or first.dtype.itemsize)
     parts = plan_partitions([i.nrows for i in infos], rows, low, high)
-    divisions, sorted_index = _divisions(sources, infos[0].layout, parts)
+    divisions, check_sorted = _divisions(sources, infos[0].layout, parts, sorted_index)
     conditions = tuple(i.condition for i in infos)
-    reader = TablePartitionReader(sources, infos[0].layout, conditions, sorted_index)
+    reader = TablePartitionReader(sources, infos[0].layout, conditions, check_sorted)
     return dd.from_map(
         reader,
         parts,

@@ -8,6 +8,14 @@ task asks pandas itself (``HDFStore.select(key, where, start, stop,
 columns)``) under the registry lock, so the rows, dtypes and ``where``
 syntax are exactly pandas'.  The lock makes those reads serial (pandas
 reads through HDF5, which serializes them anyway).
+
+The common case goes faster: with no ``where``, when the index and every
+column read are plain numbers or booleans (pandas converts those with a mere
+``astype``), a :class:`NumericLayout` says where each column sits in the
+table's records, and the task reads the records like any table (directly,
+decoding outside every lock) and builds the frame itself, with the dtypes of
+pandas' own (zero-row) answer.  A numeric index then also gives known
+divisions when it is sorted.
 """
 
 from __future__ import annotations
@@ -19,14 +27,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
 import tables
 
 from .errors import NotHDF5FileError
 from .fingerprint import Fingerprint, check_unchanged
-from .partitions import RowRange, partition_rows, plan_partitions, row_window
+from .partitions import RowRange, partition_rows, plan_partitions, row_window, sorted_divisions
 from .pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
+from .source import TablesSource
 
 __all__ = ["PandasTableReader", "is_pandas_node", "is_pandas_table", "read_pandas_table"]
 
@@ -52,6 +62,62 @@ def _key(node: str) -> str:
     return node[: -len("/table")] if node.endswith("/table") else node
 
 
+NUMERIC_KINDS = {"integer", "float", "bool"}
+
+
+@dataclass(frozen=True)
+class NumericLayout:
+    """Where the numeric columns of a pandas table sit in its records.
+
+    Attributes
+    ----------
+    index_name : str or None
+        The frame's index name.
+    index_dtype : numpy.dtype
+        The index's dtype.
+    columns : tuple of (str, str, int or None, numpy.dtype)
+        Frame column, table column (a data column, or a values block),
+        position in the block (``None`` for a data column), dtype.
+    """
+
+    index_name: str | None
+    index_dtype: np.dtype
+    columns: tuple[tuple[str, str, int | None, np.dtype], ...]
+
+    @classmethod
+    def of(cls, storer: Any, meta: pd.DataFrame) -> NumericLayout | None:
+        """The layout of the columns of ``meta`` (pandas' zero-row answer), if all are numeric."""
+        if len(storer.index_axes) != 1 or type(meta.index) is not pd.Index:
+            return None
+        index_axis = storer.index_axes[0]
+        if index_axis.kind not in {"integer", "float"} or meta.index.dtype.kind not in "iuf":
+            return None
+        where: dict[str, tuple[str, int | None, np.dtype]] = {}
+        for axis in storer.values_axes:
+            if axis.kind not in NUMERIC_KINDS or axis.meta is not None:
+                continue
+            block = len(axis.values) > 1 or axis.cname.startswith("values_block_")
+            for position, name in enumerate(axis.values):
+                where[name] = (axis.cname, position if block else None, np.dtype(axis.dtype))
+        columns = []
+        for name, dtype in meta.dtypes.items():
+            if name not in where or where[name][2] != dtype:
+                return None
+            columns.append((name, *where[name]))
+        return cls(meta.index.name, meta.index.dtype, tuple(columns))
+
+    def to_frame(self, records: np.ndarray, selected: Sequence[str]) -> pd.DataFrame:
+        """The frame of ``records`` (rows of the pandas table) with the columns ``selected``."""
+        by_name = {c[0]: c for c in self.columns}
+        data = {}
+        for name in selected:
+            _, cname, position, dtype = by_name[name]
+            values = records[cname] if position is None else records[cname][:, position]
+            data[name] = values.astype(dtype)
+        index = pd.Index(records["index"].astype(self.index_dtype), name=self.index_name)
+        return pd.DataFrame(data, index=index, columns=list(selected))
+
+
 @dataclass(frozen=True)
 class PandasTableReader:
     """Reads one partition of a pandas-written table with pandas, under the registry lock.
@@ -70,6 +136,12 @@ class PandasTableReader:
         A column to make the index.
     allow_pickles : bool
         Let PyTables unpickle any attribute.
+    numeric : NumericLayout or None
+        Set when the fast path applies (no ``where``, numeric columns).
+    tables : tuple of TablesSource
+        With ``numeric``: each file's ``/key/table``, read as records.
+    sorted_index : bool
+        The divisions assume the index is sorted: check each partition.
     """
 
     files: tuple[tuple[str, Fingerprint], ...]
@@ -78,6 +150,9 @@ class PandasTableReader:
     where: str | None
     index: str | None
     allow_pickles: bool = False
+    numeric: NumericLayout | None = None
+    tables: tuple[TablesSource, ...] = ()
+    sorted_index: bool = False
 
     def select(self, number: int, start: int, stop: int) -> pd.DataFrame:
         """pandas' ``HDFStore.select`` of rows ``[start, stop)`` of file ``number``."""
@@ -85,11 +160,22 @@ class PandasTableReader:
         read_columns = None if self.selected is None else list(self.selected)
         if read_columns is not None and self.index is not None and self.index not in read_columns:
             read_columns.append(self.index)
-        with refusing_pickles(not self.allow_pickles), get_lock():
-            check_unchanged(path, self.key, fingerprint)
-            with pd.HDFStore(path, mode="r") as store:
-                frame = store.select(self.key, where=self.where, start=start, stop=stop, columns=read_columns)
-            check_unchanged(path, self.key, fingerprint)
+        if self.numeric is not None:
+            names = read_columns if read_columns is not None else [c[0] for c in self.numeric.columns]
+            frame = self.numeric.to_frame(self.tables[number][start:stop], names)
+            if self.sorted_index and not frame.index.is_monotonic_increasing:
+                raise ValueError(
+                    f"{path}: node {self.key}: the index is not sorted in rows {start}..{stop - 1}, though the "
+                    "rows sampled when the frame was built were: read with sorted_index=False"
+                )
+        else:
+            with refusing_pickles(not self.allow_pickles), get_lock():
+                check_unchanged(path, self.key, fingerprint)
+                with pd.HDFStore(path, mode="r") as store:
+                    frame = store.select(
+                        self.key, where=self.where, start=start, stop=stop, columns=read_columns
+                    )
+                check_unchanged(path, self.key, fingerprint)
         if self.index is not None:
             frame = frame.set_index(self.index)
         if self.selected is not None:
@@ -105,8 +191,10 @@ class PandasTableReader:
         return reader.select(part.file, part.start, part.stop)
 
 
-def _describe(path: str, key: str, where: str | None, allow_pickles: bool) -> tuple[int, int, int]:
-    """Rows, HDF5 chunk rows and bytes per row of the pandas table; checks ``where``."""
+def _describe(
+    path: str, key: str, where: str | None, columns: Sequence[str] | None, allow_pickles: bool
+) -> tuple[int, int, int, NumericLayout | None]:
+    """Rows, HDF5 chunk rows, bytes per row and numeric layout of the pandas table; checks ``where``."""
     with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
         storer = store.get_storer(key)
         if not storer.is_table:
@@ -132,7 +220,13 @@ def _describe(path: str, key: str, where: str | None, allow_pickles: bool) -> tu
             ) as err:
                 kind = type(err) if isinstance(err, (SyntaxError, NameError, TypeError)) else ValueError
                 raise kind(f"{path}: node {key}: invalid pandas where {where!r}: {err}") from None
-    return rows, chunk_rows, row_nbytes
+            return rows, chunk_rows, row_nbytes, None
+        try:
+            meta = store.select(key, start=0, stop=0, columns=None if columns is None else list(columns))
+        except KeyError:
+            return rows, chunk_rows, row_nbytes, None  # reported with the meta
+        storer.infer_axes()
+        return rows, chunk_rows, row_nbytes, NumericLayout.of(storer, meta)
 
 
 def read_pandas_table(
@@ -143,22 +237,32 @@ def read_pandas_table(
     where: str | None,
     chunksize: int | None,
     index: str | None,
+    sorted_index: bool | None,
     start: int | None,
     stop: int | None,
+    direct: bool | None,
     allow_pickles: bool,
 ) -> dd.DataFrame:
     """:func:`dask_tables.read_table` for tables that pandas wrote; see there."""
     key = _key(node)
     paths = [os.path.abspath(f) for f in files]
     fingerprints = [Fingerprint.of(p) for p in paths]
+    if isinstance(columns, str):
+        columns = [columns]
+    read_columns = None if columns is None else list(dict.fromkeys([*columns, *([index] if index else [])]))
     try:
-        described = [_describe(p, key, where, allow_pickles) for p in paths]
+        described = [_describe(p, key, where, read_columns, allow_pickles) for p in paths]
     except tables.HDF5ExtError as err:  # pragma: no cover - damaged after the first open
         raise NotHDF5FileError(f"{paths[0]}: damaged HDF5 file (asked for node {node}): {err}") from err
     for path, fingerprint in zip(paths, fingerprints, strict=True):
         check_unchanged(path, key, fingerprint)
-    if isinstance(columns, str):
-        columns = [columns]
+    layouts = {d[3] for d in described}
+    numeric = described[0][3] if len(layouts) == 1 else None
+    sources = (
+        tuple(TablesSource.open(p, key + "/table", direct=direct, allow_pickles=allow_pickles) for p in paths)
+        if numeric
+        else ()
+    )
     reader = PandasTableReader(
         tuple(zip(paths, fingerprints, strict=True)),
         key,
@@ -166,17 +270,29 @@ def read_pandas_table(
         where,
         index,
         allow_pickles,
+        numeric,
+        sources,
     )
     meta = _meta(reader, paths[0], key, columns, index)
     low, high = row_window(start, stop, sum(d[0] for d in described), f"{paths[0]}: node {key}")
     rows = partition_rows(chunksize, described[0][1], described[0][2])
     parts = plan_partitions([d[0] for d in described], rows, low, high)
+    divisions = None
+    if (
+        numeric is not None
+        and index is None
+        and sorted_index is not False
+        and any(p.stop > p.start for p in parts)
+    ):
+        divisions = sorted_divisions(sources, "index", parts)
+        reader = dataclasses.replace(reader, sorted_index=divisions is not None)
+    if sorted_index and divisions is None:
+        raise ValueError(
+            f"{paths[0]}: node {key}: sorted_index=True, but the index is not numeric and sorted "
+            "(known divisions need the fast path: no where, numeric columns, no index= column)"
+        )
     return dd.from_map(
-        reader,
-        parts,
-        meta=meta,
-        label="read-table",
-        enforce_metadata=False,
+        reader, parts, meta=meta, divisions=divisions, label="read-table", enforce_metadata=False
     )
 
 

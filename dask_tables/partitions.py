@@ -8,14 +8,23 @@ read by two partitions (except where ``start``/``stop`` cut one).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 import numpy as np
 from dask.utils import parse_bytes
 
-__all__ = ["RowRange", "known_divisions", "partition_rows", "plan_partitions", "row_window"]
+__all__ = [
+    "RowRange",
+    "known_divisions",
+    "partition_rows",
+    "plan_partitions",
+    "row_window",
+    "sorted_divisions",
+]
 
 
 @dataclass(frozen=True)
@@ -106,26 +115,64 @@ def plan_partitions(sizes: Sequence[int], rows: int, low: int, high: int) -> lis
     return parts or [RowRange(0, 0, 0, 0)]
 
 
-def known_divisions(firsts: Sequence[object], lasts: Sequence[object]) -> tuple[object, ...] | None:
-    """Divisions from each partition's first and last index value, if they prove an order.
+SAMPLES_PER_PARTITION = 16
 
-    The values must rise strictly from one partition to the next (a value
-    shared by two partitions would break dask's divisions) and never fall
-    within a partition's bounds; otherwise ``None`` (unknown divisions).
-    Each partition task then checks its own rows are sorted.
+
+def known_divisions(samples: Sequence[np.ndarray]) -> tuple[object, ...] | None:
+    """Divisions from evenly spaced index values of each partition (first and last included), if sorted.
+
+    The values must never fall, and rise strictly from one partition to the
+    next (a value shared by two partitions would break dask's divisions);
+    otherwise ``None`` (unknown divisions).  Samples cannot prove a partition
+    sorted between them, so each partition task checks its own rows again.
 
     Examples
     --------
-    >>> known_divisions([0, 10, 20], [9, 19, 25])
+    >>> known_divisions([np.array([0, 5, 9]), np.array([10, 19]), np.array([20, 25])])
     (0, 10, 20, 25)
-    >>> known_divisions([0, 9], [9, 19]) is None
+    >>> known_divisions([np.array([0, 9]), np.array([9, 19])]) is None
+    True
+    >>> known_divisions([np.array([0, 7, 3, 9])]) is None
     True
     """
-    if not firsts:
+    if not samples or any(len(s) == 0 for s in samples):
         return None
-    values = np.array([v for pair in zip(firsts, lasts, strict=True) for v in pair])
-    if values.dtype.kind not in "iufMm" or (values.dtype.kind in "fc" and np.isnan(values).any()):
+    values = np.concatenate(samples)
+    if values.dtype.kind not in "iuf" or (values.dtype.kind == "f" and np.isnan(values).any()):
         return None
-    if not (np.all(values[0::2] <= values[1::2]) and np.all(values[1:-1:2] < values[2::2])):
+    if np.any(np.diff(values) < 0):
         return None
-    return (*(v.item() for v in values[0::2]), values[-1].item())
+    if any(a[-1] >= b[0] for a, b in itertools.pairwise(samples)):
+        return None
+    return (*(s[0].item() for s in samples), samples[-1][-1].item())
+
+
+def sample_values(source: Any, field: str, parts: Sequence[RowRange]) -> list[np.ndarray]:
+    """Evenly spaced values of ``field`` in each of ``parts`` (all of one file), in one open.
+
+    ``source`` is a :class:`~dask_tables.TablesSource` of the file's table.
+    """
+
+    def read(table: Any) -> list[np.ndarray]:
+        samples = []
+        for part in parts:
+            rows = np.unique(
+                np.linspace(part.start, part.stop - 1, SAMPLES_PER_PARTITION).round().astype(np.int64)
+            )
+            samples.append(np.asarray(table.read_coordinates(rows, field=field)))
+        return samples
+
+    return source.with_leaf(read)
+
+
+def sorted_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRange]) -> tuple[Any, ...] | None:
+    """Known divisions of the ``field`` index over ``parts`` of ``sources``, or ``None``.
+
+    See :func:`known_divisions`; reads a few rows a partition.
+    """
+    samples: list[np.ndarray] = []
+    for number, source in enumerate(sources):
+        mine = [p for p in parts if p.file == number and p.stop > p.start]
+        if mine:
+            samples += sample_values(source, field, mine)
+    return known_divisions(samples)

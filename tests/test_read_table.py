@@ -255,18 +255,28 @@ def test_unsorted_index_column_has_unknown_divisions(events):
     assert len(df.compute()) == N
 
 
-def test_index_sorted_only_at_partition_edges_is_refused_by_the_task(tmp_path):
+def test_index_sorted_only_where_sampled_is_refused_by_the_task(tmp_path):
     path = tmp_path / "edges.h5"
-    rows = np.zeros(8, dtype=[("k", "i8"), ("v", "f8")])
-    rows["k"] = [0, 2, 1, 3, 4, 6, 5, 7]  # first/last of each 4-row partition look sorted
+    rows = np.zeros(2000, dtype=[("k", "i8"), ("v", "f8")])
+    rows["k"] = np.arange(2000)
+    rows["k"][[5, 6]] = [6, 5]  # between two of the 16 rows sampled per partition
     with tables.open_file(path, "w") as f:
-        f.create_table("/", "t", obj=rows, chunkshape=(4,))
-    df = read_table(path, "/t", index="k", chunksize=4)
-    assert df.divisions == (0, 4, 7)
+        f.create_table("/", "t", obj=rows, chunkshape=(1000,))
+    df = read_table(path, "/t", index="k", chunksize=1000)
+    assert df.divisions == (0, 1000, 1999)
     with pytest.raises(
-        ValueError, match=r"edges.h5: node /t: index column 'k' is not sorted in rows (0\.\.3|4\.\.7)"
+        ValueError, match=r"edges\.h5: node /t: index column 'k' is not sorted in rows 0\.\.999"
     ):
         df.compute()
+    unsorted = read_table(path, "/t", index="k", chunksize=1000, sorted_index=False)
+    assert not unsorted.known_divisions
+    assert unsorted.compute().index.tolist() == rows["k"].tolist()
+
+
+def test_sorted_index_true_refuses_an_unsorted_column(events):
+    with pytest.raises(ValueError, match=r"events\.h5: node /detector/events: sorted_index=True.*'energy'"):
+        read_table(events, "/detector/events", index="energy", sorted_index=True)
+    assert read_table(events, "/detector/events", index="time", sorted_index=True).known_divisions
 
 
 # ---------------------------------------------------------------- many files, start and stop
@@ -453,3 +463,58 @@ def test_in_kernel_conditions_from_many_threads_do_not_crash(tmp_path):
     done = run_python(code, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok"
+
+
+def numeric_frame(n: int, index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "a": np.arange(n) / 3,
+            "b": np.arange(n, dtype="i2") % 7,
+            "c": np.arange(n, dtype="u4") * 2,
+            "d": np.arange(n) % 3 == 0,
+            "e": np.arange(n, dtype="f4"),
+            "g": -np.arange(n, dtype="i8"),
+        },
+        index=index,
+    )
+
+
+@pytest.mark.parametrize(
+    ("index", "known"),
+    [
+        (pd.RangeIndex(0, 4000), True),
+        (pd.Index(np.arange(4000) * 2.5, name="when"), True),
+        (pd.Index((np.arange(4000) * 7919) % 4001), False),
+    ],
+)
+@pytest.mark.parametrize("complib", [None, "blosc2:lz4"])
+def test_numeric_pandas_tables_decode_directly(tmp_path, index, known, complib):
+    path = tmp_path / "numeric.h5"
+    options = {"complevel": 1, "complib": complib} if complib else {}
+    numeric_frame(4000, index).to_hdf(path, key="frame", format="table", data_columns=["b", "g"], **options)
+    df = read_table(path, "frame", chunksize=1000)
+    assert df.known_divisions == known
+    pd.testing.assert_frame_equal(df.compute(scheduler="threads"), pd.read_hdf(path, "frame"))
+    subset = read_table(path, "frame", columns=["g", "d", "a"], start=10, stop=3990)
+    pd.testing.assert_frame_equal(
+        subset.compute(), pd.read_hdf(path, "frame", columns=["g", "d", "a"], start=10, stop=3990)
+    )
+    assert df.e.sum().compute() == pytest.approx(np.arange(4000).sum())
+
+
+def test_pandas_index_sorted_only_at_partition_edges_is_refused(tmp_path):
+    path = tmp_path / "edges.h5"
+    labels = np.arange(4000)
+    labels[5], labels[6] = labels[6], labels[5]  # between two sampled rows
+    numeric_frame(4000, pd.Index(labels)).to_hdf(path, key="frame", format="table")
+    with tables.open_file(path) as f:
+        chunk_rows = f.root.frame.table.chunkshape[0]
+    assert chunk_rows < 3000
+    df = read_table(path, "frame", chunksize=chunk_rows)
+    assert df.known_divisions
+    with pytest.raises(ValueError, match=r"edges\.h5: node /frame: the index is not sorted in rows 0\.\."):
+        df.compute()
+    pd.testing.assert_frame_equal(
+        read_table(path, "frame", chunksize=chunk_rows, sorted_index=False).compute(),
+        pd.read_hdf(path, "frame"),
+    )
