@@ -12,9 +12,10 @@ the same, picklable:
   in a task without opening the file;
 - whether PyTables would use an index for it.
 
-An indexed condition is answered by PyTables (``Table.get_where_list``
-under the registry lock), which reads only the matching rows.  Otherwise the
-task reads its rows (directly, decoding outside every lock) and applies the
+For an indexed condition, PyTables' index says which HDF5 chunks may hold
+matches (the "chunk map" its own indexed query computes, a few milliseconds
+under the registry lock); the task reads only those chunks.  Either way the
+task reads its rows directly, decoding outside every lock, and applies the
 same compiled numexpr function that PyTables uses in kernel, with no lock
 held: the rows equal ``read_where``'s.
 """
@@ -30,6 +31,11 @@ import numexpr as ne
 import numpy as np
 import tables
 from tables.conditions import compile_condition
+
+try:  # the chunk map of PyTables' indexed queries
+    from tables.table import _table__where_indexed
+except ImportError:  # pragma: no cover - another PyTables
+    _table__where_indexed = None
 
 from .direct import take_field
 
@@ -117,6 +123,28 @@ class Condition:
     def rows(self, table: tables.Table, start: int, stop: int) -> np.ndarray:
         """Numbers of the rows in ``[start, stop)`` that match: PyTables answers (indexes used)."""
         return table.get_where_list(self.text, self.condvars(table), start=start, stop=stop)
+
+    def chunk_map(self, table: tables.Table, start: int, stop: int) -> np.ndarray | None:
+        """Which HDF5 chunks of ``table`` may hold matches, from the column indexes (a few ms).
+
+        This is the map PyTables' own indexed query computes before it
+        evaluates the condition in kernel over the chunks it flags.  ``None``
+        when PyTables would not use an index here (or its internals differ
+        from what this version expects): then :meth:`rows` answers.
+        """
+        try:
+            variables = table._required_expr_vars(self.text, self.condvars(table))
+            compiled = table._compile_condition(self.text, variables)
+            if not compiled.index_expressions:
+                return None
+            found = _table__where_indexed(table, compiled, self.text, variables, start, stop, 1)
+        except (AttributeError, TypeError, AssertionError):  # pragma: no cover - another PyTables
+            return None
+        if isinstance(found, np.ndarray):
+            return found.astype(bool, copy=False)
+        if isinstance(found, type(iter([]))):  # PyTables' answer for "no row matches"
+            return np.zeros(-(-int(table.nrows) // int(table.chunkshape[0])), dtype=bool)
+        return None  # pragma: no cover - a cached row sequence: not with a fresh handle
 
     def mask(self, records: np.ndarray) -> np.ndarray:
         """Which of ``records`` match, with PyTables' in-kernel function; no lock needed."""

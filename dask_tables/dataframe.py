@@ -88,17 +88,19 @@ class TablePartitionReader:
         if condition is None:
             records = source[part.start : part.stop]
             rows = np.arange(part.start, part.stop)
-        elif condition.indexed:
-            # The index answers which rows match (under the lock); the rows
-            # themselves are read like any others, decoded outside the lock.
-            rows = source.with_leaf(functools.partial(_matching_rows, condition, part))
-            first = int(rows[0]) if len(rows) else part.start
-            last = int(rows[-1]) + 1 if len(rows) else part.start
-            records = source[first:last][rows - first]
         else:
-            records = source[part.start : part.stop]
-            matches = condition.mask(records)
-            records, rows = records[matches], np.flatnonzero(matches) + part.start
+            chunk_map = None
+            if condition.indexed:
+                chunk_map = source.with_leaf(functools.partial(_chunk_map, condition, part))
+            if chunk_map is None and condition.indexed:
+                # PyTables answers which rows match (under the lock); the
+                # rows themselves are read like any others.
+                rows = source.with_leaf(functools.partial(_matching_rows, condition, part))
+                first = int(rows[0]) if len(rows) else part.start
+                last = int(rows[-1]) + 1 if len(rows) else part.start
+                records = source[first:last][rows - first]
+            else:
+                records, rows = _read_matching(source, condition, part, chunk_map)
         frame = layout.to_frame(records, rows + part.offset, source.path, source.node)
         if self.sorted_index and not frame.index.is_monotonic_increasing:
             raise ValueError(
@@ -118,6 +120,43 @@ def _names(columns: str | Sequence[str], available: Sequence[str]) -> list[str]:
     """The asked-for columns that this reader has, in the asked order."""
     wanted = [columns] if isinstance(columns, str) else list(columns)
     return [c for c in wanted if c in available]
+
+
+def _chunk_map(condition: Condition, part: RowRange, table: tables.Table) -> np.ndarray | None:
+    return condition.chunk_map(table, part.start, part.stop)
+
+
+def _row_runs(part: RowRange, chunk_rows: int, chunk_map: np.ndarray | None) -> list[tuple[int, int]]:
+    """Row ranges of ``part`` to read: all of it, or the runs of chunks the map flags."""
+    if chunk_map is None:
+        return [(part.start, part.stop)] if part.stop > part.start else []
+    first, last = part.start // chunk_rows, -(-part.stop // chunk_rows)
+    if len(chunk_map) < last:  # chunks the index does not cover are read
+        chunk_map = np.concatenate([chunk_map, np.ones(last - len(chunk_map), dtype=bool)])
+    flagged = np.flatnonzero(chunk_map[first:last]) + first
+    if len(flagged) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(flagged) > 1)
+    starts = np.concatenate([flagged[:1], flagged[breaks + 1]])
+    ends = np.concatenate([flagged[breaks], flagged[-1:]]) + 1
+    return [
+        (max(part.start, int(a) * chunk_rows), min(part.stop, int(b) * chunk_rows))
+        for a, b in zip(starts, ends, strict=True)
+    ]
+
+
+def _read_matching(
+    source: TablesSource, condition: Condition, part: RowRange, chunk_map: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The matching records of ``part`` and their row numbers, evaluated in kernel, no lock held."""
+    chunk_rows = source.chunkshape[0] if source.chunkshape else max(1, part.stop - part.start)
+    records, rows = [source[0:0]], [np.zeros(0, np.int64)]
+    for start, stop in _row_runs(part, chunk_rows, chunk_map):
+        block = source[start:stop]
+        matches = condition.mask(block)
+        records.append(block[matches])
+        rows.append(np.flatnonzero(matches) + start)
+    return np.concatenate(records), np.concatenate(rows)
 
 
 def _matching_rows(condition: Condition, part: RowRange, table: tables.Table) -> np.ndarray:

@@ -518,3 +518,20 @@ def test_pandas_index_sorted_only_at_partition_edges_is_refused(tmp_path):
         read_table(path, "frame", chunksize=chunk_rows, sorted_index=False).compute(),
         pd.read_hdf(path, "frame"),
     )
+
+
+@pytest.mark.parametrize("autoindex", [True, False])
+def test_where_after_appending_to_an_indexed_table(tmp_path, autoindex):
+    path = tmp_path / "appended.h5"
+    write_events(path, n=3000, index="energy")
+    with tables.open_file(path, "a") as f:
+        table = f.root.detector.events
+        table.autoindex = autoindex
+        table.append(_fill(np.arange(3000, 4100)))
+        table.flush()
+        uses_index = bool(table.will_query_use_indexing("energy < 5.0"))
+    assert uses_index == autoindex  # a dirty index is not used
+    df = read_table(path, "/detector/events", where="energy < 5.0", chunksize=512)
+    records, rows = pytables_rows(path, "energy < 5.0")
+    assert rows.max() >= 3000  # matches in the appended rows too
+    pd.testing.assert_frame_equal(df.compute(), expected_frame(records, rows))
