@@ -217,7 +217,7 @@ def from_tables(
     files = expand_paths(path, node)
     if validate:
         for file in files:
-            probe(file, node)
+            probe(file, node, direct=direct)
     sources = [TablesSource.open(p, node, field, direct, allow_pickles) for p in files]
     if len(sources) == 1:
         return _to_dask(sources[0], _normalize_chunks(sources[0], chunks), name, inline_array)

@@ -322,8 +322,16 @@ def read_direct(
     except FileNotFoundError:
         raise FileChangedError(path, node, "the file was deleted") from None
     try:
-        check_unchanged(path, node, fingerprint, Fingerprint.from_stat(os.fstat(fd)))
+        opened = os.fstat(fd)
+        check_unchanged(path, node, fingerprint, Fingerprint.from_stat(opened))
         for piece, offset, size, mask in stored:
+            if offset + size > opened.st_size:  # a damaged chunk index: never read (or allocate) that
+                raise CorruptChunkError(
+                    path,
+                    node,
+                    piece.start,
+                    f"stored at bytes {offset}..{offset + size}, past the end of the file",
+                )
             target = out[piece.out]
             in_place = _takes_whole_chunk(layout, piece, target)
             if in_place and all(mask & (1 << bit) for bit in range(len(layout.filters))):
@@ -332,7 +340,7 @@ def read_direct(
                     raise FileChangedError(path, node, f"chunk at {piece.start} cut short")
                 continue
             raw = os.pread(fd, size, offset)
-            if len(raw) != size:
+            if len(raw) != size:  # the file shrank after it was opened
                 raise FileChangedError(path, node, f"chunk at {piece.start} cut short")
             try:
                 data = pipeline.decode(raw, mask, out=target.reshape(-1).view(np.uint8) if in_place else None)

@@ -244,7 +244,8 @@ class TablesSource:
                 layout = ChunkLayout.of(leaf) if direct else None
                 source = dataclasses.replace(source, layout=layout, allow_pickles=allow_pickles)
                 found = inspect(leaf)
-        except tables.HDF5ExtError as err:
+        except (tables.HDF5ExtError, UnicodeDecodeError) as err:
+            # UnicodeDecodeError: PyTables decodes attribute values of a damaged header
             reason = str(err).strip().splitlines()[-1]
             raise NotHDF5FileError(
                 f"{path}: damaged or unreadable HDF5 file (asked for node {node}): {reason}"
@@ -306,6 +307,8 @@ class TablesSource:
         """Return ``action(leaf)``, called with the node open, under the registry lock.
 
         The file is checked unchanged before and after, and closed again.
+        An HDF5 error (a damaged file) becomes
+        :class:`~dask_tables.NotHDF5FileError` naming the path and node.
 
         Examples
         --------
@@ -317,8 +320,15 @@ class TablesSource:
         """
         with refusing_pickles(not self.allow_pickles), get_lock():
             self.check_unchanged()
-            with synchronized_file(self.path, "r") as h5:
-                result = action(_resolve_node(h5, self.path, self.node))
+            try:
+                with synchronized_file(self.path, "r") as h5:
+                    result = action(_resolve_node(h5, self.path, self.node))
+            except tables.HDF5ExtError as err:
+                self.check_unchanged()  # a file changed underneath says so first
+                reason = str(err).strip().splitlines()[-1]
+                raise NotHDF5FileError(
+                    f"{self.path}: node {self.node}: HDF5 could not read it (damaged file?): {reason}"
+                ) from err
             self.check_unchanged()
         return result
 

@@ -576,3 +576,24 @@ def test_damaged_blosc2_metadata_is_a_corrupt_chunk_not_a_huge_allocation(tmp_pa
         outcomes.add(done.stdout.split()[0])
         assert done.stdout.split()[0] in ("data", "corrupt"), (offset, done.stdout)
     assert "corrupt" in outcomes
+
+
+@pytest.mark.parametrize("filters", [None, tables.Filters(1, "zlib")])
+def test_a_chunk_index_pointing_past_the_end_is_a_corrupt_chunk(tmp_path, filters):
+    """A damaged chunk address is corruption, not a changed file, and is never read or allocated."""
+    path = tmp_path / "index.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_carray("/", "x", obj=np.arange(4000.0), chunkshape=(1000,), filters=filters)
+    with tables.open_file(path) as f:
+        address = f.root.x.chunk_info((2000,)).offset
+    data = bytearray(path.read_bytes())
+    stored = int(address).to_bytes(8, "little")
+    assert data.count(stored) == 1  # the chunk index's one entry for that chunk
+    data[data.index(stored) : data.index(stored) + 8] = (len(data) + 2**40).to_bytes(8, "little")
+    path.write_bytes(bytes(data))
+    x = from_tables(path, "/x", chunks=1000)
+    np.testing.assert_array_equal(x[:2000].compute(), np.arange(2000.0))
+    with pytest.raises(
+        CorruptChunkError, match=r"index\.h5: node /x: chunk at \(2000,\) is corrupt: .*past the end"
+    ):
+        x.compute()

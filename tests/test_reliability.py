@@ -355,17 +355,26 @@ import sys, warnings
 warnings.simplefilter("ignore")
 import dask_tables
 try:
-    dask_tables.from_tables(sys.argv[1], sys.argv[2], validate=True)
-    print("built")
+    x = dask_tables.from_tables(sys.argv[1], sys.argv[2], validate=True, direct=sys.argv[3] == "direct")
+    x.compute(scheduler="threads")
+    print("computed")
 except dask_tables.NotHDF5FileError as err:
     print("refused" if "crashed" in str(err) or "did not finish" in str(err) else "damaged")
+except dask_tables.CorruptChunkError:
+    print("corrupt")
 except Exception as err:
     print("error", type(err).__name__)
 """
 
 
-def test_validate_refuses_headers_that_crash_hdf5_instead_of_crashing(tmp_path):
-    """Seeded fuzz of file headers: with validate=True, building never takes the process down."""
+def test_validate_refuses_files_that_crash_hdf5_instead_of_crashing(tmp_path):
+    """Seeded fuzz of headers, chunk indexes and chunks: with validate=True, reading never takes the process down.
+
+    Half the cases damage the first 4 KiB (superblock, object headers), half
+    any byte of the file (chunk index, chunk data).  The nodes: zlib chunks
+    and plain records read directly, and zlib chunks read through HDF5's own
+    filter pipeline (which the probe must then read too).
+    """
     rng = np.random.default_rng(7)
     base = tmp_path / "base.h5"
     with tables.open_file(base, "w") as f:
@@ -377,26 +386,26 @@ def test_validate_refuses_headers_that_crash_hdf5_instead_of_crashing(tmp_path):
             filters=tables.Filters(1, "zlib"),
         )
         f.create_table("/", "t", obj=records(100))
+    size = base.stat().st_size
     script = tmp_path / "child.py"
     script.write_text(VALIDATE_CHILD)
     outcomes: dict[str, int] = {}
-    for case in range(80):  # at least 20 cases, and until one header has crashed HDF5 in the probe
-        if case >= 20 and outcomes.get("refused", 0):
+    for case in range(80):  # at least 24 cases, and until one file has crashed HDF5 in the probe
+        if case >= 24 and outcomes.get("refused", 0):
             break
         data = bytearray(base.read_bytes())
-        for offset in rng.integers(0, 4096, rng.integers(1, 20)):
+        limit = 4096 if case % 2 else size
+        for offset in rng.integers(0, limit, rng.integers(1, 20)):
             data[int(offset)] ^= int(rng.integers(1, 256))
         path = tmp_path / f"case{case}.h5"
         path.write_bytes(bytes(data))
-        node = "/z" if case % 2 else "/t"
+        node, how = [("/z", "direct"), ("/t", "direct"), ("/z", "pipeline")][case % 3]
         done = subprocess.run(
-            [sys.executable, str(script), str(path), node], capture_output=True, text=True, timeout=300
+            [sys.executable, str(script), str(path), node, how], capture_output=True, text=True, timeout=300
         )
-        assert done.returncode == 0, f"case {case}: the process died ({done.returncode})"
+        assert done.returncode == 0, f"case {case} ({node}, {how}): the process died ({done.returncode})"
         kind = done.stdout.split()[0]
         outcomes[kind] = outcomes.get(kind, 0) + 1
         path.unlink()
-    print(f"\nheader fuzz with validate=True, {sum(outcomes.values())} cases: {outcomes}", file=sys.stderr)
-    assert outcomes.get("refused", 0) > 0, (
-        "some of these damaged headers crash HDF5: the probe must catch them"
-    )
+    print(f"\nfuzz with validate=True, {sum(outcomes.values())} cases: {outcomes}", file=sys.stderr)
+    assert outcomes.get("refused", 0) > 0, "some of these damaged files crash HDF5: the probe must catch them"
