@@ -172,10 +172,12 @@ def from_tables(
         any other pickled attribute as raw bytes; ``True`` restores PyTables'
         behaviour, for files you trust.
     validate : bool, optional
-        For files from untrusted sources: first walk each file's metadata
-        and chunk index in a child process (:func:`dask_tables.validate.probe`),
-        and refuse a file that crashes or hangs HDF5 there, instead of
-        letting it crash this process.  Costs a Python start-up per file.
+        For files from untrusted sources: first read each file in a child
+        process the way the tasks will (:func:`dask_tables.validate.probe`:
+        metadata, chunk index, and the data HDF5 decodes itself when the
+        direct path does not apply), and refuse a file that crashes or hangs
+        HDF5 there, instead of letting it crash this process.  Costs a
+        Python start-up per file (and a full read of a node read through PyTables).
 
     Returns
     -------
