@@ -31,6 +31,10 @@ __all__ = ["TablesSource"]
 
 T = TypeVar("T")
 
+# What PyTables raises on a damaged file, besides HDF5's own errors: a damaged
+# attribute's bytes are decoded as UTF-8, or given to Python with a negative size.
+DAMAGED_FILE_ERRORS = (tables.HDF5ExtError, UnicodeDecodeError, SystemError)
+
 
 def _nothing(leaf: tables.Leaf) -> None:
     return None
@@ -244,8 +248,7 @@ class TablesSource:
                 layout = ChunkLayout.of(leaf) if direct else None
                 source = dataclasses.replace(source, layout=layout, allow_pickles=allow_pickles)
                 found = inspect(leaf)
-        except (tables.HDF5ExtError, UnicodeDecodeError) as err:
-            # UnicodeDecodeError: PyTables decodes attribute values of a damaged header
+        except DAMAGED_FILE_ERRORS as err:
             reason = str(err).strip().splitlines()[-1]
             raise NotHDF5FileError(
                 f"{path}: damaged or unreadable HDF5 file (asked for node {node}): {reason}"
@@ -323,7 +326,7 @@ class TablesSource:
             try:
                 with synchronized_file(self.path, "r") as h5:
                     result = action(_resolve_node(h5, self.path, self.node))
-            except tables.HDF5ExtError as err:
+            except DAMAGED_FILE_ERRORS as err:
                 self.check_unchanged()  # a file changed underneath says so first
                 reason = str(err).strip().splitlines()[-1]
                 raise NotHDF5FileError(

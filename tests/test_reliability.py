@@ -353,17 +353,27 @@ def test_other_threads_still_unpickle_as_pytables_does(hostile_file):
 VALIDATE_CHILD = """
 import sys, warnings
 warnings.simplefilter("ignore")
+import numpy as np
 import dask_tables
+path, node, how, out = sys.argv[1:]
 try:
-    x = dask_tables.from_tables(sys.argv[1], sys.argv[2], validate=True, direct=sys.argv[3] == "direct")
-    x.compute(scheduler="threads")
+    x = dask_tables.from_tables(path, node, validate=True, direct=how == "direct")
+    np.save(out, x.compute(scheduler="threads"))
     print("computed")
 except dask_tables.NotHDF5FileError as err:
     print("refused" if "crashed" in str(err) or "did not finish" in str(err) else "damaged")
 except dask_tables.CorruptChunkError:
     print("corrupt")
 except Exception as err:
-    print("error", type(err).__name__)
+    print("error", type(err).__name__, path in str(err))
+"""
+
+PYTABLES_CHILD = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import numpy as np, tables
+with tables.open_file(sys.argv[1]) as f:
+    np.save(sys.argv[3], f.get_node(sys.argv[2]).read())
 """
 
 
@@ -389,6 +399,8 @@ def test_validate_refuses_files_that_crash_hdf5_instead_of_crashing(tmp_path):
     size = base.stat().st_size
     script = tmp_path / "child.py"
     script.write_text(VALIDATE_CHILD)
+    plain = tmp_path / "plain.py"
+    plain.write_text(PYTABLES_CHILD)
     outcomes: dict[str, int] = {}
     for case in range(80):  # at least 24 cases, and until one file has crashed HDF5 in the probe
         if case >= 24 and outcomes.get("refused", 0):
@@ -400,11 +412,28 @@ def test_validate_refuses_files_that_crash_hdf5_instead_of_crashing(tmp_path):
         path = tmp_path / f"case{case}.h5"
         path.write_bytes(bytes(data))
         node, how = [("/z", "direct"), ("/t", "direct"), ("/z", "pipeline")][case % 3]
+        ours, theirs = tmp_path / "ours.npy", tmp_path / "theirs.npy"
         done = subprocess.run(
-            [sys.executable, str(script), str(path), node, how], capture_output=True, text=True, timeout=300
+            [sys.executable, str(script), str(path), node, how, str(ours)],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert done.returncode == 0, f"case {case} ({node}, {how}): the process died ({done.returncode})"
-        kind = done.stdout.split()[0]
+        kind, *detail = done.stdout.split()
+        if kind == "error":  # an ordinary error of a damaged file: specific, and naming it
+            assert detail[0] in {"NoSuchNodeError", "TypeError", "ValueError"} and detail[1] == "True", (
+                done.stdout
+            )
+        if kind == "computed":  # what PyTables itself reads, if it can (in its own process: it may crash)
+            pytables = subprocess.run(
+                [sys.executable, str(plain), str(path), node, str(theirs)], capture_output=True, timeout=300
+            )
+            if pytables.returncode == 0:
+                np.testing.assert_array_equal(np.load(ours), np.load(theirs), err_msg=f"case {case}")
+                kind = "computed, equal to PyTables"
+            else:
+                kind = "computed, PyTables fails"
         outcomes[kind] = outcomes.get(kind, 0) + 1
         path.unlink()
     print(f"\nfuzz with validate=True, {sum(outcomes.values())} cases: {outcomes}", file=sys.stderr)
