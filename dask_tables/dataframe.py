@@ -312,6 +312,8 @@ def read_table(
         direct=direct,
         allow_pickles=allow_pickles,
     )
+    if condvars is not None:
+        as_pandas_table = functools.partial(_no_condvars_for_pandas, files[0], node, condvars)
     opened = []
     for file in files:
         try:
@@ -341,6 +343,13 @@ def read_table(
         divisions=divisions,
         label="read-table",
         enforce_metadata=False,
+    )
+
+
+def _no_condvars_for_pandas(path: str, node: str, condvars: Mapping[str, Any]) -> dd.DataFrame:
+    raise ValueError(
+        f"{path}: node {node}: condvars={condvars!r}: this table was written by pandas, whose where is pandas' own "
+        "expression: put the values in the expression instead"
     )
 
 

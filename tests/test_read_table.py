@@ -432,6 +432,8 @@ def test_pandas_bad_input(pandas_file, tmp_path):
         read_table(pandas_file, "frame", where="Z > 3")
     with pytest.raises(ValueError, match=r"pandas.h5: node /frame: invalid pandas where"):
         read_table(pandas_file, "frame", where="B >> 3")
+    with pytest.raises(ValueError, match=r"pandas\.h5: node /frame: condvars"):
+        read_table(pandas_file, "frame", where="B > lim", condvars={"lim": 3})
     fixed = tmp_path / "fixed.h5"
     pd.DataFrame({"a": [1, 2]}).to_hdf(fixed, key="f", format="fixed")
     with pytest.raises(ValueError, match=r"fixed.h5: node /f was written by pandas in the 'fixed' format"):
