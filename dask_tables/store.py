@@ -265,17 +265,19 @@ def _create_node(h5: tables.File, where: str, name: str, spec: _NodeSpec, create
         return table
     atom = tables.Atom.from_dtype(spec.stored.newbyteorder("="))
     if spec.kind == "earray":
+        # A zero-size array is an EArray whose extendable axis is its (one) empty axis.
+        empty = 0 in spec.shape
         earray = h5.create_earray(
             where,
             name,
             atom=atom,
-            shape=(0, *spec.shape[1:]),
+            shape=spec.shape if empty else (0, *spec.shape[1:]),
             chunkshape=spec.chunkshape,
             byteorder=spec.byteorder,
             expectedrows=max(1, spec.shape[0]),
             **common,
         )
-        if spec.shape[0]:
+        if not empty:
             earray.truncate(spec.shape[0])
         return earray
     return h5.create_carray(
@@ -457,12 +459,17 @@ def _new_spec(
         if len(chosen) != x.ndim or min(chosen) < 1:
             raise ValueError(f"node {node}: chunkshape {tuple(chunkshape)} does not fit shape {x.shape}")
         x = _align_chunks(x, chosen, node)
+    empty_axes = sum(n == 0 for n in x.shape)
+    if empty_axes > 1 or (empty_axes and extendable and x.shape[0] != 0):
+        raise ValueError(
+            f"node {node}: PyTables cannot store shape {x.shape} (one empty axis at most, the extendable one)"
+        )
     byteorder = {"<": "little", ">": "big"}.get(dtype.byteorder)
     if dtype.byteorder == "=":
         byteorder = None
     spec = _NodeSpec(
         node=node,
-        kind="table" if table else ("earray" if extendable else "carray"),
+        kind="table" if table else ("earray" if extendable or empty_axes else "carray"),
         shape=tuple(int(n) for n in x.shape),
         chunkshape=chosen,
         stored=dtype,
@@ -527,7 +534,6 @@ def _block_pieces(block: np.ndarray, spec: _NodeSpec, start: tuple[int, ...]) ->
     chunk = spec.chunkshape
     stop = tuple(s + n for s, n in zip(start, block.shape, strict=True))
     ranges = [range(s // c * c, e, c) for s, e, c in zip(start, stop, chunk, strict=True)]
-    padded: np.ndarray | None = None
     for origin in itertools.product(*ranges):
         end = tuple(min(o + c, n) for o, c, n in zip(origin, chunk, spec.shape, strict=True))
         lo = tuple(max(o, s) for o, s in zip(origin, start, strict=True))
@@ -537,14 +543,12 @@ def _block_pieces(block: np.ndarray, spec: _NodeSpec, start: tuple[int, ...]) ->
             yield _Piece(False, lo, block[local])
             continue
         piece = block[local]
-        if piece.shape != chunk:
-            if padded is None:
-                padded = np.zeros(chunk, dtype=spec.stored)
-            else:
-                padded[...] = 0
+        if piece.shape != chunk:  # an edge chunk: HDF5 stores it whole
+            padded = np.zeros(chunk, dtype=spec.stored)
             padded[tuple(slice(0, n) for n in piece.shape)] = piece
             piece = padded
-        yield _Piece(True, origin, pipeline.encode(np.ascontiguousarray(piece).data))
+        raw = np.ascontiguousarray(piece).view(np.uint8).reshape(-1)  # one flat buffer
+        yield _Piece(True, origin, pipeline.encode(raw.data))
 
 
 # ---------------------------------------------------------------- sidecar files (existing-file mode)
@@ -665,9 +669,11 @@ def _stage_block(
             raise WriteInterruptedError(plan.path)
         with open(plan.marker, "x"):
             pass
-        with synchronized_file(plan.temp_file, "r+") as h5:
-            _write_pieces(h5.get_node(spec.node), pieces)
-        os.unlink(plan.marker)
+        try:
+            with synchronized_file(plan.temp_file, "r+") as h5:
+                _write_pieces(h5.get_node(spec.node), pieces)
+        finally:  # only a process that dies here leaves the marker behind
+            os.unlink(plan.marker)
     return key
 
 
@@ -676,10 +682,12 @@ def _write_pieces(leaf: tables.Leaf, pieces: Iterator[_Piece] | list[_Piece]) ->
     for piece in pieces:
         if piece.encoded:
             leaf.write_chunk(piece.start, piece.data)
+        elif isinstance(leaf, tables.Table):
+            (start,) = piece.start
+            leaf.modify_rows(start, start + len(piece.data), rows=piece.data)
         else:
-            leaf[tuple(slice(s, s + n) for s, n in zip(piece.start, piece.data.shape, strict=True))] = (
-                piece.data
-            )
+            region = tuple(slice(s, s + n) for s, n in zip(piece.start, piece.data.shape, strict=True))
+            leaf[region] = piece.data
 
 
 def _commit(plan: _Plan, staged: list[str]) -> None:
