@@ -46,6 +46,7 @@ import math
 import os
 import shutil
 import struct
+import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -943,8 +944,21 @@ def to_tables(
     try:
         dask.compute(result)
     finally:
-        shutil.rmtree(plan.work, ignore_errors=True)
+        _remove_work(plan.work)
     return None
+
+
+def _remove_work(work: str, attempts: int = 5) -> None:
+    """Remove the work folder, also while tasks that still run after a failure add to it.
+
+    Such tasks find the folder gone and fail; one that had just created a
+    file in it makes ``rmtree`` leave the folder, so try again a few times.
+    """
+    for attempt in range(attempts):
+        shutil.rmtree(work, ignore_errors=True)
+        if not os.path.lexists(work):
+            return
+        time.sleep(0.05 * (attempt + 1))
 
 
 def _commit_after(plan: _Plan, work: str) -> None:

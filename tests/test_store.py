@@ -13,6 +13,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import tables
+from dask.delayed import Delayed
 from helpers import RECORD, pytables_read, records, registry_is_empty
 
 import dask_tables
@@ -168,7 +169,7 @@ def test_numpy_input_and_compute_false(tmp_path):
     expected = sample("i8", (30,))
     path = tmp_path / "out.h5"
     task = dask_tables.to_tables(expected, path, "/x", compute=False)
-    assert isinstance(task, dask.delayed.Delayed)
+    assert isinstance(task, Delayed)
     assert not path.exists()
     task.compute()
     assert_round_trip(path, "/x", expected)
@@ -337,7 +338,8 @@ def test_an_existing_node_is_replaced_only_with_overwrite(tmp_path):
 
 def touch(marker: Path):
     def fn(block):
-        marker.touch()
+        if block.size:  # not the meta that map_blocks computes while building the graph
+            marker.touch()
         return block
 
     return fn
