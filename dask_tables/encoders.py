@@ -119,16 +119,21 @@ class Blosc2:
     codec: int
     chunkshape: tuple[int, ...] | None
 
-    def encode(self, buf: Buffer) -> Buffer:
-        filters = [blosc2.Filter.NOFILTER, blosc2.Filter.SHUFFLE, blosc2.Filter.BITSHUFFLE][self.shuffle]
-        cparams = blosc2.CParams(
+    @functools.cached_property
+    def _cparams(self) -> blosc2.CParams:
+        # built once per encoder (it costs as much as compressing a small chunk)
+        shuffle = [blosc2.Filter.NOFILTER, blosc2.Filter.SHUFFLE, blosc2.Filter.BITSHUFFLE][self.shuffle]
+        return blosc2.CParams(
             codec=blosc2.Codec(self.codec),
             clevel=self.clevel,
             typesize=self.typesize,
             nthreads=1,  # dask's threads are the parallelism
-            filters=[filters],
+            filters=[shuffle],
             filters_meta=[0],
         )
+
+    def encode(self, buf: Buffer) -> Buffer:
+        cparams = self._cparams
         raw = np.frombuffer(buf, dtype=np.uint8)
         if self.chunkshape is None:
             schunk = blosc2.SChunk(chunksize=raw.size, cparams=cparams)
