@@ -57,7 +57,8 @@ import dask
 import dask.array as da
 import numpy as np
 import tables
-from dask.delayed import Delayed, delayed
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from .direct import _same_values
 from .encoders import UnsupportedEncoderError, encoder_pipeline
@@ -295,7 +296,8 @@ def _create_node(h5: tables.File, where: str, name: str, spec: _NodeSpec, create
 def _probe_values(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     """Deterministic values of every byte pattern-ish, valid for ``dtype`` (bools 0/1)."""
     count = math.prod(shape)
-    raw = ((np.arange(count * dtype.itemsize, dtype=np.int64) * 7919 + 13) % 251).astype(np.uint8)
+    pattern = ((np.arange(251, dtype=np.int64) * 7919 + 13) % 251).astype(np.uint8)
+    raw = np.resize(pattern, count * dtype.itemsize)  # a 251-byte cycle: every byte value but 4
     values = raw.view(dtype).reshape(shape).copy()
 
     def fix_bools(arr: np.ndarray) -> None:
@@ -654,7 +656,7 @@ def _prepare(plan: _Plan) -> str:
 
 
 def _stage_block(
-    block: np.ndarray, plan: _Plan, index: int, key: str, start: tuple[int, ...], work: str
+    plan: _Plan, block: np.ndarray, index: int, key: str, start: tuple[int, ...], work: str
 ) -> str:
     """Task: encode one block's chunks (no lock held) and stage them."""
     spec = plan.specs[index]
@@ -921,24 +923,25 @@ def to_tables(
         token=token,
         specs=tuple(specs),
     )
-    work = delayed(_prepare, pure=False)(plan, dask_key_name=f"to-tables-prepare-{token}")
-    staged = []
+    # The graph, written out (not built with dask.delayed, which walks the
+    # plan once per task): prepare, one stage task per block, one commit.
+    prepare_key = f"to-tables-prepare-{token}"
+    commit_key = f"to-tables-{token}"
+    layer: dict[Any, Any] = {prepare_key: (_prepare, plan)}
+    staged: list[tuple[Any, ...]] = []
     for i, (spec, array) in enumerate(zip(specs, arrays, strict=True)):
         offsets = [np.cumsum((0, *c[:-1])) if c else np.zeros(1, int) for c in array.chunks]
         origin = tuple(s.start for s in spec.region) if spec.region else (0,) * array.ndim
-        blocks = array.to_delayed().ravel() if array.size else []
-        for index, block in zip(np.ndindex(*array.numblocks), blocks, strict=False):
+        for index in np.ndindex(*array.numblocks) if array.size else ():
             start = tuple(int(o + off[k]) for o, off, k in zip(origin, offsets, index, strict=True))
-            key = "_".join(map(str, index))
-            staged.append(
-                delayed(_stage_block, pure=False)(
-                    block, plan, i, key, start, work, dask_key_name=f"to-tables-stage-{token}-{i}-{key}"
-                )
-            )
-    if staged:
-        result = delayed(_commit, pure=False)(plan, staged, dask_key_name=f"to-tables-{token}")
-    else:  # zero-size arrays: no blocks, the commit follows the preparation
-        result = delayed(_commit_after, pure=False)(plan, work, dask_key_name=f"to-tables-{token}")
+            key = (f"to-tables-stage-{token}", i, *index)
+            block_name = "_".join(map(str, index))
+            layer[key] = (_stage_block, plan, (array.name, *index), i, block_name, start, prepare_key)
+            staged.append(key)
+    # zero-size arrays have no blocks: then the commit follows the preparation
+    layer[commit_key] = (_commit, plan, staged) if staged else (_commit_after, plan, prepare_key)
+    graph = HighLevelGraph.from_collections(commit_key, layer, dependencies=arrays)
+    result = Delayed(commit_key, graph)
     if not compute:
         return result
     try:
