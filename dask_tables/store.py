@@ -698,9 +698,9 @@ def _commit(plan: _Plan, staged: list[str]) -> None:
     folder = os.path.dirname(plan.path)
     with write_lock(plan.path, folder):
         if plan.new_file:
-            with write_lock(plan.temp_file, plan.work):
-                if os.path.exists(plan.marker):
-                    raise WriteInterruptedError(plan.path)
+            # every stage task has ended: a marker left now is one of a process that died
+            if os.path.exists(plan.marker):
+                raise WriteInterruptedError(plan.path)
             if os.path.exists(plan.path):
                 raise FileExistsError(
                     f"{plan.path}: the file appeared while the write was computed; nothing was written"
