@@ -312,34 +312,43 @@ def _probe_values(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     return values
 
 
-def _encoding_reads_back(spec: _NodeSpec) -> bool:
-    """Whether HDF5 reads a chunk encoded by dask_tables exactly as it was.
-
-    Creates ``spec``'s node, one chunk large, in an in-memory HDF5 file,
-    writes one probe chunk encoded by :mod:`dask_tables.encoders` with
-    ``write_chunk``, and compares PyTables' read with the probe.  Also
-    requires the in-memory node's filter pipeline to be ``spec.pipeline``.
-    """
+@contextlib.contextmanager
+def _probe_node(spec: _NodeSpec) -> Iterator[tables.Leaf]:
+    """``spec``'s node, one chunk large, created in an in-memory HDF5 file (with the lock held)."""
     assert spec.chunkshape is not None
     probe_spec = dataclasses.replace(spec, shape=spec.chunkshape, kind=_creation_kind(spec))
-    try:
-        pipeline = encoder_pipeline(spec.pipeline)
-    except UnsupportedEncoderError:
-        return False
-    values = _probe_values(spec.stored, spec.chunkshape)
     name = f"probe-{uuid.uuid4().hex}.h5"
     with get_lock():
         h5 = synchronized_open_file(name, "w", driver="H5FD_CORE", driver_core_backing_store=0)
         try:
-            leaf = _create_node(h5, "/", "probe", probe_spec, createparents=False)
-            if _node_pipeline(leaf) != spec.pipeline:
-                return False
-            leaf.write_chunk((0,) * len(spec.chunkshape), pipeline.encode(values.tobytes()))
-            back = leaf.read()
-        except (tables.HDF5ExtError, ValueError, TypeError, RuntimeError):
-            return False
+            yield _create_node(h5, "/", "probe", probe_spec, createparents=False)
         finally:
             synchronized_close_file(h5)
+
+
+def _encoding_reads_back(spec: _NodeSpec, probe: tables.Leaf) -> bool:
+    """Whether HDF5 reads a chunk encoded by dask_tables exactly as it was.
+
+    ``probe`` is ``spec``'s node, one chunk large, in an in-memory file
+    (:func:`_probe_node`): one probe chunk encoded by
+    :mod:`dask_tables.encoders` is written there with ``write_chunk`` and
+    PyTables' read compared with it.  Also requires the probe's filter
+    pipeline to be ``spec.pipeline``.
+    """
+    assert spec.chunkshape is not None
+    try:
+        pipeline = encoder_pipeline(spec.pipeline)
+    except UnsupportedEncoderError:
+        return False
+    if _node_pipeline(probe) != spec.pipeline:
+        return False
+    values = _probe_values(spec.stored, spec.chunkshape)
+    try:
+        with get_lock():
+            probe.write_chunk((0,) * len(spec.chunkshape), pipeline.encode(values.tobytes()))
+            back = probe.read()
+    except (tables.HDF5ExtError, ValueError, TypeError, RuntimeError):
+        return False
     back = np.asarray(back).astype(values.dtype, copy=False)
     return back.shape == values.shape and _same_values(back, values)
 
@@ -348,18 +357,6 @@ def _creation_kind(spec: _NodeSpec) -> str:
     if spec.kind != "region":
         return spec.kind
     return "table" if spec.stored.names is not None else "carray"
-
-
-def _filters_pipeline(spec: _NodeSpec) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """The HDF5 pipeline that PyTables builds for ``spec`` (read from an in-memory copy)."""
-    probe_spec = dataclasses.replace(spec, shape=spec.chunkshape, kind=_creation_kind(spec))
-    name = f"probe-{uuid.uuid4().hex}.h5"
-    with get_lock():
-        h5 = synchronized_open_file(name, "w", driver="H5FD_CORE", driver_core_backing_store=0)
-        try:
-            return _node_pipeline(_create_node(h5, "/", "probe", probe_spec, createparents=False))
-        finally:
-            synchronized_close_file(h5)
 
 
 def _existing(h5: tables.File | None, node: str) -> tables.Node | None:
@@ -438,8 +435,9 @@ def _region_spec(
         byteorder=leaf.byteorder if leaf.byteorder in ("little", "big") else None,
         region=resolved,
     )
-    if chunkshape is not None and _filters_pipeline(spec) == pipeline:
-        spec = dataclasses.replace(spec, encode=_encoding_reads_back(spec))
+    if chunkshape is not None:
+        with _probe_node(spec) as probe:
+            spec = dataclasses.replace(spec, encode=_encoding_reads_back(spec, probe))
     return spec, x
 
 
@@ -485,24 +483,13 @@ def _new_spec(
         createparents=createparents,
     )
     try:
-        pipeline = _filters_pipeline(spec)
+        with _probe_node(spec) as probe:
+            # What PyTables stores may differ from the dtype given (a table's records, say).
+            spec = dataclasses.replace(spec, pipeline=_node_pipeline(probe), stored=_stored_dtype(probe))
+            spec = dataclasses.replace(spec, encode=_encoding_reads_back(spec, probe))
     except (tables.HDF5ExtError, ValueError, TypeError, NotImplementedError) as err:
         raise ValueError(f"node {node}: PyTables cannot create it ({type(err).__name__}: {err})") from None
-    spec = dataclasses.replace(spec, pipeline=pipeline)
-    # What PyTables stores may differ from the dtype given (a table's records, say).
-    spec = dataclasses.replace(spec, stored=_stored_of(spec))
-    return dataclasses.replace(spec, encode=_encoding_reads_back(spec)), x
-
-
-def _stored_of(spec: _NodeSpec) -> np.dtype:
-    probe_spec = dataclasses.replace(spec, shape=spec.chunkshape)
-    name = f"probe-{uuid.uuid4().hex}.h5"
-    with get_lock():
-        h5 = synchronized_open_file(name, "w", driver="H5FD_CORE", driver_core_backing_store=0)
-        try:
-            return _stored_dtype(_create_node(h5, "/", "probe", probe_spec, createparents=False))
-        finally:
-            synchronized_close_file(h5)
+    return spec, x
 
 
 # ---------------------------------------------------------------- chunks of a block
