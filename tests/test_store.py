@@ -492,3 +492,17 @@ def test_a_record_dtype_with_subarrays_round_trips_through_a_table(tmp_path):
     dask_tables.to_tables(da.from_array(expected, chunks=64), path, "/t", filters=FILTERS["blosc2:zstd"])
     assert_round_trip(path, "/t", expected)
     assert pytables_read(path, "/t").dtype == RECORD
+
+
+def test_a_process_that_died_holding_the_new_file_open_fails_the_write(tmp_path):
+    """The marker a process leaves when it dies inside the write window stops the commit."""
+    path = tmp_path / "out.h5"
+    task = dask_tables.to_tables(da.ones((40, 10), chunks=(10, 10)), path, "/x", compute=False)
+    token = task.key.removeprefix("to-tables-")
+    work = tmp_path / f".out.h5.dask-tables-{token}"
+    work.mkdir()
+    (work / "writing").touch()  # what a process killed while writing leaves behind
+    with pytest.raises(dask_tables.WriteInterruptedError, match=r"out\.h5: a process died"):
+        task.compute(scheduler="threads")
+    assert not path.exists()
+    assert listing(tmp_path) == [work.name], "with compute=False a failed run leaves its work folder"
