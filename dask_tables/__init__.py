@@ -16,7 +16,15 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .array import from_tables
-from .errors import CorruptChunkError, DaskTablesError, FileChangedError, NotHDF5FileError
+from .errors import (
+    CorruptChunkError,
+    DaskTablesError,
+    FileChangedError,
+    NodeExistsError,
+    NotHDF5FileError,
+    RegionMismatchError,
+    WriteInterruptedError,
+)
 from .registry import (
     get_lock,
     patch,
@@ -27,6 +35,7 @@ from .registry import (
     unpatch,
 )
 from .source import TablesSource
+from .store import RechunkWarning, to_tables
 
 
 def __getattr__(name: str) -> object:
@@ -48,8 +57,12 @@ __all__ = [
     "CorruptChunkError",
     "DaskTablesError",
     "FileChangedError",
+    "NodeExistsError",
     "NotHDF5FileError",
+    "RechunkWarning",
+    "RegionMismatchError",
     "TablesSource",
+    "WriteInterruptedError",
     "__version__",
     "from_tables",
     "get_lock",
@@ -59,5 +72,6 @@ __all__ = [
     "synchronized_close_file",
     "synchronized_file",
     "synchronized_open_file",
+    "to_tables",
     "unpatch",
 ]

@@ -65,3 +65,65 @@ class CorruptChunkError(DaskTablesError):
 
     def __reduce__(self):
         return (type(self), (self.path, self.node, self.chunk, self.what))
+
+
+class NodeExistsError(DaskTablesError, FileExistsError):
+    """:func:`dask_tables.to_tables` would replace an existing node, and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> print(NodeExistsError("out.h5", "/x"))
+    out.h5: node /x exists already; pass overwrite=True to replace it
+    >>> issubclass(NodeExistsError, FileExistsError)
+    True
+    """
+
+    def __init__(self, path: str, node: str) -> None:
+        self.path = path
+        self.node = node
+        super().__init__(f"{path}: node {node} exists already; pass overwrite=True to replace it")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.node))
+
+
+class RegionMismatchError(DaskTablesError, ValueError):
+    """The array does not fit the ``region`` of the existing node it should be written into.
+
+    Examples
+    --------
+    >>> print(RegionMismatchError("out.h5", "/x", "region has shape (2,), the array (3,)"))
+    out.h5: node /x: cannot write the array into the region: region has shape (2,), the array (3,)
+    """
+
+    def __init__(self, path: str, node: str, what: str) -> None:
+        self.path = path
+        self.node = node
+        self.what = what
+        super().__init__(f"{path}: node {node}: cannot write the array into the region: {what}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.node, self.what))
+
+
+class WriteInterruptedError(DaskTablesError):
+    """A process died while it held the temporary file of :func:`dask_tables.to_tables` open.
+
+    The temporary file may be damaged, so the write is abandoned: the target
+    file was not touched.  Run the write again.
+
+    Examples
+    --------
+    >>> print(WriteInterruptedError("out.h5"))
+    out.h5: a process died while writing the temporary file; the target was not touched, run the write again
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path}: a process died while writing the temporary file; "
+            "the target was not touched, run the write again"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path,))

@@ -102,3 +102,30 @@ def test_table_benchmark_runs_and_reports_ratios(tmp_path):
         "dd.read_hdf + filter",
     }
     assert not list(tmp_path.glob("*/*.h5")), "the data files are removed"
+
+
+def test_write_benchmark_runs_and_reports_ratios(tmp_path):
+    pytest.importorskip("h5py")
+    pytest.importorskip("hdf5plugin")
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_write.py"),
+            *("--size", "4", "--repeat", "1", "--dir", str(tmp_path), "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "vs serial" in done.stdout and "vs to_hdf5" in done.stdout and "target:" in done.stdout
+    figures = json.loads(out.read_text())
+    assert set(figures["cases"]) == {"uncompressed", "zlib", "blosc2"}
+    for case in figures["cases"].values():
+        methods = case["methods"]
+        assert set(methods) == {"serial", "to_tables", "to_tables-existing", "to_hdf5"}
+        assert all("error" not in row for row in methods.values()), methods
+        assert methods["serial"]["vs serial"] == 1.0 and methods["to_hdf5"]["vs to_hdf5"] == 1.0
+        assert all(row["GB/s"] > 0 for row in methods.values())
+    assert not list(tmp_path.glob("*/*.h5")), "the data files are removed"

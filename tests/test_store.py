@@ -1,0 +1,508 @@
+"""to_tables: round trips, every scheduler, failures that leave the file as it was."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import cloudpickle
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import tables
+from dask.delayed import Delayed
+from helpers import RECORD, pytables_read, records, registry_is_empty
+
+import dask_tables
+from dask_tables.store import _new_spec
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # worker processes lack tests/ on sys.path
+
+LZO = tables.which_lib_version("lzo") is not None
+FILTERS = {
+    "none": None,
+    "zlib+shuffle": tables.Filters(complib="zlib", complevel=1, shuffle=True),
+    "blosc2:zstd": tables.Filters(complib="blosc2:zstd", complevel=5, shuffle=True),
+    "blosc:lz4": tables.Filters(complib="blosc:lz4", complevel=5, shuffle=True),
+    "bzip2": tables.Filters(complib="bzip2", complevel=3, shuffle=False),
+    "fletcher32": tables.Filters(complib="zlib", complevel=4, shuffle=True, fletcher32=True),
+    "fletcher32-only": tables.Filters(fletcher32=True),
+    "blosc2:lz4+bitshuffle": tables.Filters(complib="blosc2:lz4", complevel=5, bitshuffle=True),
+    "lzo": tables.Filters(complib="lzo", complevel=1) if LZO else None,
+}
+# The filters whose chunks dask_tables encodes itself (the others go through HDF5's pipeline).
+ENCODED = {
+    "none",
+    "zlib+shuffle",
+    "blosc2:zstd",
+    "bzip2",
+    "fletcher32",
+    "fletcher32-only",
+    "blosc2:lz4+bitshuffle",
+}
+DTYPES = ["i1", "u2", "<i4", "i8", "f4", "f8", "?", "c16", ">i4", ">f8", "S7", "record"]
+
+
+def sample(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    if dtype == "record":
+        return records(shape[0])
+    n = int(np.prod(shape))
+    values = np.arange(n, dtype="i8") * 7919 % 1013 - 500
+    if dtype == "?":
+        return (values % 3 == 0).reshape(shape)
+    if dtype.startswith("S"):
+        return np.array([f"v{v}".encode() for v in values], dtype=dtype).reshape(shape)
+    if dtype == "c16":
+        return (values + 1j * values[::-1]).reshape(shape)
+    return (values / (4 if np.dtype(dtype).kind in "fc" else 1)).astype(dtype).reshape(shape)
+
+
+def assert_round_trip(path: Path, node: str, expected: np.ndarray) -> None:
+    """What PyTables reads, and what from_tables reads both ways, equals ``expected``."""
+    got = pytables_read(path, node)
+    assert got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype.newbyteorder("=") == expected.dtype.newbyteorder("=")
+    for direct in (False, True):
+        np.testing.assert_array_equal(
+            dask_tables.from_tables(path, node, direct=direct).compute(scheduler="sync"), expected
+        )
+    assert registry_is_empty()
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def snapshot(path: Path) -> tuple[bytes, list[str]]:
+    with tables.open_file(path) as f:
+        nodes = sorted(n._v_pathname for n in f.walk_nodes())
+    return path.read_bytes(), nodes
+
+
+def existing_file(path: Path) -> None:
+    with tables.open_file(path, "w") as f:
+        f.create_carray("/", "keep", obj=np.arange(1000.0).reshape(100, 10), chunkshape=(10, 10))
+        f.create_group("/", "group")
+        f.create_table("/group", "table", obj=records(100))
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("filters", list(FILTERS))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_round_trip_dtypes_and_filters(tmp_path, dtype, filters):
+    if filters == "lzo" and not LZO:
+        pytest.skip("PyTables was built without LZO")
+    shape = (53,) if dtype == "record" else (53, 13)
+    expected = sample(dtype, shape)
+    x = da.from_array(expected, chunks=(20,) if dtype == "record" else (20, 13))
+    path = tmp_path / "out.h5"
+    dask_tables.to_tables(x, path, "/g/x", filters=FILTERS[filters], title="T")
+    assert_round_trip(path, "/g/x", expected)
+    with tables.open_file(path) as f:
+        leaf = f.get_node("/g/x")
+        assert isinstance(leaf, tables.Table if dtype == "record" else tables.CArray)
+        assert leaf.title == "T"
+        assert leaf.chunkshape == ((20,) if dtype == "record" else (20, 13))
+        assert leaf.filters == (FILTERS[filters] or tables.Filters())
+        if dtype == ">i4":
+            assert leaf.byteorder == "big"
+    assert listing(tmp_path) == ["out.h5"]
+
+
+@pytest.mark.parametrize("filters", [f for f in FILTERS if f != "lzo"])
+def test_the_encoders_are_used_exactly_where_they_read_back(filters):
+    """The parallel path is not silently disabled: every filter the read side decodes is encoded."""
+    for dtype in DTYPES:
+        shape = (53,) if dtype == "record" else (53, 13)
+        x = da.from_array(sample(dtype, shape), chunks=20)
+        spec, _ = _new_spec(x, "/x", FILTERS[filters], None, "", False, False, True)
+        assert spec.encode is (filters in ENCODED), (dtype, spec)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks"),
+    [
+        ((0,), 5),
+        ((0, 4), (5, 4)),
+        ((1,), 1),
+        ((37,), 10),
+        ((50, 13), (16, 5)),
+        ((9, 7, 5), (4, 3, 5)),
+        ((9, 7, 5), (9, 7, 5)),
+        ((3000, 200), (1000, 200)),  # chunks smaller than blocks: several per block
+    ],
+)
+@pytest.mark.parametrize("filters", ["zlib+shuffle", "blosc2:zstd", "blosc:lz4"])
+def test_round_trip_shapes(tmp_path, shape, chunks, filters):
+    expected = sample("f8", shape)
+    path = tmp_path / "out.h5"
+    dask_tables.to_tables(da.from_array(expected, chunks=chunks), path, "/x", filters=FILTERS[filters])
+    assert_round_trip(path, "/x", expected)
+
+
+def test_chunkshape_divides_the_blocks_or_the_array_is_rechunked(tmp_path):
+    x = da.from_array(sample("i4", (100, 30)), chunks=(40, 30))
+    dask_tables.to_tables(x, tmp_path / "a.h5", "/x")
+    with tables.open_file(tmp_path / "a.h5") as f:
+        assert f.root.x.chunkshape == (40, 30)
+    dask_tables.to_tables(x, tmp_path / "b.h5", "/x", chunkshape=(20, 10))  # divides: no rechunk
+    with pytest.warns(dask_tables.RechunkWarning, match=r"chunkshape \(16, 30\)"):
+        dask_tables.to_tables(x, tmp_path / "c.h5", "/x", chunkshape=(16, 30))
+    for name, chunkshape in [("b.h5", (20, 10)), ("c.h5", (16, 30))]:
+        with tables.open_file(tmp_path / name) as f:
+            assert f.root.x.chunkshape == chunkshape
+        assert_round_trip(tmp_path / name, "/x", x.compute())
+
+
+def test_extendable_makes_an_earray_that_grows(tmp_path):
+    expected = sample("f4", (45, 6))
+    path = tmp_path / "out.h5"
+    dask_tables.to_tables(da.from_array(expected, chunks=(10, 6)), path, "/e", extendable=True)
+    assert_round_trip(path, "/e", expected)
+    with tables.open_file(path, "a") as f:
+        assert isinstance(f.root.e, tables.EArray)
+        f.root.e.append(np.ones((5, 6), "f4"))
+    np.testing.assert_array_equal(
+        pytables_read(path, "/e"), np.concatenate([expected, np.ones((5, 6), "f4")])
+    )
+
+
+def test_numpy_input_and_compute_false(tmp_path):
+    expected = sample("i8", (30,))
+    path = tmp_path / "out.h5"
+    task = dask_tables.to_tables(expected, path, "/x", compute=False)
+    assert isinstance(task, Delayed)
+    assert not path.exists()
+    task.compute()
+    assert_round_trip(path, "/x", expected)
+    assert listing(tmp_path) == ["out.h5"]
+
+
+def test_a_dict_writes_several_nodes_from_one_graph(tmp_path):
+    path = tmp_path / "out.h5"
+    existing_file(path)
+    a, b = sample("f8", (40, 5)), records(33)
+    task = dask_tables.to_tables(
+        {"/new/a": da.from_array(a, chunks=(10, 5)), "/group/b": da.from_array(b, chunks=10)},
+        path,
+        filters=FILTERS["zlib+shuffle"],
+        compute=False,
+    )
+    commits = [
+        k
+        for k in task.dask
+        if isinstance(k, str) and k.startswith("to-tables-") and "-stage-" not in k and "-prepare-" not in k
+    ]
+    assert commits == [task.key]
+    task.compute(scheduler="threads")
+    assert_round_trip(path, "/new/a", a)
+    assert_round_trip(path, "/group/b", b)
+    np.testing.assert_array_equal(pytables_read(path, "/keep"), np.arange(1000.0).reshape(100, 10))
+
+
+# ---------------------------------------------------------------- schedulers
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads", "processes", "distributed"])
+@pytest.mark.parametrize("target", ["new", "existing"])
+def test_round_trip_under_every_scheduler(tmp_path, scheduler, target, request):
+    path = tmp_path / "out.h5"
+    if target == "existing":
+        existing_file(path)
+    a = sample("f8", (300, 40))
+    b = sample("record", (90,))
+    arrays = {"/a": da.from_array(a, chunks=(50, 40)), "/t/b": da.from_array(b, chunks=30)}
+    if scheduler == "distributed":
+        client = request.getfixturevalue("cluster_client")
+        dask_tables.to_tables(arrays, path, filters=FILTERS["blosc2:zstd"])
+        client.run(lambda: None)  # the workers are alive
+    else:
+        with dask.config.set(scheduler=scheduler):
+            dask_tables.to_tables(arrays, path, filters=FILTERS["zlib+shuffle"])
+    assert_round_trip(path, "/a", a)
+    assert_round_trip(path, "/t/b", b)
+    assert listing(tmp_path) == ["out.h5"]
+
+
+# ---------------------------------------------------------------- failures
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def explode_at(block_index: tuple[int, ...]):
+    def fn(block, block_info=None):
+        if tuple(block_info[0]["chunk-location"]) == block_index:
+            raise Boom(f"block {block_index}")
+        return block
+
+    return fn
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "processes", "distributed"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_exception_in_one_block_leaves_the_file_byte_identical(tmp_path, scheduler, overwrite, request):
+    path = tmp_path / "out.h5"
+    existing_file(path)
+    before = snapshot(path)
+    files = listing(tmp_path)
+    x = da.from_array(sample("f8", (100, 10)), chunks=(10, 10)).map_blocks(explode_at((6, 0)), dtype="f8")
+    node = "/keep" if overwrite else "/new"
+    kwargs = {"scheduler": scheduler} if scheduler != "distributed" else {}
+    if scheduler == "distributed":
+        request.getfixturevalue("cluster_client")
+    with pytest.raises(Boom), dask.config.set(**kwargs):
+        dask_tables.to_tables(x, path, node, overwrite=overwrite, filters=FILTERS["zlib+shuffle"])
+    assert snapshot(path) == before
+    assert listing(tmp_path) == files, "no sidecar left behind"
+
+
+def test_an_exception_in_one_block_creates_no_new_file(tmp_path):
+    x = da.from_array(sample("f8", (100,)), chunks=10).map_blocks(explode_at((3,)), dtype="f8")
+    with pytest.raises(Boom):
+        dask_tables.to_tables(x, tmp_path / "out.h5", "/x")
+    assert listing(tmp_path) == []
+
+
+def test_a_dict_with_one_failing_array_writes_none_of_them(tmp_path):
+    path = tmp_path / "out.h5"
+    existing_file(path)
+    before = snapshot(path)
+    good = da.ones((50, 10), chunks=(10, 10))
+    bad = da.ones((50, 10), chunks=(10, 10)).map_blocks(explode_at((4, 0)), dtype="f8")
+    with pytest.raises(Boom):
+        dask_tables.to_tables({"/good": good, "/bad": bad}, path)
+    assert snapshot(path) == before
+
+
+def kill_once(marker: str):
+    def fn(block, block_info=None):
+        if tuple(block_info[0]["chunk-location"]) == (3, 0):
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return block
+            os.close(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return block
+
+    return fn
+
+
+@pytest.mark.parametrize("target", ["new", "existing"])
+def test_a_killed_worker_still_finishes_with_correct_data(tmp_path, cluster_client, target):
+    path = tmp_path / "out.h5"
+    if target == "existing":
+        existing_file(path)
+    marker = tmp_path.parent / f"{tmp_path.name}-killed"
+    expected = sample("f8", (120, 10))
+    x = da.from_array(expected, chunks=(10, 10)).map_blocks(kill_once(str(marker)), dtype="f8")
+    dask_tables.to_tables(x, path, "/x", filters=FILTERS["zlib+shuffle"])
+    assert marker.exists(), "a worker was killed"
+    assert_round_trip(path, "/x", expected)
+    assert listing(tmp_path) == ["out.h5"]
+    cluster_client.wait_for_workers(2, timeout=60)
+
+
+# ---------------------------------------------------------------- overwrite and regions
+
+
+def test_an_existing_node_is_replaced_only_with_overwrite(tmp_path):
+    path = tmp_path / "out.h5"
+    existing_file(path)
+    before = snapshot(path)
+    x = da.from_array(sample("i4", (20, 3)), chunks=(5, 3))
+    ran = tmp_path.parent / f"{tmp_path.name}-ran"
+    with pytest.raises(dask_tables.NodeExistsError, match=r"out\.h5: node /keep exists"):
+        dask_tables.to_tables(x.map_blocks(touch(ran), dtype="i4"), path, "/keep")
+    with pytest.raises(dask_tables.NodeExistsError, match="/group exists"):
+        dask_tables.to_tables(x, path, "/group")
+    assert snapshot(path) == before and not ran.exists()
+    dask_tables.to_tables(x, path, "/keep", overwrite=True)
+    assert_round_trip(path, "/keep", x.compute())
+    np.testing.assert_array_equal(pytables_read(path, "/group/table"), records(100))
+    with tables.open_file(path) as f:
+        assert sorted(n._v_pathname for n in f.walk_nodes()) == before[1]
+
+
+def touch(marker: Path):
+    def fn(block):
+        if block.size:  # not the meta that map_blocks computes while building the graph
+            marker.touch()
+        return block
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    "region",
+    [
+        (slice(10, 40),),  # aligned with the chunks: encoded
+        (slice(13, 43), slice(2, 8)),  # unaligned: written through HDF5
+        (slice(70, 100),),  # reaches the node's end
+    ],
+)
+@pytest.mark.parametrize("filters", ["zlib+shuffle", "blosc2:zstd", "blosc:lz4"])
+def test_region_writes_into_an_existing_array(tmp_path, region, filters):
+    path = tmp_path / "out.h5"
+    base = np.arange(1000.0).reshape(100, 10)
+    with tables.open_file(path, "w") as f:
+        f.create_carray("/", "x", obj=base, chunkshape=(10, 10), filters=FILTERS[filters])
+        f.create_array("/", "other", obj=np.arange(5))
+    target = base[region]
+    new = -np.arange(target.size, dtype="f4").reshape(target.shape)  # f4 casts safely to f8
+    dask_tables.to_tables(da.from_array(new, chunks=(10, 3)), path, "/x", region=region)
+    expected = base.copy()
+    expected[region] = new
+    assert_round_trip(path, "/x", expected)
+    np.testing.assert_array_equal(pytables_read(path, "/other"), np.arange(5))
+    assert listing(tmp_path) == ["out.h5"]
+
+
+def test_region_writes_into_a_table_and_a_big_endian_array(tmp_path):
+    path = tmp_path / "out.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_table("/", "t", obj=records(200), chunkshape=(32,), filters=FILTERS["zlib+shuffle"])
+        f.create_carray("/", "b", obj=np.arange(50, dtype=">i4"), chunkshape=(8,))
+    rows = records(64)
+    rows["a"] += 1000
+    dask_tables.to_tables(da.from_array(rows, chunks=32), path, "/t", region=(slice(64, 128),))
+    expected = records(200)
+    expected[64:128] = rows
+    assert_round_trip(path, "/t", expected)
+    dask_tables.to_tables(da.arange(16, dtype="i2", chunks=8) * -1, path, "/b", region=(slice(8, 24),))
+    expected_b = np.arange(50, dtype=">i4")
+    expected_b[8:24] = -np.arange(16)
+    assert_round_trip(path, "/b", expected_b)
+
+
+@pytest.mark.parametrize(
+    ("x", "region", "match"),
+    [
+        (da.ones((10, 10)), (slice(0, 20),), r"region .* has shape \(20, 10\), the array \(10, 10\)"),
+        (da.ones((10, 10), dtype="c16"), (slice(0, 10),), "dtype complex128 does not fit"),
+        (da.ones((10,)), (slice(0, 10), slice(0, 1), slice(0, 1)), "more axes"),
+        (da.ones((5, 10)), (slice(0, 10, 2),), "step"),
+    ],
+)
+def test_region_mismatch_raises_before_any_task(tmp_path, x, region, match):
+    path = tmp_path / "out.h5"
+    existing_file(path)
+    before = snapshot(path)
+    with pytest.raises(dask_tables.RegionMismatchError, match=match):
+        dask_tables.to_tables(x, path, "/keep", region=region)
+    assert snapshot(path) == before
+    with pytest.raises(tables.NoSuchNodeError, match="/missing"):
+        dask_tables.to_tables(x, path, "/missing", region=region)
+
+
+# ---------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs_raise_before_any_task_and_touch_nothing(tmp_path):
+    path = tmp_path / "out.h5"
+    existing_file(path)
+    before = snapshot(path)
+    ran = tmp_path.parent / f"{tmp_path.name}-ran"
+    x = da.ones((10, 10), chunks=5).map_blocks(touch(ran), dtype="f8")
+    cases = [
+        (TypeError, "not list", lambda: dask_tables.to_tables([1, 2, 3], path, "/y")),
+        (ValueError, "absolute", lambda: dask_tables.to_tables(x, path, "y")),
+        (ValueError, "empty name", lambda: dask_tables.to_tables(x, path, "/a//b")),
+        (ValueError, "reserved", lambda: dask_tables.to_tables(x, path, "/_dask_tables_tmp_x")),
+        (TypeError, "either a dict", lambda: dask_tables.to_tables({"/a": x}, path, "/a")),
+        (TypeError, "give the node", lambda: dask_tables.to_tables(x, path)),
+        (TypeError, "dtype <U3", lambda: dask_tables.to_tables(np.array(["abc"]), path, "/y")),
+        (ValueError, "scalar", lambda: dask_tables.to_tables(da.ones(()), path, "/y")),
+        (ValueError, "is a CArray, not a group", lambda: dask_tables.to_tables(x, path, "/keep/y")),
+        (
+            tables.NoSuchNodeError,
+            "createparents",
+            lambda: dask_tables.to_tables(x, path, "/nogroup/y", createparents=False),
+        ),
+        (ValueError, "chunkshape", lambda: dask_tables.to_tables(x, path, "/y", chunkshape=(5,))),
+        (ValueError, "cannot both", lambda: dask_tables.to_tables({"/a": x, "/a/b": x}, path)),
+    ]
+    for error, match, call in cases:
+        with pytest.raises(error, match=match):
+            call()
+    assert snapshot(path) == before and not ran.exists()
+    assert listing(tmp_path) == ["out.h5"]
+
+
+def test_read_only_or_foreign_files_are_refused_before_any_task(tmp_path):
+    ran = tmp_path.parent / f"{tmp_path.name}-ran"
+    x = da.ones((10,), chunks=5).map_blocks(touch(ran), dtype="f8")
+    path = tmp_path / "ro.h5"
+    existing_file(path)
+    before = snapshot(path)
+    path.chmod(0o444)
+    try:
+        with pytest.raises(
+            PermissionError, match=r"ro\.h5: the file is read-only \(asked to write node /y\)"
+        ):
+            dask_tables.to_tables(x, path, "/y")
+    finally:
+        path.chmod(0o644)
+    assert snapshot(path) == before
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(dask_tables.NotHDF5FileError, match=r"text\.h5"):
+        dask_tables.to_tables(x, text, "/y")
+    with pytest.raises(IsADirectoryError):
+        dask_tables.to_tables(x, tmp_path, "/y")
+    with pytest.raises(FileNotFoundError, match="no folder"):
+        dask_tables.to_tables(x, tmp_path / "missing" / "out.h5", "/y")
+    assert not ran.exists()
+    assert text.read_text() == "not hdf5"
+
+
+def test_a_file_open_for_reading_elsewhere_is_written_after_compute(tmp_path):
+    """The target closes between the plan and the commit: no handle of ours stays open."""
+    path = tmp_path / "out.h5"
+    existing_file(path)
+    x = dask_tables.from_tables(path, "/keep") * 2
+    dask_tables.to_tables(x, path, "/double")
+    np.testing.assert_array_equal(pytables_read(path, "/double"), np.arange(1000.0).reshape(100, 10) * 2)
+    assert registry_is_empty()
+
+
+def test_a_record_dtype_with_subarrays_round_trips_through_a_table(tmp_path):
+    expected = records(257)
+    path = tmp_path / "out.h5"
+    dask_tables.to_tables(da.from_array(expected, chunks=64), path, "/t", filters=FILTERS["blosc2:zstd"])
+    assert_round_trip(path, "/t", expected)
+    assert pytables_read(path, "/t").dtype == RECORD
+
+
+def test_a_process_that_died_holding_the_new_file_open_fails_the_write(tmp_path):
+    """The marker a process leaves when it dies inside the write window stops the commit."""
+    path = tmp_path / "out.h5"
+    task = dask_tables.to_tables(da.ones((40, 10), chunks=(10, 10)), path, "/x", compute=False)
+    token = task.key.removeprefix("to-tables-")
+    work = tmp_path / f".out.h5.dask-tables-{token}"
+    work.mkdir()
+    (work / "writing").touch()  # what a process killed while writing leaves behind
+    with pytest.raises(dask_tables.WriteInterruptedError, match=r"out\.h5: a process died"):
+        task.compute(scheduler="threads")
+    assert not path.exists()
+    assert listing(tmp_path) == [work.name], "with compute=False a failed run leaves its work folder"
