@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tables
 from dask.delayed import Delayed
-from helpers import RECORD, pytables_read, records, registry_is_empty
+from helpers import RECORD, pytables_read, records, registry_is_empty, run_python
 
 import dask_tables
 from dask_tables.store import _new_spec
@@ -506,3 +506,40 @@ def test_a_process_that_died_holding_the_new_file_open_fails_the_write(tmp_path)
         task.compute(scheduler="threads")
     assert not path.exists()
     assert listing(tmp_path) == [work.name], "with compute=False a failed run leaves its work folder"
+
+
+FULL_DISK = """
+import hashlib, os, resource, signal, sys
+import dask.array as da, numpy as np
+import dask_tables
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like a full disk
+target, new = sys.argv[1], sys.argv[2]
+before = hashlib.sha256(open(target, "rb").read()).hexdigest()
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(target) + (1 << 20),) * 2)
+x = da.random.default_rng(0).random((2000, 1000), chunks=(250, 1000))  # 16 MiB that does not compress
+for path, node in ((target, "/big"), (new, "/big")):
+    try:
+        dask_tables.to_tables(x, path, node)
+        print("written", path)
+    except Exception as err:  # EFBIG surfaces as OSError, or as HDF5's error from write_chunk
+        print("refused", type(err).__name__)
+after = hashlib.sha256(open(target, "rb").read()).hexdigest()
+print("unchanged" if after == before else "CHANGED")
+print("new file absent" if not os.path.exists(new) else "NEW FILE LEFT")
+print("leftovers", sorted(n for n in os.listdir(os.path.dirname(target)) if n.startswith(".")))
+"""
+
+
+def test_a_full_disk_while_staging_leaves_the_file_as_it_was(tmp_path):
+    """RLIMIT_FSIZE makes every write past the limit fail (EFBIG), as a full disk would."""
+    target = tmp_path / "target.h5"
+    with tables.open_file(target, "w") as f:
+        f.create_array("/", "kept", np.arange(100))
+    done = run_python(
+        FULL_DISK.replace("sys.argv[1], sys.argv[2]", f"{str(target)!r}, {str(tmp_path / 'new.h5')!r}")
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert all(line.startswith("refused") for line in lines[:2]), done.stdout
+    assert lines[2:] == ["unchanged", "new file absent", "leftovers []"], done.stdout
+    np.testing.assert_array_equal(pytables_read(target, "/kept"), np.arange(100))
