@@ -68,7 +68,7 @@ class CorruptChunkError(DaskTablesError):
 
 
 class NodeExistsError(DaskTablesError, FileExistsError):
-    """:func:`dask_tables.to_tables` would replace an existing node, and ``overwrite`` is false.
+    """:func:`dask_tables.to_tables` would replace an existing node, and ``overwrite`` is false (or it is a group).
 
     Examples
     --------
@@ -78,13 +78,14 @@ class NodeExistsError(DaskTablesError, FileExistsError):
     True
     """
 
-    def __init__(self, path: str, node: str) -> None:
+    def __init__(self, path: str, node: str, why: str = "") -> None:
         self.path = path
         self.node = node
-        super().__init__(f"{path}: node {node} exists already; pass overwrite=True to replace it")
+        self.why = why
+        super().__init__(f"{path}: node {node} exists already; {why or 'pass overwrite=True to replace it'}")
 
     def __reduce__(self):
-        return (type(self), (self.path, self.node))
+        return (type(self), (self.path, self.node, self.why))
 
 
 class RegionMismatchError(DaskTablesError, ValueError):

@@ -59,6 +59,8 @@ import numpy as np
 import tables
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from numpy.lib.recfunctions import assign_fields_by_name
+from tables.utils import quantize
 
 from .direct import _same_values
 from .encoders import UnsupportedEncoderError, encoder_pipeline
@@ -137,8 +139,10 @@ def _check_node_name(node: Any) -> str:
                 tables.path.check_name_validity(part)
         except ValueError as err:
             raise ValueError(f"node {node!r}: {err}") from None
-        if part.startswith(_TMP_PREFIX):
-            raise ValueError(f"node {node!r}: names starting with {_TMP_PREFIX} are reserved")
+        if part.startswith(_TMP_PREFIX) or part.startswith("_i_"):
+            raise ValueError(f"node {node!r}: names starting with {_TMP_PREFIX} or _i_ are reserved")
+        if "\x00" in part:
+            raise ValueError(f"node {node!r}: a name cannot hold a NUL character")
     return "/" + "/".join(parts)
 
 
@@ -368,6 +372,28 @@ def _existing(h5: tables.File | None, node: str) -> tables.Node | None:
         return None
 
 
+def _check_replaceable(found: tables.Node | None, path: str, node: str, overwrite: bool) -> None:
+    """An existing node may be replaced only with ``overwrite``, and never a group (with all inside)."""
+    if found is None:
+        return
+    if isinstance(found, tables.Group):
+        raise NodeExistsError(
+            path, node, f"{node} is a group; to_tables replaces a leaf, never a group and all it holds"
+        )
+    if not overwrite:
+        raise NodeExistsError(path, node)
+
+
+def _check_not_open_here(path: str, node: str) -> None:
+    """PyTables cannot open a file for writing that this process holds open read-only."""
+    with get_lock():
+        handles = tables.file._open_files.get_handlers_by_name(path)
+        if any(h.mode == "r" for h in handles):
+            raise ValueError(
+                f"{path}: the file is open read-only in this process; close it before writing node {node}"
+            )
+
+
 def _check_parents(h5: tables.File | None, path: str, node: str, createparents: bool) -> None:
     parts = node.strip("/").split("/")[:-1]
     current = ""
@@ -455,6 +481,11 @@ def _new_spec(
     table = dtype.names is not None
     if chunkshape is None:
         chosen = _pick_chunkshape(x.chunks, dtype.itemsize)
+        regular = _pick_chunkshape(tuple((max(b, default=0),) for b in x.chunks), dtype.itemsize)
+        if math.prod(chosen) * 16 < min(math.prod(regular), CHUNK_BYTES // dtype.itemsize):
+            # irregular blocks (say 50000 and 100001 rows) leave only tiny common chunks
+            x = _align_chunks(x, regular, node)
+            chosen = regular
     else:
         chosen = tuple(int(c) for c in np.atleast_1d(chunkshape))
         if len(chosen) != x.ndim or min(chosen) < 1:
@@ -515,8 +546,15 @@ def _block_pieces(block: np.ndarray, spec: _NodeSpec, start: tuple[int, ...]) ->
     block = np.asarray(block)
     if block.size == 0:
         return
-    if block.dtype != spec.stored:
+    if block.dtype != spec.stored and spec.stored.names is not None:
+        records = np.zeros(block.shape, spec.stored)
+        assign_fields_by_name(records, block)  # numpy's astype would match fields by position
+        block = records
+    elif block.dtype != spec.stored:
         block = block.astype(spec.stored)
+    digits = spec.filters.least_significant_digit if spec.filters is not None else None
+    if digits is not None and spec.stored.names is None and not np.issubdtype(block.dtype, np.signedinteger):
+        block = quantize(block, digits).astype(spec.stored)  # as PyTables' own write does
     if not spec.encode or spec.chunkshape is None:
         yield _Piece(False, start, block)
         return
@@ -630,15 +668,25 @@ def write_lock(name: str, folder: str) -> Iterator[None]:
 def _prepare(plan: _Plan) -> str:
     """Task: make the work folder; for a new file, the new file with its (empty) nodes."""
     os.makedirs(plan.work, exist_ok=True)
-    if plan.new_file:
-        with get_lock(), synchronized_file(plan.temp_file, "w") as h5:
-            for spec in plan.specs:
-                where, name = spec.node.rsplit("/", 1)
-                leaf = _create_node(h5, where or "/", name, spec, createparents=True)
-                if _node_pipeline(leaf) != spec.pipeline:
-                    raise RuntimeError(
-                        f"{plan.path}: node {spec.node}: PyTables built another filter pipeline"
-                    )
+    if plan.new_file and not os.path.exists(plan.temp_file):
+        # Built aside and linked into place: a preparation run again (the
+        # scheduler recomputes it after losing a worker) never empties a
+        # file that stage tasks have already written chunks into.
+        building = f"{plan.temp_file}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            with get_lock(), synchronized_file(building, "w") as h5:
+                for spec in plan.specs:
+                    where, name = spec.node.rsplit("/", 1)
+                    leaf = _create_node(h5, where or "/", name, spec, createparents=True)
+                    if _node_pipeline(leaf) != spec.pipeline:
+                        raise RuntimeError(
+                            f"{plan.path}: node {spec.node}: PyTables built another filter pipeline"
+                        )
+            with contextlib.suppress(FileExistsError):
+                os.link(building, plan.temp_file)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(building)
     return plan.work
 
 
@@ -715,8 +763,9 @@ def _commit_into_existing(plan: _Plan, staged: list[str]) -> None:
                         plan.path, spec.node, "the node changed while the write was computed"
                     )
             else:
-                if _existing(h5, spec.node) is not None and not spec.overwrite:
-                    raise NodeExistsError(plan.path, spec.node)
+                # checked again: another writer may have changed the file since the plan
+                _check_replaceable(_existing(h5, spec.node), plan.path, spec.node, spec.overwrite)
+                _check_parents(h5, plan.path, spec.node, spec.createparents)
                 tmp = "/" + plan.temp_name(i)
                 if _existing(h5, tmp) is not None:  # left by a commit whose worker was killed
                     h5.remove_node(tmp, recursive=True)
@@ -885,6 +934,10 @@ def to_tables(
     _check_writable(path, names[0], exists)
     specs: list[_NodeSpec] = []
     with contextlib.ExitStack() as stack:
+        # The writers' locks: another writer's commit cannot run while the plan reads the file.
+        stack.enter_context(write_lock(path, os.path.dirname(path)))
+        if exists:
+            _check_not_open_here(path, names[0])
         h5 = stack.enter_context(synchronized_file(path, "r")) if exists else None
         for (name, _), i in zip(items, range(len(arrays)), strict=True):
             found = _existing(h5, name)
@@ -893,8 +946,7 @@ def to_tables(
                     raise tables.NoSuchNodeError(f"{path}: no node {name} to write the region of")
                 spec, arrays[i] = _region_spec(found, arrays[i], region, path, name)
             else:
-                if found is not None and not overwrite:
-                    raise NodeExistsError(path, name)
+                _check_replaceable(found, path, name, overwrite)
                 _check_parents(h5, path, name, createparents)
                 spec, arrays[i] = _new_spec(
                     arrays[i], name, filters, chunkshape, title, extendable, overwrite, createparents
@@ -906,7 +958,7 @@ def to_tables(
     plan = _Plan(
         path=path,
         new_file=not exists,
-        work=os.path.join(folder, f".{base}.dask-tables-{token}"),
+        work=os.path.join(folder, f".{base[:100]}.dask-tables-{token}"),  # within NAME_MAX (255)
         token=token,
         specs=tuple(specs),
     )

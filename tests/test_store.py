@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import cloudpickle
@@ -543,3 +544,129 @@ def test_a_full_disk_while_staging_leaves_the_file_as_it_was(tmp_path):
     assert all(line.startswith("refused") for line in lines[:2]), done.stdout
     assert lines[2:] == ["unchanged", "new file absent", "leftovers []"], done.stdout
     np.testing.assert_array_equal(pytables_read(target, "/kept"), np.arange(100))
+
+
+# ---------------------------------------------------------------- found by review
+
+
+def test_a_preparation_run_again_keeps_the_chunks_already_staged(tmp_path):
+    """After a lost worker the scheduler may recompute the preparation: it must not empty the new file."""
+    from dask_tables.store import _prepare
+
+    path = tmp_path / "new.h5"
+    delayed = dask_tables.to_tables(da.ones((4, 10), chunks=(2, 10)), path, "/x", compute=False)
+    graph = dict(delayed.__dask_graph__())
+    (prepare,) = [task for key, task in graph.items() if str(key).startswith("to-tables-prepare")]
+    plan = prepare[1]
+    _prepare(plan)
+    with tables.open_file(plan.temp_file, "a") as f:
+        f.root.x[0] = np.arange(10.0)
+    _prepare(plan)  # as after a lost worker
+    with tables.open_file(plan.temp_file) as f:
+        np.testing.assert_array_equal(f.root.x[0], np.arange(10.0))
+    dask_tables.store._remove_work(plan.work)
+
+
+def test_record_fields_are_matched_by_name_not_position(tmp_path):
+    rows = np.zeros(3, dtype=[("a", "f8"), ("b", "f8"), ("c", "i4")])
+    rows["a"], rows["b"] = 1.0, 2.0
+    reordered = rows[["b", "a"]]  # fields b, a at offsets 8, 0
+    dask_tables.to_tables(da.from_array(reordered, chunks=3), tmp_path / "t.h5", "/t")
+    back = pytables_read(tmp_path / "t.h5", "/t")
+    np.testing.assert_array_equal(back["a"], 1.0)
+    np.testing.assert_array_equal(back["b"], 2.0)
+
+
+def test_a_dict_whose_commit_fails_changes_no_existing_node(tmp_path):
+    path = tmp_path / "f.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_array("/", "a", np.full(4, 111))
+    delayed = dask_tables.to_tables(
+        {"/a": da.zeros(4, chunks=2), "/g/x": da.zeros(4, chunks=2)}, path, overwrite=True, compute=False
+    )
+    with tables.open_file(path, "a") as f:  # another writer, between the plan and the commit
+        f.create_array("/", "g", np.arange(3))
+    with pytest.raises(ValueError, match=r"f\.h5: /g is a Array, not a group"):
+        delayed.compute()
+    np.testing.assert_array_equal(pytables_read(path, "/a"), np.full(4, 111))
+
+
+def test_overwrite_never_replaces_a_group(tmp_path):
+    path = tmp_path / "f.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_array("/results/run1", "data", np.arange(3), createparents=True)
+    with pytest.raises(dask_tables.NodeExistsError, match=r"/results is a group"):
+        dask_tables.to_tables(da.zeros(3, chunks=3), path, "/results", overwrite=True)
+    np.testing.assert_array_equal(pytables_read(path, "/results/run1/data"), np.arange(3))
+
+
+def test_writers_of_one_file_in_several_threads(tmp_path):
+    path = tmp_path / "f.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_array("/", "keep", np.arange(5))
+    errors = []
+
+    def write(thread: int) -> None:
+        for i in range(6):
+            try:
+                dask_tables.to_tables(da.full(40, thread * 100 + i, chunks=10), path, f"/t{thread}_{i}")
+            except Exception as err:
+                errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == []
+    with tables.open_file(path) as f:
+        for thread in range(3):
+            for i in range(6):
+                np.testing.assert_array_equal(f.get_node(f"/t{thread}_{i}")[:], thread * 100 + i)
+        np.testing.assert_array_equal(f.root.keep[:], np.arange(5))
+    assert registry_is_empty()
+
+
+def test_a_file_this_process_holds_open_read_only_is_refused_before_any_task(tmp_path):
+    path = tmp_path / "f.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_array("/", "a", np.arange(3))
+    with tables.open_file(path) as held:
+        with pytest.raises(ValueError, match=r"f\.h5: the file is open read-only in this process"):
+            dask_tables.to_tables(da.zeros(3, chunks=3), path, "/b")
+        assert held.root.a[0] == 0
+
+
+def test_least_significant_digit_quantizes_as_pytables_does(tmp_path):
+    values = np.random.default_rng(0).random(5000) * 100
+    filters = tables.Filters(complevel=1, complib="zlib", least_significant_digit=2)
+    dask_tables.to_tables(da.from_array(values, chunks=1000), tmp_path / "ours.h5", "/x", filters=filters)
+    with tables.open_file(tmp_path / "theirs.h5", "w") as f:
+        f.create_carray("/", "x", obj=values, filters=filters)
+    np.testing.assert_array_equal(
+        pytables_read(tmp_path / "ours.h5", "/x"), pytables_read(tmp_path / "theirs.h5", "/x")
+    )
+    assert not np.array_equal(pytables_read(tmp_path / "ours.h5", "/x"), values)
+
+
+@pytest.mark.parametrize("name", ["/_i_x", "/x\x00y"])
+def test_reserved_and_nul_names_are_refused_before_any_task(tmp_path, name):
+    with pytest.raises(ValueError, match=r"reserved|NUL"):
+        dask_tables.to_tables(da.zeros(3, chunks=3), tmp_path / "f.h5", name)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_long_file_name_leaves_room_for_the_work_folder(tmp_path):
+    path = tmp_path / ("n" * 240 + ".h5")
+    dask_tables.to_tables(da.arange(10, chunks=5), path, "/x")
+    dask_tables.to_tables(da.arange(10, chunks=5), path, "/y")
+    np.testing.assert_array_equal(pytables_read(path, "/y"), np.arange(10))
+
+
+def test_irregular_blocks_are_rechunked_rather_than_written_in_tiny_chunks(tmp_path):
+    x = da.ones(200_006, chunks=((50_000, 50_000, 100_001, 5),))
+    with pytest.warns(dask_tables.RechunkWarning):
+        dask_tables.to_tables(x, tmp_path / "f.h5", "/x")
+    with tables.open_file(tmp_path / "f.h5") as f:
+        assert f.root.x.chunkshape[0] >= 1000
+        np.testing.assert_array_equal(f.root.x[:], 1.0)
