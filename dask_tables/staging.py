@@ -1,0 +1,137 @@
+"""Cutting a block into HDF5 chunks, encoding them, staging and writing them.
+
+A block becomes pieces (:class:`Piece`): whole chunks, encoded outside
+every lock and padded at the edges as HDF5 stores them, and raw values for
+parts of chunks.  In existing-file mode the pieces of one block go into a
+sidecar file (written under a temporary name, then renamed, so a retried
+task is harmless), which the commit reads back and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import struct
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tables
+from numpy.lib.recfunctions import assign_fields_by_name
+from tables.utils import quantize
+
+from .encoders import encoder_pipeline
+from .writeplan import NodeSpec
+
+__all__ = ["Piece", "block_pieces", "read_sidecar", "write_pieces", "write_sidecar"]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What one staged record writes: an encoded chunk, or raw values of a region."""
+
+    encoded: bool
+    start: tuple[int, ...]  # chunk origin (encoded) or region start, in node coordinates
+    data: Any  # encoded bytes, or a numpy array of raw values
+
+
+def block_pieces(block: np.ndarray, spec: NodeSpec, start: tuple[int, ...]) -> Iterator[Piece]:
+    """Cut a block that lands at ``start`` of the node into pieces to write.
+
+    Chunks the block covers whole (up to the node's end) are encoded, padded
+    with zeros to the full chunk shape; parts of chunks are raw values,
+    written through HDF5 in the commit.  Without encoders, the whole block
+    is one raw piece.
+    """
+    block = np.asarray(block)
+    if block.size == 0:
+        return
+    if block.dtype != spec.stored and spec.stored.names is not None:
+        records = np.zeros(block.shape, spec.stored)
+        assign_fields_by_name(records, block)  # numpy's astype would match fields by position
+        block = records
+    elif block.dtype != spec.stored:
+        block = block.astype(spec.stored)
+    digits = spec.filters.least_significant_digit if spec.filters is not None else None
+    if digits is not None and spec.stored.names is None and not np.issubdtype(block.dtype, np.signedinteger):
+        block = quantize(block, digits).astype(spec.stored)  # as PyTables' own write does
+    if not spec.encode or spec.chunkshape is None:
+        yield Piece(False, start, block)
+        return
+    pipeline = encoder_pipeline(spec.pipeline)
+    chunk = spec.chunkshape
+    stop = tuple(s + n for s, n in zip(start, block.shape, strict=True))
+    ranges = [range(s // c * c, e, c) for s, e, c in zip(start, stop, chunk, strict=True)]
+    for origin in itertools.product(*ranges):
+        end = tuple(min(o + c, n) for o, c, n in zip(origin, chunk, spec.shape, strict=True))
+        lo = tuple(max(o, s) for o, s in zip(origin, start, strict=True))
+        hi = tuple(min(e, s) for e, s in zip(end, stop, strict=True))
+        local = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))
+        if lo != origin or hi != end:  # the block covers part of this chunk
+            yield Piece(False, lo, block[local])
+            continue
+        piece = block[local]
+        if piece.shape != chunk:  # an edge chunk: HDF5 stores it whole
+            padded = np.zeros(chunk, dtype=spec.stored)
+            padded[tuple(slice(0, n) for n in piece.shape)] = piece
+            piece = padded
+        raw = np.ascontiguousarray(piece).view(np.uint8).reshape(-1)  # one flat buffer
+        yield Piece(True, origin, pipeline.encode(raw.data))
+
+
+# ---------------------------------------------------------------- sidecar files (existing-file mode)
+
+_HEADER = struct.Struct("<?BQ")  # encoded, ndim, data bytes
+
+
+def write_sidecar(path: str, pieces: Iterator[Piece], ndim: int) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "xb") as out:
+            for piece in pieces:
+                data = piece.data
+                if piece.encoded:
+                    payload = memoryview(data).cast("B")
+                    shape: tuple[int, ...] = ()
+                else:
+                    array = np.ascontiguousarray(data)
+                    payload = memoryview(array.reshape(-1).view(np.uint8))
+                    shape = array.shape
+                out.write(_HEADER.pack(piece.encoded, ndim, payload.nbytes))
+                out.write(struct.pack(f"<{ndim}q", *piece.start))
+                if not piece.encoded:
+                    out.write(struct.pack(f"<{ndim}q", *shape))
+                out.write(payload)
+        os.replace(tmp, path)  # a retried task finds either nothing or a whole file
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_sidecar(path: str, stored: np.dtype) -> Iterator[Piece]:
+    with open(path, "rb") as f:
+        while header := f.read(_HEADER.size):
+            encoded, ndim, nbytes = _HEADER.unpack(header)
+            start = struct.unpack(f"<{ndim}q", f.read(8 * ndim))
+            if encoded:
+                yield Piece(True, start, f.read(nbytes))
+            else:
+                shape = struct.unpack(f"<{ndim}q", f.read(8 * ndim))
+                yield Piece(False, start, np.frombuffer(f.read(nbytes), dtype=stored).reshape(shape))
+
+
+def write_pieces(leaf: tables.Leaf, pieces: Iterator[Piece] | list[Piece]) -> None:
+    """Write staged pieces into ``leaf`` (under the locks): chunks as they are, values through HDF5."""
+    for piece in pieces:
+        if piece.encoded:
+            leaf.write_chunk(piece.start, piece.data)
+        elif isinstance(leaf, tables.Table):
+            (start,) = piece.start
+            leaf.modify_rows(start, start + len(piece.data), rows=piece.data)
+        else:
+            region = tuple(slice(s, s + n) for s, n in zip(piece.start, piece.data.shape, strict=True))
+            leaf[region] = piece.data

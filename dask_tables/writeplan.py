@@ -1,0 +1,482 @@
+"""What :func:`dask_tables.to_tables` checks and decides before any task runs: the write plan.
+
+Every input is checked in the caller (file writable and HDF5, node names,
+an existing node, the ``region`` of an existing node), the HDF5 chunk shape
+is chosen to divide the dask blocks, and each node's filter pipeline is read
+from the same node created in an in-memory HDF5 file, whose probe chunk also
+tells whether dask_tables' encoders write what HDF5 reads back.  The plan
+(:class:`WritePlan` of :class:`NodeSpec`) is picklable and holds nothing open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import tables
+
+from .direct import _same_values
+from .encoders import UnsupportedEncoderError, encoder_pipeline
+from .errors import NodeExistsError, NotHDF5FileError, RegionMismatchError
+from .registry import get_lock, synchronized_close_file, synchronized_open_file
+
+__all__ = ["NodeSpec", "RechunkWarning", "WritePlan", "new_spec", "region_spec"]
+
+# Bytes of one HDF5 chunk that to_tables aims for when it picks the chunk shape.
+CHUNK_BYTES = 2**20
+TMP_PREFIX = "_dask_tables_tmp_"
+
+
+class RechunkWarning(UserWarning):
+    """:func:`to_tables` rechunked the array so that its blocks hold whole HDF5 chunks."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node to write: everything a task needs, and nothing open."""
+
+    node: str  # its final path
+    kind: str  # "carray", "earray", "table" (a new node) or "region" (into an existing one)
+    shape: tuple[int, ...]  # the node's shape
+    chunkshape: tuple[int, ...] | None  # None: a contiguous existing node (region only)
+    stored: np.dtype  # one element as stored, in the file's byte order
+    filters: tables.Filters | None
+    pipeline: tuple[tuple[str, tuple[int, ...]], ...]  # HDF5 filters, in write order
+    encode: bool  # chunks encoded by dask_tables (else HDF5's pipeline writes them)
+    title: str = ""
+    byteorder: str | None = None
+    region: tuple[slice, ...] | None = None  # where the array lands in the node
+    overwrite: bool = False
+    createparents: bool = True
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """One call of :func:`to_tables`: the target file, its nodes, where work is staged."""
+
+    path: str  # absolute
+    new_file: bool  # build the whole file in the work folder, then os.replace it
+    work: str  # the hidden work folder next to the target
+    token: str
+    specs: tuple[NodeSpec, ...]
+
+    @property
+    def temp_file(self) -> str:
+        return os.path.join(self.work, "target.h5")
+
+    @property
+    def marker(self) -> str:
+        # Exists while a task holds temp_file open for writing.
+        return os.path.join(self.work, "writing")
+
+    def temp_name(self, i: int) -> str:
+        return f"{TMP_PREFIX}{self.token}_{i}"
+
+
+# ---------------------------------------------------------------- checks done before any task runs
+
+
+def check_node_name(node: Any) -> str:
+    if not isinstance(node, str) or not node.startswith("/") or node.rstrip("/") == "":
+        raise ValueError(f"node {node!r}: give an absolute node path such as '/group/array'")
+    parts = node.strip("/").split("/")
+    for part in parts:
+        if not part:
+            raise ValueError(f"node {node!r}: empty name between slashes")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", tables.NaturalNameWarning)
+                tables.path.check_name_validity(part)
+        except ValueError as err:
+            raise ValueError(f"node {node!r}: {err}") from None
+        if part.startswith(TMP_PREFIX) or part.startswith("_i_"):
+            raise ValueError(f"node {node!r}: names starting with {TMP_PREFIX} or _i_ are reserved")
+        if "\x00" in part:
+            raise ValueError(f"node {node!r}: a name cannot hold a NUL character")
+    return "/" + "/".join(parts)
+
+
+def check_writable(path: str, node: str, exists: bool) -> None:
+    folder = os.path.dirname(path)
+    if exists:
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{path}: is a directory, not an HDF5 file (asked to write node {node})")
+        mode = os.stat(path).st_mode
+        # Write bits all off means read-only, even for root (who may write anyway).
+        if not os.access(path, os.W_OK) or not mode & 0o222:
+            raise PermissionError(f"{path}: the file is read-only (asked to write node {node})")
+        with get_lock():
+            if not tables.is_hdf5_file(path):
+                raise NotHDF5FileError(f"{path}: not an HDF5 file (asked to write node {node})")
+    elif not os.path.isdir(folder):
+        raise FileNotFoundError(f"{path}: no folder {folder} to create the file in (node {node})")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{path}: its folder {folder} is not writable (asked to write node {node})")
+
+
+def as_dask_array(x: Any, node: str) -> da.Array:
+    if isinstance(x, da.Array):
+        return x
+    if isinstance(x, np.ndarray):
+        return da.from_array(x, chunks="auto" if x.dtype.kind != "V" else (max(1, len(x)),))
+    raise TypeError(f"node {node}: to_tables writes dask or numpy arrays, not {type(x).__name__}")
+
+
+def check_dtype(x: da.Array, node: str) -> None:
+    dtype = x.dtype
+    if dtype.kind in "OUMm" or dtype.itemsize == 0:
+        raise TypeError(f"node {node}: PyTables cannot store dtype {dtype} (use bytes 'S' for strings)")
+    if x.ndim == 0:
+        raise ValueError(f"node {node}: to_tables writes arrays of at least one dimension, not a scalar")
+    if dtype.names is not None and x.ndim != 1:
+        raise ValueError(f"node {node}: a structured array becomes a Table and must be 1-D, not {x.ndim}-D")
+    if any(math.isnan(n) for c in x.chunks for n in c):
+        raise ValueError(f"node {node}: the array has unknown chunk sizes; call compute_chunk_sizes() first")
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of ``n`` that is at most ``at_most`` (at least 1)."""
+    best = 1
+    for d in range(1, math.isqrt(n) + 1):
+        if n % d == 0:
+            for cand in (d, n // d):
+                if best < cand <= at_most:
+                    best = cand
+    return best
+
+
+def _pick_chunkshape(chunks: tuple[tuple[int, ...], ...], itemsize: int) -> tuple[int, ...]:
+    """An HDF5 chunk shape that tiles every dask block, about :data:`CHUNK_BYTES` bytes.
+
+    Along an axis of several blocks, the chunk divides every block but the
+    last (so chunk boundaries fall on block boundaries); along an axis of
+    one block any length up to the block fits.  Leading axes shrink first
+    (chunks keep whole rows where they can, as PyTables' own do).
+
+    Examples
+    --------
+    >>> _pick_chunkshape(((256, 256, 100), (1024,)), 8)
+    (128, 1024)
+    >>> _pick_chunkshape(((6, 6), (5,)), 8)
+    (6, 5)
+    """
+    limits = []
+    constrained = []
+    for blocks in chunks:
+        if len(blocks) > 1:
+            limits.append(math.gcd(*blocks[:-1]))
+            constrained.append(True)
+        else:
+            limits.append(max(1, blocks[0] if blocks else 1))
+            constrained.append(False)
+    shape = list(limits)
+    for axis in range(len(shape)):
+        if math.prod(shape) * itemsize <= CHUNK_BYTES:
+            break
+        rest = math.prod(shape[axis + 1 :]) * itemsize
+        want = max(1, CHUNK_BYTES // max(rest, 1))
+        shape[axis] = _largest_divisor(limits[axis], want) if constrained[axis] else min(limits[axis], want)
+    return tuple(shape)
+
+
+def _align_chunks(x: da.Array, chunkshape: tuple[int, ...], node: str) -> da.Array:
+    """``x`` rechunked (with a :class:`RechunkWarning`) so that its blocks hold whole chunks."""
+    aligned = all(
+        all(b % c == 0 for b in blocks[:-1]) for blocks, c in zip(x.chunks, chunkshape, strict=True)
+    )
+    if aligned:
+        return x
+    new = []
+    for blocks, c, n in zip(x.chunks, chunkshape, x.shape, strict=True):
+        size = max(c, round(max(blocks) / c) * c) if blocks else c
+        new.append(tuple(da.core.normalize_chunks((size,), (n,))[0]))
+    warnings.warn(
+        f"node {node}: the dask blocks {x.chunksize} are not multiples of chunkshape {chunkshape}; "
+        f"rechunking to blocks of {tuple(b[0] if b else 0 for b in new)} before writing",
+        RechunkWarning,
+        stacklevel=4,
+    )
+    return x.rechunk(tuple(new))
+
+
+def node_pipeline(leaf: tables.Leaf) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    filters = tables.utilsextension.get_filters(leaf._v_parent._v_objectid, leaf._v_name) or {}
+    return tuple((str(name), tuple(int(p) for p in params)) for name, params in filters.items())
+
+
+def stored_dtype(leaf: tables.Leaf) -> np.dtype:
+    dtype = leaf.dtype if isinstance(leaf, tables.Table) else leaf.atom.dtype
+    if leaf.byteorder in ("little", "big"):
+        dtype = dtype.newbyteorder("<" if leaf.byteorder == "little" else ">")
+    return np.dtype(dtype)
+
+
+def create_node(h5: tables.File, where: str, name: str, spec: NodeSpec, createparents: bool) -> tables.Leaf:
+    """Create ``spec``'s (new) node, empty, at ``where/name``."""
+    common = {"title": spec.title, "filters": spec.filters, "createparents": createparents}
+    if spec.kind == "table":
+        table = h5.create_table(where, name, description=spec.stored, chunkshape=spec.chunkshape, **common)
+        if spec.shape[0]:
+            table.truncate(spec.shape[0])
+        return table
+    atom = tables.Atom.from_dtype(spec.stored.newbyteorder("="))
+    if spec.kind == "earray":
+        # A zero-size array is an EArray whose extendable axis is its (one) empty axis.
+        empty = 0 in spec.shape
+        earray = h5.create_earray(
+            where,
+            name,
+            atom=atom,
+            shape=spec.shape if empty else (0, *spec.shape[1:]),
+            chunkshape=spec.chunkshape,
+            byteorder=spec.byteorder,
+            expectedrows=max(1, spec.shape[0]),
+            **common,
+        )
+        if not empty:
+            earray.truncate(spec.shape[0])
+        return earray
+    return h5.create_carray(
+        where,
+        name,
+        atom=atom,
+        shape=spec.shape,
+        chunkshape=spec.chunkshape,
+        byteorder=spec.byteorder,
+        **common,
+    )
+
+
+def _probe_values(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Deterministic values of every byte pattern-ish, valid for ``dtype`` (bools 0/1)."""
+    count = math.prod(shape)
+    pattern = ((np.arange(251, dtype=np.int64) * 7919 + 13) % 251).astype(np.uint8)
+    raw = np.resize(pattern, count * dtype.itemsize)  # a 251-byte cycle: every byte value but 4
+    values = raw.view(dtype).reshape(shape).copy()
+
+    def fix_bools(arr: np.ndarray) -> None:
+        if arr.dtype.names:
+            for name in arr.dtype.names:
+                fix_bools(arr[name])
+        elif arr.dtype.base.kind == "b":
+            arr.view(np.uint8)[...] &= 1
+
+    if values.dtype.names or values.dtype.kind == "b":
+        fix_bools(values)
+    return values
+
+
+@contextlib.contextmanager
+def _probe_node(spec: NodeSpec) -> Iterator[tables.Leaf]:
+    """``spec``'s node, one chunk large, created in an in-memory HDF5 file (with the lock held)."""
+    assert spec.chunkshape is not None
+    probe_spec = dataclasses.replace(spec, shape=spec.chunkshape, kind=_creation_kind(spec))
+    name = f"probe-{uuid.uuid4().hex}.h5"
+    with get_lock():
+        h5 = synchronized_open_file(name, "w", driver="H5FD_CORE", driver_core_backing_store=0)
+        try:
+            yield create_node(h5, "/", "probe", probe_spec, createparents=False)
+        finally:
+            synchronized_close_file(h5)
+
+
+def _encoding_reads_back(spec: NodeSpec, probe: tables.Leaf) -> bool:
+    """Whether HDF5 reads a chunk encoded by dask_tables exactly as it was.
+
+    ``probe`` is ``spec``'s node, one chunk large, in an in-memory file
+    (:func:`_probe_node`): one probe chunk encoded by
+    :mod:`dask_tables.encoders` is written there with ``write_chunk`` and
+    PyTables' read compared with it.  Also requires the probe's filter
+    pipeline to be ``spec.pipeline``.
+    """
+    assert spec.chunkshape is not None
+    try:
+        pipeline = encoder_pipeline(spec.pipeline)
+    except UnsupportedEncoderError:
+        return False
+    if node_pipeline(probe) != spec.pipeline:
+        return False
+    values = _probe_values(spec.stored, spec.chunkshape)
+    try:
+        with get_lock():
+            probe.write_chunk((0,) * len(spec.chunkshape), pipeline.encode(values.tobytes()))
+            back = probe.read()
+    except (tables.HDF5ExtError, ValueError, TypeError, RuntimeError):
+        return False
+    back = np.asarray(back).astype(values.dtype, copy=False)
+    return back.shape == values.shape and _same_values(back, values)
+
+
+def _creation_kind(spec: NodeSpec) -> str:
+    if spec.kind != "region":
+        return spec.kind
+    return "table" if spec.stored.names is not None else "carray"
+
+
+def existing_node(h5: tables.File | None, node: str) -> tables.Node | None:
+    if h5 is None:
+        return None
+    try:
+        return h5.get_node(node)
+    except tables.NoSuchNodeError:
+        return None
+
+
+def check_replaceable(found: tables.Node | None, path: str, node: str, overwrite: bool) -> None:
+    """An existing node may be replaced only with ``overwrite``, and never a group (with all inside)."""
+    if found is None:
+        return
+    if isinstance(found, tables.Group):
+        raise NodeExistsError(
+            path, node, f"{node} is a group; to_tables replaces a leaf, never a group and all it holds"
+        )
+    if not overwrite:
+        raise NodeExistsError(path, node)
+
+
+def check_not_open_here(path: str, node: str) -> None:
+    """PyTables cannot open a file for writing that this process holds open read-only."""
+    with get_lock():
+        handles = tables.file._open_files.get_handlers_by_name(path)
+        if any(h.mode == "r" for h in handles):
+            raise ValueError(
+                f"{path}: the file is open read-only in this process; close it before writing node {node}"
+            )
+
+
+def check_parents(h5: tables.File | None, path: str, node: str, createparents: bool) -> None:
+    parts = node.strip("/").split("/")[:-1]
+    current = ""
+    for part in parts:
+        current += "/" + part
+        found = existing_node(h5, current)
+        if found is None:
+            if not createparents:
+                raise tables.NoSuchNodeError(
+                    f"{path}: no group {current} for node {node}; pass createparents=True"
+                )
+            return
+        if not isinstance(found, tables.Group):
+            raise ValueError(
+                f"{path}: {current} is a {type(found).__name__}, not a group, so node {node} cannot go in it"
+            )
+
+
+def _resolve_region(region: Any, shape: tuple[int, ...], path: str, node: str) -> tuple[slice, ...]:
+    if isinstance(region, slice):
+        region = (region,)
+    if not isinstance(region, tuple) or not all(isinstance(s, slice) for s in region):
+        raise TypeError(f"{path}: node {node}: region must be a tuple of slices, not {region!r}")
+    if len(region) > len(shape):
+        raise RegionMismatchError(path, node, f"region {region} has more axes than the node's shape {shape}")
+    region = region + (slice(None),) * (len(shape) - len(region))
+    resolved = []
+    for s, n in zip(region, shape, strict=True):
+        start, stop, step = s.indices(n)
+        if step != 1:
+            raise RegionMismatchError(path, node, f"region {region} has a step; only step 1 is written")
+        resolved.append(slice(start, max(start, stop)))
+    return tuple(resolved)
+
+
+def region_spec(
+    leaf: tables.Node, x: da.Array, region: Any, path: str, node: str
+) -> tuple[NodeSpec, da.Array]:
+    if not isinstance(leaf, (tables.Table, tables.Array)) or isinstance(leaf, tables.VLArray):
+        raise RegionMismatchError(path, node, f"it is a {type(leaf).__name__}, not an array or a table")
+    shape = tuple(int(n) for n in leaf.shape)
+    resolved = _resolve_region(region, shape, path, node)
+    extent = tuple(s.stop - s.start for s in resolved)
+    if extent != x.shape:
+        raise RegionMismatchError(path, node, f"region {resolved} has shape {extent}, the array {x.shape}")
+    stored = stored_dtype(leaf)
+    target = stored.newbyteorder("=") if stored.names is None else stored
+    if isinstance(leaf, tables.Table):
+        ok = x.dtype.names is not None and x.dtype.names == stored.names and np.can_cast(x.dtype, stored)
+    else:
+        ok = stored.subdtype is None and x.dtype.names is None and np.can_cast(x.dtype, target, "safe")
+    if not ok:
+        raise RegionMismatchError(path, node, f"the array's dtype {x.dtype} does not fit the node's {stored}")
+    chunkshape = tuple(int(n) for n in leaf.chunkshape) if leaf.chunkshape is not None else None
+    pipeline = node_pipeline(leaf) if chunkshape is not None else ()
+    spec = NodeSpec(
+        node=node,
+        kind="region",
+        shape=shape,
+        chunkshape=chunkshape,
+        stored=stored,
+        filters=leaf.filters,
+        pipeline=pipeline,
+        encode=False,
+        byteorder=leaf.byteorder if leaf.byteorder in ("little", "big") else None,
+        region=resolved,
+    )
+    if chunkshape is not None:
+        with _probe_node(spec) as probe:
+            spec = dataclasses.replace(spec, encode=_encoding_reads_back(spec, probe))
+    return spec, x
+
+
+def new_spec(
+    x: da.Array,
+    node: str,
+    filters: tables.Filters | None,
+    chunkshape: Sequence[int] | None,
+    title: str,
+    extendable: bool,
+    overwrite: bool,
+    createparents: bool,
+) -> tuple[NodeSpec, da.Array]:
+    dtype = x.dtype
+    table = dtype.names is not None
+    if chunkshape is None:
+        chosen = _pick_chunkshape(x.chunks, dtype.itemsize)
+        regular = _pick_chunkshape(tuple((max(b, default=0),) for b in x.chunks), dtype.itemsize)
+        if math.prod(chosen) * 16 < min(math.prod(regular), CHUNK_BYTES // dtype.itemsize):
+            # irregular blocks (say 50000 and 100001 rows) leave only tiny common chunks
+            x = _align_chunks(x, regular, node)
+            chosen = regular
+    else:
+        chosen = tuple(int(c) for c in np.atleast_1d(chunkshape))
+        if len(chosen) != x.ndim or min(chosen) < 1:
+            raise ValueError(f"node {node}: chunkshape {tuple(chunkshape)} does not fit shape {x.shape}")
+        x = _align_chunks(x, chosen, node)
+    empty_axes = sum(n == 0 for n in x.shape)
+    if empty_axes > 1 or (empty_axes and extendable and x.shape[0] != 0):
+        raise ValueError(
+            f"node {node}: PyTables cannot store shape {x.shape} (one empty axis at most, the extendable one)"
+        )
+    byteorder = {"<": "little", ">": "big"}.get(dtype.byteorder)
+    if dtype.byteorder == "=":
+        byteorder = None
+    spec = NodeSpec(
+        node=node,
+        kind="table" if table else ("earray" if extendable or empty_axes else "carray"),
+        shape=tuple(int(n) for n in x.shape),
+        chunkshape=chosen,
+        stored=dtype,
+        filters=filters,
+        pipeline=(),
+        encode=False,
+        title=title,
+        byteorder=None if table else byteorder,
+        overwrite=overwrite,
+        createparents=createparents,
+    )
+    try:
+        with _probe_node(spec) as probe:
+            # What PyTables stores may differ from the dtype given (a table's records, say).
+            spec = dataclasses.replace(spec, pipeline=node_pipeline(probe), stored=stored_dtype(probe))
+            spec = dataclasses.replace(spec, encode=_encoding_reads_back(spec, probe))
+    except (tables.HDF5ExtError, ValueError, TypeError, NotImplementedError) as err:
+        raise ValueError(f"node {node}: PyTables cannot create it ({type(err).__name__}: {err})") from None
+    return spec, x
