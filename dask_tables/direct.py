@@ -30,7 +30,7 @@ from .fingerprint import Fingerprint, check_unchanged
 from .hdf5types import stored_as_read
 from .registry import get_lock, synchronized_file
 
-__all__ = ["ChunkLayout", "read_direct", "take_field"]
+__all__ = ["ChunkLayout", "read_direct", "same_values", "take_field"]
 
 
 @dataclass(frozen=True)
@@ -128,17 +128,17 @@ class ChunkLayout:
             # array's atom describes its elements fully; a table's records may not.
             return not isinstance(leaf, tables.Table)
         mine = np.ascontiguousarray(chunk[region], dtype=expected.dtype)
-        return mine.shape == expected.shape and _same_values(mine, expected)
+        return mine.shape == expected.shape and same_values(mine, expected)
 
     def pipeline(self) -> FilterPipeline:
         """The decoder of this layout's chunks (built once per process)."""
         return _pipeline(self.filters, self.chunk_nbytes)
 
 
-def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+def same_values(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal bytes, field by field (padding between record members ignored)."""
     if a.dtype.names:
-        return all(_same_values(a[name], b[name]) for name in a.dtype.names)
+        return all(same_values(a[name], b[name]) for name in a.dtype.names)
     return a.tobytes() == b.tobytes()
 
 

@@ -72,10 +72,6 @@ class ColumnSpec:
     categories: tuple[str, ...] = ()
     codes: tuple[int, ...] = ()
 
-    def empty(self, dtype: np.dtype) -> pd.Series:
-        """A zero-length series of this column's pandas dtype."""
-        return self.convert(np.empty(0, dtype), "", "")
-
     def convert(self, values: np.ndarray, path: str, node: str, first_row: int = 0) -> pd.Series:
         """The pandas form of ``values``, the stored values of this column."""
         if self.kind == "enum":

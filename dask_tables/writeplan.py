@@ -24,7 +24,7 @@ import dask.array as da
 import numpy as np
 import tables
 
-from .direct import _same_values
+from .direct import same_values
 from .encoders import UnsupportedEncoderError, encoder_pipeline
 from .errors import NodeExistsError, NotHDF5FileError, RegionMismatchError
 from .registry import get_lock, synchronized_close_file, synchronized_open_file
@@ -313,7 +313,7 @@ def _encoding_reads_back(spec: NodeSpec, probe: tables.Leaf) -> bool:
     except (tables.HDF5ExtError, ValueError, TypeError, RuntimeError):
         return False
     back = np.asarray(back).astype(values.dtype, copy=False)
-    return back.shape == values.shape and _same_values(back, values)
+    return back.shape == values.shape and same_values(back, values)
 
 
 def _creation_kind(spec: NodeSpec) -> str:
