@@ -87,7 +87,10 @@ __all__ = ["RechunkWarning", "to_tables"]
 
 def _prepare(plan: WritePlan) -> str:
     """Task: make the work folder; for a new file, the new file with its (empty) nodes."""
-    os.makedirs(plan.work, exist_ok=True)
+    if not plan.work_made_by_caller:
+        os.makedirs(plan.work, exist_ok=True)
+    elif not os.path.isdir(plan.work):  # the call failed and cleaned up before this task ran
+        raise FileNotFoundError(f"{plan.path}: the work folder {plan.work} is gone (the write was abandoned)")
     if plan.new_file and not os.path.exists(plan.temp_file):
         # Built aside and linked into place: a preparation run again (the
         # scheduler recomputes it after losing a worker) never empties a
@@ -368,6 +371,7 @@ def to_tables(
         work=os.path.join(folder, f".{base[:100]}.dask-tables-{token}"),  # within NAME_MAX (255)
         token=token,
         specs=tuple(specs),
+        work_made_by_caller=compute,
     )
     # The graph, written out (not built with dask.delayed, which walks the
     # plan once per task): prepare, one stage task per block, one commit.
@@ -390,6 +394,7 @@ def to_tables(
     result = Delayed(commit_key, graph)
     if not compute:
         return result
+    os.mkdir(plan.work)
     try:
         dask.compute(result)
     finally:

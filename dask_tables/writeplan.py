@@ -68,6 +68,9 @@ class WritePlan:
     work: str  # the hidden work folder next to the target
     token: str
     specs: tuple[NodeSpec, ...]
+    # True: the caller made the work folder before computing, and removes it
+    # after; a task that finds it gone (a failed write) must not make it again.
+    work_made_by_caller: bool = False
 
     @property
     def temp_file(self) -> str:

@@ -670,3 +670,19 @@ def test_irregular_blocks_are_rechunked_rather_than_written_in_tiny_chunks(tmp_p
     with tables.open_file(tmp_path / "f.h5") as f:
         assert f.root.x.chunkshape[0] >= 1000
         np.testing.assert_array_equal(f.root.x[:], 1.0)
+
+
+def test_a_preparation_that_runs_after_a_failed_call_does_not_make_the_work_folder_again(tmp_path):
+    """With compute=True the caller owns the work folder: a late preparation task finds it gone and stops."""
+    import dataclasses
+
+    from dask_tables.store import _prepare
+
+    delayed = dask_tables.to_tables(da.ones(4, chunks=2), tmp_path / "new.h5", "/x", compute=False)
+    (prepare,) = [
+        t for k, t in dict(delayed.__dask_graph__()).items() if str(k).startswith("to-tables-prepare")
+    ]
+    abandoned = dataclasses.replace(prepare[1], work_made_by_caller=True)
+    with pytest.raises(FileNotFoundError, match="the write was abandoned"):
+        _prepare(abandoned)
+    assert list(tmp_path.iterdir()) == []
