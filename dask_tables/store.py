@@ -43,12 +43,13 @@ on each other in a cycle.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dask
@@ -115,7 +116,7 @@ def _prepare(plan: WritePlan) -> str:
 
 def _stage_block(
     plan: WritePlan, block: np.ndarray, index: int, key: str, start: tuple[int, ...], work: str
-) -> str:
+) -> tuple[int, str]:
     """Task: encode one block's chunks (no lock held) and stage them."""
     spec = plan.specs[index]
     if not os.path.isdir(work):
@@ -123,7 +124,7 @@ def _stage_block(
     if not plan.new_file:
         sidecar = os.path.join(work, f"block-{index}-{key}")
         write_sidecar(sidecar, block_pieces(block, spec, start), len(spec.shape))
-        return sidecar
+        return index, sidecar
     pieces = list(block_pieces(block, spec, start))
     with write_lock(plan.temp_file, work):
         if os.path.exists(plan.marker):
@@ -138,63 +139,96 @@ def _stage_block(
     return key
 
 
-def _commit(plan: WritePlan, staged: list[str]) -> None:
+def _commit(plan: WritePlan, staged: list[tuple[int, str]]) -> None:
     """Task: the one short step that changes the target file."""
-    folder = os.path.dirname(plan.path)
-    with write_lock(plan.path, folder):
-        if plan.new_file:
+    try:
+        _commit_under_lock(plan, staged)
+    finally:
+        # The commit is the last task: whether it wrote or failed, the staged work is done with.
+        shutil.rmtree(plan.work, ignore_errors=True)
+
+
+def _commit_under_lock(plan: WritePlan, staged: list[tuple[int, str]]) -> None:
+    with write_lock(plan.path, os.path.dirname(plan.path)):
+        if not plan.new_file:
+            sidecars: dict[int, list[str]] = {}
+            for index, sidecar in staged:
+                sidecars.setdefault(index, []).append(sidecar)
+            _commit_into_existing(plan, functools.partial(_node_from_sidecars, plan, sidecars), sidecars)
+        elif os.path.exists(plan.marker):
             # every stage task has ended: a marker left now is one of a process that died
-            if os.path.exists(plan.marker):
-                raise WriteInterruptedError(plan.path)
-            if os.path.exists(plan.path):
-                raise FileExistsError(
-                    f"{plan.path}: the file appeared while the write was computed; nothing was written"
-                )
-            os.replace(plan.temp_file, plan.path)
+            raise WriteInterruptedError(plan.path)
+        elif os.path.lexists(plan.path):
+            # Another write (a second lazy to_tables of the same new file, say)
+            # created the file meanwhile: add these nodes to it, with the checks
+            # of any write into an existing file, rather than replace it.
+            with synchronized_file(plan.temp_file, "r") as built:
+                _commit_into_existing(plan, functools.partial(_node_from_built, plan, built), {})
         else:
-            _commit_into_existing(plan, staged)
-    shutil.rmtree(plan.work, ignore_errors=True)
+            os.replace(plan.temp_file, plan.path)
 
 
-def _commit_into_existing(plan: WritePlan, staged: list[str]) -> None:
-    by_spec: dict[int, list[str]] = {}
-    for sidecar in staged:
-        index = int(os.path.basename(sidecar).split("-")[1])
-        by_spec.setdefault(index, []).append(sidecar)
+# Makes spec ``index``'s new node, with its data, as ``name`` at the root of the open target.
+NodeMaker = Callable[[tables.File, int, str], None]
+
+
+def _node_from_sidecars(
+    plan: WritePlan, sidecars: dict[int, list[str]], h5: tables.File, index: int, name: str
+) -> None:
+    """A new node written from the chunks its stage tasks left in sidecar files."""
+    spec = plan.specs[index]
+    leaf = create_node(h5, "/", name, spec, createparents=False)
+    if node_pipeline(leaf) != spec.pipeline:
+        raise RuntimeError(f"{plan.path}: node {spec.node}: PyTables built another filter pipeline")
+    _write_staged(leaf, spec, sidecars.get(index, []))
+
+
+def _node_from_built(plan: WritePlan, built: tables.File, h5: tables.File, index: int, name: str) -> None:
+    """A new node copied from the file the stage tasks built (its filters and chunk shape kept)."""
+    built.get_node(plan.specs[index].node).copy(h5.root, name)
+
+
+def _write_staged(leaf: tables.Leaf, spec: NodeSpec, sidecars: list[str]) -> None:
+    for sidecar in sidecars:
+        write_pieces(leaf, read_sidecar(sidecar, spec.stored))
+
+
+def _commit_into_existing(plan: WritePlan, make_node: NodeMaker, sidecars: dict[int, list[str]]) -> None:
+    """Add (or replace) the plan's nodes in the existing target, each checked before anything is replaced.
+
+    Each new node is made whole under a temporary name at the root by
+    ``make_node``; only when all are complete is an existing node removed
+    (``overwrite=True``) and each moved to its name.  The staged values of
+    a ``region`` are written into the existing node in place.
+    """
     h5 = synchronized_open_file(plan.path, "a")
     created: list[str] = []
     try:
-        for i, spec in enumerate(plan.specs):
-            sidecars = by_spec.get(i, [])
+        for index, spec in enumerate(plan.specs):
             if spec.kind == "region":
                 leaf = h5.get_node(spec.node)
                 if tuple(int(n) for n in leaf.shape) != spec.shape or stored_dtype(leaf) != spec.stored:
                     raise RegionMismatchError(
                         plan.path, spec.node, "the node changed while the write was computed"
                     )
-            else:
-                # checked again: another writer may have changed the file since the plan
-                check_replaceable(existing_node(h5, spec.node), plan.path, spec.node, spec.overwrite)
-                check_parents(h5, plan.path, spec.node, spec.createparents)
-                tmp = "/" + plan.temp_name(i)
-                if existing_node(h5, tmp) is not None:  # left by a commit whose worker was killed
-                    h5.remove_node(tmp, recursive=True)
-                leaf = create_node(h5, "/", plan.temp_name(i), spec, createparents=False)
-                created.append(tmp)
-                if node_pipeline(leaf) != spec.pipeline:
-                    raise RuntimeError(
-                        f"{plan.path}: node {spec.node}: PyTables built another filter pipeline"
-                    )
-            for sidecar in sidecars:
-                write_pieces(leaf, read_sidecar(sidecar, spec.stored))
+                _write_staged(leaf, spec, sidecars.get(index, []))
+                continue
+            # checked again: another writer may have changed the file since the plan
+            check_replaceable(existing_node(h5, spec.node), plan.path, spec.node, spec.overwrite)
+            check_parents(h5, plan.path, spec.node, spec.createparents)
+            tmp = "/" + plan.temp_name(index)
+            if existing_node(h5, tmp) is not None:  # left by a commit whose worker was killed
+                h5.remove_node(tmp, recursive=True)
+            created.append(tmp)
+            make_node(h5, index, plan.temp_name(index))
         # Only now is anything that existed before changed.
-        for i, spec in enumerate(plan.specs):
+        for index, spec in enumerate(plan.specs):
             if spec.kind == "region":
                 continue
             if existing_node(h5, spec.node) is not None:
                 h5.remove_node(spec.node, recursive=True)
             where, name = spec.node.rsplit("/", 1)
-            h5.move_node("/" + plan.temp_name(i), where or "/", name, createparents=True)
+            h5.move_node("/" + plan.temp_name(index), where or "/", name, createparents=True)
         created.clear()
     finally:
         try:
@@ -296,8 +330,10 @@ def to_tables(
     A failure in any task (an exception, a killed worker, a full disk)
     leaves the target file as it was: the blocks are staged in a hidden
     folder next to it (``.<name>.dask-tables-<token>``), which is removed
-    (with ``compute=False``, only a successful run removes it).  A new file
-    is created by ``os.replace``, atomically.  Into an existing file, the
+    (with ``compute=False``, only a run that reaches the final step removes
+    it).  A new file is created by ``os.replace``, atomically; if the file
+    appeared meanwhile (two lazy writes of one new file computed together),
+    the nodes are added to it as to any existing file, with the same checks.  Into an existing file, the
     final step copies the staged chunks (no compression left to do) while
     holding the file open for writing: a process killed during that step
     can damage the file, since HDF5 keeps no journal; an exception in it

@@ -686,3 +686,42 @@ def test_a_preparation_that_runs_after_a_failed_call_does_not_make_the_work_fold
     with pytest.raises(FileNotFoundError, match="the write was abandoned"):
         _prepare(abandoned)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- what a new user hit (issue 15)
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads", "distributed"])
+def test_two_lazy_writes_of_one_new_file_keep_both_nodes(tmp_path, scheduler, request):
+    path = tmp_path / "two.h5"
+    a = dask_tables.to_tables(da.arange(10.0, chunks=5), path, "/a", compute=False)
+    b = dask_tables.to_tables(
+        -da.arange(10.0, chunks=5),
+        path,
+        "/g/b",
+        compute=False,
+        filters=FILTERS["zlib+shuffle"],
+        chunkshape=(5,),
+    )
+    if scheduler == "distributed":
+        request.getfixturevalue("cluster_client")
+        dask.compute(a, b)
+    else:
+        dask.compute(a, b, scheduler=scheduler)
+    np.testing.assert_array_equal(pytables_read(path, "/a"), np.arange(10.0))
+    np.testing.assert_array_equal(pytables_read(path, "/g/b"), -np.arange(10.0))
+    with tables.open_file(path) as f:  # the node added to the file that appeared keeps its storage
+        assert f.root.g.b.chunkshape == (5,)
+        assert f.root.g.b.filters.complib == "zlib" and f.root.g.b.filters.shuffle
+    assert listing(tmp_path) == ["two.h5"]
+
+
+def test_two_lazy_writes_of_one_new_node_keep_the_first_and_raise(tmp_path):
+    path = tmp_path / "two.h5"
+    a = dask_tables.to_tables(da.ones(10, chunks=5), path, "/a", compute=False)
+    b = dask_tables.to_tables(da.zeros(10, chunks=5), path, "/a", compute=False)
+    with pytest.raises(dask_tables.NodeExistsError, match=r"two\.h5.*/a"):
+        dask.compute(a, b, scheduler="sync")
+    kept = pytables_read(path, "/a")  # whichever final step ran first, whole
+    assert kept.tolist() in ([1.0] * 10, [0.0] * 10)
+    assert listing(tmp_path) == ["two.h5"]
