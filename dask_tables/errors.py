@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+REBUILD_ARRAY = "rebuild the array with from_tables"
+
 
 class DaskTablesError(Exception):
     """Base class of the errors that only dask_tables raises."""
@@ -12,8 +14,18 @@ class FileChangedError(DaskTablesError):
 
     A task raises this instead of returning data that may be stale or
     misaligned: the file was rewritten, truncated, appended to, replaced
-    by another file or deleted since :func:`dask_tables.from_tables`
-    recorded its fingerprint.  Rebuild the array to read the new contents.
+    by another file or deleted since :func:`dask_tables.from_tables` (or
+    :func:`dask_tables.read_table`) recorded its fingerprint.  Rebuild the
+    collection to read the new contents.
+
+    Parameters
+    ----------
+    path, node : str
+        The file and the node read from it.
+    what : str
+        How the file changed.
+    advice : str, optional
+        What to do about it (default: rebuild the array with ``from_tables``).
 
     Examples
     --------
@@ -22,19 +34,25 @@ class FileChangedError(DaskTablesError):
     data.h5: node /array: the file changed after the graph was built (size 10 -> 20); rebuild the array with from_tables
     >>> err.path, err.node
     ('data.h5', '/array')
+    >>> print(err.with_advice("rebuild the frame with read_table"))
+    data.h5: node /array: the file changed after the graph was built (size 10 -> 20); rebuild the frame with read_table
     """
 
-    def __init__(self, path: str, node: str, what: str) -> None:
+    def __init__(self, path: str, node: str, what: str, advice: str = REBUILD_ARRAY) -> None:
         self.path = path
         self.node = node
         self.what = what
+        self.advice = advice
         super().__init__(
-            f"{path}: node {node}: the file changed after the graph was built "
-            f"({what}); rebuild the array with from_tables"
+            f"{path}: node {node}: the file changed after the graph was built ({what}); {advice}"
         )
 
+    def with_advice(self, advice: str) -> FileChangedError:
+        """The same error, with other advice (the caller knows better what to rebuild)."""
+        return type(self)(self.path, self.node, self.what, advice)
+
     def __reduce__(self):
-        return (type(self), (self.path, self.node, self.what))
+        return (type(self), (self.path, self.node, self.what, self.advice))
 
 
 class NotHDF5FileError(DaskTablesError, OSError):

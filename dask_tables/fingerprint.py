@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+import tables.file as _tables_file
+
 from .errors import FileChangedError
+from .registry import get_lock
 
 
 class Fingerprint(NamedTuple):
@@ -100,4 +103,50 @@ def check_unchanged(path: str, node: str, fingerprint: Fingerprint, now: Fingerp
         except FileNotFoundError:
             raise FileChangedError(path, node, "the file was deleted") from None
     if now != fingerprint:
-        raise FileChangedError(path, node, fingerprint.describe_change(now))
+        what = fingerprint.describe_change(now)
+        writing = [mode for mode in modes_open_here(path) if mode != "r"]
+        if writing:
+            what += (
+                f"; this process holds the file open for writing (mode {writing[0]!r}):"
+                " close that handle before building the graph and computing"
+            )
+        raise FileChangedError(path, node, what)
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file (device and inode), however they are spelled.
+
+    Examples
+    --------
+    >>> with open("example.bin", "wb") as f:
+    ...     _ = f.write(b"abc")
+    >>> same_file("example.bin", "./example.bin"), same_file("example.bin", "missing.bin")
+    (True, False)
+    """
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def modes_open_here(path: str | os.PathLike[str]) -> list[str]:
+    """The modes of the handles this process holds open on ``path`` in PyTables' registry.
+
+    PyTables keys its registry by the name each caller gave (``"f.h5"``,
+    ``"./f.h5"``, an absolute path...): this compares the files themselves.
+
+    Examples
+    --------
+    >>> import tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     modes_open_here("./example.h5")
+    ['w']
+    >>> modes_open_here("example.h5")
+    []
+    """
+    with get_lock():
+        names = list(_tables_file._open_files.filenames)
+        modes = {
+            name: [h.mode for h in _tables_file._open_files.get_handlers_by_name(name)] for name in names
+        }
+    return [mode for name in names if same_file(name, path) for mode in modes[name]]

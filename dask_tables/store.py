@@ -58,11 +58,13 @@ import tables
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from .errors import RegionMismatchError, WriteInterruptedError
+from .errors import FileChangedError, RegionMismatchError, WriteInterruptedError
+from .fingerprint import same_file
 from .registry import get_lock, synchronized_close_file, synchronized_file, synchronized_open_file
 from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
 from .writelock import write_lock
 from .writeplan import (
+    WRITE_ONCE_ADVICE,
     NodeSpec,
     RechunkWarning,
     WritePlan,
@@ -71,10 +73,12 @@ from .writeplan import (
     check_node_name,
     check_not_open_here,
     check_parents,
+    check_reads_unchanged,
     check_replaceable,
     check_writable,
     create_node,
     existing_node,
+    inherited_storage,
     new_spec,
     node_pipeline,
     region_spec,
@@ -252,7 +256,7 @@ def to_tables(
     title: str = "",
     createparents: bool = True,
     overwrite: bool = False,
-    extendable: bool = False,
+    extendable: bool | None = None,
     region: tuple[slice, ...] | slice | None = None,
     compute: bool = True,
 ) -> Delayed | None:
@@ -278,12 +282,15 @@ def to_tables(
         Path of the node in the file, e.g. ``"/results/mean_field"``.
     filters : tables.Filters, optional
         Compression of a new node (``tables.Filters(complib="blosc2:zstd",
-        complevel=5, shuffle=True)``...).  Default: none.
+        complevel=5, shuffle=True)``...).  Default: none; with
+        ``overwrite=True``, those of the node replaced (give
+        ``tables.Filters()`` for none).
     chunkshape : tuple of int, optional
         HDF5 chunk shape of a new node.  By default one that divides the
         dask blocks (about 1 MiB); a given one that does not makes
         ``to_tables`` rechunk ``x`` to multiples of it, with a
-        :class:`RechunkWarning`.
+        :class:`RechunkWarning`.  With ``overwrite=True``, that of the
+        node replaced where the dask blocks are multiples of it.
     title : str, optional
         Title of a new node.
     createparents : bool, optional
@@ -294,6 +301,8 @@ def to_tables(
         :class:`dask_tables.NodeExistsError`.
     extendable : bool, optional
         Create an ``EArray`` (extendable along axis 0) instead of a ``CArray``.
+        Default: ``False``; with ``overwrite=True``, whether the node
+        replaced was an ``EArray``.
     region : tuple of slice, optional
         Write ``x`` into this region of an existing node (array or table) of
         the same dtype (or one it casts to safely), which keeps its filters
@@ -378,6 +387,8 @@ def to_tables(
 
     exists = os.path.lexists(path)
     check_writable(path, names[0], exists)
+    if exists:
+        check_reads_unchanged(arrays, path)
     specs: list[NodeSpec] = []
     with contextlib.ExitStack() as stack:
         # The writers' locks: another writer's commit cannot run while the plan reads the file.
@@ -394,9 +405,8 @@ def to_tables(
             else:
                 check_replaceable(found, path, name, overwrite)
                 check_parents(h5, path, name, createparents)
-                spec, arrays[i] = new_spec(
-                    arrays[i], name, filters, chunkshape, title, extendable, overwrite, createparents
-                )
+                storage = inherited_storage(found, arrays[i], filters, chunkshape, extendable)
+                spec, arrays[i] = new_spec(arrays[i], name, *storage, title, overwrite, createparents)
             specs.append(spec)
 
     token = uuid.uuid4().hex[:16]  # every call stages into its own folder
@@ -433,6 +443,10 @@ def to_tables(
     os.mkdir(plan.work)
     try:
         dask.compute(result)
+    except FileChangedError as err:
+        if same_file(err.path, path):  # the array read the file an earlier write changed
+            raise err.with_advice(WRITE_ONCE_ADVICE) from None
+        raise
     finally:
         _remove_work(plan.work)
     return None

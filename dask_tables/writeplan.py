@@ -26,10 +26,11 @@ import tables
 
 from .direct import same_values
 from .encoders import UnsupportedEncoderError, encoder_pipeline
-from .errors import NodeExistsError, NotHDF5FileError, RegionMismatchError
+from .errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError
+from .fingerprint import modes_open_here, same_file
 from .registry import get_lock, synchronized_close_file, synchronized_open_file
 
-__all__ = ["NodeSpec", "RechunkWarning", "WritePlan", "new_spec", "region_spec"]
+__all__ = ["NodeSpec", "RechunkWarning", "WritePlan", "inherited_storage", "new_spec", "region_spec"]
 
 # Bytes of one HDF5 chunk that to_tables aims for when it picks the chunk shape.
 CHUNK_BYTES = 2**20
@@ -134,10 +135,22 @@ def as_dask_array(x: Any, node: str) -> da.Array:
     raise TypeError(f"node {node}: to_tables writes dask or numpy arrays, not {type(x).__name__}")
 
 
+# What to store instead of a dtype PyTables has no atom for, by numpy kind.
+_STORABLE_HINT = {
+    "O": "encode strings as fixed-size bytes: x.astype('S<n>')",
+    "U": "encode strings as fixed-size bytes: x.astype('S<n>')",
+    "M": "store the datetimes as int64 counts of their unit: x.astype('i8')",
+    "m": "store the durations as int64 counts of their unit: x.astype('i8')",
+    "V": "a record needs fields",
+}
+
+
 def check_dtype(x: da.Array, node: str) -> None:
     dtype = x.dtype
     if dtype.kind in "OUMm" or dtype.itemsize == 0:
-        raise TypeError(f"node {node}: PyTables cannot store dtype {dtype} (use bytes 'S' for strings)")
+        raise TypeError(
+            f"node {node}: PyTables cannot store dtype {dtype} ({_STORABLE_HINT.get(dtype.kind, '')})"
+        )
     if x.ndim == 0:
         raise ValueError(f"node {node}: to_tables writes arrays of at least one dimension, not a scalar")
     if dtype.names is not None and x.ndim != 1:
@@ -348,12 +361,50 @@ def check_replaceable(found: tables.Node | None, path: str, node: str, overwrite
 
 def check_not_open_here(path: str, node: str) -> None:
     """PyTables cannot open a file for writing that this process holds open read-only."""
-    with get_lock():
-        handles = tables.file._open_files.get_handlers_by_name(path)
-        if any(h.mode == "r" for h in handles):
-            raise ValueError(
-                f"{path}: the file is open read-only in this process; close it before writing node {node}"
-            )
+    if "r" in modes_open_here(path):
+        raise ValueError(
+            f"{path}: the file is open read-only in this process; close it before writing node {node}"
+        )
+
+
+WRITE_ONCE_ADVICE = (
+    "the array reads the file it is written into, and an earlier write changed that file: "
+    "write every result computed from the file in one call, to_tables({node: array, ...}, path), "
+    "or rebuild the array with from_tables after each write"
+)
+
+
+def _sources_in(x: da.Array) -> Iterator[Any]:
+    """The dask_tables sources (anything with a path and a fingerprint) held by ``x``'s graph.
+
+    Only layers kept as plain mappings are looked at (where ``from_tables``
+    puts its source, unless ``inline_array=True``).
+    """
+    for layer in x.__dask_graph__().layers.values():
+        mapping = getattr(layer, "mapping", None)
+        if not isinstance(mapping, dict):
+            continue
+        for value in mapping.values():
+            for source in getattr(value, "parts", (value,)):
+                if hasattr(source, "fingerprint") and hasattr(source, "path"):
+                    yield source
+
+
+def check_reads_unchanged(arrays: Sequence[da.Array], path: str) -> None:
+    """Refuse, before any task, to write arrays that read ``path`` as it was before it changed.
+
+    A graph built by ``from_tables`` over ``path``, then ``to_tables`` of a
+    result into ``path``, then a second ``to_tables`` of the same graph:
+    its read tasks would fail with :class:`~dask_tables.FileChangedError`,
+    so the second call fails now, and says what to do instead.
+    """
+    for x in arrays:
+        for source in _sources_in(x):
+            if same_file(source.path, path):
+                try:
+                    source.check_unchanged()
+                except FileChangedError as err:
+                    raise err.with_advice(WRITE_ONCE_ADVICE) from None
 
 
 def check_parents(h5: tables.File | None, path: str, node: str, createparents: bool) -> None:
@@ -429,13 +480,65 @@ def region_spec(
     return spec, x
 
 
+def _given_chunkshape(chunkshape: Sequence[int] | int, shape: tuple[int, ...], node: str) -> tuple[int, ...]:
+    """A chunk shape the user gave: one int per axis, or one int for every axis (as dask's ``chunks``).
+
+    Examples
+    --------
+    >>> _given_chunkshape(4, (10, 6), "/x")
+    (4, 4)
+    >>> _given_chunkshape((5, 2), (10, 6), "/x")
+    (5, 2)
+    """
+    try:
+        given = [int(c) for c in np.atleast_1d(chunkshape)]
+    except (TypeError, ValueError):
+        raise ValueError(f"node {node}: chunkshape {chunkshape!r} is not a sequence of ints") from None
+    if np.ndim(chunkshape) == 0:
+        given *= len(shape)
+    if len(given) != len(shape) or min(given, default=0) < 1:
+        raise ValueError(
+            f"node {node}: chunkshape {chunkshape!r} does not fit shape {shape} "
+            f"(give {len(shape)} positive ints, or one for every axis)"
+        )
+    return tuple(given)
+
+
+def inherited_storage(
+    found: tables.Node | None,
+    x: da.Array,
+    filters: tables.Filters | None,
+    chunkshape: Sequence[int] | int | None,
+    extendable: bool | None,
+) -> tuple[tables.Filters | None, Sequence[int] | int | None, bool]:
+    """``(filters, chunkshape, extendable)`` of a new node: as given, else as the node it replaces.
+
+    What the caller left out (``None``) is taken from the leaf being
+    replaced: its filters, its chunk shape where the dask blocks of ``x``
+    are multiples of it (no rechunking the user did not ask for), and
+    whether it is an ``EArray``.  Without a leaf to replace: no filters,
+    a chunk shape picked later, a ``CArray``.
+    """
+    if not isinstance(found, tables.Leaf) or isinstance(found, tables.VLArray):
+        return filters, chunkshape, bool(extendable)
+    if filters is None:
+        filters = found.filters
+    if chunkshape is None and found.chunkshape is not None and len(found.chunkshape) == x.ndim:
+        old = tuple(int(c) for c in found.chunkshape)
+        if all(all(b % c == 0 for b in blocks[:-1]) for blocks, c in zip(x.chunks, old, strict=True)):
+            chunkshape = old
+    if extendable is None:
+        extendable = isinstance(found, tables.EArray)
+    return filters, chunkshape, extendable
+
+
 def new_spec(
     x: da.Array,
     node: str,
     filters: tables.Filters | None,
-    chunkshape: Sequence[int] | None,
-    title: str,
+    chunkshape: Sequence[int] | int | None,
     extendable: bool,
+    title: str,
     overwrite: bool,
     createparents: bool,
 ) -> tuple[NodeSpec, da.Array]:
@@ -449,9 +552,7 @@ def new_spec(
             x = _align_chunks(x, regular, node)
             chosen = regular
     else:
-        chosen = tuple(int(c) for c in np.atleast_1d(chunkshape))
-        if len(chosen) != x.ndim or min(chosen) < 1:
-            raise ValueError(f"node {node}: chunkshape {tuple(chunkshape)} does not fit shape {x.shape}")
+        chosen = _given_chunkshape(chunkshape, x.shape, node)
         x = _align_chunks(x, chosen, node)
     empty_axes = sum(n == 0 for n in x.shape)
     if empty_axes > 1 or (empty_axes and extendable and x.shape[0] != 0):

@@ -122,7 +122,7 @@ def test_the_encoders_are_used_exactly_where_they_read_back(filters):
     for dtype in DTYPES:
         shape = (53,) if dtype == "record" else (53, 13)
         x = da.from_array(sample(dtype, shape), chunks=20)
-        spec, _ = new_spec(x, "/x", FILTERS[filters], None, "", False, False, True)
+        spec, _ = new_spec(x, "/x", FILTERS[filters], None, False, "", False, True)
         assert spec.encode is (filters in ENCODED), (dtype, spec)
 
 
@@ -725,3 +725,106 @@ def test_two_lazy_writes_of_one_new_node_keep_the_first_and_raise(tmp_path):
     kept = pytables_read(path, "/a")  # whichever final step ran first, whole
     assert kept.tolist() in ([1.0] * 10, [0.0] * 10)
     assert listing(tmp_path) == ["two.h5"]
+
+
+def test_a_second_write_from_a_graph_that_read_the_file_fails_up_front_and_says_what_to_do(tmp_path):
+    path = tmp_path / "f.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_array("/", "x", np.arange(10.0))
+    x = dask_tables.from_tables(path, "/x")
+    dask_tables.to_tables(x * 2, path, "/double")
+    before = snapshot(path)
+    with pytest.raises(dask_tables.FileChangedError, match=r"f\.h5: node /x: .*to_tables\(\{node: array"):
+        dask_tables.to_tables(x * 3, path, "/triple")
+    assert snapshot(path) == before and listing(tmp_path) == ["f.h5"]
+    # inline_array=True hides the source from the plan: the compute says the same
+    y = dask_tables.from_tables(path, "/x", inline_array=True)
+    dask_tables.to_tables(y * 2, path, "/double2")
+    with pytest.raises(dask_tables.FileChangedError, match=r"to_tables\(\{node: array"):
+        dask_tables.to_tables(y * 3, path, "/triple")
+    # what the message advises: both results in one call
+    z = dask_tables.from_tables(path, "/x")
+    dask_tables.to_tables({"/a": z * 2, "/b": z * 3}, path)
+    np.testing.assert_array_equal(pytables_read(path, "/b"), np.arange(10.0) * 3)
+
+
+@pytest.mark.parametrize("spelling", ["relative", "dot"])
+def test_a_file_open_read_only_under_another_spelling_is_refused_before_any_task(
+    tmp_path, monkeypatch, spelling
+):
+    monkeypatch.chdir(tmp_path)
+    with tables.open_file("rec.h5", "w") as f:
+        f.create_array("/", "a", np.arange(3))
+    with tables.open_file("rec.h5" if spelling == "relative" else "./rec.h5") as held:
+        with pytest.raises(ValueError, match=r"rec\.h5: the file is open read-only in this process"):
+            dask_tables.to_tables(da.ones(3, chunks=3), str(tmp_path / "rec.h5"), "/x")
+        with pytest.raises(ValueError, match=r"the file is open read-only in this process"):
+            dask_tables.to_tables(da.ones(3, chunks=3), "rec.h5", "/x")
+        assert held.root.a[0] == 0
+
+
+def test_a_file_this_process_holds_open_for_writing_is_named_in_the_change_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "w.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_array("/", "x", np.arange(10.0))
+    with tables.open_file("w.h5", "a") as held:  # PyTables refuses a second open under the same name
+        held.create_array("/", "z", np.arange(5.0))
+        x = dask_tables.from_tables(path, "/x")
+        held.flush()
+        with pytest.raises(
+            dask_tables.FileChangedError, match=r"holds the file open for writing \(mode 'a'\)"
+        ):
+            x.sum().compute()
+    assert float(dask_tables.from_tables(path, "/x").sum().compute()) == 45.0
+
+
+def test_an_int_chunkshape_applies_to_every_axis(tmp_path):
+    dask_tables.to_tables(da.ones((10, 12), chunks=(5, 10)), tmp_path / "f.h5", "/x", chunkshape=5)
+    with tables.open_file(tmp_path / "f.h5") as f:
+        assert f.root.x.chunkshape == (5, 5)
+        np.testing.assert_array_equal(f.root.x[:], 1.0)
+    with pytest.raises(ValueError, match=r"node /y: chunkshape 'ab' is not a sequence of ints"):
+        dask_tables.to_tables(da.ones((10, 12)), tmp_path / "f.h5", "/y", chunkshape="ab")
+    with pytest.raises(ValueError, match=r"node /y: chunkshape \(2, 2, 2\) does not fit shape \(10, 12\)"):
+        dask_tables.to_tables(da.ones((10, 12)), tmp_path / "f.h5", "/y", chunkshape=(2, 2, 2))
+
+
+def test_overwrite_keeps_the_replaced_nodes_filters_chunkshape_and_kind_unless_given(tmp_path):
+    path = tmp_path / "f.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_earray(
+            "/",
+            "e",
+            obj=np.arange(100.0),
+            chunkshape=(10,),
+            filters=tables.Filters(complevel=1, complib="zlib", shuffle=True),
+        )
+    dask_tables.to_tables(da.arange(200.0, chunks=50), path, "/e", overwrite=True)
+    with tables.open_file(path) as f:
+        e = f.root.e
+        assert isinstance(e, tables.EArray) and e.chunkshape == (10,)
+        assert (e.filters.complib, e.filters.complevel, e.filters.shuffle) == ("zlib", 1, True)
+        np.testing.assert_array_equal(e[:], np.arange(200.0))
+    dask_tables.to_tables(
+        da.arange(7.0, chunks=7),
+        path,
+        "/e",
+        overwrite=True,
+        filters=tables.Filters(),
+        chunkshape=(7,),
+        extendable=False,
+    )
+    with tables.open_file(path) as f:
+        e = f.root.e
+        assert type(e) is tables.CArray and e.chunkshape == (7,) and e.filters.complevel == 0
+
+
+@pytest.mark.parametrize(
+    "dtype, hint",
+    [("M8[s]", "datetimes as int64"), ("m8[ms]", "durations as int64"), ("U3", "fixed-size bytes")],
+)
+def test_an_unstorable_dtype_says_what_to_store_instead(tmp_path, dtype, hint):
+    with pytest.raises(TypeError, match=hint):
+        dask_tables.to_tables(da.from_array(np.zeros(3, dtype)), tmp_path / "f.h5", "/x")
+    assert listing(tmp_path) == []
