@@ -50,10 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("file", help="HDF5 file, glob pattern of files, or several files joined by commas")
     stats.add_argument("node", help="node path, e.g. /group/array")
     stats.add_argument("--field", default=None, help="table column (group/name for nested ones)")
-    stats.add_argument("--chunks", default="auto", help="dask chunks along axis 0, or 'auto' (default)")
+    stats.add_argument(
+        "--chunks", default="auto", type=_chunks, help="dask chunks along axis 0, or 'auto' (default)"
+    )
     stats.add_argument(
         "--scheduler",
         default="threads",
+        type=_scheduler,
         help="threads (default), processes, synchronous, or the ADDRESS of a dask.distributed scheduler",
     )
     return parser
@@ -119,16 +122,29 @@ def _files(spec: str) -> str | list[str]:
 
 
 def _chunks(spec: str) -> Any:
+    """``--chunks``: 'auto' or a positive number of rows (argparse exits with 2 otherwise)."""
     if spec == "auto":
         return "auto"
     try:
-        return {0: int(spec)}
+        rows = int(spec)
     except ValueError:
-        raise SystemExit(f"dask-tables: error: --chunks must be an integer or 'auto', not {spec!r}") from None
+        rows = 0
+    if rows < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', not {spec!r}")
+    return {0: rows}
+
+
+def _scheduler(spec: str) -> str:
+    """``--scheduler``: a local scheduler's name, or a scheduler address (``host:port``, ``tcp://...``)."""
+    if spec in LOCAL_SCHEDULERS or ":" in spec:
+        return spec
+    raise argparse.ArgumentTypeError(
+        f"{spec!r} is neither {', '.join(LOCAL_SCHEDULERS)} nor a scheduler ADDRESS such as tcp://host:8786"
+    )
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    x = from_tables(_files(args.file), args.node, chunks=_chunks(args.chunks), field=args.field)
+    x = from_tables(_files(args.file), args.node, chunks=args.chunks, field=args.field)
     if x.dtype.kind not in "biuf":
         hint = " (a table: choose a column with --field)" if x.dtype.names else ""
         raise TypeError(f"{args.file}: node {args.node} holds {x.dtype}, not numbers{hint}")

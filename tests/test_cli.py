@@ -114,6 +114,9 @@ def test_stats_on_a_distributed_scheduler_address(stats_file):
         (["stats", "{file}", "/nope"], "/nope"),
         (["stats", "{file}", "/t"], "--field"),
         (["stats", "{file}", "/t", "--field", "s"], "not numbers"),
+        (["stats", "{file}", "/x", "--chunks", "abc"], "--chunks: must be a positive integer or 'auto'"),
+        (["stats", "{file}", "/x", "--chunks", "-5"], "--chunks: must be a positive integer or 'auto'"),
+        (["stats", "{file}", "/x", "--scheduler", "thread"], "neither threads, processes, synchronous nor"),
     ],
 )
 def test_stats_reports_bad_input_without_a_traceback(stats_file, args, message):
