@@ -97,7 +97,7 @@ def write_sidecar(path: str, pieces: Iterator[Piece], ndim: int) -> None:
                     payload = memoryview(data).cast("B")
                     shape: tuple[int, ...] = ()
                 else:
-                    array = np.ascontiguousarray(data)
+                    array = np.ascontiguousarray(data).reshape(np.shape(data))  # 0-d stays 0-d
                     payload = memoryview(array.reshape(-1).view(np.uint8))
                     shape = array.shape
                 out.write(_HEADER.pack(piece.encoded, ndim, payload.nbytes))

@@ -263,7 +263,8 @@ def to_tables(
     """Write a dask array into a PyTables node, compressing in parallel, all or nothing.
 
     Creates a ``CArray`` (an ``EArray`` with ``extendable=True``; a ``Table``
-    for a structured dtype) shaped like ``x`` and writes every block.  Tasks
+    for a structured dtype; a scalar ``Array``, without filters, for a 0-d
+    array) shaped like ``x`` and writes every block.  Tasks
     compress their HDF5 chunks outside every lock (zlib, bzip2, Blosc2,
     shuffle and Fletcher-32 are encoded by dask_tables; other filters go
     through HDF5's pipeline under the lock), and the target file changes

@@ -46,7 +46,7 @@ class NodeSpec:
     """One node to write: everything a task needs, and nothing open."""
 
     node: str  # its final path
-    kind: str  # "carray", "earray", "table" (a new node) or "region" (into an existing one)
+    kind: str  # "carray", "earray", "table", "scalar" (a new node) or "region" (into an existing one)
     shape: tuple[int, ...]  # the node's shape
     chunkshape: tuple[int, ...] | None  # None: a contiguous existing node (region only)
     stored: np.dtype  # one element as stored, in the file's byte order
@@ -151,8 +151,6 @@ def check_dtype(x: da.Array, node: str) -> None:
         raise TypeError(
             f"node {node}: PyTables cannot store dtype {dtype} ({_STORABLE_HINT.get(dtype.kind, '')})"
         )
-    if x.ndim == 0:
-        raise ValueError(f"node {node}: to_tables writes arrays of at least one dimension, not a scalar")
     if dtype.names is not None and x.ndim != 1:
         raise ValueError(f"node {node}: a structured array becomes a Table and must be 1-D, not {x.ndim}-D")
     if any(math.isnan(n) for c in x.chunks for n in c):
@@ -238,6 +236,11 @@ def stored_dtype(leaf: tables.Leaf) -> np.dtype:
 
 def create_node(h5: tables.File, where: str, name: str, spec: NodeSpec, createparents: bool) -> tables.Leaf:
     """Create ``spec``'s (new) node, empty, at ``where/name``."""
+    if spec.kind == "scalar":
+        empty = np.zeros((), spec.stored)
+        return h5.create_array(
+            where, name, obj=empty, title=spec.title, byteorder=spec.byteorder, createparents=createparents
+        )
     common = {"title": spec.title, "filters": spec.filters, "createparents": createparents}
     if spec.kind == "table":
         table = h5.create_table(where, name, description=spec.stored, chunkshape=spec.chunkshape, **common)
@@ -532,6 +535,33 @@ def inherited_storage(
     return filters, chunkshape, extendable
 
 
+def _byteorder(dtype: np.dtype) -> str | None:
+    """PyTables' name of an explicit byte order of ``dtype``; ``None`` for native or irrelevant."""
+    return {"<": "little", ">": "big"}.get(dtype.byteorder) if dtype.byteorder != "=" else None
+
+
+def _scalar_spec(x: da.Array, node: str, title: str, overwrite: bool, createparents: bool) -> NodeSpec:
+    """A 0-d array becomes a scalar ``Array``, as PyTables stores ``create_array(obj=np.float64(1))``.
+
+    HDF5 stores a scalar dataset contiguously, so there are no chunks and
+    no filters: those of the call (or of a replaced node) do not apply.
+    """
+    return NodeSpec(
+        node=node,
+        kind="scalar",
+        shape=(),
+        chunkshape=None,
+        stored=x.dtype,
+        filters=None,
+        pipeline=(),
+        encode=False,
+        title=title,
+        byteorder=_byteorder(x.dtype),
+        overwrite=overwrite,
+        createparents=createparents,
+    )
+
+
 def new_spec(
     x: da.Array,
     node: str,
@@ -542,6 +572,8 @@ def new_spec(
     overwrite: bool,
     createparents: bool,
 ) -> tuple[NodeSpec, da.Array]:
+    if x.ndim == 0:
+        return _scalar_spec(x, node, title, overwrite, createparents), x
     dtype = x.dtype
     table = dtype.names is not None
     if chunkshape is None:
@@ -559,9 +591,7 @@ def new_spec(
         raise ValueError(
             f"node {node}: PyTables cannot store shape {x.shape} (one empty axis at most, the extendable one)"
         )
-    byteorder = {"<": "little", ">": "big"}.get(dtype.byteorder)
-    if dtype.byteorder == "=":
-        byteorder = None
+    byteorder = _byteorder(dtype)
     spec = NodeSpec(
         node=node,
         kind="table" if table else ("earray" if extendable or empty_axes else "carray"),

@@ -433,7 +433,11 @@ def test_bad_inputs_raise_before_any_task_and_touch_nothing(tmp_path):
         (TypeError, "either a dict", lambda: dask_tables.to_tables({"/a": x}, path, "/a")),
         (TypeError, "give the node", lambda: dask_tables.to_tables(x, path)),
         (TypeError, "dtype <U3", lambda: dask_tables.to_tables(np.array(["abc"]), path, "/y")),
-        (ValueError, "scalar", lambda: dask_tables.to_tables(da.ones(()), path, "/y")),
+        (
+            ValueError,
+            "a structured array becomes a Table",
+            lambda: dask_tables.to_tables(da.from_array(np.zeros((), "i4,f8")), path, "/y"),
+        ),
         (ValueError, "is a CArray, not a group", lambda: dask_tables.to_tables(x, path, "/keep/y")),
         (
             tables.NoSuchNodeError,
@@ -826,3 +830,19 @@ def test_an_unstorable_dtype_says_what_to_store_instead(tmp_path, dtype, hint):
     with pytest.raises(TypeError, match=hint):
         dask_tables.to_tables(da.from_array(np.zeros(3, dtype)), tmp_path / "f.h5", "/x")
     assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("target", ["new", "existing"])
+def test_a_0d_array_becomes_a_scalar_array_that_from_tables_reads(tmp_path, target):
+    path = tmp_path / "f.h5"
+    if target == "existing":
+        existing_file(path)
+    dask_tables.to_tables(da.from_array(np.array(3.5)), path, "/s")
+    dask_tables.to_tables({"/g/b": da.from_array(np.array(7, ">i4")), "/a": da.arange(4, chunks=2)}, path)
+    with tables.open_file(path) as f:
+        assert type(f.root.s) is tables.Array and f.root.s.shape == () and f.root.s.read() == 3.5
+        assert f.root.g.b.read() == 7 and f.root.g.b.byteorder == "big"
+    assert float(dask_tables.from_tables(path, "/s").compute()) == 3.5
+    dask_tables.to_tables(da.from_array(np.array(-1.25)), path, "/s", overwrite=True)
+    assert pytables_read(path, "/s") == -1.25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.h5"]
