@@ -77,6 +77,7 @@ from .writeplan import (
     check_replaceable,
     check_writable,
     create_node,
+    enums_read_by,
     existing_node,
     inherited_storage,
     new_spec,
@@ -407,7 +408,9 @@ def to_tables(
                 check_replaceable(found, path, name, overwrite)
                 check_parents(h5, path, name, createparents)
                 storage = inherited_storage(found, arrays[i], filters, chunkshape, extendable)
-                spec, arrays[i] = new_spec(arrays[i], name, *storage, title, overwrite, createparents)
+                spec, arrays[i] = new_spec(
+                    arrays[i], name, *storage, title, overwrite, createparents, enums_read_by(arrays[i])
+                )
             specs.append(spec)
 
     token = uuid.uuid4().hex[:16]  # every call stages into its own folder

@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -41,6 +41,62 @@ class RechunkWarning(UserWarning):
     """:func:`to_tables` rechunked the array so that its blocks hold whole HDF5 chunks."""
 
 
+class EnumColumn(NamedTuple):
+    """An enumerated column of a table, as plain data (``tables.Enum`` does not unpickle)."""
+
+    path: str  # "kind", or "pos/kind" in a nested column
+    members: tuple[tuple[str, int], ...]  # name -> value
+    default: str  # the name of the default value
+    base: str  # the stored integer dtype, e.g. "|u1"
+
+    @classmethod
+    def of(cls, path: str, col: tables.EnumCol) -> EnumColumn:
+        members = tuple(sorted(((name, int(value)) for name, value in col.enum), key=lambda m: m[1]))
+        return cls(path, members, col.enum(col.dflt), col.base.dtype.str)  # dflt is the value
+
+    def col(self, shape: tuple[int, ...], pos: int) -> tables.EnumCol:
+        """The ``EnumCol`` that creates this column."""
+        base = tables.Atom.from_dtype(np.dtype(self.base))
+        return tables.EnumCol(tables.Enum(dict(self.members)), self.default, base=base, shape=shape, pos=pos)
+
+
+def enum_columns(table: tables.Table) -> tuple[EnumColumn, ...]:
+    """The enumerated columns of ``table``, by column path."""
+    return tuple(
+        EnumColumn.of(path, col) for path, col in table.coldescrs.items() if isinstance(col, tables.EnumCol)
+    )
+
+
+def table_description(stored: np.dtype, enums: Sequence[EnumColumn]) -> np.dtype | dict[str, Any]:
+    """What ``create_table`` is given: the record dtype, or a description with the enumerated columns.
+
+    Examples
+    --------
+    >>> enum = EnumColumn("kind", (("a", 0), ("b", 1)), "b", "|u1")
+    >>> description = table_description(np.dtype([("kind", "u1"), ("v", "f8")]), [enum])
+    >>> description["kind"].enum, description["v"]
+    (Enum({'a': 0, 'b': 1}), Float64Col(shape=(), dflt=np.float64(0.0), pos=1))
+    """
+    if not enums:
+        return stored
+    by_path = {e.path: e for e in enums}
+
+    def describe(dtype: np.dtype, prefix: str) -> dict[str, Any]:
+        columns: dict[str, Any] = {}
+        for pos, name in enumerate(dtype.names):
+            field = dtype.fields[name][0]
+            path = prefix + name
+            if field.names is not None:
+                columns[name] = {**describe(field, path + "/"), "_v_pos": pos}
+            elif path in by_path:
+                columns[name] = by_path[path].col(field.shape, pos)
+            else:
+                columns[name] = tables.Col.from_dtype(field, pos=pos)
+        return columns
+
+    return describe(stored, "")
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One node to write: everything a task needs, and nothing open."""
@@ -58,6 +114,7 @@ class NodeSpec:
     region: tuple[slice, ...] | None = None  # where the array lands in the node
     overwrite: bool = False
     createparents: bool = True
+    enums: tuple[EnumColumn, ...] = ()  # a table's enumerated columns
 
 
 @dataclass(frozen=True)
@@ -243,7 +300,8 @@ def create_node(h5: tables.File, where: str, name: str, spec: NodeSpec, createpa
         )
     common = {"title": spec.title, "filters": spec.filters, "createparents": createparents}
     if spec.kind == "table":
-        table = h5.create_table(where, name, description=spec.stored, chunkshape=spec.chunkshape, **common)
+        description = table_description(spec.stored, spec.enums)
+        table = h5.create_table(where, name, description=description, chunkshape=spec.chunkshape, **common)
         if spec.shape[0]:
             table.truncate(spec.shape[0])
         return table
@@ -391,6 +449,21 @@ def _sources_in(x: da.Array) -> Iterator[Any]:
             for source in getattr(value, "parts", (value,)):
                 if hasattr(source, "fingerprint") and hasattr(source, "path"):
                     yield source
+
+
+def enums_read_by(x: da.Array) -> tuple[EnumColumn, ...]:
+    """The enumerated columns of the table whose records ``x`` holds, if ``from_tables`` read it.
+
+    So that records read from a table with enumerated columns are written
+    back with those columns (not as plain integers).  Only a table read
+    whole (no ``field``), with the very dtype of ``x``, counts.
+    """
+    if x.dtype.names is None:
+        return ()
+    for source in _sources_in(x):
+        if getattr(source, "field", "") is None and source.row_nbytes is not None and source.dtype == x.dtype:
+            return source.with_leaf(lambda leaf: enum_columns(leaf) if isinstance(leaf, tables.Table) else ())
+    return ()
 
 
 def check_reads_unchanged(arrays: Sequence[da.Array], path: str) -> None:
@@ -571,6 +644,7 @@ def new_spec(
     title: str,
     overwrite: bool,
     createparents: bool,
+    enums: tuple[EnumColumn, ...] = (),
 ) -> tuple[NodeSpec, da.Array]:
     if x.ndim == 0:
         return _scalar_spec(x, node, title, overwrite, createparents), x
@@ -605,6 +679,7 @@ def new_spec(
         byteorder=None if table else byteorder,
         overwrite=overwrite,
         createparents=createparents,
+        enums=enums if table else (),
     )
     try:
         with _probe_node(spec) as probe:

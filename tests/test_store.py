@@ -846,3 +846,35 @@ def test_a_0d_array_becomes_a_scalar_array_that_from_tables_reads(tmp_path, targ
     dask_tables.to_tables(da.from_array(np.array(-1.25)), path, "/s", overwrite=True)
     assert pytables_read(path, "/s") == -1.25
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.h5"]
+
+
+def test_enumerated_columns_read_by_from_tables_are_written_back_as_enums(tmp_path):
+    colors = tables.Enum(["red", "green", "blue"])
+
+    class Row(tables.IsDescription):
+        kind = tables.EnumCol(colors, "green", base="uint8", pos=0)
+
+        class pos(tables.IsDescription):
+            _v_pos = 1
+            x = tables.Float64Col(pos=0)
+            kind = tables.EnumCol(colors, "blue", base="int16", pos=1)
+
+        v = tables.Float32Col(pos=2)
+
+    source = tmp_path / "in.h5"
+    with tables.open_file(source, "w") as f:
+        t = f.create_table("/", "t", Row, chunkshape=(8,))
+        t.append([(i % 3, (i * 0.5, (i + 1) % 3), -i) for i in range(50)])
+    x = dask_tables.from_tables(source, "/t", chunks=16)
+    dask_tables.to_tables({"/t": x, "/half": x[::2]}, tmp_path / "out.h5")
+    with tables.open_file(source) as f, tables.open_file(tmp_path / "out.h5") as g:
+        for node, rows in (("/t", slice(None)), ("/half", slice(None, None, 2))):
+            written = g.get_node(node)
+            for column in ("kind", "pos/kind"):
+                assert written.get_enum(column) == f.root.t.get_enum(column)
+                assert written.coldescrs[column].dflt == f.root.t.coldescrs[column].dflt
+            np.testing.assert_array_equal(written.read(), f.root.t.read()[rows])
+    # plain integers stay plain integers
+    dask_tables.to_tables(dask_tables.from_tables(source, "/t", field="kind"), tmp_path / "out.h5", "/k")
+    with tables.open_file(tmp_path / "out.h5") as g:
+        assert type(g.root.k) is tables.CArray and g.root.k.dtype == np.uint8
