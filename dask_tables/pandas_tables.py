@@ -25,9 +25,10 @@ built, and each task checks its own rows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,7 +242,8 @@ def _describe(
 ) -> _Described:
     """Rows, HDF5 chunk rows, bytes per row, numeric layout and kind of the pandas table; checks ``where``."""
     with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
-        storer = store.get_storer(key)
+        with _refused_pickle_explained(path, key, allow_pickles):
+            storer = store.get_storer(key)
         if not storer.is_table:
             raise ValueError(
                 f"{path}: node {key} was written by pandas in the 'fixed' format, which has no rows "
@@ -249,7 +251,8 @@ def _describe(
             )
         table = storer.table
         sizes = int(table.nrows), int(table.chunkshape[0]) if table.chunkshape else 1, int(table.rowsize)
-        stored = store.select(key, start=0, stop=0)
+        with _refused_pickle_explained(path, key, allow_pickles):
+            stored = store.select(key, start=0, stop=0)
         series = isinstance(stored, pd.Series)
         name = stored.name if series else None
         if series and (columns is not None or index is not None):
@@ -266,6 +269,21 @@ def _describe(
             return _Described(*sizes, None, series, name)  # reported with the meta
         storer.infer_axes()
         return _Described(*sizes, NumericLayout.of(storer, meta), series, name)
+
+
+@contextlib.contextmanager
+def _refused_pickle_explained(path: str, key: str, allow_pickles: bool) -> Iterator[None]:
+    """Turn pandas' failure on an attribute whose pickle was refused into an error that says what to do."""
+    try:
+        yield
+    except AttributeError as err:
+        if allow_pickles:
+            raise
+        raise ValueError(
+            f"{path}: node {key}: pandas needs an attribute of this table that holds a pickled object "
+            f"dask_tables refuses to unpickle (such as a dateutil or pytz time zone) ({err}); pass "
+            "allow_pickles=True if you trust the file"
+        ) from None
 
 
 def _check_where(store: pd.HDFStore, path: str, key: str, where: str) -> None:
