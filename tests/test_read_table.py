@@ -733,3 +733,55 @@ def test_pandas_time_zones_pass_the_pickle_gate_but_no_other_getattr(tmp_path):
     with tables.open_file(path) as f:  # outside the block: PyTables as ever (the test can fail)
         assert f.root.s._v_attrs.hostile == object.__subclasses__
     pd.testing.assert_series_equal(read_table(path, "s").compute(), pd.read_hdf(path, "s"))
+
+
+# ---------------------------------------------------------------- enum names in where (issue 15, item 11)
+
+
+@pytest.mark.parametrize(
+    ("condition", "condvars", "pytables_condition", "pytables_condvars"),
+    [
+        ("color == 'blue'", None, "color == v", {"v": Color["blue"]}),
+        ("color != 'red'", None, "color != v", {"v": Color["red"]}),
+        ("'green' == color", None, "color == v", {"v": Color["green"]}),
+        ("color == b'blue'", None, "color == 7", None),
+        (
+            "(color == 'green') | (color == 'blue')",
+            None,
+            "(color == g) | (color == b)",
+            {"g": Color["green"], "b": Color["blue"]},
+        ),
+        ("(color == c) & (energy > 40.5)", {"c": "red"}, "(color == 3) & (energy > 40.5)", None),
+        ("(shade == 'green') & (count > 0)", "column", "(color == 1) & (count > 0)", None),
+    ],
+)
+@pytest.mark.parametrize("indexed", [False, True])
+def test_where_with_enum_names_equals_read_where_with_values(
+    tmp_path, condition, condvars, pytables_condition, pytables_condvars, indexed
+):
+    path = tmp_path / "enum.h5"
+    write_events(path, index="color" if indexed else None)
+    if condvars == "column":  # the enum column under another name
+        with tables.open_file(path) as f:
+            df = read_table(
+                path,
+                "/detector/events",
+                where=condition,
+                condvars={"shade": f.root.detector.events.cols.color},
+            )
+    else:
+        df = read_table(path, "/detector/events", where=condition, condvars=condvars, chunksize=700)
+    records, rows = pytables_rows(path, pytables_condition, pytables_condvars)
+    assert 0 < len(rows) < N
+    pd.testing.assert_frame_equal(df.compute(scheduler="threads"), expected_frame(records, rows))
+
+
+def test_where_with_a_name_not_in_the_enum(events):
+    with pytest.raises(
+        ValueError,
+        match=r"events\.h5: node /detector/events: invalid condition .*'purple' is not a name of the enum "
+        r"column 'color'; its names are (?=.*red)(?=.*green)(?=.*blue)",
+    ):
+        read_table(events, "/detector/events", where="(color == 'purple') | flag")
+    with pytest.raises(ValueError, match=r"events\.h5: .*'color' compares with its names by == or != only"):
+        read_table(events, "/detector/events", where="color < 'blue'")
