@@ -25,6 +25,7 @@ __all__ = [
     "partition_rows",
     "plan_partitions",
     "row_window",
+    "sample_divisions",
     "sample_rows",
     "sorted_divisions",
 ]
@@ -200,14 +201,19 @@ def sample_values(source: Any, field: str, parts: Sequence[RowRange]) -> list[np
     return source.with_leaf(read)
 
 
-def sorted_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRange]) -> tuple[Any, ...] | None:
-    """Known divisions of the ``field`` index over ``parts`` of ``sources``, or ``None``.
-
-    See :func:`known_divisions`; reads a few rows a partition.
-    """
+def sample_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRange]) -> list[np.ndarray]:
+    """The sampled values of the ``field`` index of each non-empty partition of ``parts`` of ``sources``."""
     samples: list[np.ndarray] = []
     for number, source in enumerate(sources):
         mine = [p for p in parts if p.file == number and p.stop > p.start]
         if mine:
             samples += sample_values(source, field, mine)
-    return known_divisions(samples)
+    return samples
+
+
+def sorted_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRange]) -> tuple[Any, ...] | None:
+    """Known divisions of the ``field`` index over ``parts`` of ``sources``, or ``None``.
+
+    See :func:`known_divisions`; reads a few rows a partition.
+    """
+    return known_divisions(sample_divisions(sources, field, parts))

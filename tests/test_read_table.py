@@ -279,6 +279,16 @@ def test_sorted_index_true_refuses_an_unsorted_column(events):
     assert read_table(events, "/detector/events", index="time", sorted_index=True).known_divisions
 
 
+def test_sorted_index_true_names_the_cause(events):
+    with pytest.raises(
+        ValueError, match=r"sorted_index=True, but the index column 'energy' .*: the index is not sorted"
+    ):
+        read_table(events, "/detector/events", index="energy", sorted_index=True)
+    with pytest.raises(ValueError, match=r"index column 'name' .*: it holds string values"):
+        read_table(events, "/detector/events", index="name", sorted_index=True)
+    assert not read_table(events, "/detector/events", index="name").known_divisions
+
+
 # ---------------------------------------------------------------- many files, start and stop
 
 
