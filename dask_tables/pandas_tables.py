@@ -181,8 +181,8 @@ class PandasTableReader:
     series: bool = False
     name: Hashable = None
 
-    def select(self, number: int, start: int, stop: int) -> pd.DataFrame:
-        """pandas' ``HDFStore.select`` of rows ``[start, stop)`` of file ``number``."""
+    def select(self, number: int, start: int, stop: int) -> pd.DataFrame | pd.Series:
+        """pandas' ``HDFStore.select`` of rows ``[start, stop)`` of file ``number`` (a Series for a Series)."""
         path, fingerprint = self.files[number]
         read_columns = None if self.selected is None else list(self.selected)
         if read_columns is not None and self.index is not None and self.index not in read_columns:
@@ -211,7 +211,7 @@ class PandasTableReader:
             frame = frame[[c for c in self.selected if c != self.index]]
         return frame
 
-    def __call__(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    def __call__(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame | pd.Series:
         """Read ``part``; ``columns`` (dask's column projection) reads only those."""
         reader = self
         if columns is not None and not self.series:
