@@ -14,6 +14,7 @@ import tables
 from dask.base import tokenize
 
 from .conditions import Condition
+from .errors import REBUILD_FRAME, change_advice
 from .frames import FrameLayout
 from .pandas_tables import is_pandas_node, is_pandas_table, read_pandas_table
 from .partitions import (
@@ -89,6 +90,11 @@ class TablePartitionReader:
 
     def __call__(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Read ``part``; ``columns`` (dask's column projection) converts only those."""
+        with change_advice(REBUILD_FRAME):
+            return self._read(part, columns)
+
+    def _read(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The partition read of :meth:`__call__`: ``columns`` (dask's column projection) converts only those."""
         layout = self.layout if columns is None else self.layout.project(_names(columns, self.layout.names))
         source = self.sources[part.file]
         condition = self.conditions[part.file] if self.conditions else None

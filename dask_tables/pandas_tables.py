@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import tables
 
-from .errors import NotHDF5FileError
+from .errors import REBUILD_FRAME, NotHDF5FileError, change_advice
 from .fingerprint import Fingerprint, check_unchanged
 from .partitions import (
     RowRange,
@@ -213,6 +213,11 @@ class PandasTableReader:
 
     def __call__(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame | pd.Series:
         """Read ``part``; ``columns`` (dask's column projection) reads only those."""
+        with change_advice(REBUILD_FRAME):
+            return self._read(part, columns)
+
+    def _read(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame | pd.Series:
+        """The partition read of :meth:`__call__`: ``columns`` (dask's column projection) reads only those."""
         reader = self
         if columns is not None and not self.series:
             wanted = [columns] if isinstance(columns, str) else list(columns)
