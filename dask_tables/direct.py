@@ -1,15 +1,16 @@
-"""Direct chunk reads: chunk index -> ``os.pread`` -> decode -> assemble, no lock held.
+"""Direct chunk reads: chunk index -> ``os.preadv`` -> decode -> assemble, no lock held.
 
 HDF5 (as PyTables' wheels build it) serializes every call behind one global
 mutex, decompression included, so the pipeline read of two threads is no
-faster than one.  The direct path asks HDF5 only where each chunk lives
-(``Leaf.chunk_info``, under the registry lock, about 16 us a chunk), then
-reads the stored bytes with ``os.pread`` and decodes them
-(:mod:`dask_tables.codecs`) with no lock held and the GIL released, so two
-threads really decode two chunks.
+faster than one.  The direct path asks HDF5 only where the chunks live, once
+per file version and process (:mod:`dask_tables.chunkindex`: the whole index
+in one pass, under the process lock, then cached), then reads the stored
+bytes with ``os.preadv`` into reused per-thread buffers (or straight into
+the result) and decodes them (:mod:`dask_tables.codecs`) with no lock held
+and the GIL released, so two threads really decode two chunks.
 
-Chunks HDF5 never wrote read as the dataset's fill value, taken from
-PyTables while the file is open for the index.
+Chunks HDF5 never wrote read as the dataset's fill value, kept with the
+chunk index.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +26,12 @@ from typing import Any
 import numpy as np
 import tables
 
+from . import diagnostics
+from .chunkindex import chunk_index
 from .codecs import DecodeError, FilterPipeline, UnsupportedFilterError
 from .errors import CorruptChunkError, FileChangedError
 from .fingerprint import Fingerprint, check_unchanged
 from .hdf5types import stored_as_read
-from .registry import get_lock, synchronized_file
 
 __all__ = ["ChunkLayout", "read_direct", "same_values", "take_field"]
 
@@ -228,18 +231,93 @@ def take_field(records: Any, field: str | None) -> Any:
     return records
 
 
-def _fill(leaf: tables.Leaf, region: tuple[slice, ...]) -> np.ndarray | object:
-    """What a chunk HDF5 never wrote holds: the dataset's fill value.
+def _scratch(name: str, nbytes: int) -> np.ndarray:
+    """A reused byte buffer of this thread, at least ``nbytes`` long (``name``: which one).
 
-    An array's atom carries the HDF5 fill value (PyTables reads it into
-    ``atom.dflt``).  A table's fill value is not exposed: read the region
-    through HDF5.  (PyTables' own Blosc2 slicing of an array can return
-    another chunk's data for an unwritten chunk; HDF5's fill value is right.)
+    Each thread keeps one buffer per name, grown to the largest chunk it has
+    read; a chunk larger than ``_SCRATCH_KEEP`` gets a buffer of its own,
+    not kept.  No per-chunk allocation in the steady state, and at most two
+    buffers a thread (stored bytes, decoded chunk).
     """
-    if isinstance(leaf, tables.Table):
-        (rows,) = region
-        return leaf.read(rows.start, rows.stop, rows.step)
-    return leaf.atom.dflt
+    if nbytes > _SCRATCH_KEEP:
+        return np.empty(nbytes, dtype=np.uint8)
+    buffer = getattr(_buffers, name, None)
+    if buffer is None or buffer.size < nbytes:
+        buffer = np.empty(-(-nbytes // _SCRATCH_GRAIN) * _SCRATCH_GRAIN, dtype=np.uint8)
+        setattr(_buffers, name, buffer)
+    return buffer[:nbytes]
+
+
+# Per thread: "raw" (stored bytes of a chunk, as read) and "decoded" (a chunk
+# decoded for a partial copy).  Each is used by its own thread only, within
+# one chunk's read, decode and copy; never returned to a caller.
+_buffers = threading.local()
+_SCRATCH_KEEP = 64 * 2**20  # larger chunks get a buffer of their own
+_SCRATCH_GRAIN = 64 * 2**10
+
+
+def _open_checked(path: str, node: str, fingerprint: Fingerprint) -> tuple[int, int]:
+    """Open ``path`` for reading and check it is the fingerprinted file: (fd, size)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise FileChangedError(path, node, "the file was deleted") from None
+    try:
+        opened = os.fstat(fd)
+        check_unchanged(path, node, fingerprint, Fingerprint.from_stat(opened))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, opened.st_size
+
+
+class _Reader:
+    """Reads and decodes the stored chunks of one task into its result (one thread)."""
+
+    def __init__(self, path: str, node: str, layout: ChunkLayout, fd: int, file_size: int) -> None:
+        self.path, self.node, self.layout = path, node, layout
+        self.fd, self.file_size = fd, file_size
+        self.pipeline = layout.pipeline()
+        self.chunk_shape = layout.chunkshape + layout.cell_shape
+        self.unfiltered = (1 << len(layout.filters)) - 1  # the mask of a chunk stored as is
+        self.chunks = self.bytes_read = 0
+
+    def read(
+        self, piece: _Piece, target: np.ndarray, offset: int, size: int, mask: int, field: str | None
+    ) -> None:
+        """Put the chunk stored at ``offset`` (``size`` bytes) into ``target``, its share of the result."""
+        if offset + size > self.file_size:  # a damaged chunk index: never read (or allocate) that
+            raise CorruptChunkError(
+                self.path,
+                self.node,
+                piece.start,
+                f"stored at bytes {offset}..{offset + size}, past the end of the file",
+            )
+        self.chunks += 1
+        self.bytes_read += size
+        in_place = _takes_whole_chunk(self.layout, piece, target)
+        if in_place and mask & self.unfiltered == self.unfiltered:
+            self._pread(target, offset, size, piece)  # straight from the file into the result
+            return
+        raw = _scratch("raw", size)
+        self._pread(raw, offset, size, piece)
+        # the last decoder writes into the result, or into this thread's buffer
+        out = target.reshape(-1).view(np.uint8) if in_place else _scratch("decoded", self.layout.chunk_nbytes)
+        try:
+            data = self.pipeline.decode(raw, mask, out=out)
+        except DecodeError as err:
+            raise CorruptChunkError(self.path, self.node, piece.start, str(err)) from None
+        if in_place and isinstance(data, np.ndarray) and np.shares_memory(data, target):
+            return  # the last decoder wrote into the result
+        if isinstance(data, np.ndarray) and data.ndim > 1:
+            chunk = data.view(self.layout.stored).reshape(self.chunk_shape)
+        else:
+            chunk = np.frombuffer(data, dtype=self.layout.stored).reshape(self.chunk_shape)
+        target[...] = take_field(chunk[piece.local], field)
+
+    def _pread(self, buffer: np.ndarray, offset: int, size: int, piece: _Piece) -> None:
+        if os.preadv(self.fd, [buffer], offset) != size:  # the file shrank after it was opened
+            raise FileChangedError(self.path, self.node, f"chunk at {piece.start} cut short")
 
 
 def read_direct(
@@ -251,6 +329,14 @@ def read_direct(
     field: str | None = None,
 ) -> np.ndarray:
     """Read ``node[slab]`` chunk by chunk, decoding outside every lock.
+
+    The node's chunk index comes from this process's cache
+    (:func:`dask_tables.chunkindex.chunk_index`): read once per file
+    version, in one pass, under the process lock.  After that a read takes
+    no lock and makes no HDF5 call: it opens the file with ``os.open``,
+    checks its fingerprint (``fstat``), reads each chunk's stored bytes into
+    a reused buffer of its thread (or straight into the result), decodes,
+    and checks the fingerprint again.
 
     Parameters
     ----------
@@ -299,61 +385,27 @@ def read_direct(
     if out.size == 0:
         return out
     pieces = list(_pieces(slab, layout.chunkshape))
-
-    # Phase 1, under the lock: where each chunk is stored.  Chunks never
-    # written hold the fill value: PyTables reads those (no data to decode).
-    stored: list[tuple[_Piece, int, int, int]] = []
-    with get_lock():
-        check_unchanged(path, node, fingerprint)
-        with synchronized_file(path, "r") as h5:
-            leaf = h5.get_node(node)
-            for piece in pieces:
-                info = leaf.chunk_info(piece.start)
-                if info.offset is None:
-                    out[piece.out] = take_field(_fill(leaf, piece.region), field)
-                else:
-                    stored.append((piece, int(info.offset), int(info.size), int(info.filter_mask)))
-
-    # Phase 2, no lock: read and decode.
-    pipeline = layout.pipeline()
-    chunk_shape = layout.chunkshape + layout.cell_shape
+    fd, file_size = _open_checked(path, node, fingerprint)
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise FileChangedError(path, node, "the file was deleted") from None
-    try:
-        opened = os.fstat(fd)
-        check_unchanged(path, node, fingerprint, Fingerprint.from_stat(opened))
-        for piece, offset, size, mask in stored:
-            if offset + size > opened.st_size:  # a damaged chunk index: never read (or allocate) that
-                raise CorruptChunkError(
-                    path,
-                    node,
-                    piece.start,
-                    f"stored at bytes {offset}..{offset + size}, past the end of the file",
-                )
-            target = out[piece.out]
-            in_place = _takes_whole_chunk(layout, piece, target)
-            if in_place and all(mask & (1 << bit) for bit in range(len(layout.filters))):
-                # unfiltered: straight from the file into the result
-                if os.preadv(fd, [target], offset) != size:
-                    raise FileChangedError(path, node, f"chunk at {piece.start} cut short")
-                continue
-            raw = os.pread(fd, size, offset)
-            if len(raw) != size:  # the file shrank after it was opened
-                raise FileChangedError(path, node, f"chunk at {piece.start} cut short")
-            try:
-                data = pipeline.decode(raw, mask, out=target.reshape(-1).view(np.uint8) if in_place else None)
-            except DecodeError as err:
-                raise CorruptChunkError(path, node, piece.start, str(err)) from None
-            if in_place and isinstance(data, np.ndarray) and np.shares_memory(data, target):
-                continue  # the last decoder wrote into the result
-            if isinstance(data, np.ndarray) and data.ndim > 1:
-                chunk = data.view(layout.stored).reshape(chunk_shape)
+        index = chunk_index(path, node, fingerprint)
+        offsets, sizes, masks = index.locate([piece.start for piece in pieces])
+        reader = _Reader(path, node, layout, fd, file_size)
+        filled = 0
+        for piece, offset, size, mask in zip(
+            pieces, offsets.tolist(), sizes.tolist(), masks.tolist(), strict=True
+        ):
+            if offset < 0:  # never written: the fill value
+                out[piece.out] = take_field(index.fill, field)
+                filled += 1
             else:
-                chunk = np.frombuffer(data, dtype=layout.stored).reshape(chunk_shape)
-            target[...] = take_field(chunk[piece.local], field)
+                reader.read(piece, out[piece.out], offset, size, mask, field)
     finally:
         os.close(fd)
     check_unchanged(path, node, fingerprint)
+    diagnostics.add(
+        direct_chunks=reader.chunks,
+        direct_bytes_read=reader.bytes_read,
+        direct_bytes_decoded=reader.chunks * layout.chunk_nbytes,
+        direct_fill_chunks=filled,
+    )
     return out
