@@ -97,12 +97,17 @@ def test_twenty_thousand_chunks_written_by_appends(tmp_path):
 def test_never_written_chunks_of_an_array_read_as_its_fill_value(tmp_path):
     path = tmp_path / "sparse.h5"
     with tables.open_file(path, "w") as f:
-        x = f.create_carray("/", "x", atom=tables.Int32Atom(dflt=-9, shape=(2,)), shape=(40,), chunkshape=(6,))
+        x = f.create_carray(
+            "/", "x", atom=tables.Int32Atom(dflt=-9, shape=(2,)), shape=(40,), chunkshape=(6,)
+        )
         x[7:20] = np.arange(26, dtype="i4").reshape(13, 2)
     x = from_tables(path, "/x", chunks=11)
     assert_array_equal(x.compute(), expected(path, "/x"))
     assert (x.compute() == -9).any()
-    assert ci.chunk_index(str(path), "/x", TablesSource.open(path, "/x").fingerprint).fill.tolist() == [-9, -9]
+    assert ci.chunk_index(str(path), "/x", TablesSource.open(path, "/x").fingerprint).fill.tolist() == [
+        -9,
+        -9,
+    ]
 
 
 def test_never_written_chunks_of_a_table_read_as_its_fill_value(tmp_path):
@@ -111,7 +116,12 @@ def test_never_written_chunks_of_a_table_read_as_its_fill_value(tmp_path):
     record = np.dtype([("a", "<i4"), ("b", "<f8")])
     with h5py.File(path, "w") as f:  # PyTables never leaves a table chunk unwritten: h5py does
         d = f.create_dataset(
-            "t", shape=(100,), maxshape=(None,), chunks=(10,), dtype=record, fillvalue=np.array((7, 2.5), record)
+            "t",
+            shape=(100,),
+            maxshape=(None,),
+            chunks=(10,),
+            dtype=record,
+            fillvalue=np.array((7, 2.5), record),
         )
         d[0:15] = np.array([(i, i / 2) for i in range(15)], record)
         d[60:65] = np.array([(-i, i * 3.0) for i in range(5)], record)
