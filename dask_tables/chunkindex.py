@@ -105,7 +105,7 @@ class ChunkIndex:
     def numbers(self, starts: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
         """Chunk numbers (C order over the grid) of chunks given by their first elements."""
         coords = np.asarray(starts, dtype=np.int64).reshape(len(starts), len(self.grid))
-        coords //= np.asarray(self.chunkshape, dtype=np.int64)
+        coords = coords // np.asarray(self.chunkshape, dtype=np.int64)  # a new array: never the caller's
         strides = np.ones(len(self.grid), dtype=np.int64)
         for axis in range(len(self.grid) - 2, -1, -1):
             strides[axis] = strides[axis + 1] * self.grid[axis + 1]
