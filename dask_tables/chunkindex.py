@@ -36,6 +36,7 @@ import array
 import collections
 import ctypes
 import itertools
+import math
 import os
 import re
 import threading
@@ -102,21 +103,28 @@ class ChunkIndex:
         fill = np.asarray(self.fill).nbytes if self.fill is not None else 0
         return sum(a.nbytes for a in arrays) + fill + _ENTRY_OVERHEAD
 
+    @property
+    def strides(self) -> np.ndarray:
+        """Chunk numbers between neighbours along each axis (C order over ``grid``)."""
+        return np.asarray(
+            [math.prod(self.grid[axis + 1 :]) for axis in range(len(self.grid))], dtype=np.int64
+        )
+
     def numbers(self, starts: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
         """Chunk numbers (C order over the grid) of chunks given by their first elements."""
         coords = np.asarray(starts, dtype=np.int64).reshape(len(starts), len(self.grid))
         coords = coords // np.asarray(self.chunkshape, dtype=np.int64)  # a new array: never the caller's
-        strides = np.ones(len(self.grid), dtype=np.int64)
-        for axis in range(len(self.grid) - 2, -1, -1):
-            strides[axis] = strides[axis + 1] * self.grid[axis + 1]
-        return coords @ strides
+        return coords @ self.strides
 
     def locate(self, starts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Offsets, sizes and filter masks of chunks given by their first elements.
 
         A chunk never written has offset ``-1`` (and size 0).
         """
-        numbers = self.numbers(starts)
+        return self.locate_numbers(self.numbers(starts))
+
+    def locate_numbers(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Offsets, sizes and filter masks of chunks given by their numbers (see :meth:`numbers`)."""
         if self.keys is None:
             return self.offsets[numbers], self.sizes[numbers], self.masks[numbers]
         where = np.searchsorted(self.keys, numbers)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -64,8 +65,7 @@ class ChunkLayout:
     @property
     def chunk_nbytes(self) -> int:
         """Raw bytes of one chunk."""
-        cells = int(np.prod(self.chunkshape + self.cell_shape, dtype=np.int64))
-        return cells * self.stored.itemsize
+        return math.prod(self.chunkshape + self.cell_shape) * self.stored.itemsize
 
     @classmethod
     def of(cls, leaf: tables.Leaf) -> ChunkLayout | None:
@@ -298,6 +298,7 @@ class _Reader:
         self.chunk_shape = layout.chunkshape + layout.cell_shape
         self.unfiltered = (1 << len(layout.filters)) - 1  # the mask of a chunk stored as is
         self.chunks = self.bytes_read = self.filled = 0
+        self.stride = math.prod(index.grid[1:])  # chunk numbers from one chunk row to the next
 
     def read_pieces(self, slab: Sequence[slice], out: np.ndarray, field: str | None) -> None:
         """Read ``node[slab]`` into ``out``, chunk by chunk."""
@@ -325,18 +326,21 @@ class _Reader:
         Chunks stored unfiltered and one after another in the file are read
         with one ``preadv`` per run, straight into the result.
         """
-        ndim, chunk, nbytes = len(self.layout.shape), self.layout.chunkshape[0], self.layout.chunk_nbytes
-        starts = np.zeros((k1 - k0, ndim), dtype=np.int64)
-        starts[:, 0] = np.arange(k0, k1, dtype=np.int64) * chunk
-        offsets, sizes, masks = self.index.locate(starts)
-        self._check_inside(offsets, sizes, lambda i: tuple(int(v) for v in starts[i]))
+        chunk, nbytes = self.layout.chunkshape[0], self.layout.chunk_nbytes
+        zeros = (0,) * (len(self.layout.shape) - 1)
+
+        def start_of(i: int) -> tuple[int, ...]:
+            return ((k0 + i) * chunk, *zeros)
+
+        offsets, sizes, masks = self.index.locate_numbers(np.arange(k0, k1, dtype=np.int64) * self.stride)
+        self._check_inside(offsets, sizes, start_of)
         plain = ((masks & self.unfiltered) == self.unfiltered) & (sizes == nbytes) & (offsets >= 0)
         follows = np.zeros(plain.shape, dtype=bool)
         follows[1:] = plain[1:] & plain[:-1] & (offsets[1:] == offsets[:-1] + nbytes)
         begins = np.flatnonzero(~follows).tolist()
         flat = out.reshape(-1).view(np.uint8)
         for a, b in zip(begins, [*begins[1:], len(plain)], strict=True):
-            start = tuple(int(v) for v in starts[a])
+            start = start_of(a)
             offset = int(offsets[a])
             if plain[a]:  # b - a chunks, one after another in the file
                 self.chunks += b - a
