@@ -54,7 +54,7 @@ from . import diagnostics
 from .fingerprint import Fingerprint, check_unchanged
 from .registry import get_lock, synchronized_file
 
-__all__ = ["ChunkIndex", "build_index", "cache_info", "chunk_index", "clear_cache"]
+__all__ = ["ChunkIndex", "build_index", "cache_info", "cache_limit", "chunk_index", "clear_cache"]
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
 _ENTRY_OVERHEAD = 512  # bytes of one entry besides its arrays (key, object, dict slot)
@@ -82,6 +82,11 @@ class ChunkIndex:
     fill : object
         What a never-written chunk holds (numpy value broadcast into the
         result); ``None`` when every chunk is stored.
+    seams : numpy.ndarray of int32 or None
+        Where every chunk is stored: ``seams[k]`` counts the chunks ``1..k``
+        that do not continue the one before in the file (another offset, or
+        another size), so chunks ``a..b`` are one run of bytes exactly when
+        ``seams[b] == seams[a]``.  ``None`` otherwise.
     """
 
     chunkshape: tuple[int, ...]
@@ -91,6 +96,11 @@ class ChunkIndex:
     sizes: np.ndarray
     masks: np.ndarray
     fill: Any = None
+    seams: np.ndarray | None = None
+
+    def one_run(self, first: int, last: int) -> bool:
+        """Whether chunks number ``first..last`` (all stored) lie one after another in the file, same size."""
+        return self.seams is not None and bool(self.seams[last] == self.seams[first])
 
     def __len__(self) -> int:
         """Number of stored chunks."""
@@ -99,7 +109,9 @@ class ChunkIndex:
     @property
     def nbytes(self) -> int:
         """Memory the index holds (its arrays, plus a fixed overhead)."""
-        arrays = [self.offsets, self.sizes, self.masks] + ([] if self.keys is None else [self.keys])
+        arrays = [self.offsets, self.sizes, self.masks] + [
+            a for a in (self.keys, self.seams) if a is not None
+        ]
         fill = np.asarray(self.fill).nbytes if self.fill is not None else 0
         return sum(a.nbytes for a in arrays) + fill + _ENTRY_OVERHEAD
 
@@ -290,6 +302,13 @@ def _fill_value(leaf: tables.Leaf, grid: tuple[int, ...], keys: np.ndarray | Non
     return leaf.read(row, row + 1).reshape(())
 
 
+def _seams(offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Running count of chunks that do not continue the one before (see :class:`ChunkIndex`)."""
+    seam = np.zeros(offsets.size, dtype=np.int32)
+    seam[1:] = (offsets[1:] != offsets[:-1] + sizes[:-1]) | (sizes[1:] != sizes[:-1])
+    return np.cumsum(seam, dtype=np.int32)
+
+
 def build_index(leaf: tables.Leaf) -> ChunkIndex:
     """Read the chunk index of an open chunked ``leaf`` in one pass.
 
@@ -323,7 +342,7 @@ def build_index(leaf: tables.Leaf) -> ChunkIndex:
     keys, offsets, sizes, masks = keys[order], offsets[order], sizes[order], masks[order]
     total = int(np.prod(grid, dtype=np.int64))
     if keys.size == total:  # every chunk stored (keys are then 0..total-1)
-        return ChunkIndex(chunkshape, grid, None, offsets, sizes, masks)
+        return ChunkIndex(chunkshape, grid, None, offsets, sizes, masks, seams=_seams(offsets, sizes))
     return ChunkIndex(chunkshape, grid, keys, offsets, sizes, masks, fill=_fill_value(leaf, grid, keys))
 
 

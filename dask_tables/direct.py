@@ -332,6 +332,14 @@ class _Reader:
         def start_of(i: int) -> tuple[int, ...]:
             return ((k0 + i) * chunk, *zeros)
 
+        if self.stride == 1 and not self.layout.filters and self.index.one_run(k0, k1 - 1):
+            # the common case, without a numpy call per chunk: one run of unfiltered bytes
+            offset, size = int(self.index.offsets[k0]), int(self.index.sizes[k0])
+            if size == nbytes and offset + (k1 - k0) * nbytes <= self.file_size:
+                self.chunks += k1 - k0
+                self.bytes_read += (k1 - k0) * nbytes
+                self._pread(out.reshape(-1).view(np.uint8), offset, (k1 - k0) * nbytes, start_of(0))
+                return
         offsets, sizes, masks = self.index.locate_numbers(np.arange(k0, k1, dtype=np.int64) * self.stride)
         self._check_inside(offsets, sizes, start_of)
         plain = ((masks & self.unfiltered) == self.unfiltered) & (sizes == nbytes) & (offsets >= 0)
@@ -479,9 +487,11 @@ def read_direct(
         else:  # the chunks before, the run of whole chunks, the chunks after
             (k0, k1), (rows, *rest), chunk = run, slab, layout.chunkshape[0]
             head, tail = k0 * chunk - rows.start, k1 * chunk - rows.start
-            reader.read_pieces((slice(rows.start, k0 * chunk, 1), *rest), out[:head], field)
+            if head:
+                reader.read_pieces((slice(rows.start, k0 * chunk, 1), *rest), out[:head], field)
             reader.read_rows(k0, k1, out[head:tail])
-            reader.read_pieces((slice(k1 * chunk, rows.stop, 1), *rest), out[tail:], field)
+            if tail < len(out):
+                reader.read_pieces((slice(k1 * chunk, rows.stop, 1), *rest), out[tail:], field)
     finally:
         os.close(fd)
     check_unchanged(path, node, fingerprint)
