@@ -34,14 +34,16 @@ from __future__ import annotations
 
 import array
 import collections
+import contextlib
 import ctypes
 import itertools
 import math
 import os
 import re
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,6 +217,28 @@ def _chunk_iter_function() -> Any:
         return _chunk_iter[0]
 
 
+@contextlib.contextmanager
+def _keeping_the_gil() -> Iterator[None]:
+    """Keep this thread from handing the GIL over while HDF5 runs our Python callback.
+
+    ``H5Dchunk_iter`` holds HDF5's global mutex while it calls the callback.
+    Were the interpreter to switch threads in the callback, a thread calling
+    plain PyTables (which holds the GIL while it waits for HDF5's mutex)
+    would deadlock with this one.  With the switch interval out of reach for
+    the call, the callback behaves like C code holding the GIL, as
+    PyTables' own HDF5 calls do; the interval is restored after.
+    """
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(_NO_SWITCH_SECONDS)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+_NO_SWITCH_SECONDS = 1e6
+
+
 def _iterate_chunks(leaf: tables.Leaf) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Every stored chunk of ``leaf`` in one pass: (starts, offsets, sizes, masks), or ``None``.
 
@@ -238,7 +262,9 @@ def _iterate_chunks(leaf: tables.Leaf) -> tuple[np.ndarray, np.ndarray, np.ndarr
         return 0
 
     callback = _CHUNK_ITER_OP(visit)
-    if function(leaf._v_objectid, _H5P_DEFAULT, callback, None) < 0:
+    with _keeping_the_gil():
+        status = function(leaf._v_objectid, _H5P_DEFAULT, callback, None)
+    if status < 0:
         return None
     return (
         np.frombuffer(starts, dtype=np.uint64).astype(np.int64).reshape(-1, ndim),

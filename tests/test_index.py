@@ -270,3 +270,43 @@ def test_a_forked_child_starts_with_an_empty_cache_and_builds_its_own(tmp_path):
     done = run_python(code, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"[((0, 0), 1, {float(np.arange(1000.0).sum())})]"
+
+
+def test_a_thread_using_pytables_under_the_lock_while_indexes_are_built(tmp_path):
+    """The documented pattern: own PyTables calls under get_lock() never deadlock with an index read."""
+    path = tmp_path / "many.h5"
+    with tables.open_file(path, "w") as f:
+        e = f.create_earray("/", "e", atom=tables.Float32Atom(), shape=(0,), chunkshape=(16,))
+        e.append(np.arange(16 * 20_000, dtype="f4"))
+    code = f"""
+        import os, sys, threading
+        import tables
+        from dask_tables import chunkindex, get_lock
+        from dask_tables.fingerprint import Fingerprint
+
+        sys.setswitchinterval(1e-6)
+        path, stop = {str(path)!r}, threading.Event()
+
+        def other():
+            with get_lock():
+                f = tables.open_file(path)
+            n = 0
+            while not stop.is_set():
+                with get_lock():
+                    f.root.e[n % 1000 * 16 : n % 1000 * 16 + 16]
+                n += 1
+            with get_lock():
+                f.close()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        for _ in range(10):
+            chunkindex.clear_cache()
+            chunkindex.chunk_index(path, "/e", Fingerprint.of(path))
+        stop.set()
+        thread.join()
+        print(sys.getswitchinterval())
+    """
+    done = run_python(code, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(1e-6)  # the interval is put back
