@@ -6,7 +6,7 @@ so one lookup per chunk is quadratic in the number of chunks (the last of
 100,000 chunks of a 1-D EArray takes 3.3 ms).  HDF5 1.14's ``H5Dchunk_iter``
 lists the whole index in one pass; this module calls it through ctypes on
 the library PyTables itself loaded, under the process lock, and keeps the
-result as a few numpy arrays (24 bytes a chunk) in a bounded cache keyed by
+result as a few numpy arrays (24 bytes a chunk, 28 in a sparse index) in a bounded cache keyed by
 process, path, node and file fingerprint.  Where ``H5Dchunk_iter`` is
 missing (HDF5 < 1.14), ``chunk_info`` per chunk builds the same index.
 
