@@ -32,18 +32,15 @@ Examples
 
 from __future__ import annotations
 
-import array
 import collections
-import contextlib
 import ctypes
 import itertools
 import math
 import os
 import re
-import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,18 +156,6 @@ def _grid(shape: Sequence[int], chunkshape: Sequence[int]) -> tuple[int, ...]:
 # ---------------------------------------------------------------------------
 # Reading the index from HDF5
 
-# int cb(const hsize_t *offset, unsigned filter_mask, haddr_t addr, hsize_t size, void *op_data)
-# (H5Dpublic.h, HDF5 1.14: H5D_chunk_iter_op_t); offsets in elements.
-_CHUNK_ITER_OP = ctypes.CFUNCTYPE(
-    ctypes.c_int,
-    ctypes.POINTER(ctypes.c_uint64),
-    ctypes.c_uint,
-    ctypes.c_uint64,
-    ctypes.c_uint64,
-    ctypes.c_void_p,
-)
-_H5P_DEFAULT = 0
-
 
 def _hdf5_library_paths() -> list[str]:
     """Paths of the HDF5 shared libraries loaded in this process (PyTables' own first)."""
@@ -188,82 +173,54 @@ def _hdf5_library_paths() -> list[str]:
     return list(dict.fromkeys(p for p in found if p not in hl))
 
 
-def _find_chunk_iter() -> Any:
-    """HDF5's ``H5Dchunk_iter`` (through ctypes, the GIL kept held), or ``None``."""
+def _find_chunk_iter() -> int | None:
+    """The address of HDF5's ``H5Dchunk_iter`` in PyTables' HDF5, or ``None``.
+
+    It is called by :mod:`dask_tables._chunkiter` (C), whose callback needs
+    neither the GIL nor Python: a Python (ctypes) callback would run while
+    HDF5 holds its global mutex, and deadlock with any thread that holds the
+    GIL while it waits for that mutex (as plain PyTables calls do).  Without
+    the compiled module the index is read chunk by chunk.
+    """
+    try:
+        from . import _chunkiter  # noqa: F401 - only its presence is checked here
+    except ImportError:
+        return None
     for path in _hdf5_library_paths():
         try:
-            # PyDLL: keep the GIL during the call, as PyTables' own HDF5 calls do.
-            # Releasing it would let another thread hold the GIL while it waits
-            # for HDF5's global mutex, which our callback (needing the GIL) holds.
-            lib = ctypes.PyDLL(path)
-            function = lib.H5Dchunk_iter
+            function = ctypes.CDLL(path).H5Dchunk_iter
         except (OSError, AttributeError):
             continue
-        function.argtypes = [ctypes.c_int64, ctypes.c_int64, _CHUNK_ITER_OP, ctypes.c_void_p]
-        function.restype = ctypes.c_int
-        return function
+        return ctypes.cast(function, ctypes.c_void_p).value
     return None
 
 
 _chunk_iter_lock = threading.Lock()
-# Guarded by _chunk_iter_lock: [] until looked up, then [H5Dchunk_iter or None].
-_chunk_iter: list[Any] = []
+# Guarded by _chunk_iter_lock: [] until looked up, then [address of H5Dchunk_iter, or None].
+_chunk_iter: list[int | None] = []
 
 
-def _chunk_iter_function() -> Any:
+def _chunk_iter_address() -> int | None:
     with _chunk_iter_lock:
         if not _chunk_iter:
             _chunk_iter.append(_find_chunk_iter())
         return _chunk_iter[0]
 
 
-@contextlib.contextmanager
-def _keeping_the_gil() -> Iterator[None]:
-    """Keep this thread from handing the GIL over while HDF5 runs our Python callback.
-
-    ``H5Dchunk_iter`` holds HDF5's global mutex while it calls the callback.
-    Were the interpreter to switch threads in the callback, a thread calling
-    plain PyTables (which holds the GIL while it waits for HDF5's mutex)
-    would deadlock with this one.  With the switch interval out of reach for
-    the call, the callback behaves like C code holding the GIL, as
-    PyTables' own HDF5 calls do; the interval is restored after.
-    """
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(_NO_SWITCH_SECONDS)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
-
-
-_NO_SWITCH_SECONDS = 1e6
-
-
 def _iterate_chunks(leaf: tables.Leaf) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Every stored chunk of ``leaf`` in one pass: (starts, offsets, sizes, masks), or ``None``.
 
-    ``None`` where HDF5 has no ``H5Dchunk_iter`` or it fails.  Call with the
-    process lock held and the file open.
+    ``None`` where HDF5 has no ``H5Dchunk_iter``, the compiled helper is
+    missing, or the call fails.  Call with the process lock held and the
+    file open.
     """
-    function = _chunk_iter_function()
-    if function is None:
+    address = _chunk_iter_address()
+    if address is None:
         return None
+    from . import _chunkiter
+
     ndim = len(leaf.shape)
-    starts = array.array("Q")
-    addrs = array.array("Q")
-    sizes = array.array("Q")
-    masks = array.array("I")
-
-    def visit(offset: Any, mask: int, addr: int, size: int, _data: Any) -> int:
-        starts.extend(offset[:ndim])
-        addrs.append(addr)
-        sizes.append(size)
-        masks.append(mask)
-        return 0
-
-    callback = _CHUNK_ITER_OP(visit)
-    with _keeping_the_gil():
-        status = function(leaf._v_objectid, _H5P_DEFAULT, callback, None)
+    status, starts, addrs, sizes, masks = _chunkiter.iterate(address, leaf._v_objectid, ndim)
     if status < 0:
         return None
     return (
