@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 import dask.array as da
@@ -9,7 +10,7 @@ import numpy as np
 from dask.array.core import normalize_chunks
 from dask.base import tokenize
 
-from .concat import ConcatenatedSource
+from .concat import concatenated_graph
 from .paths import PathSpec, expand_paths
 from .source import TablesSource
 from .validate import probe
@@ -48,10 +49,37 @@ def _sizing_dtype(source: TablesSource) -> np.dtype:
     return np.dtype(f"V{max(1, source.row_nbytes // cells)}")
 
 
+def _bad_block_sizes(chunks: Chunks) -> list[int]:
+    """The block sizes in ``chunks`` that are neither positive nor -1 (a whole axis).
+
+    Explicit blocks (a tuple per axis) are checked later, against the axis length.
+
+    Examples
+    --------
+    >>> _bad_block_sizes(-5), _bad_block_sizes((10, 0)), _bad_block_sizes({1: -2}), _bad_block_sizes(-1)
+    ([-5], [0], [-2], [])
+    """
+    if isinstance(chunks, dict):
+        values = list(chunks.values())
+    elif isinstance(chunks, (tuple, list)):
+        values = list(chunks)
+    else:
+        values = [chunks]
+    return [
+        int(v) for v in values if isinstance(v, Integral) and not isinstance(v, bool) and (v == 0 or v < -1)
+    ]
+
+
 def _normalize_chunks(source: TablesSource, chunks: Chunks) -> tuple[tuple[int, ...], ...]:
     where = f"{source.path}: node {source.node}"
     if isinstance(chunks, (tuple, list)) and len(chunks) != source.ndim:
         raise ValueError(f"{where}: chunks={chunks!r} give {len(chunks)} axes for shape {source.shape}")
+    bad = _bad_block_sizes(chunks)
+    if bad:
+        raise ValueError(
+            f"{where}: chunks={chunks!r}: block size {bad[0]} is not allowed; a block size is a "
+            "positive number of elements, or -1 (or None) for a whole axis"
+        )
     try:
         normalized = list(
             normalize_chunks(
@@ -88,16 +116,8 @@ def _check_concatenable(sources: list[TablesSource]) -> None:
             )
 
 
-def _concatenated_chunks(sources: list[TablesSource], chunks: Chunks) -> tuple[tuple[int, ...], ...]:
-    """Each file's own blocks along axis 0 (no block spans two files); trailing axes of the largest."""
-    per_file = [_normalize_chunks(s, chunks) for s in sources]
-    rows = tuple(b for file_chunks in per_file for b in file_chunks[0] if b) or (0,)
-    largest = max(per_file, key=lambda file_chunks: sum(file_chunks[0]))
-    return (rows, *largest[1:])
-
-
 def _to_dask(
-    source: TablesSource | ConcatenatedSource,
+    source: TablesSource,
     chunks: tuple[tuple[int, ...], ...],
     name: str | None,
     inline_array: bool,
@@ -111,6 +131,24 @@ def _to_dask(
         fancy=True,
         meta=np.empty((0,) * source.ndim, dtype=source.dtype),
         inline_array=inline_array,
+    )
+
+
+def _concatenated_to_dask(
+    sources: list[TablesSource], chunks: Chunks, name: str | None, inline_array: bool
+) -> da.Array:
+    """One dask array over several files: each file's own blocks on axis 0, each task reading its own file."""
+    per_file = [_normalize_chunks(s, chunks) for s in sources]
+    row_blocks = [file_chunks[0] for file_chunks in per_file]
+    trailing = max(per_file, key=lambda file_chunks: sum(file_chunks[0]))[1:]
+    rows = tuple(b for blocks in row_blocks for b in blocks if b) or (0,)
+    name = name or "from-tables-" + tokenize(sources, (rows, *trailing))
+    first = sources[0]
+    return da.Array(
+        concatenated_graph(name, sources, row_blocks, trailing, inline_array),
+        name,
+        (rows, *trailing),
+        meta=np.empty((0,) * first.ndim, dtype=first.dtype),
     )
 
 
@@ -224,6 +262,4 @@ def from_tables(
     if len(sources) == 1:
         return _to_dask(sources[0], _normalize_chunks(sources[0], chunks), name, inline_array)
     _check_concatenable(sources)
-    return _to_dask(
-        ConcatenatedSource(tuple(sources)), _concatenated_chunks(sources, chunks), name, inline_array
-    )
+    return _concatenated_to_dask(sources, chunks, name, inline_array)
