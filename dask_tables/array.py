@@ -11,9 +11,10 @@ from dask.array.core import normalize_chunks
 from dask.base import tokenize
 
 from .concat import concatenated_graph
+from .errors import NotHDF5FileError
 from .paths import PathSpec, expand_paths
 from .source import TablesSource
-from .validate import probe
+from .validate import probe_files
 
 __all__ = ["from_tables"]
 
@@ -152,6 +153,18 @@ def _concatenated_to_dask(
     )
 
 
+def _refuse_damaged(files: list[str], node: str, direct: bool | None) -> None:
+    """Probe every file in child processes; raise for the first refused one, naming the others."""
+    refused = probe_files(files, node, direct=direct)
+    if not refused:
+        return
+    first, *others = sorted(refused)
+    if not others:
+        raise refused[first]
+    names = ", ".join(files[i] for i in others[:5]) + (", ..." if len(others) > 5 else "")
+    raise NotHDF5FileError(f"{refused[first]}; {len(others)} more files refused as well: {names}")
+
+
 def from_tables(
     path: PathSpec,
     node: str,
@@ -196,7 +209,11 @@ def from_tables(
         gives the same name, and changing the file gives a new one.
     inline_array : bool, optional
         Embed the (small, picklable) source in every task instead of
-        referencing it once; see :func:`dask.array.from_array`.
+        referencing it once; see :func:`dask.array.from_array`.  Over
+        several files, a task carries its own file's source only, and
+        without ``inline_array`` each file's source is stored once in the
+        graph: either way, a task's size and cost do not grow with the
+        number of files.
     direct : bool, optional
         Read chunks directly (``os.pread``) and decode them outside every
         lock, so threads scale past HDF5's global lock.  Applies to chunked
@@ -214,8 +231,12 @@ def from_tables(
         process the way the tasks will (:func:`dask_tables.validate.probe`:
         metadata, chunk index, and the data HDF5 decodes itself when the
         direct path does not apply), and refuse a file that crashes or hangs
-        HDF5 there, instead of letting it crash this process.  Costs a
-        Python start-up per file (and a full read of a node read through PyTables).
+        HDF5 there, instead of letting it crash this process.  One child
+        probes all the files, one after the other
+        (:func:`dask_tables.validate.probe_files`); a file that crashes or
+        hangs it is refused and a new child goes on with the next files.
+        Costs one Python start-up (about a second), the chunk index of each
+        file, and a full read of a node read through PyTables.
 
     Returns
     -------
@@ -226,7 +247,9 @@ def from_tables(
     FileNotFoundError
         A file is missing, or a glob matches nothing.
     IsADirectoryError, dask_tables.NotHDF5FileError
-        A path is a directory, or not an HDF5 file.
+        A path is a directory, or not an HDF5 file; with ``validate=True``,
+        a file crashed or hung the probe (the first such file; the message
+        names the others).
     tables.NoSuchNodeError
         ``node`` is not in a file.
     TypeError
@@ -256,8 +279,7 @@ def from_tables(
     """
     files = expand_paths(path, node)
     if validate:
-        for file in files:
-            probe(file, node, direct=direct)
+        _refuse_damaged(files, node, direct)
     sources = [TablesSource.open(p, node, field, direct, allow_pickles) for p in files]
     if len(sources) == 1:
         return _to_dask(sources[0], _normalize_chunks(sources[0], chunks), name, inline_array)
