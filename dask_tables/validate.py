@@ -24,8 +24,9 @@ no file before it (a child that crashed later is retried from that file in
 a fresh one): a file cannot be refused for damage an earlier file left in
 HDF5's memory.
 
-Run as ``python -m dask_tables.validate NODE MODE LISTFILE``, it is the
-child: ``LISTFILE`` holds the paths, one JSON string a line.
+The child runs :func:`_child` (``python -m dask_tables.validate NODE MODE
+LISTFILE`` does the same): ``LISTFILE`` holds the paths, one JSON string a
+line; ``MODE`` is ``direct`` or ``pipeline``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ from .errors import NotHDF5FileError
 
 __all__ = ["probe", "probe_files"]
 
+# Seconds a child may take to start (import dask_tables) before its first file,
+# whatever the per-file timeout: a busy machine is not a damaged file.
+STARTUP_SECONDS = 60.0
+
+# The child imports this very copy of dask_tables, wherever the parent runs from.
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CHILD = "import sys; sys.path.insert(0, sys.argv.pop(1)); from dask_tables.validate import _child; _child(*sys.argv[1:])"
+
 
 def probe(path: str | os.PathLike[str], node: str, timeout: float = 120, direct: bool | None = None) -> None:
     """Do what reading ``node`` makes HDF5 do, in a child process; refuse the file if that fails hard.
@@ -63,7 +72,7 @@ def probe(path: str | os.PathLike[str], node: str, timeout: float = 120, direct:
         The node that will be read.
     timeout : float, optional
         Seconds the child may take for the file (its start-up has its own
-        allowance of the same length).
+        allowance, at least a minute).
     direct : bool, optional
         Whether the node will be read directly where it can be (as
         :func:`dask_tables.from_tables` takes it; default: the
@@ -107,7 +116,7 @@ def probe_files(
         The node that will be read in each.
     timeout : float, optional
         Seconds the child may take for each file, from the moment it starts
-        on it (and for its own start-up).
+        on it (its start-up has its own allowance, at least a minute).
     direct : bool, optional
         As for :func:`probe`.
 
@@ -180,7 +189,7 @@ def _run_child(files: list[str], node: str, mode: str, timeout: float) -> _Outco
     try:
         with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: a chatty child never blocks on it
             child = subprocess.Popen(
-                [sys.executable, "-m", "dask_tables.validate", node, mode, listing.name],
+                [sys.executable, "-c", _CHILD, _PACKAGE_ROOT, node, mode, listing.name],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -198,7 +207,7 @@ def _run_child(files: list[str], node: str, mode: str, timeout: float) -> _Outco
     if outcome.failed == -1:
         what = "hung" if outcome.hung else f"failed (exit {outcome.returncode})"
         raise RuntimeError(
-            f"the probe's child process ({sys.executable} -m dask_tables.validate) {what} before "
+            f"the probe's child process ({sys.executable}, dask_tables.validate) {what} before "
             f"probing any file: {outcome.stderr}"
         )
     return outcome
@@ -221,7 +230,7 @@ def _follow(child: subprocess.Popen[bytes], count: int, timeout: float) -> _Outc
     stream = child.stdout
     assert stream is not None
     started, done = False, 0
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + max(timeout, STARTUP_SECONDS)
     buffer = b""
     with selectors.DefaultSelector() as selector:
         selector.register(stream, selectors.EVENT_READ)
