@@ -241,8 +241,8 @@ def _follow(child: subprocess.Popen[bytes], count: int, timeout: float) -> _Outc
             if not selector.select(left):
                 continue
             data = os.read(stream.fileno(), 65536)
-            if not data:  # the child exited
-                return _Outcome() if done == count else _Outcome(failed=done if started else -1)
+            if not data:  # the child exited before judging every file
+                return _Outcome(failed=done if started else -1)
             *lines, buffer = (buffer + data).split(b"\n")
             for line in lines:
                 word, _, index = line.decode().partition(" ")
@@ -250,6 +250,8 @@ def _follow(child: subprocess.Popen[bytes], count: int, timeout: float) -> _Outc
                 deadline = time.monotonic() + timeout
                 if word == "done":
                     done = int(index) + 1
+            if done == count:  # every file judged: how the child exits no longer matters
+                return _Outcome()
 
 
 def _walk(path: str, node: str, direct: bool) -> None:
