@@ -272,27 +272,36 @@ def test_a_forked_child_starts_with_an_empty_cache_and_builds_its_own(tmp_path):
     assert done.stdout.strip() == f"[((0, 0), 1, {float(np.arange(1000.0).sum())})]"
 
 
-def test_a_thread_using_pytables_under_the_lock_while_indexes_are_built(tmp_path):
-    """The documented pattern: own PyTables calls under get_lock() never deadlock with an index read."""
+def test_the_one_pass_read_is_available_here():
+    """The compiled helper is built by the install, and PyTables' HDF5 exports H5Dchunk_iter."""
+    from dask_tables import _chunkiter  # noqa: F401 - a missing build fails here
+
+    assert ci._chunk_iter_address() is not None
+
+
+@pytest.mark.parametrize("locked", [True, False])
+def test_a_thread_using_plain_pytables_while_indexes_are_built_never_deadlocks(tmp_path, locked):
+    """H5Dchunk_iter holds HDF5's mutex; its callback is C, so a thread waiting for that mutex with the GIL held is harmless."""
     path = tmp_path / "many.h5"
     with tables.open_file(path, "w") as f:
         e = f.create_earray("/", "e", atom=tables.Float32Atom(), shape=(0,), chunkshape=(16,))
         e.append(np.arange(16 * 20_000, dtype="f4"))
     code = f"""
-        import os, sys, threading
+        import contextlib, sys, threading
         import tables
         from dask_tables import chunkindex, get_lock
         from dask_tables.fingerprint import Fingerprint
 
         sys.setswitchinterval(1e-6)
         path, stop = {str(path)!r}, threading.Event()
+        guard = get_lock if {locked!r} else contextlib.nullcontext
 
         def other():
             with get_lock():
                 f = tables.open_file(path)
             n = 0
             while not stop.is_set():
-                with get_lock():
+                with guard():
                     f.root.e[n % 1000 * 16 : n % 1000 * 16 + 16]
                 n += 1
             with get_lock():
@@ -300,13 +309,13 @@ def test_a_thread_using_pytables_under_the_lock_while_indexes_are_built(tmp_path
 
         thread = threading.Thread(target=other)
         thread.start()
-        for _ in range(10):
+        for _ in range(30):
             chunkindex.clear_cache()
-            chunkindex.chunk_index(path, "/e", Fingerprint.of(path))
+            assert len(chunkindex.chunk_index(path, "/e", Fingerprint.of(path))) == 20_000
         stop.set()
         thread.join()
-        print(sys.getswitchinterval())
+        print("done")
     """
     done = run_python(code, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert float(done.stdout) == pytest.approx(1e-6)  # the interval is put back
+    assert done.stdout.strip() == "done"

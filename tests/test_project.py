@@ -47,7 +47,7 @@ def test_readme_commands_are_the_ci_commands():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install ." in readme and "dask-tables demo" in readme
-    assert 'pip install ".[test]"' in readme and '".[test]"' in ci
+    assert 'pip install -e ".[test]"' in readme and '-e ".[test]"' in ci
     assert "python -m pytest" in readme and "python -m pytest" in ci
 
 
