@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import os
 import selectors
@@ -258,6 +257,7 @@ def _walk(path: str, node: str, direct: bool) -> None:
     """What reading ``node`` of ``path`` makes HDF5 do: the probe of one file."""
     import tables
 
+    from .chunkindex import build_index
     from .pickles import refusing_pickles
     from .source import TablesSource
 
@@ -265,12 +265,8 @@ def _walk(path: str, node: str, direct: bool) -> None:
         leaf = h5.get_node(node if node.startswith("/") else "/" + node)
         if isinstance(leaf, tables.link.SoftLink):
             leaf = leaf()
-        chunkshape = getattr(leaf, "chunkshape", None)
-        shape = tuple(int(n) for n in getattr(leaf, "shape", ()))
-        if chunkshape is not None and all(shape):
-            grid = [range(0, n, int(c)) for n, c in zip(shape, chunkshape, strict=True)]
-            for start in itertools.product(*grid):
-                leaf.chunk_info(start)
+        if getattr(leaf, "chunkshape", None) is not None and all(int(n) for n in leaf.shape):
+            build_index(leaf)  # the chunk index, read as the tasks will read it
     source = TablesSource.open(path, node, direct=direct)  # decides, as the parent will, how it is read
     if source.layout is None and source.size and source.read_ndim:
         chunk_rows = max(1, (source.chunkshape or (1,))[0])
