@@ -135,6 +135,13 @@ class Fletcher32:
             )
         return body
 
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
+        """Verify ``buf`` and copy its body into ``out`` (contiguous bytes of the body's size)."""
+        body = self.decode(buf, out.nbytes)
+        if len(body) != out.nbytes:
+            raise DecodeError(f"chunk of {len(body)} bytes under its checksum, expected {out.nbytes}")
+        out[...] = np.frombuffer(body, dtype=np.uint8)
+
 
 @dataclass(frozen=True)
 class Shuffle:
