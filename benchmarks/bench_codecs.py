@@ -15,7 +15,10 @@ against the synchronous scheduler and against a serial PyTables loop.
 The ``GIL-free`` column runs a pure-Python counting thread while one
 thread decodes, and divides its speed by its speed while that thread
 sleeps: near 1.0 the decoder releases the GIL, near 0.0 it holds it.  It
-tells the same as the 2/1 ratio, but does not need two idle cores.
+needs no idle core, so it still tells on a loaded machine where the 2/1
+ratio does not; it is sharpest with large chunks (``--chunk-mib 16``),
+where one C call lasts milliseconds and a decoder that holds the GIL leaves
+the counting thread nothing.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_codecs.py`` (options: ``--chunks``,
 ``--repeat``, ``--codecs``, ``--e2e-mib``, ``--dir``).
@@ -34,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import tables
 
-CHUNK_VALUES = 131072  # 1 MiB of float64
+CHUNK_VALUES = 131072  # 1 MiB of float64 (times --chunk-mib)
 
 # name -> (PyTables filters or h5py options, share of --chunks to use: the slow decoders get fewer)
 CODECS: dict[str, tuple[dict, float]] = {
@@ -80,7 +83,8 @@ def write(path: Path, options: dict, n_chunks: int) -> None:
     filters = tables.Filters(**options)
     with tables.open_file(path, "w") as f:
         if two_d:
-            chunkshape, columns = two_d  # a (rows, columns) array in chunks of chunkshape
+            (rows, cols), columns = two_d  # a (rows, columns) array in chunks of chunkshape
+            chunkshape = (rows * CHUNK_VALUES // 131072, cols)
             f.create_carray("/", "x", obj=values.reshape(-1, columns), chunkshape=chunkshape, filters=filters)
         else:
             f.create_carray("/", "x", obj=values, chunkshape=(CHUNK_VALUES,), filters=filters)
@@ -237,8 +241,11 @@ def main() -> None:
         "--codecs", default=",".join(CODECS), help="comma-separated, from: " + ", ".join(CODECS)
     )
     parser.add_argument("--e2e-mib", type=int, default=256, help="size of the end-to-end array; 0 skips it")
+    parser.add_argument("--chunk-mib", type=int, default=1, help="MiB per chunk (default 1)")
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
+    global CHUNK_VALUES
+    CHUNK_VALUES = 131072 * args.chunk_mib
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
         names = [n for n in args.codecs.split(",") if n]
