@@ -406,15 +406,20 @@ def _unblock(
     """Put a b2nd chunk's blocks (``flat``, block after block) in C order into ``out``.
 
     One numpy strided copy, of unsigned integers where the item size allows
-    (numpy releases the GIL for those copies).
+    (numpy releases the GIL for those copies); two where blocks overhang the
+    chunk (the padding is cut off in the second).
     """
     cell = np.dtype(f"u{itemsize}") if itemsize in (1, 2, 4, 8) else np.dtype(f"V{itemsize}")
     ndim = len(chunks)
     blocked = flat.view(cell).reshape(grid + blocks)
     # axes (g0, g1, .., b0, b1, ..) -> (g0, b0, g1, b1, ..): C order of the padded chunk
     order = [axis for pair in zip(range(ndim), range(ndim, 2 * ndim), strict=True) for axis in pair]
-    interleaved = blocked.transpose(order).reshape(tuple(g * b for g, b in zip(grid, blocks, strict=True)))
-    out.view(cell).reshape(chunks)[...] = interleaved[tuple(slice(0, c) for c in chunks)]
+    interleaved = blocked.transpose(order)
+    if all(g * b == c for g, b, c in zip(grid, blocks, chunks, strict=True)):  # blocks tile the chunk
+        out.view(cell).reshape(interleaved.shape)[...] = interleaved  # one copy, no temporary
+        return
+    padded = interleaved.reshape(tuple(g * b for g, b in zip(grid, blocks, strict=True)))  # a copy
+    out.view(cell).reshape(chunks)[...] = padded[tuple(slice(0, c) for c in chunks)]
 
 
 @dataclass(frozen=True)
