@@ -141,9 +141,19 @@ def _quiet_pytables() -> Iterator[None]:
         yield
 
 
+def _plain(value: Any) -> Any:
+    """numpy strings as Python ``str`` and ``bytes`` (what netCDF backends give); other values as read."""
+    if isinstance(value, np.str_):
+        return str(value)
+    if isinstance(value, np.bytes_):
+        return bytes(value)
+    return value
+
+
 def _user_attrs(node: tables.Node) -> dict[str, Any]:
+    """The node's own attributes (not PyTables' nor the dimension scales'), as PyTables reads them."""
     attrs = node._v_attrs
-    return {name: attrs[name] for name in attrs._v_attrnamesuser if name not in _SCALE_ATTRS}
+    return {name: _plain(attrs[name]) for name in attrs._v_attrnamesuser if name not in _SCALE_ATTRS}
 
 
 def _array_member(leaf: tables.Array) -> _Member:
@@ -220,7 +230,9 @@ def _phony_names(groups: list[_Group]) -> dict[tuple[str, str], tuple[str, ...]]
     for group in groups:
         needed: dict[int, int] = {}
         for member in group.members:
-            sizes = collections.Counter(n for n, label in zip(member.shape, member.labels) if label is None)
+            sizes = collections.Counter(
+                n for n, label in zip(member.shape, member.labels, strict=True) if label is None
+            )
             for size, count in sizes.items():
                 needed[size] = max(needed.get(size, 0), count)
         names: dict[tuple[int, int], str] = {}
@@ -231,7 +243,7 @@ def _phony_names(groups: list[_Group]) -> dict[tuple[str, str], tuple[str, ...]]
         for member in group.members:
             seen: collections.Counter[int] = collections.Counter()
             member_dims = []
-            for size, label in zip(member.shape, member.labels):
+            for size, label in zip(member.shape, member.labels, strict=True):
                 if label is None:
                     label = names[(size, seen[size])]
                     seen[size] += 1
