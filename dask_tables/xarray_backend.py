@@ -280,8 +280,12 @@ def _dataset(
         if m.name not in drop_variables
     }
     ds = xr.Dataset(variables, attrs=group.attrs)
-    ds.set_close(None)  # nothing stays open: every read opens and closes the file
+    ds.set_close(_nothing_to_close)
     return ds
+
+
+def _nothing_to_close() -> None:
+    """A dataset's closer: nothing stays open, every read opens and closes the file itself."""
 
 
 def _normalize(filename_or_obj: Any) -> str:
