@@ -47,8 +47,8 @@ class NodeInfo:
         How deep under the node asked for (0 for that node).
     shape, dtype, chunkshape
         As PyTables reports them (``None`` where they do not apply).
-    filters : list of (name, params)
-        The HDF5 filter pipeline, in write order.
+    filters : list of tuple
+        The HDF5 filter pipeline in write order: ``(name, params)`` pairs.
     size_on_disk, size_in_memory : int or None
         Bytes stored, and bytes once read.
     read : str or None
@@ -320,16 +320,14 @@ def format_table(infos: list[NodeInfo]) -> str:
 
 
 def to_json(infos: list[NodeInfo]) -> str:
-    """The nodes as JSON: a list of objects with the fields of :class:`NodeInfo` and ``ratio``.
+    """The nodes as JSON: a list of objects with the fields of :class:`NodeInfo` and ``ratio``, one a line.
 
     Examples
     --------
     >>> print(to_json([NodeInfo("/", "Group", 0)]))  # doctest: +ELLIPSIS
     [
-      {
-        "path": "/",
-        "kind": "Group",
-    ...
+      {"path": "/", "kind": "Group", "depth": 0, "shape": null, ..., "ratio": null}
+    ]
     """
     records: list[dict[str, Any]] = []
     for info in infos:
@@ -337,4 +335,4 @@ def to_json(infos: list[NodeInfo]) -> str:
         record["filters"] = [{"name": name, "params": list(params)} for name, params in info.filters]
         record["ratio"] = info.ratio
         records.append(record)
-    return json.dumps(records, indent=2)
+    return "[\n" + ",\n".join("  " + json.dumps(record) for record in records) + "\n]"

@@ -361,7 +361,7 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         ----------
         filename_or_obj : str or os.PathLike
             A PyTables/HDF5 file.
-        drop_variables : str or iterable of str, optional
+        drop_variables : str or list of str, optional
             Variables not to open.
         group : str, optional
             A group (default ``"/"``) or a ``Table``.
