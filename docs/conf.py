@@ -64,7 +64,9 @@ def _top_level_alias(app, env, node, contnode):
     if not module or module == "dask_tables":
         return None
     py = env.get_domain("py")
-    return py.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], f"{module}.{name}", node, contnode)
+    return py.resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], f"{module}.{name}", node, contnode
+    )
 
 
 def setup(app):
