@@ -58,6 +58,9 @@ class _Hvl(ctypes.Structure):
     _fields_ = [("len", ctypes.c_size_t), ("p", ctypes.c_void_p)]
 
 
+# Cached per process: the functions of PyTables' HDF5 library, or None.  Written
+# once by the first call and only read afterwards; two threads racing on that
+# first call both build the same handle (dlopen counts references), so no lock.
 @functools.cache
 def _functions() -> Any:
     """The functions above, on PyTables' HDF5 library (a handle of our own), or ``None``."""
