@@ -134,7 +134,11 @@ class _Group:
 
 @contextlib.contextmanager
 def _quiet_pytables() -> Iterator[None]:
-    """PyTables warns about what it cannot load (references of dimension scales): the survey skips those."""
+    """PyTables warns about what it cannot load (references of dimension scales): the survey skips those.
+
+    Only around opening (metadata), never around reads in tasks:
+    :class:`warnings.catch_warnings` changes process-wide state.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=tables.exceptions.DataTypeWarning)
         warnings.filterwarnings("ignore", message="problems loading leaf", category=UserWarning)

@@ -19,7 +19,7 @@ xr = pytest.importorskip("xarray")
 da = pytest.importorskip("dask.array")
 
 from dask_tables import FileChangedError  # noqa: E402
-from dask_tables.xarray_backend import TablesBackendEntrypoint  # noqa: E402
+from dask_tables.xarray_backend import TablesBackendArray, TablesBackendEntrypoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,8 +188,18 @@ def test_chunks_auto_gives_multiples_of_hdf5_chunks(grid_file):
     assert_array_equal(ds.x.values, pytables_read(grid_file, "/x"))
 
 
+def backend_array(variable):
+    """The TablesBackendArray under xarray's wrappers (copy-on-write, memory cache, lazy indexing)."""
+    data = variable.variable._data
+    while not isinstance(data, TablesBackendArray):
+        data = data.array
+    return data
+
+
 @pytest.mark.parametrize("direct", [True, False])
 def test_direct_and_pipeline_reads_agree(grid_file, direct):
+    source = backend_array(open_tables(grid_file, direct=direct).x).source
+    assert (source.layout is not None) == direct  # a zlib CArray: the direct path reads it
     ds = open_tables(grid_file, chunks={}, direct=direct)
     assert_array_equal(ds.x.values, pytables_read(grid_file, "/x"))
 
@@ -216,6 +226,16 @@ def test_table_columns_are_variables_along_row(sample_file):
     assert ds.m.dims[1:] == ("phony_dim_10", "phony_dim_11")
     assert ds["pos.x"].encoding["field"] == "pos/x"
     assert_array_equal(ds["pos.y"][[999, 3]].values, records(1000)["pos"]["y"][[999, 3]])
+
+
+def test_table_attributes_are_the_tables_own(tmp_path):
+    path = tmp_path / "events.h5"
+    with tables.open_file(path, "w") as f:
+        table = f.create_table("/", "events", obj=records(10), title="events of run 7")
+        table.attrs.instrument = "CMS"
+    ds = open_tables(path, group="events")
+    assert ds.attrs == {"instrument": "CMS"}  # not CLASS, TITLE, NROWS, FIELD_0_NAME...
+    assert_array_equal(ds.s.values, records(10)["s"])
 
 
 def test_table_columns_chunk_by_the_tables_chunkshape(sample_file):
