@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import diagnostics
 from .array import from_tables
 from .errors import (
     CorruptChunkError,
@@ -64,6 +65,7 @@ __all__ = [
     "TablesSource",
     "WriteInterruptedError",
     "__version__",
+    "diagnostics",
     "from_tables",
     "get_lock",
     "patch",

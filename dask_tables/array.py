@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 import dask.array as da
@@ -9,10 +10,11 @@ import numpy as np
 from dask.array.core import normalize_chunks
 from dask.base import tokenize
 
-from .concat import ConcatenatedSource
+from .concat import concatenated_graph
+from .errors import NotHDF5FileError
 from .paths import PathSpec, expand_paths
 from .source import TablesSource
-from .validate import probe
+from .validate import probe_files
 
 __all__ = ["from_tables"]
 
@@ -48,10 +50,37 @@ def _sizing_dtype(source: TablesSource) -> np.dtype:
     return np.dtype(f"V{max(1, source.row_nbytes // cells)}")
 
 
+def _bad_block_sizes(chunks: Chunks) -> list[int]:
+    """The block sizes in ``chunks`` that are neither positive nor -1 (a whole axis).
+
+    Explicit blocks (a tuple per axis) are checked later, against the axis length.
+
+    Examples
+    --------
+    >>> _bad_block_sizes(-5), _bad_block_sizes((10, 0)), _bad_block_sizes({1: -2}), _bad_block_sizes(-1)
+    ([-5], [0], [-2], [])
+    """
+    if isinstance(chunks, dict):
+        values = list(chunks.values())
+    elif isinstance(chunks, (tuple, list)):
+        values = list(chunks)
+    else:
+        values = [chunks]
+    return [
+        int(v) for v in values if isinstance(v, Integral) and not isinstance(v, bool) and (v == 0 or v < -1)
+    ]
+
+
 def _normalize_chunks(source: TablesSource, chunks: Chunks) -> tuple[tuple[int, ...], ...]:
     where = f"{source.path}: node {source.node}"
     if isinstance(chunks, (tuple, list)) and len(chunks) != source.ndim:
         raise ValueError(f"{where}: chunks={chunks!r} give {len(chunks)} axes for shape {source.shape}")
+    bad = _bad_block_sizes(chunks)
+    if bad:
+        raise ValueError(
+            f"{where}: chunks={chunks!r}: block size {bad[0]} is not allowed; a block size is a "
+            "positive number of elements, or -1 (or None) for a whole axis"
+        )
     try:
         normalized = list(
             normalize_chunks(
@@ -88,16 +117,8 @@ def _check_concatenable(sources: list[TablesSource]) -> None:
             )
 
 
-def _concatenated_chunks(sources: list[TablesSource], chunks: Chunks) -> tuple[tuple[int, ...], ...]:
-    """Each file's own blocks along axis 0 (no block spans two files); trailing axes of the largest."""
-    per_file = [_normalize_chunks(s, chunks) for s in sources]
-    rows = tuple(b for file_chunks in per_file for b in file_chunks[0] if b) or (0,)
-    largest = max(per_file, key=lambda file_chunks: sum(file_chunks[0]))
-    return (rows, *largest[1:])
-
-
 def _to_dask(
-    source: TablesSource | ConcatenatedSource,
+    source: TablesSource,
     chunks: tuple[tuple[int, ...], ...],
     name: str | None,
     inline_array: bool,
@@ -112,6 +133,36 @@ def _to_dask(
         meta=np.empty((0,) * source.ndim, dtype=source.dtype),
         inline_array=inline_array,
     )
+
+
+def _concatenated_to_dask(
+    sources: list[TablesSource], chunks: Chunks, name: str | None, inline_array: bool
+) -> da.Array:
+    """One dask array over several files: each file's own blocks on axis 0, each task reading its own file."""
+    per_file = [_normalize_chunks(s, chunks) for s in sources]
+    row_blocks = [file_chunks[0] for file_chunks in per_file]
+    trailing = max(per_file, key=lambda file_chunks: sum(file_chunks[0]))[1:]
+    rows = tuple(b for blocks in row_blocks for b in blocks if b) or (0,)
+    name = name or "from-tables-" + tokenize(sources, (rows, *trailing))
+    first = sources[0]
+    return da.Array(
+        concatenated_graph(name, sources, row_blocks, trailing, inline_array),
+        name,
+        (rows, *trailing),
+        meta=np.empty((0,) * first.ndim, dtype=first.dtype),
+    )
+
+
+def _refuse_damaged(files: list[str], node: str, direct: bool | None) -> None:
+    """Probe every file in child processes; raise for the first refused one, naming the others."""
+    refused = probe_files(files, node, direct=direct)
+    if not refused:
+        return
+    first, *others = sorted(refused)
+    if not others:
+        raise refused[first]
+    names = ", ".join(files[i] for i in others[:5]) + (", ..." if len(others) > 5 else "")
+    raise NotHDF5FileError(f"{refused[first]}; {len(others)} more files refused as well: {names}")
 
 
 def from_tables(
@@ -158,7 +209,11 @@ def from_tables(
         gives the same name, and changing the file gives a new one.
     inline_array : bool, optional
         Embed the (small, picklable) source in every task instead of
-        referencing it once; see :func:`dask.array.from_array`.
+        referencing it once; see :func:`dask.array.from_array`.  Over
+        several files, a task carries its own file's source only, and
+        without ``inline_array`` each file's source is stored once in the
+        graph: either way, a task's size and cost do not grow with the
+        number of files.
     direct : bool, optional
         Read chunks directly (``os.pread``) and decode them outside every
         lock, so threads scale past HDF5's global lock.  Applies to chunked
@@ -176,8 +231,12 @@ def from_tables(
         process the way the tasks will (:func:`dask_tables.validate.probe`:
         metadata, chunk index, and the data HDF5 decodes itself when the
         direct path does not apply), and refuse a file that crashes or hangs
-        HDF5 there, instead of letting it crash this process.  Costs a
-        Python start-up per file (and a full read of a node read through PyTables).
+        HDF5 there, instead of letting it crash this process.  One child
+        probes all the files, one after the other
+        (:func:`dask_tables.validate.probe_files`); a file that crashes or
+        hangs it is refused and a new child goes on with the next files.
+        Costs one Python start-up (about a second), the chunk index of each
+        file, and a full read of a node read through PyTables.
 
     Returns
     -------
@@ -188,7 +247,9 @@ def from_tables(
     FileNotFoundError
         A file is missing, or a glob matches nothing.
     IsADirectoryError, dask_tables.NotHDF5FileError
-        A path is a directory, or not an HDF5 file.
+        A path is a directory, or not an HDF5 file; with ``validate=True``,
+        a file crashed or hung the probe (the first such file; the message
+        names the others).
     tables.NoSuchNodeError
         ``node`` is not in a file.
     TypeError
@@ -218,12 +279,9 @@ def from_tables(
     """
     files = expand_paths(path, node)
     if validate:
-        for file in files:
-            probe(file, node, direct=direct)
+        _refuse_damaged(files, node, direct)
     sources = [TablesSource.open(p, node, field, direct, allow_pickles) for p in files]
     if len(sources) == 1:
         return _to_dask(sources[0], _normalize_chunks(sources[0], chunks), name, inline_array)
     _check_concatenable(sources)
-    return _to_dask(
-        ConcatenatedSource(tuple(sources)), _concatenated_chunks(sources, chunks), name, inline_array
-    )
+    return _concatenated_to_dask(sources, chunks, name, inline_array)

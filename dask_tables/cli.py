@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dask
 import tables
 
+from . import diagnostics
 from .array import from_tables
 from .demo import default_cache_dir, run_demo
 from .errors import DaskTablesError
@@ -59,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         default="threads",
         type=_scheduler,
         help="threads (default), processes, synchronous, or the ADDRESS of a dask.distributed scheduler",
+    )
+    stats.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the figures, print dask_tables' diagnostics: lock time, chunks read and decoded, "
+        "index builds (per worker for a cluster ADDRESS)",
     )
     _add_info_parser(commands)
     return parser
@@ -169,7 +176,8 @@ def _run_stats(args: argparse.Namespace) -> int:
     if x.dtype.kind not in "biuf":
         hint = " (a table: choose a column with --field)" if x.dtype.names else ""
         raise TypeError(f"{args.file}: node {args.node} holds {x.dtype}, not numbers{hint}")
-    result = node_stats(x, args.scheduler, progress=True)
+    with _profiling(args.scheduler) if args.profile else contextlib.nullcontext() as profile:
+        result = node_stats(x, args.scheduler, progress=True)
     width = max(map(len, result))
     print(
         f"{args.file} {args.node}"
@@ -178,7 +186,33 @@ def _run_stats(args: argparse.Namespace) -> int:
     )
     for key, value in result.items():
         print(f"  {key:<{width}}  {value}")
+    if args.profile:
+        _print_profile(profile)
     return 0
+
+
+@contextlib.contextmanager
+def _profiling(scheduler: str) -> Iterator[dict[str, dict[str, Any]]]:
+    """Diagnostics of the block: this process's, or every worker's of a cluster (reset first)."""
+    found: dict[str, dict[str, Any]] = {}
+    if scheduler in LOCAL_SCHEDULERS:
+        with diagnostics.collect() as stats:
+            yield found
+        found["this process" + (" (not its worker processes)" if scheduler == "processes" else "")] = stats
+        return
+    import distributed
+
+    with distributed.Client(scheduler, timeout="10s", set_as_default=False) as client:
+        client.run(diagnostics.reset)
+    yield found
+    with distributed.Client(scheduler, timeout="10s", set_as_default=False) as client:
+        found.update(diagnostics.gather(client))
+
+
+def _print_profile(profile: dict[str, dict[str, Any]]) -> None:
+    for where, stats in profile.items():
+        print(f"diagnostics, {where}:")
+        print(diagnostics.report(stats))
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -18,10 +18,16 @@ under the registry lock); the task reads only those chunks.  Either way the
 task reads its rows directly, decoding outside every lock, and applies the
 same compiled numexpr function that PyTables uses in kernel, with no lock
 held: the rows equal ``read_where``'s.
+
+An enum column (read as a categorical) is compared with its names:
+``kind == 'gamma'`` (or ``!=``, against a string constant or a string
+variable) becomes ``kind == 2``, the name's value in the column's
+``tables.Enum``, before PyTables compiles the condition.
 """
 
 from __future__ import annotations
 
+import ast
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,7 +45,7 @@ except ImportError:  # pragma: no cover - another PyTables
 
 from .direct import take_field
 
-__all__ = ["Condition"]
+__all__ = ["Condition", "enum_names_to_values"]
 
 
 @dataclass(frozen=True)
@@ -93,13 +99,15 @@ class Condition:
             name: table.cols._f_col(value.pathname) if isinstance(value, tables.Column) else value
             for name, value in (condvars or {}).items()
         }
+        original = text
         try:
+            text = enum_names_to_values(table, text, own)
             variables = table._required_expr_vars(text, own)
             compiled = table._compile_condition(text, variables)
             indexed = bool(compiled.index_expressions)
         except (SyntaxError, NameError, TypeError, ValueError, KeyError, NotImplementedError) as err:
             kind = type(err) if isinstance(err, (SyntaxError, NameError, TypeError)) else ValueError
-            raise kind(f"{where}: invalid condition {text!r}: {err}") from None
+            raise kind(f"{where}: invalid condition {original!r}: {err}") from None
         columns = tuple(
             (name, value.pathname) for name, value in variables.items() if isinstance(value, tables.Column)
         )
@@ -161,6 +169,100 @@ class Condition:
         if len(records) == 0:
             return np.zeros(0, dtype=bool)
         return np.asarray(function(*args, **kwargs), dtype=bool)
+
+
+def enum_names_to_values(table: tables.Table, text: str, condvars: Mapping[str, Any] | None = None) -> str:
+    """``text`` with enum names compared to enum columns replaced by their values.
+
+    ``kind == 'gamma'`` (``==`` or ``!=``; the name a string or bytes
+    constant, or a string variable of ``condvars``) becomes ``kind == 2``
+    when ``kind`` is an enum column of ``table`` (by name, or a
+    ``tables.Column`` in ``condvars``) and ``gamma`` has the value 2 in its
+    ``tables.Enum``.  Any other text comes back unchanged.
+
+    Raises
+    ------
+    ValueError
+        A name that is not in the enum (the message lists the enum's
+        names), or an order comparison (``<``...) of an enum column with a name.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> kinds = tables.Enum(["alpha", "beta", "gamma"])
+    >>> with tables.open_file("enum.h5", "w") as f:
+    ...     t = f.create_table("/", "t", {"kind": tables.EnumCol(kinds, "alpha", base="uint8"),
+    ...                                   "x": tables.Int32Col()})
+    ...     enum_names_to_values(t, "(kind == 'gamma') | (kind == 'alpha') & (x > 3)")
+    '(kind == 2) | (kind == 0) & (x > 3)'
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        return text  # PyTables reports it
+    rewriter = _EnumNames(table, condvars or {})
+    rewriter.visit(tree)
+    return ast.unparse(tree) if rewriter.changed else text
+
+
+class _EnumNames(ast.NodeTransformer):
+    """Replaces names compared to enum columns by their values (see :func:`enum_names_to_values`)."""
+
+    def __init__(self, table: tables.Table, condvars: Mapping[str, Any]) -> None:
+        self.table = table
+        self.condvars = condvars
+        self.changed = False
+
+    def _enum(self, node: ast.expr) -> tuple[str, tables.Enum] | None:
+        """The column path and enum of ``node`` if it names an enum column."""
+        if not isinstance(node, ast.Name):
+            return None
+        value = self.condvars.get(node.id, node.id)  # a variable, or else a column of the table
+        if node.id in self.condvars and not isinstance(value, tables.Column):
+            return None
+        path = value.pathname if isinstance(value, tables.Column) else value
+        if self.table.coltypes.get(path) != "enum":
+            return None
+        return path, self.table.coldescrs[path].enum
+
+    def _name(self, node: ast.expr) -> str | None:
+        """The string ``node`` stands for (a constant or a ``condvars`` variable), if any."""
+        if isinstance(node, ast.Constant):
+            value = node.value
+        elif isinstance(node, ast.Name) and node.id in self.condvars:
+            value = self.condvars[node.id]
+        else:
+            return None
+        if isinstance(value, (bytes, np.bytes_)):
+            return bytes(value).decode("utf-8", "replace")
+        return str(value) if isinstance(value, str) else None
+
+    def visit_Compare(self, node: ast.Compare) -> ast.Compare:
+        self.generic_visit(node)
+        operands = [node.left, *node.comparators]
+        for position, op in enumerate(node.ops):
+            for this, other in ((position, position + 1), (position + 1, position)):
+                column, name = self._enum(operands[this]), self._name(operands[other])
+                if column is None or name is None:
+                    continue
+                operands[other] = ast.Constant(self._value(column, name, op))
+                self.changed = True
+        node.left, node.comparators = operands[0], operands[1:]
+        return node
+
+    def _value(self, column: tuple[str, tables.Enum], name: str, op: ast.cmpop) -> int:
+        path, enum = column
+        names = dict(enum._names)
+        if not isinstance(op, (ast.Eq, ast.NotEq)):
+            raise ValueError(
+                f"the enum column {path!r} compares with its names by == or != only; compare its "
+                f"values to order them ({', '.join(f'{n}={v}' for n, v in names.items())})"
+            )
+        if name not in names:
+            raise ValueError(
+                f"{name!r} is not a name of the enum column {path!r}; its names are {', '.join(names)}"
+            )
+        return int(names[name])
 
 
 def _numexpr_type(value: Any) -> type:

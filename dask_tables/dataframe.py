@@ -14,9 +14,17 @@ import tables
 from dask.base import tokenize
 
 from .conditions import Condition
+from .errors import REBUILD_FRAME, change_advice
 from .frames import FrameLayout
 from .pandas_tables import is_pandas_node, is_pandas_table, read_pandas_table
-from .partitions import RowRange, partition_rows, plan_partitions, row_window, sorted_divisions
+from .partitions import (
+    RowRange,
+    divisions_or_reason,
+    partition_rows,
+    plan_partitions,
+    row_window,
+    sample_divisions,
+)
 from .paths import PathSpec, expand_paths
 from .source import TablesSource
 
@@ -82,6 +90,11 @@ class TablePartitionReader:
 
     def __call__(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Read ``part``; ``columns`` (dask's column projection) converts only those."""
+        with change_advice(REBUILD_FRAME):
+            return self._read(part, columns)
+
+    def _read(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The partition read of :meth:`__call__`: ``columns`` (dask's column projection) converts only those."""
         layout = self.layout if columns is None else self.layout.project(_names(columns, self.layout.names))
         source = self.sources[part.file]
         condition = self.conditions[part.file] if self.conditions else None
@@ -172,13 +185,18 @@ def _divisions(
     if layout.index is None:
         starts = [p.first_label for p in parts]
         return (*starts, parts[-1].offset + parts[-1].stop - 1), False
-    if sorted_index is False or layout.index.kind != "number":
+    if sorted_index is False:
         return None, False
-    divisions = sorted_divisions(sources, layout.index.path, parts)
+    if layout.index.kind != "number":
+        reason = f"it holds {layout.index.kind} values: divisions need a numeric index"
+        divisions = None
+    else:
+        samples = sample_divisions(sources, layout.index.path, parts)
+        divisions, reason = divisions_or_reason(samples)
     if divisions is None and sorted_index:
         raise ValueError(
             f"{sources[0].path}: node {sources[0].node}: sorted_index=True, but the index column "
-            f"{layout.index.path!r} is not sorted (or a value spans two partitions)"
+            f"{layout.index.path!r} gives no divisions: {reason}"
         )
     return divisions, divisions is not None
 
@@ -198,7 +216,7 @@ def read_table(
     encoding: str | None = "utf-8",
     direct: bool | None = None,
     allow_pickles: bool = False,
-) -> dd.DataFrame:
+) -> dd.DataFrame | dd.Series:
     """Read a PyTables ``Table`` (or a pandas ``HDFStore`` table) as a dask DataFrame.
 
     Each partition is a range of rows, read by a task that opens the file
@@ -224,6 +242,8 @@ def read_table(
         :meth:`tables.Table.read_where` takes it, evaluated per partition:
         PyTables answers it from the column's index where one exists,
         otherwise the task evaluates the same numexpr function on its rows.
+        An enum column compares with its names by ``==`` or ``!=``
+        (``"kind == 'gamma'"``): they become the enum's values.
         For a pandas table: a pandas ``where`` (``"index > 5 & B < 3"``).
         Checked when the frame is built.
     condvars : dict, optional
@@ -239,10 +259,12 @@ def read_table(
     sorted_index : bool, optional
         Whether the index values rise with the rows, giving known divisions.
         ``None`` (default): find out from 16 evenly spaced rows of each
-        partition (a numeric index only); each task checks its own rows too,
-        and raises ``ValueError`` if they are not sorted after all.
+        partition (a numeric index; for a pandas table, its numeric or
+        datetime index, whatever its columns); each task checks its own rows
+        too, and raises ``ValueError`` if they are not sorted after all.
         ``False``: unknown divisions, no check.  ``True``: as ``None``, but
-        raise ``ValueError`` when the frame is built if the samples are not sorted.
+        raise ``ValueError`` naming the cause when the frame is built if the
+        samples give no divisions.
     start, stop : int, optional
         Read only these rows (of all files concatenated; negative ones count
         from the end).
@@ -257,7 +279,10 @@ def read_table(
 
     Returns
     -------
-    dask.dataframe.DataFrame
+    dask.dataframe.DataFrame or dask.dataframe.Series
+        A DataFrame; for a pandas ``Series`` stored as a table, a dask
+        Series, as :func:`pandas.read_hdf` returns a ``Series`` for it (with
+        or without ``where``).
 
     Raises
     ------
@@ -271,7 +296,9 @@ def read_table(
         An unknown column in ``columns`` or ``index``.
     ValueError
         A multidimensional column (read it with ``from_tables(field=...)``),
-        bad ``chunksize``, files whose tables differ, ``start`` after ``stop``.
+        bad ``chunksize``, files whose tables differ, ``start`` after ``stop``,
+        a name that is not in an enum column's enum in ``where``,
+        ``columns``/``index`` for a pandas Series.
     IndexError
         ``start`` or ``stop`` out of range.
     SyntaxError, NameError
@@ -346,7 +373,7 @@ def read_table(
     )
 
 
-def _no_condvars_for_pandas(path: str, node: str, condvars: Mapping[str, Any]) -> dd.DataFrame:
+def _no_condvars_for_pandas(path: str, node: str, condvars: Mapping[str, Any]) -> dd.DataFrame | dd.Series:
     raise ValueError(
         f"{path}: node {node}: condvars={condvars!r}: this table was written by pandas, whose where is pandas' own "
         "expression: put the values in the expression instead"

@@ -1,34 +1,38 @@
-"""Direct chunk reads: chunk index -> ``os.pread`` -> decode -> assemble, no lock held.
+"""Direct chunk reads: chunk index -> ``os.preadv`` -> decode -> assemble, no lock held.
 
 HDF5 (as PyTables' wheels build it) serializes every call behind one global
 mutex, decompression included, so the pipeline read of two threads is no
-faster than one.  The direct path asks HDF5 only where each chunk lives
-(``Leaf.chunk_info``, under the registry lock, about 16 us a chunk), then
-reads the stored bytes with ``os.pread`` and decodes them
-(:mod:`dask_tables.codecs`) with no lock held and the GIL released, so two
-threads really decode two chunks.
+faster than one.  The direct path asks HDF5 only where the chunks live, once
+per file version and process (:mod:`dask_tables.chunkindex`: the whole index
+in one pass, under the process lock, then cached), then reads the stored
+bytes with ``os.preadv`` into reused per-thread buffers (or straight into
+the result) and decodes them (:mod:`dask_tables.codecs`) with no lock held
+and the GIL released, so two threads really decode two chunks.
 
-Chunks HDF5 never wrote read as the dataset's fill value, taken from
-PyTables while the file is open for the index.
+Chunks HDF5 never wrote read as the dataset's fill value, kept with the
+chunk index.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tables
 
+from . import diagnostics
+from .chunkindex import ChunkIndex, chunk_index
 from .codecs import DecodeError, FilterPipeline, UnsupportedFilterError
 from .errors import CorruptChunkError, FileChangedError
 from .fingerprint import Fingerprint, check_unchanged
 from .hdf5types import stored_as_read
-from .registry import get_lock, synchronized_file
 
 __all__ = ["ChunkLayout", "read_direct", "same_values", "take_field"]
 
@@ -61,8 +65,7 @@ class ChunkLayout:
     @property
     def chunk_nbytes(self) -> int:
         """Raw bytes of one chunk."""
-        cells = int(np.prod(self.chunkshape + self.cell_shape, dtype=np.int64))
-        return cells * self.stored.itemsize
+        return math.prod(self.chunkshape + self.cell_shape) * self.stored.itemsize
 
     @classmethod
     def of(cls, leaf: tables.Leaf) -> ChunkLayout | None:
@@ -147,70 +150,85 @@ def _pipeline(filters: tuple[tuple[str, tuple[int, ...]], ...], chunk_nbytes: in
     return FilterPipeline(filters, chunk_nbytes)
 
 
-@dataclass(frozen=True)
-class _Piece:
+class _Piece(NamedTuple):
     """One chunk's share of a selection: where it is, what of it, and where it goes."""
 
     start: tuple[int, ...]  # the chunk's first element
     local: tuple[slice, ...]  # what to take from the chunk
     out: tuple[slice, ...]  # where it lands in the result
-    region: tuple[slice, ...]  # the same elements in the node's coordinates
+    whole: bool  # the selection takes the chunk whole
 
 
-def _axis_pieces(sel: slice, chunk: int) -> Iterator[tuple[int, slice, slice, slice]]:
-    """Per chunk touched along one axis: (chunk start, local slice, output slice, global slice)."""
+def _axis_pieces(sel: slice, chunk: int) -> list[tuple[int, slice, slice, bool]]:
+    """Per chunk touched along one axis: (chunk start, local slice, output slice, taken whole)."""
     start, stop, step = sel.start, sel.stop, sel.step
     if start >= stop:
-        return
+        return []
     if step >= chunk:  # at most one point per chunk: walk the points
-        for index, point in enumerate(range(start, stop, step)):
-            origin = point // chunk * chunk
-            yield (
-                origin,
-                slice(point - origin, point - origin + 1),
+        return [
+            (
+                point // chunk * chunk,
+                slice(point % chunk, point % chunk + 1),
                 slice(index, index + 1),
-                slice(point, point + 1),
+                chunk == 1,
             )
-        return
+            for index, point in enumerate(range(start, stop, step))
+        ]
+    found = []
     for k in range(start // chunk, (stop - 1) // chunk + 1):
         origin = k * chunk
         first = start if start >= origin else start + -(-(origin - start) // step) * step
-        end = min(origin + chunk, stop)
+        end = origin + chunk if origin + chunk < stop else stop
         if first >= end:
             continue
         count = len(range(first, end, step))
         out_start = (first - start) // step
         last = first + (count - 1) * step
-        yield (
-            origin,
-            slice(first - origin, last - origin + 1, step),
-            slice(out_start, out_start + count),
-            slice(first, last + 1, step),
+        found.append(
+            (
+                origin,
+                slice(first - origin, last - origin + 1, step),
+                slice(out_start, out_start + count),
+                count == chunk,
+            )
         )
+    return found
 
 
-def _pieces(slab: Sequence[slice], chunkshape: Sequence[int]) -> Iterator[_Piece]:
-    per_axis = [list(_axis_pieces(sel, chunk)) for sel, chunk in zip(slab, chunkshape, strict=True)]
-    for combo in itertools.product(*per_axis):
-        yield _Piece(
-            start=tuple(c[0] for c in combo),
-            local=tuple(c[1] for c in combo),
-            out=tuple(c[2] for c in combo),
-            region=tuple(c[3] for c in combo),
+def _pieces(slab: Sequence[slice], chunkshape: Sequence[int]) -> list[_Piece]:
+    per_axis = [_axis_pieces(sel, chunk) for sel, chunk in zip(slab, chunkshape, strict=True)]
+    if len(per_axis) == 1:  # the common case, without the generic zip
+        return [_Piece((o,), (loc,), (out,), whole) for o, loc, out, whole in per_axis[0]]
+    return [
+        _Piece(
+            tuple(c[0] for c in combo),
+            tuple(c[1] for c in combo),
+            tuple(c[2] for c in combo),
+            all(c[3] for c in combo),
         )
+        for combo in itertools.product(*per_axis)
+    ]
 
 
-def _takes_whole_chunk(layout: ChunkLayout, piece: _Piece, target: np.ndarray) -> bool:
-    """Whether a chunk's raw bytes can be written straight into its place in the result.
+def _whole_rows(layout: ChunkLayout, slab: Sequence[slice], out: np.ndarray) -> tuple[int, int] | None:
+    """Chunks along axis 0 that ``slab`` takes whole, each a contiguous run of ``out``: ``(k0, k1)``.
 
-    Yes where the selection takes the chunk whole and its place in the
-    result is one contiguous run of memory, in the stored byte order.
+    Where every other axis is taken whole by one chunk (a 1-D array; or
+    chunks of whole rows), chunks ``k0 <= k < k1`` go straight into
+    consecutive bytes of the result, in file order; ``None`` otherwise (or
+    where fewer than two chunks would).
     """
-    whole = all(
-        s.start == 0 and s.stop == c and s.step == 1
-        for s, c in zip(piece.local, layout.chunkshape, strict=True)
-    )
-    return whole and target.flags.c_contiguous and target.dtype == layout.stored
+    if out.dtype != layout.stored or not out.flags.c_contiguous:
+        return None
+    rows, *rest = slab
+    if rows.step != 1:
+        return None
+    for sel, chunk, n in zip(rest, layout.chunkshape[1:], layout.shape[1:], strict=True):
+        if chunk != n or (sel.start, sel.stop, sel.step) != (0, n, 1):
+            return None
+    chunk = layout.chunkshape[0]
+    k0, k1 = -(-rows.start // chunk), rows.stop // chunk
+    return (k0, k1) if k1 - k0 >= 2 else None
 
 
 def take_field(records: Any, field: str | None) -> Any:
@@ -228,18 +246,172 @@ def take_field(records: Any, field: str | None) -> Any:
     return records
 
 
-def _fill(leaf: tables.Leaf, region: tuple[slice, ...]) -> np.ndarray | object:
-    """What a chunk HDF5 never wrote holds: the dataset's fill value.
+def _scratch(name: str, nbytes: int) -> np.ndarray:
+    """A reused byte buffer of this thread, at least ``nbytes`` long (``name``: which one).
 
-    An array's atom carries the HDF5 fill value (PyTables reads it into
-    ``atom.dflt``).  A table's fill value is not exposed: read the region
-    through HDF5.  (PyTables' own Blosc2 slicing of an array can return
-    another chunk's data for an unwritten chunk; HDF5's fill value is right.)
+    Each thread keeps one buffer per name, grown to the largest chunk it has
+    read; a chunk larger than ``_SCRATCH_KEEP`` gets a buffer of its own,
+    not kept.  No per-chunk allocation in the steady state, and at most two
+    buffers a thread (stored bytes, decoded chunk).
     """
-    if isinstance(leaf, tables.Table):
-        (rows,) = region
-        return leaf.read(rows.start, rows.stop, rows.step)
-    return leaf.atom.dflt
+    if nbytes > _SCRATCH_KEEP:
+        return np.empty(nbytes, dtype=np.uint8)
+    buffer = getattr(_buffers, name, None)
+    if buffer is None or buffer.size < nbytes:
+        buffer = np.empty(-(-nbytes // _SCRATCH_GRAIN) * _SCRATCH_GRAIN, dtype=np.uint8)
+        setattr(_buffers, name, buffer)
+    return buffer[:nbytes]
+
+
+# Per thread: "raw" (stored bytes of a chunk, as read) and "decoded" (a chunk
+# decoded for a partial copy).  Each is used by its own thread only, within
+# one chunk's read, decode and copy; never returned to a caller.
+_buffers = threading.local()
+_SCRATCH_KEEP = 64 * 2**20  # larger chunks get a buffer of their own
+_SCRATCH_GRAIN = 64 * 2**10
+
+
+def _open_checked(path: str, node: str, fingerprint: Fingerprint) -> tuple[int, int]:
+    """Open ``path`` for reading and check it is the fingerprinted file: (fd, size)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise FileChangedError(path, node, "the file was deleted") from None
+    try:
+        opened = os.fstat(fd)
+        check_unchanged(path, node, fingerprint, Fingerprint.from_stat(opened))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, opened.st_size
+
+
+class _Reader:
+    """Reads and decodes the stored chunks of one task into its result (one thread)."""
+
+    def __init__(
+        self, path: str, node: str, layout: ChunkLayout, index: ChunkIndex, fd: int, file_size: int
+    ) -> None:
+        self.path, self.node, self.layout, self.index = path, node, layout, index
+        self.fd, self.file_size = fd, file_size
+        self.pipeline = layout.pipeline()
+        self.chunk_shape = layout.chunkshape + layout.cell_shape
+        self.unfiltered = (1 << len(layout.filters)) - 1  # the mask of a chunk stored as is
+        self.chunks = self.bytes_read = self.filled = 0
+        self.stride = math.prod(index.grid[1:])  # chunk numbers from one chunk row to the next
+
+    def read_pieces(self, slab: Sequence[slice], out: np.ndarray, field: str | None) -> None:
+        """Read ``node[slab]`` into ``out``, chunk by chunk."""
+        pieces = _pieces(slab, self.layout.chunkshape)
+        if not pieces:
+            return
+        offsets, sizes, masks = self.index.locate([piece.start for piece in pieces])
+        self._check_inside(offsets, sizes, lambda i: pieces[i].start)
+        stored = out.dtype == self.layout.stored and field is None
+        for piece, offset, size, mask in zip(
+            pieces, offsets.tolist(), sizes.tolist(), masks.tolist(), strict=True
+        ):
+            target = out[piece.out]
+            if offset < 0:  # never written: the fill value
+                target[...] = take_field(self.index.fill, field)
+                self.filled += 1
+            elif piece.whole and stored and target.flags.c_contiguous:
+                self._whole(target, offset, size, mask, piece.start)
+            else:
+                self._part(piece, target, offset, size, mask, field)
+
+    def read_rows(self, k0: int, k1: int, out: np.ndarray) -> None:
+        """Read the whole chunks ``k0 <= k < k1`` along axis 0 into ``out`` (their rows, contiguous).
+
+        Chunks stored unfiltered and one after another in the file are read
+        with one ``preadv`` per run, straight into the result.
+        """
+        chunk, nbytes = self.layout.chunkshape[0], self.layout.chunk_nbytes
+        zeros = (0,) * (len(self.layout.shape) - 1)
+
+        def start_of(i: int) -> tuple[int, ...]:
+            return ((k0 + i) * chunk, *zeros)
+
+        if self.stride == 1 and not self.layout.filters and self.index.one_run(k0, k1 - 1):
+            # the common case, without a numpy call per chunk: one run of unfiltered bytes
+            offset, size = int(self.index.offsets[k0]), int(self.index.sizes[k0])
+            if size == nbytes and offset + (k1 - k0) * nbytes <= self.file_size:
+                self.chunks += k1 - k0
+                self.bytes_read += (k1 - k0) * nbytes
+                self._pread(out.reshape(-1).view(np.uint8), offset, (k1 - k0) * nbytes, start_of(0))
+                return
+        offsets, sizes, masks = self.index.locate_numbers(np.arange(k0, k1, dtype=np.int64) * self.stride)
+        self._check_inside(offsets, sizes, start_of)
+        plain = ((masks & self.unfiltered) == self.unfiltered) & (sizes == nbytes) & (offsets >= 0)
+        follows = np.zeros(plain.shape, dtype=bool)
+        follows[1:] = plain[1:] & plain[:-1] & (offsets[1:] == offsets[:-1] + nbytes)
+        begins = np.flatnonzero(~follows).tolist()
+        flat = out.reshape(-1).view(np.uint8)
+        for a, b in zip(begins, [*begins[1:], len(plain)], strict=True):
+            start = start_of(a)
+            offset = int(offsets[a])
+            if plain[a]:  # b - a chunks, one after another in the file
+                self.chunks += b - a
+                self.bytes_read += (b - a) * nbytes
+                self._pread(flat[a * nbytes : b * nbytes], offset, (b - a) * nbytes, start)
+            elif offset < 0:
+                out[a * chunk : b * chunk] = self.index.fill
+                self.filled += 1
+            else:
+                self._whole(out[a * chunk : b * chunk], offset, int(sizes[a]), int(masks[a]), start)
+
+    def _check_inside(self, offsets: np.ndarray, sizes: np.ndarray, start_of: Any) -> None:
+        """A damaged chunk index pointing past the end of the file: never read (or allocate) that."""
+        past = np.flatnonzero((offsets >= 0) & (offsets + sizes > self.file_size))
+        if past.size:
+            i = int(past[0])
+            raise CorruptChunkError(
+                self.path,
+                self.node,
+                start_of(i),
+                f"stored at bytes {offsets[i]}..{offsets[i] + sizes[i]}, past the end of the file",
+            )
+
+    def _whole(self, target: np.ndarray, offset: int, size: int, mask: int, start: tuple[int, ...]) -> None:
+        """A chunk taken whole, into ``target`` (contiguous, in the stored dtype)."""
+        self.chunks += 1
+        self.bytes_read += size
+        flat = target.reshape(-1).view(np.uint8)
+        if mask & self.unfiltered == self.unfiltered and size == flat.size:
+            self._pread(flat, offset, size, start)  # straight from the file into the result
+            return
+        raw = _scratch("raw", size)
+        self._pread(raw, offset, size, start)
+        data = self._decode(raw, mask, flat, start)  # the last decoder writes into the result...
+        if not (isinstance(data, np.ndarray) and np.shares_memory(data, flat)):
+            target[...] = self._as_chunk(data)  # ...or it could not
+
+    def _part(
+        self, piece: _Piece, target: np.ndarray, offset: int, size: int, mask: int, field: str | None
+    ) -> None:
+        """Part of a chunk (or a chunk in another dtype): decoded into this thread's buffer, copied once."""
+        self.chunks += 1
+        self.bytes_read += size
+        raw = _scratch("raw", size)
+        self._pread(raw, offset, size, piece.start)
+        data = self._decode(raw, mask, _scratch("decoded", self.layout.chunk_nbytes), piece.start)
+        target[...] = take_field(self._as_chunk(data)[piece.local], field)
+
+    def _decode(self, raw: np.ndarray, mask: int, out: np.ndarray, start: tuple[int, ...]) -> Any:
+        try:
+            return self.pipeline.decode(raw, mask, out=out)
+        except DecodeError as err:
+            raise CorruptChunkError(self.path, self.node, start, str(err)) from None
+
+    def _as_chunk(self, data: Any) -> np.ndarray:
+        """Decoded bytes as a chunk (the last Blosc2 step may give a strided view)."""
+        if isinstance(data, np.ndarray) and data.ndim > 1:
+            return data.view(self.layout.stored).reshape(self.chunk_shape)
+        return np.frombuffer(data, dtype=self.layout.stored).reshape(self.chunk_shape)
+
+    def _pread(self, buffer: np.ndarray, offset: int, size: int, start: tuple[int, ...]) -> None:
+        if os.preadv(self.fd, [buffer], offset) != size:  # the file shrank after it was opened
+            raise FileChangedError(self.path, self.node, f"chunk at {start} cut short")
 
 
 def read_direct(
@@ -251,6 +423,14 @@ def read_direct(
     field: str | None = None,
 ) -> np.ndarray:
     """Read ``node[slab]`` chunk by chunk, decoding outside every lock.
+
+    The node's chunk index comes from this process's cache
+    (:func:`dask_tables.chunkindex.chunk_index`): read once per file
+    version, in one pass, under the process lock.  After that a read takes
+    no lock and makes no HDF5 call: it opens the file with ``os.open``,
+    checks its fingerprint (``fstat``), reads each chunk's stored bytes into
+    a reused buffer of its thread (or straight into the result), decodes,
+    and checks the fingerprint again.
 
     Parameters
     ----------
@@ -298,62 +478,27 @@ def read_direct(
     out = np.empty(out_shape, dtype=column.base)
     if out.size == 0:
         return out
-    pieces = list(_pieces(slab, layout.chunkshape))
-
-    # Phase 1, under the lock: where each chunk is stored.  Chunks never
-    # written hold the fill value: PyTables reads those (no data to decode).
-    stored: list[tuple[_Piece, int, int, int]] = []
-    with get_lock():
-        check_unchanged(path, node, fingerprint)
-        with synchronized_file(path, "r") as h5:
-            leaf = h5.get_node(node)
-            for piece in pieces:
-                info = leaf.chunk_info(piece.start)
-                if info.offset is None:
-                    out[piece.out] = take_field(_fill(leaf, piece.region), field)
-                else:
-                    stored.append((piece, int(info.offset), int(info.size), int(info.filter_mask)))
-
-    # Phase 2, no lock: read and decode.
-    pipeline = layout.pipeline()
-    chunk_shape = layout.chunkshape + layout.cell_shape
+    fd, file_size = _open_checked(path, node, fingerprint)
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise FileChangedError(path, node, "the file was deleted") from None
-    try:
-        opened = os.fstat(fd)
-        check_unchanged(path, node, fingerprint, Fingerprint.from_stat(opened))
-        for piece, offset, size, mask in stored:
-            if offset + size > opened.st_size:  # a damaged chunk index: never read (or allocate) that
-                raise CorruptChunkError(
-                    path,
-                    node,
-                    piece.start,
-                    f"stored at bytes {offset}..{offset + size}, past the end of the file",
-                )
-            target = out[piece.out]
-            in_place = _takes_whole_chunk(layout, piece, target)
-            if in_place and all(mask & (1 << bit) for bit in range(len(layout.filters))):
-                # unfiltered: straight from the file into the result
-                if os.preadv(fd, [target], offset) != size:
-                    raise FileChangedError(path, node, f"chunk at {piece.start} cut short")
-                continue
-            raw = os.pread(fd, size, offset)
-            if len(raw) != size:  # the file shrank after it was opened
-                raise FileChangedError(path, node, f"chunk at {piece.start} cut short")
-            try:
-                data = pipeline.decode(raw, mask, out=target.reshape(-1).view(np.uint8) if in_place else None)
-            except DecodeError as err:
-                raise CorruptChunkError(path, node, piece.start, str(err)) from None
-            if in_place and isinstance(data, np.ndarray) and np.shares_memory(data, target):
-                continue  # the last decoder wrote into the result
-            if isinstance(data, np.ndarray) and data.ndim > 1:
-                chunk = data.view(layout.stored).reshape(chunk_shape)
-            else:
-                chunk = np.frombuffer(data, dtype=layout.stored).reshape(chunk_shape)
-            target[...] = take_field(chunk[piece.local], field)
+        reader = _Reader(path, node, layout, chunk_index(path, node, fingerprint), fd, file_size)
+        run = _whole_rows(layout, slab, out) if field is None else None
+        if run is None:
+            reader.read_pieces(slab, out, field)
+        else:  # the chunks before, the run of whole chunks, the chunks after
+            (k0, k1), (rows, *rest), chunk = run, slab, layout.chunkshape[0]
+            head, tail = k0 * chunk - rows.start, k1 * chunk - rows.start
+            if head:
+                reader.read_pieces((slice(rows.start, k0 * chunk, 1), *rest), out[:head], field)
+            reader.read_rows(k0, k1, out[head:tail])
+            if tail < len(out):
+                reader.read_pieces((slice(k1 * chunk, rows.stop, 1), *rest), out[tail:], field)
     finally:
         os.close(fd)
     check_unchanged(path, node, fingerprint)
+    diagnostics.add(
+        direct_chunks=reader.chunks,
+        direct_bytes_read=reader.bytes_read,
+        direct_bytes_decoded=reader.chunks * layout.chunk_nbytes,
+        direct_fill_chunks=reader.filled,
+    )
     return out

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 REBUILD_ARRAY = "rebuild the array with from_tables"
+REBUILD_FRAME = "rebuild the frame with read_table"
 
 
 class DaskTablesError(Exception):
@@ -146,3 +150,21 @@ class WriteInterruptedError(DaskTablesError):
 
     def __reduce__(self):
         return (type(self), (self.path,))
+
+
+@contextlib.contextmanager
+def change_advice(advice: str) -> Iterator[None]:
+    """Within the block, a :class:`FileChangedError` carries ``advice`` (what to rebuild, and how).
+
+    Examples
+    --------
+    >>> with change_advice(REBUILD_FRAME):
+    ...     raise FileChangedError("data.h5", "/t", "modified")
+    Traceback (most recent call last):
+    ...
+    dask_tables.errors.FileChangedError: data.h5: node /t: ... (modified); rebuild the frame with read_table
+    """
+    try:
+        yield
+    except FileChangedError as err:
+        raise err.with_advice(advice) from None

@@ -14,15 +14,21 @@ column read are plain numbers or booleans (pandas converts those with a mere
 ``astype``), a :class:`NumericLayout` says where each column sits in the
 table's records, and the task reads the records like any table (directly,
 decoding outside every lock) and builds the frame itself, with the dtypes of
-pandas' own (zero-row) answer.  A numeric index then also gives known
-divisions when it is sorted.
+pandas' own (zero-row) answer.
+
+A pandas ``Series`` stored as a table reads as a dask ``Series``, as
+:func:`pandas.read_hdf` returns a ``Series`` for it.  Divisions are known
+when the index (numbers or datetimes, whatever the columns are) is sorted:
+pandas reads the index values of a few rows per partition when the frame is
+built, and each task checks its own rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +37,16 @@ import numpy as np
 import pandas as pd
 import tables
 
-from .errors import NotHDF5FileError
+from .errors import REBUILD_FRAME, NotHDF5FileError, change_advice
 from .fingerprint import Fingerprint, check_unchanged
-from .partitions import RowRange, partition_rows, plan_partitions, row_window, sorted_divisions
+from .partitions import (
+    RowRange,
+    divisions_or_reason,
+    partition_rows,
+    plan_partitions,
+    row_window,
+    sample_rows,
+)
 from .pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 from .source import TablesSource
@@ -86,9 +99,17 @@ class NumericLayout:
 
     @classmethod
     def of(cls, storer: Any, meta: pd.DataFrame) -> NumericLayout | None:
-        """The layout of the columns of ``meta`` (pandas' zero-row answer), if all are numeric."""
+        """The layout of the columns of ``meta`` (pandas' zero-row answer), if all are numeric.
+
+        A Series is laid out as a frame of its one stored column (``"values"``
+        for a Series without a name).
+        """
         if len(storer.index_axes) != 1 or type(meta.index) is not pd.Index:
             return None
+        if isinstance(meta, pd.Series):
+            if len(storer.values_axes) != 1 or len(storer.values_axes[0].values) != 1:
+                return None
+            meta = meta.to_frame(name=storer.values_axes[0].values[0])
         index_axis = storer.index_axes[0]
         if index_axis.kind not in {"integer", "float"} or meta.index.dtype.kind not in "iuf":
             return None
@@ -142,6 +163,10 @@ class PandasTableReader:
         With ``numeric``: each file's ``/key/table``, read as records.
     sorted_index : bool
         The divisions assume the index is sorted: check each partition.
+    series : bool
+        The node holds a pandas Series: partitions are Series named ``name``.
+    name : hashable
+        The Series' name.
     """
 
     files: tuple[tuple[str, Fingerprint], ...]
@@ -153,9 +178,11 @@ class PandasTableReader:
     numeric: NumericLayout | None = None
     tables: tuple[TablesSource, ...] = ()
     sorted_index: bool = False
+    series: bool = False
+    name: Hashable = None
 
-    def select(self, number: int, start: int, stop: int) -> pd.DataFrame:
-        """pandas' ``HDFStore.select`` of rows ``[start, stop)`` of file ``number``."""
+    def select(self, number: int, start: int, stop: int) -> pd.DataFrame | pd.Series:
+        """pandas' ``HDFStore.select`` of rows ``[start, stop)`` of file ``number`` (a Series for a Series)."""
         path, fingerprint = self.files[number]
         read_columns = None if self.selected is None else list(self.selected)
         if read_columns is not None and self.index is not None and self.index not in read_columns:
@@ -163,11 +190,8 @@ class PandasTableReader:
         if self.numeric is not None:
             names = read_columns if read_columns is not None else [c[0] for c in self.numeric.columns]
             frame = self.numeric.to_frame(self.tables[number][start:stop], names)
-            if self.sorted_index and not frame.index.is_monotonic_increasing:
-                raise ValueError(
-                    f"{path}: node {self.key}: the index is not sorted in rows {start}..{stop - 1}, though the "
-                    "rows sampled when the frame was built were: read with sorted_index=False"
-                )
+            if self.series:
+                frame = frame.iloc[:, 0].rename(self.name)
         else:
             with refusing_pickles(not self.allow_pickles), get_lock():
                 check_unchanged(path, self.key, fingerprint)
@@ -178,55 +202,154 @@ class PandasTableReader:
                 check_unchanged(path, self.key, fingerprint)
         if self.index is not None:
             frame = frame.set_index(self.index)
+        if self.sorted_index and not frame.index.is_monotonic_increasing:
+            raise ValueError(
+                f"{path}: node {self.key}: the index is not sorted in rows {start}..{stop - 1}, though the "
+                "rows sampled when the frame was built were: read with sorted_index=False"
+            )
         if self.selected is not None:
             frame = frame[[c for c in self.selected if c != self.index]]
         return frame
 
-    def __call__(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    def __call__(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame | pd.Series:
         """Read ``part``; ``columns`` (dask's column projection) reads only those."""
+        with change_advice(REBUILD_FRAME):
+            return self._read(part, columns)
+
+    def _read(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame | pd.Series:
+        """The partition read of :meth:`__call__`: ``columns`` (dask's column projection) reads only those."""
         reader = self
-        if columns is not None:
+        if columns is not None and not self.series:
             wanted = [columns] if isinstance(columns, str) else list(columns)
             reader = dataclasses.replace(self, selected=tuple(c for c in wanted if c != self.index))
         return reader.select(part.file, part.start, part.stop)
 
 
+@dataclass(frozen=True)
+class _Described:
+    """What the build learns from one file's pandas table."""
+
+    rows: int
+    chunk_rows: int
+    row_nbytes: int
+    numeric: NumericLayout | None
+    series: bool
+    name: Hashable
+
+
 def _describe(
-    path: str, key: str, where: str | None, columns: Sequence[str] | None, allow_pickles: bool
-) -> tuple[int, int, int, NumericLayout | None]:
-    """Rows, HDF5 chunk rows, bytes per row and numeric layout of the pandas table; checks ``where``."""
+    path: str,
+    key: str,
+    where: str | None,
+    columns: Sequence[str] | None,
+    index: str | None,
+    allow_pickles: bool,
+) -> _Described:
+    """Rows, HDF5 chunk rows, bytes per row, numeric layout and kind of the pandas table; checks ``where``."""
     with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
-        storer = store.get_storer(key)
+        with _refused_pickle_explained(path, key, allow_pickles):
+            storer = store.get_storer(key)
         if not storer.is_table:
             raise ValueError(
                 f"{path}: node {key} was written by pandas in the 'fixed' format, which has no rows "
                 "to partition; read it with pandas.read_hdf, or write it with format='table'"
             )
         table = storer.table
-        rows = int(table.nrows)
-        chunk_rows = int(table.chunkshape[0]) if table.chunkshape else 1
-        row_nbytes = int(table.rowsize)
+        sizes = int(table.nrows), int(table.chunkshape[0]) if table.chunkshape else 1, int(table.rowsize)
+        with _refused_pickle_explained(path, key, allow_pickles):
+            stored = store.select(key, start=0, stop=0)
+        series = isinstance(stored, pd.Series)
+        name = stored.name if series else None
+        if series and (columns is not None or index is not None):
+            raise ValueError(
+                f"{path}: node {key} holds a pandas Series (name {name!r}), which has no columns: "
+                "leave out columns= and index="
+            )
         if where is not None:
-            try:
-                store.select(key, where=where, start=0, stop=0)
-            except (
-                ValueError,
-                SyntaxError,
-                NameError,
-                TypeError,
-                KeyError,
-                AttributeError,
-                NotImplementedError,
-            ) as err:
-                kind = type(err) if isinstance(err, (SyntaxError, NameError, TypeError)) else ValueError
-                raise kind(f"{path}: node {key}: invalid pandas where {where!r}: {err}") from None
-            return rows, chunk_rows, row_nbytes, None
+            _check_where(store, path, key, where)
+            return _Described(*sizes, None, series, name)
         try:
-            meta = store.select(key, start=0, stop=0, columns=None if columns is None else list(columns))
+            meta = stored if series else store.select(key, start=0, stop=0, columns=columns)
         except KeyError:
-            return rows, chunk_rows, row_nbytes, None  # reported with the meta
+            return _Described(*sizes, None, series, name)  # reported with the meta
         storer.infer_axes()
-        return rows, chunk_rows, row_nbytes, NumericLayout.of(storer, meta)
+        return _Described(*sizes, NumericLayout.of(storer, meta), series, name)
+
+
+@contextlib.contextmanager
+def _refused_pickle_explained(path: str, key: str, allow_pickles: bool) -> Iterator[None]:
+    """Turn pandas' failure on an attribute whose pickle was refused into an error that says what to do."""
+    try:
+        yield
+    except AttributeError as err:
+        if allow_pickles:
+            raise
+        raise ValueError(
+            f"{path}: node {key}: pandas needs an attribute of this table that holds a pickled object "
+            f"dask_tables refuses to unpickle (such as a dateutil or pytz time zone) ({err}); pass "
+            "allow_pickles=True if you trust the file"
+        ) from None
+
+
+def _check_where(store: pd.HDFStore, path: str, key: str, where: str) -> None:
+    """Raise if pandas cannot evaluate ``where`` on the table ``key``."""
+    try:
+        store.select(key, where=where, start=0, stop=0)
+    except (
+        ValueError,
+        SyntaxError,
+        NameError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        NotImplementedError,
+    ) as err:
+        kind = type(err) if isinstance(err, (SyntaxError, NameError, TypeError)) else ValueError
+        raise kind(f"{path}: node {key}: invalid pandas where {where!r}: {err}") from None
+
+
+def _sampled_labels(
+    path: str, key: str, parts: Sequence[RowRange], index: str | None, series: bool, allow_pickles: bool
+) -> list[pd.Index]:
+    """The index labels (or ``index`` column values) of the sampled rows of ``parts`` of one file.
+
+    pandas reads them (``select`` of row coordinates), so they convert as
+    pandas converts them: datetimes in their unit and time zone.
+    """
+    rows = [sample_rows(part) for part in parts]
+    columns = None if series else [] if index is None else [index]
+    with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
+        sampled = store.select(key, where=np.concatenate(rows), columns=columns)
+    labels = sampled.index if index is None else pd.Index(sampled[index])
+    ends = np.cumsum([len(r) for r in rows])
+    return [labels[end - len(r) : end] for r, end in zip(rows, ends, strict=True)]
+
+
+def _divisions(
+    paths: Sequence[str],
+    key: str,
+    parts: Sequence[RowRange],
+    index: str | None,
+    series: bool,
+    sorted_index: bool | None,
+    allow_pickles: bool,
+) -> tuple[Any, ...] | None:
+    """Known divisions from sampled index values, or ``None``; raise if ``sorted_index=True`` and unknown."""
+    if sorted_index is False or all(p.stop == p.start for p in parts):
+        return None
+    samples: list[pd.Index] = []
+    for number, path in enumerate(paths):
+        mine = [p for p in parts if p.file == number and p.stop > p.start]
+        if mine:
+            samples += _sampled_labels(path, key, mine, index, series, allow_pickles)
+    divisions, reason = divisions_or_reason(samples)
+    if divisions is None and sorted_index:
+        what = "the index" if index is None else f"the index column {index!r}"
+        raise ValueError(
+            f"{paths[0]}: node {key}: sorted_index=True, but the values of {what} sampled when the frame "
+            f"was built give no divisions: {reason}"
+        )
+    return divisions
 
 
 def read_pandas_table(
@@ -242,7 +365,7 @@ def read_pandas_table(
     stop: int | None,
     direct: bool | None,
     allow_pickles: bool,
-) -> dd.DataFrame:
+) -> dd.DataFrame | dd.Series:
     """:func:`dask_tables.read_table` for tables that pandas wrote; see there."""
     key = _key(node)
     paths = [os.path.abspath(f) for f in files]
@@ -251,13 +374,14 @@ def read_pandas_table(
         columns = [columns]
     read_columns = None if columns is None else list(dict.fromkeys([*columns, *([index] if index else [])]))
     try:
-        described = [_describe(p, key, where, read_columns, allow_pickles) for p in paths]
+        described = [_describe(p, key, where, read_columns, index, allow_pickles) for p in paths]
     except tables.HDF5ExtError as err:  # pragma: no cover - damaged after the first open
         raise NotHDF5FileError(f"{paths[0]}: damaged HDF5 file (asked for node {node}): {err}") from err
     for path, fingerprint in zip(paths, fingerprints, strict=True):
         check_unchanged(path, key, fingerprint)
-    layouts = {d[3] for d in described}
-    numeric = described[0][3] if len(layouts) == 1 else None
+    first = described[0]
+    layouts = {d.numeric for d in described}
+    numeric = first.numeric if len(layouts) == 1 else None
     sources = (
         tuple(TablesSource.open(p, key + "/table", direct=direct, allow_pickles=allow_pickles) for p in paths)
         if numeric
@@ -272,31 +396,23 @@ def read_pandas_table(
         allow_pickles,
         numeric,
         sources,
+        series=first.series,
+        name=first.name,
     )
     meta = _meta(reader, paths[0], key, columns, index)
-    low, high = row_window(start, stop, sum(d[0] for d in described), f"{paths[0]}: node {key}")
-    rows = partition_rows(chunksize, described[0][1], described[0][2])
-    parts = plan_partitions([d[0] for d in described], rows, low, high)
-    divisions = None
-    if (
-        numeric is not None
-        and index is None
-        and sorted_index is not False
-        and any(p.stop > p.start for p in parts)
-    ):
-        divisions = sorted_divisions(sources, "index", parts)
-        reader = dataclasses.replace(reader, sorted_index=divisions is not None)
-    if sorted_index and divisions is None:
-        raise ValueError(
-            f"{paths[0]}: node {key}: sorted_index=True, but the index is not numeric and sorted "
-            "(known divisions need the fast path: no where, numeric columns, no index= column)"
-        )
+    low, high = row_window(start, stop, sum(d.rows for d in described), f"{paths[0]}: node {key}")
+    rows = partition_rows(chunksize, first.chunk_rows, first.row_nbytes)
+    parts = plan_partitions([d.rows for d in described], rows, low, high)
+    divisions = _divisions(paths, key, parts, index, first.series, sorted_index, allow_pickles)
+    reader = dataclasses.replace(reader, sorted_index=divisions is not None)
     return dd.from_map(
         reader, parts, meta=meta, divisions=divisions, label="read-table", enforce_metadata=False
     )
 
 
-def _meta(reader: PandasTableReader, path: str, key: str, columns: Any, index: str | None) -> pd.DataFrame:
+def _meta(
+    reader: PandasTableReader, path: str, key: str, columns: Any, index: str | None
+) -> pd.DataFrame | pd.Series:
     try:
         return reader.select(0, 0, 0)
     except KeyError as err:

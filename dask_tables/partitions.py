@@ -15,14 +15,18 @@ from typing import Any
 
 import dask
 import numpy as np
+import pandas as pd
 from dask.utils import parse_bytes
 
 __all__ = [
     "RowRange",
+    "divisions_or_reason",
     "known_divisions",
     "partition_rows",
     "plan_partitions",
     "row_window",
+    "sample_divisions",
+    "sample_rows",
     "sorted_divisions",
 ]
 
@@ -118,13 +122,60 @@ def plan_partitions(sizes: Sequence[int], rows: int, low: int, high: int) -> lis
 SAMPLES_PER_PARTITION = 16
 
 
-def known_divisions(samples: Sequence[np.ndarray]) -> tuple[object, ...] | None:
+def sample_rows(part: RowRange) -> np.ndarray:
+    """The rows of ``part`` whose index values are sampled: evenly spaced, first and last included.
+
+    Examples
+    --------
+    >>> sample_rows(RowRange(0, 100, 104, 0))
+    array([100, 101, 102, 103])
+    """
+    spaced = np.linspace(part.start, part.stop - 1, SAMPLES_PER_PARTITION).round().astype(np.int64)
+    return np.unique(spaced)
+
+
+def divisions_or_reason(samples: Sequence[Any]) -> tuple[tuple[Any, ...] | None, str]:
+    """Divisions from sampled index values of each partition, or ``None`` and why not.
+
+    ``samples`` holds, per partition, the index values of its
+    :func:`sample_rows` (numpy arrays or pandas indexes: numbers, or
+    datetimes with or without a time zone).
+
+    Examples
+    --------
+    >>> divisions_or_reason([np.array([0, 5, 9]), np.array([10, 19])])
+    ((0, 10, 19), '')
+    >>> divisions_or_reason([np.array([False, True])])[1]
+    'the index has dtype bool: divisions need a numeric or datetime index'
+    """
+    if not samples or any(len(s) == 0 for s in samples):
+        return None, "no rows were sampled"
+    labels = [s if isinstance(s, pd.Index) else pd.Index(np.asarray(s)) for s in samples]
+    values = labels[0].append(labels[1:])
+    if values.dtype.kind not in "iufM":
+        return None, f"the index has dtype {values.dtype}: divisions need a numeric or datetime index"
+    if values.hasnans:
+        return None, "the index holds NaN or NaT values"
+    if not values.is_monotonic_increasing:
+        return None, "the index is not sorted"
+    if any(a[-1] >= b[0] for a, b in itertools.pairwise(labels)):
+        return None, "an index value spans two partitions"
+    return (*(_scalar(s[0]) for s in labels), _scalar(labels[-1][-1])), ""
+
+
+def _scalar(value: Any) -> Any:
+    """A numpy scalar as a Python number; a ``pandas.Timestamp`` unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def known_divisions(samples: Sequence[Any]) -> tuple[object, ...] | None:
     """Divisions from evenly spaced index values of each partition (first and last included), if sorted.
 
     The values must never fall, and rise strictly from one partition to the
     next (a value shared by two partitions would break dask's divisions);
     otherwise ``None`` (unknown divisions).  Samples cannot prove a partition
     sorted between them, so each partition task checks its own rows again.
+    See :func:`divisions_or_reason` for why they are unknown.
 
     Examples
     --------
@@ -135,16 +186,7 @@ def known_divisions(samples: Sequence[np.ndarray]) -> tuple[object, ...] | None:
     >>> known_divisions([np.array([0, 7, 3, 9])]) is None
     True
     """
-    if not samples or any(len(s) == 0 for s in samples):
-        return None
-    values = np.concatenate(samples)
-    if values.dtype.kind not in "iuf" or (values.dtype.kind == "f" and np.isnan(values).any()):
-        return None
-    if np.any(np.diff(values) < 0):
-        return None
-    if any(a[-1] >= b[0] for a, b in itertools.pairwise(samples)):
-        return None
-    return (*(s[0].item() for s in samples), samples[-1][-1].item())
+    return divisions_or_reason(samples)[0]
 
 
 def sample_values(source: Any, field: str, parts: Sequence[RowRange]) -> list[np.ndarray]:
@@ -154,15 +196,19 @@ def sample_values(source: Any, field: str, parts: Sequence[RowRange]) -> list[np
     """
 
     def read(table: Any) -> list[np.ndarray]:
-        samples = []
-        for part in parts:
-            rows = np.unique(
-                np.linspace(part.start, part.stop - 1, SAMPLES_PER_PARTITION).round().astype(np.int64)
-            )
-            samples.append(np.asarray(table.read_coordinates(rows, field=field)))
-        return samples
+        return [np.asarray(table.read_coordinates(sample_rows(part), field=field)) for part in parts]
 
     return source.with_leaf(read)
+
+
+def sample_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRange]) -> list[np.ndarray]:
+    """The sampled values of the ``field`` index of each non-empty partition of ``parts`` of ``sources``."""
+    samples: list[np.ndarray] = []
+    for number, source in enumerate(sources):
+        mine = [p for p in parts if p.file == number and p.stop > p.start]
+        if mine:
+            samples += sample_values(source, field, mine)
+    return samples
 
 
 def sorted_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRange]) -> tuple[Any, ...] | None:
@@ -170,9 +216,4 @@ def sorted_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRang
 
     See :func:`known_divisions`; reads a few rows a partition.
     """
-    samples: list[np.ndarray] = []
-    for number, source in enumerate(sources):
-        mine = [p for p in parts if p.file == number and p.stop > p.start]
-        if mine:
-            samples += sample_values(source, field, mine)
-    return known_divisions(samples)
+    return known_divisions(sample_divisions(sources, field, parts))

@@ -7,6 +7,12 @@ that thread only rebuilds plain data (builtins, numpy arrays and scalars,
 PyTables' own ``Filters``); any other object is refused, and PyTables then
 keeps the attribute as its raw bytes, as it does for any pickle it cannot
 load.  Other threads unpickle as before.
+
+pandas pickles the ``freq`` and ``tz`` of a ``DatetimeIndex`` into a table's
+``info`` attribute: its date offsets (``Hour``, ``MonthEnd``, ...) and time
+zones (``zoneinfo.ZoneInfo``, rebuilt through ``getattr(ZoneInfo,
+"_unpickle")``, the only ``getattr`` allowed; ``datetime.timezone``) are plain
+data too, and pass.
 """
 
 from __future__ import annotations
@@ -42,7 +48,31 @@ _SAFE_GLOBALS = {
     ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
     ("tables.filters", "Filters"),
+    ("datetime", "timedelta"),  # in pandas' business-day offsets
+    ("datetime", "timezone"),
+    ("zoneinfo", "ZoneInfo"),
 }
+_GETATTR = {("builtins", "getattr"), ("__builtin__", "getattr")}
+
+
+def _zoneinfo_unpickle_only(obj: Any, name: str) -> Any:
+    """``getattr`` as a ``ZoneInfo`` pickle uses it, and for nothing else."""
+    import zoneinfo
+
+    if obj is zoneinfo.ZoneInfo and name == "_unpickle":
+        return zoneinfo.ZoneInfo._unpickle
+    raise pickle.UnpicklingError(f"dask_tables refuses getattr({obj!r}, {name!r}) in an HDF5 attribute")
+
+
+def _is_pandas_offset(module: str, name: str) -> bool:
+    """Whether ``module.name`` is one of pandas' date offset classes (plain data, like ``Hour(1)``)."""
+    if module != "pandas._libs.tslibs.offsets":
+        return False
+    from pandas._libs.tslibs import offsets
+
+    found = getattr(offsets, name, None)
+    return isinstance(found, type) and issubclass(found, offsets.BaseOffset)
+
 
 # Per thread: whether unpickling for this thread is restricted.  Written
 # only by the thread itself.
@@ -51,8 +81,10 @@ _state = threading.local()
 
 class _DataOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS:
+        if (module, name) in _SAFE_GLOBALS or _is_pandas_offset(module, name):
             return super().find_class(module, name)
+        if (module, name) in _GETATTR:
+            return _zoneinfo_unpickle_only
         raise pickle.UnpicklingError(
             f"dask_tables refuses to unpickle {module}.{name} from an HDF5 attribute"
         )

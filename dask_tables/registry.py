@@ -28,12 +28,15 @@ import contextlib
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import tables
 import tables.file as _tables_file
+
+from . import diagnostics
 
 __all__ = [
     "RegistryLock",
@@ -71,22 +74,53 @@ class RegistryLock:
     def __init__(self) -> None:
         # Invariant: the only instance is the module global ``_LOCK``;
         # ``_rlock`` is replaced in a forked child (see ``_reset_after_fork``).
+        # ``_owner`` (thread id), ``_depth`` and ``_since`` describe the
+        # holder; only the holding thread writes them, while it holds
+        # ``_rlock``, so a thread reading ``_owner == its own id`` is exact.
         self._rlock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
+        self._since = 0.0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Acquire the lock; see :meth:`threading.RLock.acquire`."""
-        return self._rlock.acquire(blocking, timeout)
+        """Acquire the lock; see :meth:`threading.RLock.acquire`.
+
+        The outermost acquisition of a thread is timed (waited, then held
+        until its release) for :mod:`dask_tables.diagnostics`.
+        """
+        if self._owner == threading.get_ident():
+            self._rlock.acquire()
+            self._depth += 1
+            return True
+        asked = time.perf_counter()
+        if not self._rlock.acquire(blocking, timeout):
+            return False
+        self._since = time.perf_counter()
+        self._owner = threading.get_ident()
+        self._depth = 1
+        diagnostics.lock_acquired(self._since - asked)
+        return True
 
     def release(self) -> None:
         """Release the lock; see :meth:`threading.RLock.release`."""
+        if self._owner != threading.get_ident():
+            self._rlock.release()  # raises: not held by this thread
+            return
+        self._depth -= 1
+        if self._depth:
+            self._rlock.release()
+            return
+        held = time.perf_counter() - self._since
+        self._owner = None
         self._rlock.release()
+        diagnostics.lock_released(held)
 
     def __enter__(self) -> RegistryLock:
-        self._rlock.acquire()
+        self.acquire()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._rlock.release()
+        self.release()
 
     def __reduce__(self) -> tuple[Any, tuple[()]]:
         return (get_lock, ())
@@ -98,6 +132,8 @@ class RegistryLock:
         # A thread of the parent may have held the lock at fork time; that
         # thread does not exist in the child, so the child starts unlocked.
         self._rlock = threading.RLock()
+        self._owner = None
+        self._depth = 0
 
 
 # The one lock of this process.  Guards: PyTables' registry

@@ -19,6 +19,7 @@ import dask
 import numpy as np
 import tables
 
+from . import diagnostics
 from .direct import ChunkLayout, read_direct, take_field
 from .errors import NotHDF5FileError
 from .fingerprint import Fingerprint, check_unchanged
@@ -304,7 +305,25 @@ class TablesSource:
                 data = read_direct(self.path, self.node, self.fingerprint, self.layout, slab, self.field)
             else:
                 data = self.with_leaf(lambda leaf: self._read_slab(leaf, slab))
+                diagnostics.add(
+                    pipeline_reads=1, pipeline_chunks=self._chunks_touched(slab), pipeline_bytes=data.nbytes
+                )
         return data[remainder]
+
+    def _chunks_touched(self, slab: tuple[slice, ...]) -> int:
+        """How many of the node's chunks a slab reads (0 for a contiguous node)."""
+        if self.chunkshape is None:
+            return 0
+        count = 1
+        for sel, chunk in zip(slab, self.chunkshape, strict=False):
+            picked = range(sel.start, sel.stop, sel.step)
+            if not picked:
+                return 0
+            if sel.step >= chunk:
+                count *= len(picked)
+            else:
+                count *= picked[-1] // chunk - picked[0] // chunk + 1
+        return count
 
     def with_leaf(self, action: Callable[[tables.Leaf], T]) -> T:
         """Return ``action(leaf)``, called with the node open, under the registry lock.

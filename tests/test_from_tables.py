@@ -460,6 +460,16 @@ def test_auto_chunks_never_split_an_hdf5_chunk(tmp_path):
     assert y.chunks[0] == (1000,) * 4 and y.chunks[1] == (500,) * 8
 
 
+@pytest.mark.parametrize("chunks", [-5, (-5, 10), {0: -2}, 0, (10, 0)])
+def test_block_sizes_that_are_not_positive_name_path_node_and_chunks(sample_file, chunks):
+    with pytest.raises(ValueError) as info:
+        from_tables(sample_file, "/carray", chunks=chunks)
+    message = str(info.value)
+    assert str(sample_file) in message and "/carray" in message and f"chunks={chunks!r}" in message
+    assert "positive" in message
+    assert "Empty tuples" not in message and "division" not in message, message
+
+
 def test_chunks_with_the_wrong_number_of_axes(sample_file):
     with pytest.raises(ValueError, match=r"scalar|axes"):
         from_tables(sample_file, "/scalar", chunks=(5,))

@@ -438,3 +438,107 @@ def test_validate_refuses_files_that_crash_hdf5_instead_of_crashing(tmp_path):
         path.unlink()
     print(f"\nfuzz with validate=True, {sum(outcomes.values())} cases: {outcomes}", file=sys.stderr)
     assert outcomes.get("refused", 0) > 0, "some of these damaged files crash HDF5: the probe must catch them"
+
+
+# ---------------------------------------------------------------- validate over many files
+
+
+def write_small_files(folder, count):
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"part-{i:02d}.h5"
+        with tables.open_file(path, "w") as f:
+            f.create_carray("/", "x", obj=np.arange(100.0) + 1000 * i, chunkshape=(10,))
+        paths.append(path)
+    return paths
+
+
+def make_crasher(path):
+    """A valid file whose root group's first attribute name ("TITLE") starts with byte 0xED.
+
+    Opening it makes PyTables crash with SIGSEGV (checked in a subprocess below).
+    """
+    with tables.open_file(path, "w") as f:
+        f.create_carray("/", "x", obj=np.arange(100.0), chunkshape=(10,))
+    data = bytearray(path.read_bytes())
+    data[data.index(b"TITLE\x00")] = 0xED
+    path.write_bytes(bytes(data))
+    return path
+
+
+def make_hanger(path):
+    """A file whose damaged dataspace claims 2**21 x 2**21 cells in 1024 x 1024 chunks.
+
+    HDF5 opens it; looking up its 4 million chunks, as the probe does, takes
+    far longer than the probe's few seconds: it never finishes in time.
+    """
+    with tables.open_file(path, "w") as f:
+        f.create_carray("/", "x", obj=np.ones((3001, 3003), "i1"), chunkshape=(1024, 1024))
+    data = path.read_bytes()
+    for rows in (3001, 3003):
+        data = data.replace(rows.to_bytes(8, "little"), (1 << 21).to_bytes(8, "little"))
+    path.write_bytes(data)
+    return path
+
+
+def test_the_crasher_really_crashes_pytables(tmp_path):
+    path = make_crasher(tmp_path / "crasher.h5")
+    done = run_python(f"import tables; tables.open_file({str(path)!r})")
+    assert done.returncode < 0, (done.returncode, done.stderr[-500:])
+
+
+def test_validate_refuses_only_the_crashing_file_among_20(tmp_path):
+    from dask_tables import NotHDF5FileError
+    from dask_tables.validate import probe_files
+
+    paths = write_small_files(tmp_path / "parts", 20)
+    paths[10] = make_crasher(tmp_path / "parts" / "part-10.h5")
+    refused = probe_files(paths, "/x")
+    assert list(refused) == [10]
+    assert str(paths[10]) in str(refused[10]) and "/x" in str(refused[10]) and "crashed" in str(refused[10])
+    script = f"""
+        import dask_tables, numpy as np
+        paths = {[str(p) for p in paths]!r}
+        try:
+            dask_tables.from_tables(paths, "/x", validate=True)
+        except dask_tables.NotHDF5FileError as err:
+            print("refused", paths[10] in str(err), paths[9] not in str(err))
+        good = paths[:10] + paths[11:]
+        x = dask_tables.from_tables(good, "/x", validate=True, chunks=10)
+        np.save({str(tmp_path / "got.npy")!r}, x.compute(scheduler="threads"))
+        """
+    done = run_python(script, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["refused", "True", "True"]
+    expected = np.concatenate([np.arange(100.0) + 1000 * i for i in range(20) if i != 10])
+    np.testing.assert_array_equal(np.load(tmp_path / "got.npy"), expected)
+    assert isinstance(refused[10], NotHDF5FileError)
+
+
+def test_validate_refuses_a_hanging_file_and_judges_the_files_after_it(tmp_path):
+    from dask_tables.validate import probe_files
+
+    paths = write_small_files(tmp_path / "parts", 8)
+    paths[3] = make_hanger(tmp_path / "hanger.h5")
+    paths[6] = make_crasher(tmp_path / "crasher.h5")
+    refused = probe_files(paths, "/x", timeout=3)
+    assert sorted(refused) == [3, 6]
+    assert str(paths[3]) in str(refused[3]) and "did not finish in 3 s" in str(refused[3])
+    assert str(paths[6]) in str(refused[6]) and "crashed" in str(refused[6])
+
+
+def test_validate_leaves_ordinary_errors_to_the_read(tmp_path):
+    from dask_tables import NotHDF5FileError
+    from dask_tables.validate import probe, probe_files
+
+    paths = write_small_files(tmp_path / "parts", 3)
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5\n" * 100)
+    wrong_node = tmp_path / "other.h5"
+    with tables.open_file(wrong_node, "w") as f:
+        f.create_array("/", "y", np.arange(3))
+    assert probe_files([paths[0], text, wrong_node, paths[1], paths[2]], "/x") == {}
+    probe(paths[0], "/x")
+    with pytest.raises(NotHDF5FileError, match=r"text\.h5"):
+        from_tables([paths[0], text], "/x", validate=True)
