@@ -1,4 +1,4 @@
-"""The ``dask-tables`` command: ``demo`` and ``stats``."""
+"""The ``dask-tables`` command: ``demo``, ``stats`` and ``info``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from . import diagnostics
 from .array import from_tables
 from .demo import default_cache_dir, run_demo
 from .errors import DaskTablesError
+from .info import format_table, inspect_file, to_json
 
 __all__ = ["main", "node_stats"]
 
@@ -66,7 +67,27 @@ def _parser() -> argparse.ArgumentParser:
         help="after the figures, print dask_tables' diagnostics: lock time, chunks read and decoded, "
         "index builds (per worker for a cluster ADDRESS)",
     )
+    _add_info_parser(commands)
     return parser
+
+
+def _add_info_parser(commands: Any) -> None:
+    info = commands.add_parser(
+        "info",
+        help="the nodes of a file: kind, shape, dtype, chunks, filters, sizes, and how reads go",
+        description="Print the tree of nodes of an HDF5 file (or under NODE) as a table: kind, shape, "
+        "dtype, chunkshape, filters, size on disk, compression ratio, and whether dask_tables reads "
+        "each node directly or through HDF5 (and why).",
+    )
+    info.add_argument("file", help="HDF5 file")
+    info.add_argument("node", nargs="?", default="/", help="a group (its subtree) or a leaf (default /)")
+    info.add_argument("--json", action="store_true", help="print the same as JSON")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    infos = inspect_file(args.file, args.node)
+    print(to_json(infos) if args.json else format_table(infos))
+    return 0
 
 
 def node_stats(x: Any, scheduler: str = "threads", progress: bool = False) -> dict[str, float | int]:
@@ -223,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
-        return _run_demo(args) if args.command == "demo" else _run_stats(args)
+        runners = {"demo": _run_demo, "stats": _run_stats, "info": _run_info}
+        return runners[args.command](args)
     except (DaskTablesError, OSError, LookupError, TypeError, ValueError, tables.HDF5ExtError) as err:
         print(f"dask-tables: error: {err}", file=sys.stderr)
         return 2

@@ -19,6 +19,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("threading_monkeypatch.py", []),
         ("from_tables_mean.py", []),
         ("from_tables_mean.py", ["processes"]),
+        ("xarray_open.py", []),
+        ("xarray_open.py", ["processes"]),
     ],
 )
 def test_example_prints_the_true_mean(tmp_path, script, args):
@@ -39,7 +41,13 @@ def test_example_prints_the_true_mean(tmp_path, script, args):
 
 
 def test_every_example_is_tested():
-    tested = {"simple_threading.py", "threading_monkeypatch.py", "from_tables_mean.py", "read_table_where.py"}
+    tested = {
+        "simple_threading.py",
+        "threading_monkeypatch.py",
+        "from_tables_mean.py",
+        "read_table_where.py",
+        "xarray_open.py",
+    }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 

@@ -1,0 +1,338 @@
+"""What a file holds and how dask_tables reads it: the logic of ``dask-tables info``.
+
+For each node: kind, shape, dtype, chunk shape, HDF5 filters, size on disk
+and compression ratio, and whether dask_tables reads it directly
+(:mod:`dask_tables.direct`) or through HDF5, and if through HDF5, why.
+:func:`direct_read_reason` re-checks, one by one, the conditions under
+which :meth:`dask_tables.direct.ChunkLayout.of` refuses a node, to name
+the one that failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import tables
+
+from .codecs import DecodeError, FilterPipeline, UnsupportedFilterError
+from .direct import ChunkLayout
+from .errors import NotHDF5FileError
+from .hdf5types import stored_as_read
+from .pickles import refusing_pickles
+from .registry import get_lock, synchronized_file
+
+__all__ = ["NodeInfo", "direct_read_reason", "format_table", "inspect_file", "to_json"]
+
+# Where each compressor's parameters hold its level (in HDF5's cd_values).
+_LEVEL_AT = {"deflate": 0, "bzip2": 0, "blosc": 4, "blosc2": 4}
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node of a file, as ``dask-tables info`` reports it.
+
+    Attributes
+    ----------
+    path : str
+        The node's path in the file.
+    kind : str
+        Its PyTables class (``Group``, ``CArray``, ``Table``, ``SoftLink``...).
+    depth : int
+        How deep under the node asked for (0 for that node).
+    shape, dtype, chunkshape
+        As PyTables reports them (``None`` where they do not apply).
+    filters : list of tuple
+        The HDF5 filter pipeline in write order: ``(name, params)`` pairs.
+    size_on_disk, size_in_memory : int or None
+        Bytes stored, and bytes once read.
+    read : str or None
+        ``"direct"``, ``"hdf5"``, or ``None`` for nodes dask_tables does not read.
+    reason : str or None
+        Why reads go through HDF5 (or why the node is not read).
+    """
+
+    path: str
+    kind: str
+    depth: int
+    shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    chunkshape: tuple[int, ...] | None = None
+    filters: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+    size_on_disk: int | None = None
+    size_in_memory: int | None = None
+    read: str | None = None
+    reason: str | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """Bytes read per byte stored (``None`` where nothing is stored)."""
+        if not self.size_on_disk or self.size_in_memory is None:
+            return None
+        return self.size_in_memory / self.size_on_disk
+
+
+def _filters(leaf: tables.Leaf) -> list[tuple[str, tuple[int, ...]]]:
+    found = tables.utilsextension.get_filters(leaf._v_parent._v_objectid, leaf._v_name) or {}
+    return [(str(name), tuple(int(p) for p in params)) for name, params in found.items()]
+
+
+def _chunk_nbytes(leaf: tables.Leaf) -> int:
+    dtype = leaf.dtype if isinstance(leaf, tables.Table) else leaf.atom.dtype
+    return int(np.prod(leaf.chunkshape, dtype=np.int64)) * dtype.itemsize
+
+
+def direct_read_reason(leaf: tables.Leaf) -> str | None:
+    """Why dask_tables reads ``leaf`` through HDF5 rather than directly; ``None`` if it reads directly.
+
+    Call it with the file open (and the registry lock held: it calls into HDF5).
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     _ = f.create_array("/", "plain", obj=np.arange(4))
+    ...     _ = f.create_carray("/", "chunked", obj=np.arange(4), chunkshape=(2,))
+    >>> with tables.open_file("example.h5") as f:
+    ...     direct_read_reason(f.root.plain), direct_read_reason(f.root.chunked)
+    ('contiguous (not chunked)', None)
+
+    Considerations
+    --------------
+    The verdict is :meth:`~dask_tables.direct.ChunkLayout.of`'s; the reason
+    re-checks its conditions in its order, so a new condition there shows
+    here as the last, generic reason until it is named.
+    """
+    if leaf.chunkshape is None:
+        return "contiguous (not chunked)"
+    if ChunkLayout.of(leaf) is not None:
+        return None
+    pipeline = _filters(leaf)
+    try:
+        FilterPipeline(pipeline, _chunk_nbytes(leaf)).decode  # noqa: B018 - the constructor checks
+    except UnsupportedFilterError as err:
+        return str(err)
+    if leaf.byteorder not in ("little", "big", "irrelevant"):
+        return "mixed byte order: members of both byte orders in one record"
+    if stored_as_read(leaf) is False:
+        return (
+            "HDF5 converts on read: the stored type is not numpy's (e.g. 12-bit integers, "
+            "space-padded strings), or partial edge chunks are stored unfiltered"
+        )
+    try:
+        leaf.chunk_info((0,) * len(leaf.shape))
+    except (tables.HDF5ExtError, tables.NotChunkedError) as err:
+        return f"HDF5 cannot report where its chunks are: {err}"
+    except DecodeError as err:  # pragma: no cover - chunk_info does not decode
+        return f"its first chunk does not decode: {err}"
+    return "its first chunk, decoded directly, differs from what PyTables reads (record layout)"
+
+
+def _size_on_disk(leaf: tables.Leaf) -> int | None:
+    try:
+        return int(leaf.size_on_disk)
+    except NotImplementedError:  # a VLArray: HDF5 cannot tell
+        return None
+
+
+def _leaf_info(leaf: tables.Leaf, depth: int) -> NodeInfo:
+    kind = type(leaf).__name__
+    chunks = None if leaf.chunkshape is None else tuple(int(n) for n in leaf.chunkshape)
+    common = {
+        "path": leaf._v_pathname,
+        "kind": kind,
+        "depth": depth,
+        "shape": tuple(int(n) for n in leaf.shape),
+        "chunkshape": chunks,
+        "filters": _filters(leaf),
+        "size_on_disk": _size_on_disk(leaf),
+    }
+    if isinstance(leaf, (tables.Table, tables.Array)):
+        reason = direct_read_reason(leaf)
+        return NodeInfo(
+            **common,
+            dtype=str(leaf.dtype) if not isinstance(leaf, tables.Table) else _record_summary(leaf),
+            size_in_memory=int(leaf.size_in_memory),
+            read="direct" if reason is None else "hdf5",
+            reason=reason,
+        )
+    return NodeInfo(**common, reason=f"dask_tables does not read a {kind}")
+
+
+def _record_summary(table: tables.Table) -> str:
+    return f"{len(table.colpathnames)} columns"
+
+
+def _node_info(node: tables.Node, depth: int) -> NodeInfo:
+    if isinstance(node, tables.Group):
+        return NodeInfo(node._v_pathname, "Group", depth)
+    if isinstance(node, tables.link.Link):
+        target = getattr(node, "target", "?")
+        return NodeInfo(node._v_pathname, type(node).__name__, depth, reason=f"link to {target}")
+    if isinstance(node, tables.UnImplemented):
+        return NodeInfo(node._v_pathname, "UnImplemented", depth, reason="PyTables cannot read it")
+    return _leaf_info(node, depth)
+
+
+def _children(group: tables.Group) -> Iterator[tables.Node | str]:
+    """A group's children by name; the path of one that PyTables cannot load at all."""
+    for name in sorted(group._v_children):
+        try:
+            yield group._v_children[name]
+        except (KeyError, ValueError, TypeError, tables.HDF5ExtError):
+            # a dimension scale written by h5py or netCDF (a REFERENCE_LIST attribute)
+            yield group._v_pathname.rstrip("/") + "/" + name
+
+
+def _walk(node: tables.Node, depth: int) -> Iterator[NodeInfo]:
+    yield _node_info(node, depth)
+    if isinstance(node, tables.Group):
+        for child in _children(node):
+            if isinstance(child, str):
+                yield NodeInfo(child, "UnImplemented", depth + 1, reason="PyTables cannot load it")
+            else:
+                yield from _walk(child, depth + 1)
+
+
+def inspect_file(
+    path: str | os.PathLike[str], node: str = "/", allow_pickles: bool = False
+) -> list[NodeInfo]:
+    """Describe ``node`` (default the whole file) and everything under it, in tree order.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An HDF5 file.
+    node : str, optional
+        A group (its subtree is described) or a leaf.
+    allow_pickles : bool, optional
+        Let PyTables unpickle any attribute while reading (files you trust).
+
+    Returns
+    -------
+    list of NodeInfo
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, dask_tables.NotHDF5FileError
+        ``path`` is missing, a directory or not HDF5.
+    tables.NoSuchNodeError
+        ``node`` is not in the file.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     _ = f.create_carray("/", "x", obj=np.zeros(1000), chunkshape=(100,),
+    ...                         filters=tables.Filters(complevel=1, complib="zlib"))
+    >>> [(n.path, n.kind, n.read) for n in inspect_file("example.h5")]
+    [('/', 'Group', None), ('/x', 'CArray', 'direct')]
+    >>> inspect_file("example.h5", "/x")[0].ratio > 10
+    True
+    """
+    path = os.fspath(path)
+    node = node if node.startswith("/") else "/" + node
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory, not an HDF5 file")
+    with get_lock():
+        if not tables.is_hdf5_file(path):
+            raise NotHDF5FileError(f"{path}: not an HDF5 file")
+    with warnings.catch_warnings():
+        # PyTables warns about what it cannot load (dimension scales' references): reported as rows
+        warnings.simplefilter("ignore", tables.exceptions.DataTypeWarning)
+        warnings.filterwarnings("ignore", message="problems loading leaf", category=UserWarning)
+        with refusing_pickles(not allow_pickles), get_lock(), synchronized_file(path, "r") as h5:
+            try:
+                top = h5.get_node(node)
+            except tables.NoSuchNodeError:
+                raise tables.NoSuchNodeError(f"{path}: no node {node!r} in the file") from None
+            return list(_walk(top, 0))
+
+
+def _size(nbytes: int | None) -> str:
+    if nbytes is None:
+        return ""
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{nbytes} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""  # pragma: no cover
+
+
+def _filters_text(filters: list[tuple[str, tuple[int, ...]]]) -> str:
+    parts = []
+    for name, params in filters:
+        at = _LEVEL_AT.get(name)
+        parts.append(f"{name}({params[at]})" if at is not None and len(params) > at else name)
+    return "+".join(parts)
+
+
+def _shape_text(shape: tuple[int, ...] | None) -> str:
+    return "" if shape is None else "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _row(info: NodeInfo) -> list[str]:
+    name = info.path if info.depth == 0 else "  " * info.depth + info.path.rsplit("/", 1)[-1]
+    if info.kind == "Group" and not name.endswith("/"):
+        name += "/"
+    read = {"direct": "direct", "hdf5": f"HDF5: {info.reason}", None: info.reason or ""}[info.read]
+    ratio = "" if info.ratio is None else f"{info.ratio:.2f}"
+    return [
+        name,
+        info.kind,
+        _shape_text(info.shape),
+        info.dtype or "",
+        _shape_text(info.chunkshape),
+        _filters_text(info.filters),
+        _size(info.size_on_disk),
+        ratio,
+        read,
+    ]
+
+
+HEADER = ["node", "kind", "shape", "dtype", "chunkshape", "filters", "on disk", "ratio", "read"]
+
+
+def format_table(infos: list[NodeInfo]) -> str:
+    """The nodes as an aligned text table, one row per node, indented as the tree.
+
+    Examples
+    --------
+    >>> print(format_table([NodeInfo("/", "Group", 0)]))
+    node  kind   shape  dtype  chunkshape  filters  on disk  ratio  read
+    /     Group
+    """
+    rows = [HEADER, *(_row(info) for info in infos)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER) - 1)]
+    lines = [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def to_json(infos: list[NodeInfo]) -> str:
+    """The nodes as JSON: a list of objects with the fields of :class:`NodeInfo` and ``ratio``, one a line.
+
+    Examples
+    --------
+    >>> print(to_json([NodeInfo("/", "Group", 0)]))  # doctest: +ELLIPSIS
+    [
+      {"path": "/", "kind": "Group", "depth": 0, "shape": null, ..., "ratio": null}
+    ]
+    """
+    records: list[dict[str, Any]] = []
+    for info in infos:
+        record = asdict(info)
+        record["filters"] = [{"name": name, "params": list(params)} for name, params in info.filters]
+        record["ratio"] = info.ratio
+        records.append(record)
+    return "[\n" + ",\n".join("  " + json.dumps(record) for record in records) + "\n]"

@@ -1,0 +1,449 @@
+"""An xarray backend, ``engine="tables"``: PyTables files as xarray Datasets and DataTrees.
+
+``xr.open_dataset(path, engine="tables", group="/g")`` makes a variable of
+each ``Array``, ``CArray`` and ``EArray`` of the group; ``group=`` naming a
+``Table`` makes a variable of each column along the dimension ``"row"``.
+Every variable reads lazily through the same :class:`~dask_tables.TablesSource`
+that :func:`~dask_tables.from_tables` uses: no file stays open, each read
+opens the file (or reads chunks directly) under the process-wide lock,
+checks that the file is unchanged and closes it, so datasets pickle and
+compute under every dask scheduler, ``distributed`` included.
+
+Dimension names come from HDF5 dimension scales where a dataset has them
+(:mod:`dask_tables.dimscales`), else from phony names shared by equal
+lengths, as h5netcdf's ``phony_dims="sort"`` makes them (numbered across
+the whole file, so that one name is one length everywhere in it).
+
+Nested table columns are named with a dot (``"pos.x"`` for the column
+PyTables calls ``"pos/x"``): xarray's DataTree forbids ``/`` in variable
+names, and netCDF does too.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import tables
+import xarray as xr
+from xarray.backends import BackendArray, BackendEntrypoint
+from xarray.core import indexing
+
+from .dimscales import scale_dims
+from .direct import take_field
+from .pickles import refusing_pickles
+from .registry import get_lock, synchronized_file
+from .source import TablesSource
+
+__all__ = ["TablesBackendArray", "TablesBackendEntrypoint"]
+
+ROW_DIM = "row"
+EXTENSIONS = (".h5", ".hdf5", ".h5f")
+# Attributes of the HDF5 dimension-scale convention: structure, not user metadata.
+_SCALE_ATTRS = frozenset({"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME"})
+
+
+class TablesBackendArray(BackendArray):
+    """A lazily read node (or table column) for xarray: outer indexing over a :class:`~dask_tables.TablesSource`.
+
+    xarray hands it basic, outer and vectorized keys;
+    :func:`xarray.core.indexing.explicit_indexing_adapter` turns them into
+    outer keys (integers, slices, integer arrays per axis) read here as
+    one slab, and applies the rest with numpy.  The source takes the
+    registry lock itself, so no lock is needed around it.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> from xarray.core import indexing
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     _ = f.create_array("/", "x", np.arange(12).reshape(3, 4))
+    >>> array = TablesBackendArray(TablesSource.open("example.h5", "/x"))
+    >>> array[indexing.OuterIndexer((np.array([0, 2]), slice(1, 3)))]
+    array([[ 1,  2],
+           [ 9, 10]])
+    """
+
+    __slots__ = ("dtype", "shape", "source")
+
+    def __init__(self, source: TablesSource) -> None:
+        self.source = source
+        self.shape = source.shape
+        self.dtype = source.dtype
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self._read_outer
+        )
+
+    def _read_outer(self, key: tuple[Any, ...]) -> np.ndarray:
+        """Read an outer key: each integer array becomes its covering slice, then is taken from the slab."""
+        slab: list[Any] = []
+        picks: list[np.ndarray | None] = []
+        for item, length in zip(key, self.shape, strict=True):
+            if isinstance(item, np.ndarray):
+                positions = np.where(item < 0, item + length, item).astype(np.int64)
+                low = int(positions.min()) if positions.size else 0
+                high = int(positions.max()) + 1 if positions.size else 0
+                slab.append(slice(low, high))
+                picks.append(positions - low)
+            else:
+                slab.append(item)
+                picks.append(None)
+        data = self.source[tuple(slab)]
+        axis = 0
+        for item, pick in zip(key, picks, strict=True):
+            if isinstance(item, (int, np.integer)):
+                continue  # the axis is gone
+            if pick is not None:
+                data = np.take(data, pick, axis=axis)
+            axis += 1
+        return data
+
+    def __repr__(self) -> str:
+        return f"TablesBackendArray({self.source!r})"
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One future variable: an array node, or one column of a table."""
+
+    name: str
+    node: str
+    field: str | None
+    shape: tuple[int, ...]
+    labels: tuple[str | None, ...]  # per axis: a dimension's name, or None for a phony one
+    attrs: dict[str, Any]
+
+
+@dataclass
+class _Group:
+    """One future Dataset: a group's arrays, or a table's columns."""
+
+    path: str
+    is_table: bool
+    attrs: dict[str, Any]
+    members: list[_Member] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _quiet_pytables() -> Iterator[None]:
+    """PyTables warns about what it cannot load (references of dimension scales): the survey skips those.
+
+    Only around opening (metadata), never around reads in tasks:
+    :class:`warnings.catch_warnings` changes process-wide state.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=tables.exceptions.DataTypeWarning)
+        warnings.filterwarnings("ignore", message="problems loading leaf", category=UserWarning)
+        yield
+
+
+def _plain(value: Any) -> Any:
+    """numpy strings as Python ``str`` and ``bytes`` (what netCDF backends give); other values as read."""
+    if isinstance(value, np.str_):
+        return str(value)
+    if isinstance(value, np.bytes_):
+        return bytes(value)
+    return value
+
+
+def _user_attrs(node: tables.Node) -> dict[str, Any]:
+    """The node's own attributes (not PyTables' nor the dimension scales'), as PyTables reads them."""
+    attrs = node._v_attrs
+    return {name: _plain(attrs[name]) for name in attrs._v_attrnamesuser if name not in _SCALE_ATTRS}
+
+
+def _array_member(leaf: tables.Array) -> _Member:
+    shape = tuple(int(n) for n in leaf.shape) + tuple(int(n) for n in leaf.atom.dtype.shape)
+    labels = scale_dims(leaf) or (None,) * len(leaf.shape)
+    labels = tuple(labels) + (None,) * (len(shape) - len(labels))
+    return _Member(leaf._v_name, leaf._v_pathname, None, shape, labels, _user_attrs(leaf))
+
+
+def _table_group(table: tables.Table) -> _Group:
+    group = _Group(table._v_pathname, True, _user_attrs(table))
+    for column in table.description._v_pathnames:
+        dtype = take_field(table.dtype, column)
+        if dtype.names:
+            continue  # a nested group of columns: its leaves come on their own
+        cells = tuple(int(n) for n in dtype.shape)
+        shape = (int(table.nrows), *cells)
+        labels = (ROW_DIM,) + (None,) * len(cells)
+        group.members.append(_Member(column.replace("/", "."), table._v_pathname, column, shape, labels, {}))
+    return group
+
+
+def _load_leaf(group: tables.Group, name: str) -> tables.Leaf | None:
+    """The leaf, or ``None`` where PyTables cannot load it.
+
+    A dimension scale written by h5py or netCDF fails even as an
+    ``UnImplemented`` node: PyTables cannot read its ``REFERENCE_LIST``
+    attribute (a compound holding references) and raises ``KeyError``.
+    """
+    try:
+        return group._v_leaves[name]
+    except (KeyError, ValueError, TypeError, tables.HDF5ExtError):
+        return None
+
+
+def _survey_group(group: tables.Group) -> Iterator[_Group]:
+    here = _Group(group._v_pathname, False, _user_attrs(group))
+    tables_here = []
+    for name in sorted(group._v_leaves):
+        leaf = _load_leaf(group, name)
+        if isinstance(leaf, tables.Table):
+            tables_here.append(_table_group(leaf))
+        elif isinstance(leaf, tables.Array):
+            here.members.append(_array_member(leaf))
+    yield here
+    yield from tables_here
+
+
+def _survey(path: str, top: str, allow_pickles: bool) -> list[_Group]:
+    """Every group and table of the file, in a fixed order, read in one open under the lock."""
+    with (
+        refusing_pickles(not allow_pickles),
+        get_lock(),
+        synchronized_file(path, "r") as h5,
+        _quiet_pytables(),
+    ):
+        if top not in h5:
+            raise tables.NoSuchNodeError(f"{path}: no group or table {top!r} in the file")
+        found: list[_Group] = []
+        for group in sorted(h5.walk_groups("/"), key=lambda g: g._v_pathname):
+            found.extend(_survey_group(group))
+    return found
+
+
+def _phony_names(groups: list[_Group]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Dimension names of every member: its labels, and phony names for the unlabeled axes.
+
+    As h5netcdf's ``phony_dims="sort"``: in each group, the unlabeled axes
+    of one length share names, as many as the one variable with the most
+    axes of that length needs; names are numbered across the file.
+    """
+    dims: dict[tuple[str, str], tuple[str, ...]] = {}
+    counter = 0
+    for group in groups:
+        needed: dict[int, int] = {}
+        for member in group.members:
+            sizes = collections.Counter(
+                n for n, label in zip(member.shape, member.labels, strict=True) if label is None
+            )
+            for size, count in sizes.items():
+                needed[size] = max(needed.get(size, 0), count)
+        names: dict[tuple[int, int], str] = {}
+        for size, count in needed.items():
+            for k in range(count):
+                names[(size, k)] = f"phony_dim_{counter}"
+                counter += 1
+        for member in group.members:
+            seen: collections.Counter[int] = collections.Counter()
+            member_dims = []
+            for size, label in zip(member.shape, member.labels, strict=True):
+                if label is None:
+                    label = names[(size, seen[size])]
+                    seen[size] += 1
+                member_dims.append(label)
+            dims[(group.path, member.name)] = tuple(member_dims)
+    return dims
+
+
+def _variable(
+    path: str, member: _Member, dims: tuple[str, ...], direct: bool | None, allow_pickles: bool
+) -> xr.Variable:
+    source = TablesSource.open(path, member.node, member.field, direct, allow_pickles)
+    data = indexing.LazilyIndexedArray(TablesBackendArray(source))
+    encoding: dict[str, Any] = {"source": path, "node": member.node, "dtype": source.dtype}
+    if member.field is not None:
+        encoding["field"] = member.field
+    if source.chunkshape is not None:
+        encoding["chunksizes"] = source.chunkshape
+        encoding["preferred_chunks"] = dict(zip(dims, source.chunkshape, strict=True))
+    return xr.Variable(dims, data, member.attrs, encoding)
+
+
+def _dataset(
+    path: str,
+    group: _Group,
+    dims: dict[tuple[str, str], tuple[str, ...]],
+    drop_variables: set[str],
+    direct: bool | None,
+    allow_pickles: bool,
+) -> xr.Dataset:
+    variables = {
+        m.name: _variable(path, m, dims[(group.path, m.name)], direct, allow_pickles)
+        for m in group.members
+        if m.name not in drop_variables
+    }
+    ds = xr.Dataset(variables, attrs=group.attrs)
+    ds.set_close(_nothing_to_close)
+    return ds
+
+
+def _nothing_to_close() -> None:
+    """A dataset's closer: nothing stays open, every read opens and closes the file itself."""
+
+
+def _normalize(filename_or_obj: Any) -> str:
+    if not isinstance(filename_or_obj, (str, os.PathLike)):
+        raise TypeError(f"engine='tables' opens files by path, not {type(filename_or_obj).__name__} objects")
+    path = os.path.abspath(os.path.expanduser(os.fspath(filename_or_obj)))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    return path
+
+
+def _node_path(group: str | None) -> str:
+    if not group:
+        return "/"
+    return "/" + group.strip("/")
+
+
+def _drop_set(drop_variables: str | Iterable[str] | None) -> set[str]:
+    if drop_variables is None:
+        return set()
+    if isinstance(drop_variables, str):
+        return {drop_variables}
+    return set(drop_variables)
+
+
+def _within(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top + "/")
+
+
+class TablesBackendEntrypoint(BackendEntrypoint):
+    """xarray's ``engine="tables"``: PyTables files, read lazily and in parallel by dask_tables.
+
+    Examples
+    --------
+    >>> import numpy as np, tables, xarray as xr
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     x = f.create_carray("/", "x", obj=np.arange(12.0).reshape(3, 4), chunkshape=(1, 4))
+    ...     x.attrs.units = "m"
+    >>> ds = xr.open_dataset("example.h5", engine="tables")
+    >>> ds.x.dims, ds.x.attrs["units"]
+    (('phony_dim_0', 'phony_dim_1'), 'm')
+    >>> float(ds.x[1:, ::2].sum())
+    28.0
+    >>> xr.open_dataset("example.h5", engine="tables", chunks={}).x.chunks
+    ((1, 1, 1), (4,))
+    """
+
+    description: ClassVar[str] = (
+        "PyTables/HDF5 files read with dask_tables (Arrays, CArrays, EArrays, Tables)"
+    )
+    url: ClassVar[str] = "https://github.com/dask-tables/dask-tables"
+    open_dataset_parameters: ClassVar[tuple[str, ...]] = (
+        "filename_or_obj",
+        "drop_variables",
+        "group",
+        "direct",
+        "allow_pickles",
+    )
+    supports_groups: ClassVar[bool] = True
+
+    def open_dataset(  # type: ignore[override]
+        self,
+        filename_or_obj: str | os.PathLike[str],
+        *,
+        drop_variables: str | Iterable[str] | None = None,
+        group: str | None = None,
+        direct: bool | None = None,
+        allow_pickles: bool = False,
+    ) -> xr.Dataset:
+        """One group's arrays (or one table's columns) as a Dataset.
+
+        Parameters
+        ----------
+        filename_or_obj : str or os.PathLike
+            A PyTables/HDF5 file.
+        drop_variables : str or list of str, optional
+            Variables not to open.
+        group : str, optional
+            A group (default ``"/"``) or a ``Table``.
+        direct : bool, optional
+            Read chunks directly (see :func:`dask_tables.from_tables`).
+        allow_pickles : bool, optional
+            Let PyTables unpickle any attribute (files you trust only).
+
+        Returns
+        -------
+        xarray.Dataset
+        """
+        path = _normalize(filename_or_obj)
+        top = _node_path(group)
+        with _quiet_pytables():
+            groups = _survey(path, top, allow_pickles)
+            chosen = [g for g in groups if g.path == top]
+            if not chosen:
+                raise TypeError(f"{path}: node {top} is neither a group nor a Table; open its group instead")
+            return _dataset(
+                path, chosen[0], _phony_names(groups), _drop_set(drop_variables), direct, allow_pickles
+            )
+
+    def open_groups_as_dict(  # type: ignore[override]
+        self,
+        filename_or_obj: str | os.PathLike[str],
+        *,
+        drop_variables: str | Iterable[str] | None = None,
+        group: str | None = None,
+        direct: bool | None = None,
+        allow_pickles: bool = False,
+    ) -> dict[str, xr.Dataset]:
+        """Every group and table under ``group`` as a Dataset, keyed by path relative to it.
+
+        Tables become nodes of their own (their columns are the node's
+        variables), children of the group that holds them.
+        """
+        path = _normalize(filename_or_obj)
+        top = _node_path(group)
+        drop = _drop_set(drop_variables)
+        with _quiet_pytables():
+            groups = _survey(path, top, allow_pickles)
+            dims = _phony_names(groups)
+            result = {}
+            for g in groups:
+                if _within(g.path, top):
+                    key = "/" + g.path[len(top) :].strip("/") if top != "/" else g.path
+                    result[key] = _dataset(path, g, dims, drop, direct, allow_pickles)
+        return result
+
+    def open_datatree(  # type: ignore[override]
+        self,
+        filename_or_obj: str | os.PathLike[str],
+        *,
+        drop_variables: str | Iterable[str] | None = None,
+        group: str | None = None,
+        direct: bool | None = None,
+        allow_pickles: bool = False,
+    ) -> xr.DataTree:
+        """The file's hierarchy (under ``group``) as a DataTree: groups and tables are its nodes."""
+        groups = self.open_groups_as_dict(
+            filename_or_obj,
+            drop_variables=drop_variables,
+            group=group,
+            direct=direct,
+            allow_pickles=allow_pickles,
+        )
+        return xr.DataTree.from_dict(groups)
+
+    def guess_can_open(self, filename_or_obj: Any) -> bool:
+        """Whether this is a ``.h5``, ``.hdf5`` or ``.h5f`` file that PyTables can open."""
+        if not isinstance(filename_or_obj, (str, os.PathLike)):
+            return False
+        path = os.fspath(filename_or_obj)
+        if not path.lower().endswith(EXTENSIONS) or not os.path.isfile(path):
+            return False
+        try:
+            with get_lock():
+                return bool(tables.is_hdf5_file(path))
+        except (OSError, tables.HDF5ExtError):
+            return False
