@@ -188,6 +188,34 @@ class Deflate:
         except deflate.DeflateError as err:
             raise DecodeError(f"zlib: {err}") from None
 
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
+        """Decompress ``buf`` into ``out`` (contiguous bytes of the raw size), no allocation.
+
+        imagecodecs' ``deflate_decode`` runs libdeflate into a given buffer
+        (the ``deflate`` package always returns new bytes); without
+        imagecodecs, decode and copy.
+        """
+        decode = _deflate_into()
+        if decode is None:
+            out[...] = np.frombuffer(self.decode(buf, out.nbytes), dtype=np.uint8)
+            return
+        try:
+            written = decode(_as_bytes(buf), out=out)
+        except RuntimeError as err:  # imagecodecs.DeflateError
+            raise DecodeError(f"zlib: {err}") from None
+        if len(written) != out.nbytes:
+            raise DecodeError(f"zlib: stream holds {len(written)} bytes, expected {out.nbytes}")
+
+
+@functools.cache
+def _deflate_into() -> Callable[..., Any] | None:
+    """imagecodecs' ``deflate_decode`` (libdeflate into a given buffer), or ``None``."""
+    try:
+        from imagecodecs import deflate_decode
+    except ImportError:  # pragma: no cover - imagecodecs is a dependency
+        return None
+    return deflate_decode
+
 
 @dataclass(frozen=True)
 class Bzip2:
@@ -217,6 +245,17 @@ def _scratch(nbytes: int) -> np.ndarray:
     buffer = getattr(_SCRATCH, "buffer", None)
     if buffer is None or buffer.nbytes < nbytes:
         buffer = _SCRATCH.buffer = np.empty(nbytes, dtype=np.uint8)
+    return buffer[:nbytes]
+
+
+def _step_scratch(step: int, nbytes: int) -> np.ndarray:
+    """This thread's reusable buffer for the output of pipeline step ``step`` (not the last)."""
+    buffers = getattr(_SCRATCH, "steps", None)
+    if buffers is None:
+        buffers = _SCRATCH.steps = {}
+    buffer = buffers.get(step)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = buffers[step] = np.empty(nbytes, dtype=np.uint8)
     return buffer[:nbytes]
 
 
@@ -596,14 +635,23 @@ class FilterPipeline:
         can write there does, and ``out`` is returned.
         """
         steps = self._steps_for(filter_mask)
+        last = len(steps) - 1
+        # With out given and a last step that writes into it, the steps before
+        # may decode into this thread's scratch buffers: nothing returned aliases them.
+        reuse = out is not None and last >= 0 and hasattr(steps[last][0], "decode_into")
         for i, (decoder, decoded_size) in enumerate(steps):
             if isinstance(buf, np.ndarray) and not buf.flags.c_contiguous:
                 buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
-            if out is not None and i == len(steps) - 1 and hasattr(decoder, "decode_into"):
+            if out is not None and i == last and hasattr(decoder, "decode_into"):
                 if out.nbytes != self.chunk_nbytes:
                     raise ValueError(f"out holds {out.nbytes} bytes, a chunk {self.chunk_nbytes}")
                 decoder.decode_into(buf, out)
                 return out
+            if reuse and decoded_size is not None and hasattr(decoder, "decode_into"):
+                scratch = _step_scratch(i, decoded_size)
+                decoder.decode_into(buf, scratch)
+                buf = scratch
+                continue
             buf = decoder.decode(buf, decoded_size)
             if i < len(steps) - 1 and isinstance(buf, np.ndarray) and not buf.flags.c_contiguous:
                 buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
