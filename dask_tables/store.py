@@ -219,7 +219,8 @@ def _commit_into_existing(plan: WritePlan, make_node: NodeMaker, sidecars: dict[
                 _write_staged(leaf, spec, sidecars.get(index, []))
                 continue
             # checked again: another writer may have changed the file since the plan
-            check_replaceable(existing_node(h5, spec.node), plan.path, spec.node, spec.overwrite)
+            found = existing_node(h5, spec.node)
+            check_replaceable(found, plan.path, spec.node, spec.overwrite, frame=spec.kind == "frame")
             check_parents(h5, plan.path, spec.node, spec.createparents)
             tmp = "/" + plan.temp_name(index)
             if existing_node(h5, tmp) is not None:  # left by a commit whose worker was killed
@@ -260,6 +261,7 @@ def to_tables(
     extendable: bool | None = None,
     region: tuple[slice, ...] | slice | None = None,
     compute: bool = True,
+    **frame_options: Any,
 ) -> Delayed | None:
     """Write a dask array into a PyTables node, compressing in parallel, all or nothing.
 
@@ -367,6 +369,25 @@ def to_tables(
     -50.0
     """
     path = os.path.abspath(os.fspath(path))
+    if _is_frame(x):
+        from .framewrite import frame_to_tables
+
+        if region is not None or extendable is not None:
+            raise TypeError(f"{path}: region= and extendable= are for arrays, not data frames")
+        return frame_to_tables(
+            x,
+            path,
+            node,
+            filters=filters,
+            chunkshape=chunkshape,
+            title=title,
+            createparents=createparents,
+            overwrite=overwrite,
+            compute=compute,
+            **frame_options,
+        )
+    if frame_options:
+        raise TypeError(f"to_tables: {', '.join(sorted(frame_options))} are for data frames, not arrays")
     if isinstance(x, Mapping):
         if node is not None:
             raise TypeError("to_tables: give either a dict {node: array} or one array and its node")
@@ -454,6 +475,17 @@ def to_tables(
     finally:
         _remove_work(plan.work)
     return None
+
+
+def _is_frame(x: Any) -> bool:
+    """A pandas or dask DataFrame or Series (checked without importing pandas for arrays)."""
+    module = type(x).__module__
+    if not (module.startswith("pandas") or module.startswith("dask")):
+        return False
+    import dask.dataframe as dd
+    import pandas as pd
+
+    return isinstance(x, (pd.DataFrame, pd.Series, dd.DataFrame, dd.Series))
 
 
 def _remove_work(work: str, attempts: int = 5) -> None:
