@@ -19,6 +19,7 @@ record dtype, whose string sizes are the largest over all partitions.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,11 @@ class Records:
 
     records: np.ndarray
     fields: dict[FieldKey, str]
+    # pandas: the string a string field stores for a missing value, where this
+    # partition has missing values (pandas picks it per column: "nan", or
+    # "_nan_" when "nan" is a value), and the string fields holding "nan" itself.
+    nan_reps: dict[FieldKey, str] = dataclasses.field(default_factory=dict)
+    nan_literals: frozenset[FieldKey] = frozenset()
 
     def string_sizes(self) -> dict[FieldKey, int]:
         """The itemsize of each string field, by what it holds."""
@@ -102,7 +108,14 @@ def pandas_records(part: pd.DataFrame | pd.Series, data_columns: Sequence[str] |
         table = store.get_storer(_KEY).table
         records = table.read()
         fields = {block_key(table, n): n for n in table.colnames}
-    return Records(records, fields)
+        attrs = table.attrs._v_attrnamesuser
+        nan_reps = {k: str(table.attrs[f"{n}_nan_rep"]) for k, n in fields.items() if f"{n}_nan_rep" in attrs}
+    literals = frozenset(
+        k
+        for k, n in fields.items()
+        if k not in nan_reps and records[n].dtype.base.kind == "S" and (records[n] == b"nan").any()
+    )
+    return Records(records, fields, nan_reps, literals)
 
 
 def _string_values(values: pd.Series, column: str) -> np.ndarray:
@@ -123,7 +136,7 @@ def _column_array(values: pd.Series, column: str) -> np.ndarray:
             f"column {column!r} has dtype {dtype}, which a plain PyTables table does not store: "
             "write with format='pandas', or convert it (astype(str), or to integers)"
         )
-    if dtype == object or isinstance(dtype, pd.StringDtype):
+    if pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype):
         return _string_values(values, column)
     try:
         array = values.to_numpy()

@@ -46,6 +46,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import tables
+from dask.dataframe.utils import has_known_categories
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
@@ -81,6 +82,7 @@ class ExistingTable:
     rows: int
     fields: dict[FieldKey, str]
     template: bytes  # an HDF5 image of its group, with a zero-row table
+    nan_reps: dict[str, str]  # field -> its missing-value string, where the table has one
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ class PartInfo:
     fields: dict[FieldKey, str]
     dtype: np.dtype | None
     sample: pd.DataFrame | pd.Series | None  # its first row (pandas format)
+    nan_reps: dict[FieldKey, str] = dataclasses.field(default_factory=dict)
+    nan_literals: frozenset[FieldKey] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,16 @@ def _stage_records(plan: FramePlan, part: Any, number: int, work: str) -> PartIn
     np.save(tmp, records.records, allow_pickle=False)
     os.replace(tmp, file)  # a retried task finds either nothing or the whole file
     sample = part.iloc[:1] if plan.fmt == "pandas" else None
-    return PartInfo(number, len(part), file, records.fields, records.records.dtype, sample)
+    return PartInfo(
+        number,
+        len(part),
+        file,
+        records.fields,
+        records.records.dtype,
+        sample,
+        records.nan_reps,
+        records.nan_literals,
+    )
 
 
 def _leaf_dtype(dtype: np.dtype, path: str) -> np.dtype:
@@ -245,7 +258,44 @@ def _apply_min_itemsize(plan: FramePlan, sizes: dict[FieldKey, int]) -> dict[Fie
     return final
 
 
-def _new_pandas_template(plan: FramePlan, sample: Any, sizes: dict[FieldKey, int]) -> tuple[bytes, Any]:
+def _nan_reps(plan: FramePlan, parts: Sequence[PartInfo]) -> dict[FieldKey, str]:
+    """The missing-value string of each string field: the same in every partition that has one.
+
+    pandas picks it per column from the whole frame ("nan", or "_nan_" when
+    "nan" is a value); partitions pick their own, so a column with missing
+    values in one partition and the value "nan" in another is refused.
+    """
+    reps: dict[FieldKey, str] = {}
+    for info in parts:
+        for key, rep in info.nan_reps.items():
+            canonical = next((k for k in reps if _same_key(k, key)), key)
+            if reps.setdefault(canonical, rep) != rep:
+                raise ValueError(
+                    f"{plan.path}: node {plan.node}: {_describe_key(key)} holds the string 'nan' and missing "
+                    "values, in different partitions; pandas stores one marker per column: fill the missing "
+                    "values (fillna) or write the frame with pandas"
+                )
+    for info in parts:
+        for key in info.nan_literals:
+            if any(_same_key(k, key) and rep == "nan" for k, rep in reps.items()):
+                raise ValueError(
+                    f"{plan.path}: node {plan.node}: {_describe_key(key)} holds the string 'nan' in partition "
+                    f"{info.number} and missing values in another; pandas stores one marker per column: fill "
+                    "the missing values (fillna) or write the frame with pandas"
+                )
+    return reps
+
+
+def _set_nan_reps(table: tables.Table, target: Mapping[FieldKey, str], reps: Mapping[FieldKey, str]) -> None:
+    for key, name in target.items():
+        rep = next((r for k, r in reps.items() if _same_key(k, key)), None)
+        if rep is not None:
+            table.attrs[f"{name}_nan_rep"] = rep
+
+
+def _new_pandas_template(
+    plan: FramePlan, sample: Any, sizes: dict[FieldKey, int], reps: Mapping[FieldKey, str]
+) -> tuple[bytes, Any]:
     """pandas writes ``sample`` (one row) with the final string sizes: the table's template."""
     min_itemsize = {k: n for k, n in sizes.items() if isinstance(k, str)}
     blocks = [n for k, n in sizes.items() if isinstance(k, tuple)]
@@ -266,6 +316,7 @@ def _new_pandas_template(plan: FramePlan, sample: Any, sizes: dict[FieldKey, int
         from .framecodec import block_key
 
         target = {block_key(table, n): n for n in table.colnames}
+        _set_nan_reps(table, target, reps)
         indexed = tuple(a.cname for a in storer.axes if a.is_data_indexable)
         return store._handle.get_file_image(), (target, table.dtype, table.title, indexed)
 
@@ -287,7 +338,9 @@ def _check_fits(plan: FramePlan, parts: Sequence[PartInfo], stored: np.dtype, ta
         for key, name in target.items():
             have = next((k for k in info.fields if _same_key(k, key)), None)
             if have is None:
-                raise ValueError(f"{plan.path}: node {plan.node}: partition {info.number} lacks {_describe_key(key)}")
+                raise ValueError(
+                    f"{plan.path}: node {plan.node}: partition {info.number} lacks {_describe_key(key)}"
+                )
             got = _leaf_dtype(info.dtype, info.fields[have])
             want = _leaf_dtype(stored, name)
             same = got.base.kind == want.base.kind == "S" or got.base == want.base.newbyteorder("=")
@@ -324,8 +377,15 @@ def _schema(plan: FramePlan, infos: list[PartInfo]) -> FrameSchema:
     indexed: tuple[str, ...] = ()
     if plan.existing is not None:
         existing = plan.existing
-        _check_template_accepts(plan, parts[0].sample, existing.template)
         target, stored = existing.fields, existing.spec.stored
+        for key, rep in _nan_reps(plan, parts).items():
+            name = target[next(k for k in target if _same_key(k, key))]
+            if existing.nan_reps.get(name) != rep:
+                raise ValueError(
+                    f"{plan.path}: node {plan.node}: {_describe_key(key)} has missing values, stored as {rep!r}, "
+                    f"but the existing table marks them as {existing.nan_reps.get(name)!r}: fill them (fillna), "
+                    "or append with pandas"
+                )
         for key, size in sizes.items():
             name = target.get(next((k for k in target if _same_key(k, key)), key))
             have = _leaf_dtype(stored, name).base.itemsize if name else size
@@ -334,13 +394,17 @@ def _schema(plan: FramePlan, infos: list[PartInfo]) -> FrameSchema:
                     f"{plan.path}: node {plan.node}: {_describe_key(key)} holds strings of {size} bytes, "
                     f"but the existing table stores at most {have} (pandas refuses the same append)"
                 )
+        _check_template_accepts(plan, parts[0].sample, existing.template)
         _check_fits(plan, parts, stored, target)
         spec = dataclasses.replace(
-            existing.spec, shape=(existing.rows + total,), region=(slice(existing.rows, existing.rows + total),)
+            existing.spec,
+            shape=(existing.rows + total,),
+            region=(slice(existing.rows, existing.rows + total),),
         )
         return FrameSchema(spec, dict(target), offsets, existing.template)
     if plan.fmt == "pandas":
-        template, (target, stored, title, indexed) = _new_pandas_template(plan, parts[0].sample, sizes)
+        reps = _nan_reps(plan, parts)
+        template, (target, stored, title, indexed) = _new_pandas_template(plan, parts[0].sample, sizes, reps)
     else:
         stored = _tables_dtype(parts, sizes)
         target, title = {k: k for k in parts[0].fields}, plan.title
@@ -471,7 +535,9 @@ def _as_frame(df: Any, node: str) -> dd.DataFrame | dd.Series:
         return dd.from_pandas(df, npartitions=1)
     if isinstance(df, (dd.DataFrame, dd.Series)):
         return df
-    raise TypeError(f"node {node}: to_tables writes frames as dask or pandas DataFrames/Series, not {type(df)}")
+    raise TypeError(
+        f"node {node}: to_tables writes frames as dask or pandas DataFrames/Series, not {type(df)}"
+    )
 
 
 def _known_categories(df: dd.DataFrame | dd.Series, path: str, node: str) -> tuple[Any, ...]:
@@ -480,7 +546,7 @@ def _known_categories(df: dd.DataFrame | dd.Series, path: str, node: str) -> tup
     columns = [(name, meta[name].dtype) for name in meta.columns]
     for name, dtype in columns:
         if isinstance(dtype, pd.CategoricalDtype):
-            if len(dtype.categories) == 0 and not dd.utils.has_known_categories(meta[name]):
+            if not has_known_categories(meta[name]):
                 raise ValueError(
                     f"{path}: node {node}: column {name!r} is a categorical whose categories dask does not "
                     f"know; make them known first: df[{name!r}] = df[{name!r}].cat.as_known(), or df.categorize()"
@@ -504,13 +570,17 @@ def _existing_pandas_table(h5: tables.File, path: str, node: str) -> ExistingTab
 
     group = h5.get_node(node)
     if not isinstance(group, tables.Group) or not is_pandas_node(group) or "table" not in group:
-        raise ValueError(f"{path}: node {node} is not a pandas table (format='table'): append=True cannot add to it")
+        raise ValueError(
+            f"{path}: node {node} is not a pandas table (format='table'): append=True cannot add to it"
+        )
     table = group.table
     rows = int(table.nrows)
     placeholder = da.empty((0,), dtype=table.dtype, chunks=(1,))
     spec, _ = region_spec(table, placeholder, (slice(rows, rows),), path, node + "/table")
     fields = {block_key(table, n): n for n in table.colnames}
-    return ExistingTable(spec, rows, fields, _template_of_existing(group))
+    attrs = table.attrs._v_attrnamesuser
+    reps = {n: str(table.attrs[f"{n}_nan_rep"]) for n in table.colnames if f"{n}_nan_rep" in attrs}
+    return ExistingTable(spec, rows, fields, _template_of_existing(group), reps)
 
 
 def frame_to_tables(
