@@ -31,7 +31,19 @@ import tables
 
 from .registry import get_lock
 
-__all__ = ["FieldKey", "Records", "frame_records", "pandas_records", "tables_records", "widen"]
+__all__ = [
+    "FieldKey",
+    "Records",
+    "block_key",
+    "frame_records",
+    "leaf_dtype",
+    "matching_key",
+    "nested_dtype",
+    "pandas_records",
+    "same_key",
+    "tables_records",
+    "widen",
+]
 
 # What a field holds: a field name ("index", a data column, a "tables" column
 # path), or, for a pandas values block, the ordered frame columns it packs.
@@ -64,13 +76,13 @@ class Records:
     def string_sizes(self) -> dict[FieldKey, int]:
         """The itemsize of each string field, by what it holds."""
         return {
-            key: _leaf(self.records.dtype, name).base.itemsize
+            key: leaf_dtype(self.records.dtype, name).base.itemsize
             for key, name in self.fields.items()
-            if _leaf(self.records.dtype, name).base.kind == "S"
+            if leaf_dtype(self.records.dtype, name).base.kind == "S"
         }
 
 
-def _leaf(dtype: np.dtype, path: str) -> np.dtype:
+def leaf_dtype(dtype: np.dtype, path: str) -> np.dtype:
     for part in path.split("/"):
         dtype = dtype.fields[part][0]
     return dtype
@@ -147,7 +159,7 @@ def _column_array(values: pd.Series, column: str) -> np.ndarray:
     return array
 
 
-def _nested_dtype(columns: Sequence[tuple[str, np.dtype]]) -> np.dtype:
+def nested_dtype(columns: Sequence[tuple[str, np.dtype]]) -> np.dtype:
     """A record dtype from leaf paths (``"pos/x"`` nests ``x`` in ``pos``), in the given order."""
     tree: dict[str, Any] = {}
     for path, dtype in columns:
@@ -190,7 +202,7 @@ def tables_records(part: pd.DataFrame | pd.Series, index: bool) -> Records:
     ([('pos', [('x', '<f8'), ('y', '<f8')]), ('s', '|S2')], {'s': 2})
     """
     arrays = [(name, _column_array(values, name)) for name, values in frame_columns(part, index)]
-    dtype = _nested_dtype([(name, a.dtype) for name, a in arrays])
+    dtype = nested_dtype([(name, a.dtype) for name, a in arrays])
     records = np.zeros(len(part), dtype)
     for name, array in arrays:
         _get(records, name)[...] = array
@@ -204,11 +216,6 @@ def frame_records(
     if fmt == "pandas":
         return pandas_records(part, data_columns)
     return tables_records(part, index)
-
-
-def field_keys(dtype: np.dtype, fields: Mapping[FieldKey, str]) -> dict[str, FieldKey]:
-    """Field path -> what it holds (the inverse of :attr:`Records.fields`)."""
-    return {name: key for key, name in fields.items()}
 
 
 def widen(part: Records, stored: np.dtype, target: Mapping[FieldKey, str]) -> np.ndarray:
@@ -225,21 +232,32 @@ def widen(part: Records, stored: np.dtype, target: Mapping[FieldKey, str]) -> np
     """
     out = np.zeros(len(part.records), stored)
     for key, name in target.items():
-        source = _get(part.records, part.fields[_matching(part.fields, key)])
-        if isinstance(key, tuple):
-            have = next(k for k in part.fields if isinstance(k, tuple) and set(k) == set(key))
-            if have != key:
-                source = source[:, [have.index(c) for c in key]]
+        have = matching_key(part.fields, key)
+        source = _get(part.records, part.fields[have])
+        if isinstance(key, tuple) and have != key:
+            source = source[:, [have.index(c) for c in key]]
         _get(out, name)[...] = source
     return out
 
 
-def _matching(fields: Mapping[FieldKey, str], key: FieldKey) -> FieldKey:
-    """The key of ``fields`` holding what ``key`` holds (values blocks: the same set of columns)."""
+def same_key(a: FieldKey, b: FieldKey) -> bool:
+    """Whether two fields hold the same thing (values blocks: the same columns, in any order)."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return set(a) == set(b)
+    return a == b
+
+
+def matching_key(fields: Mapping[FieldKey, Any], key: FieldKey) -> FieldKey:
+    """The key of ``fields`` that holds what ``key`` holds.
+
+    Examples
+    --------
+    >>> matching_key({("b", "a"): "values_block_0", "s": "s"}, ("a", "b"))
+    ('b', 'a')
+    """
     if key in fields:
         return key
-    if isinstance(key, tuple):
-        for have in fields:
-            if isinstance(have, tuple) and set(have) == set(key):
-                return have
+    for have in fields:
+        if same_key(have, key):
+            return have
     raise KeyError(key)

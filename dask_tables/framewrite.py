@@ -50,7 +50,17 @@ from dask.dataframe.utils import has_known_categories
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from .framecodec import FieldKey, Records, frame_records, widen
+from .framecodec import (
+    FieldKey,
+    Records,
+    block_key,
+    frame_records,
+    leaf_dtype,
+    matching_key,
+    nested_dtype,
+    same_key,
+    widen,
+)
 from .registry import get_lock, synchronized_file
 from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
 from .writelock import write_lock
@@ -212,27 +222,15 @@ def _stage_records(plan: FramePlan, part: Any, number: int, work: str) -> PartIn
     )
 
 
-def _leaf_dtype(dtype: np.dtype, path: str) -> np.dtype:
-    for part in path.split("/"):
-        dtype = dtype.fields[part][0]
-    return dtype
-
-
 def _string_sizes(parts: Sequence[PartInfo]) -> dict[FieldKey, int]:
     sizes: dict[FieldKey, int] = {}
     for info in parts:
         for key, name in info.fields.items():
-            field = _leaf_dtype(info.dtype, name).base
+            field = leaf_dtype(info.dtype, name).base
             if field.kind == "S":
-                canonical = next((k for k in sizes if _same_key(k, key)), key)
+                canonical = next((k for k in sizes if same_key(k, key)), key)
                 sizes[canonical] = max(sizes.get(canonical, 1), field.itemsize)
     return sizes
-
-
-def _same_key(a: FieldKey, b: FieldKey) -> bool:
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return set(a) == set(b)
-    return a == b
 
 
 def _describe_key(key: FieldKey) -> str:
@@ -268,7 +266,7 @@ def _nan_reps(plan: FramePlan, parts: Sequence[PartInfo]) -> dict[FieldKey, str]
     reps: dict[FieldKey, str] = {}
     for info in parts:
         for key, rep in info.nan_reps.items():
-            canonical = next((k for k in reps if _same_key(k, key)), key)
+            canonical = next((k for k in reps if same_key(k, key)), key)
             if reps.setdefault(canonical, rep) != rep:
                 raise ValueError(
                     f"{plan.path}: node {plan.node}: {_describe_key(key)} holds the string 'nan' and missing "
@@ -277,7 +275,7 @@ def _nan_reps(plan: FramePlan, parts: Sequence[PartInfo]) -> dict[FieldKey, str]
                 )
     for info in parts:
         for key in info.nan_literals:
-            if any(_same_key(k, key) and rep == "nan" for k, rep in reps.items()):
+            if any(same_key(k, key) and rep == "nan" for k, rep in reps.items()):
                 raise ValueError(
                     f"{plan.path}: node {plan.node}: {_describe_key(key)} holds the string 'nan' in partition "
                     f"{info.number} and missing values in another; pandas stores one marker per column: fill "
@@ -288,7 +286,7 @@ def _nan_reps(plan: FramePlan, parts: Sequence[PartInfo]) -> dict[FieldKey, str]
 
 def _set_nan_reps(table: tables.Table, target: Mapping[FieldKey, str], reps: Mapping[FieldKey, str]) -> None:
     for key, name in target.items():
-        rep = next((r for k, r in reps.items() if _same_key(k, key)), None)
+        rep = next((r for k, r in reps.items() if same_key(k, key)), None)
         if rep is not None:
             table.attrs[f"{name}_nan_rep"] = rep
 
@@ -313,8 +311,6 @@ def _new_pandas_template(
         store._handle.flush()
         storer = store.get_storer(_key(plan.node))
         table = storer.table
-        from .framecodec import block_key
-
         target = {block_key(table, n): n for n in table.colnames}
         _set_nan_reps(table, target, reps)
         indexed = tuple(a.cname for a in storer.axes if a.is_data_indexable)
@@ -336,13 +332,13 @@ def _check_fits(plan: FramePlan, parts: Sequence[PartInfo], stored: np.dtype, ta
     """Every partition holds every field of the table, with its dtype (strings: any size)."""
     for info in parts:
         for key, name in target.items():
-            have = next((k for k in info.fields if _same_key(k, key)), None)
+            have = next((k for k in info.fields if same_key(k, key)), None)
             if have is None:
                 raise ValueError(
                     f"{plan.path}: node {plan.node}: partition {info.number} lacks {_describe_key(key)}"
                 )
-            got = _leaf_dtype(info.dtype, info.fields[have])
-            want = _leaf_dtype(stored, name)
+            got = leaf_dtype(info.dtype, info.fields[have])
+            want = leaf_dtype(stored, name)
             same = got.base.kind == want.base.kind == "S" or got.base == want.base.newbyteorder("=")
             if not same or got.shape != want.shape:
                 raise ValueError(
@@ -352,14 +348,12 @@ def _check_fits(plan: FramePlan, parts: Sequence[PartInfo], stored: np.dtype, ta
 
 
 def _tables_dtype(parts: Sequence[PartInfo], sizes: Mapping[FieldKey, int]) -> np.dtype:
-    from .framecodec import _nested_dtype
-
     first = parts[0]
     columns = []
     for key, name in first.fields.items():
-        dtype = _leaf_dtype(first.dtype, name)
+        dtype = leaf_dtype(first.dtype, name)
         columns.append((name, np.dtype(f"S{sizes[key]}") if dtype.kind == "S" else dtype))
-    return _nested_dtype(columns)
+    return nested_dtype(columns)
 
 
 def _schema(plan: FramePlan, infos: list[PartInfo]) -> FrameSchema:
@@ -379,7 +373,7 @@ def _schema(plan: FramePlan, infos: list[PartInfo]) -> FrameSchema:
         existing = plan.existing
         target, stored = existing.fields, existing.spec.stored
         for key, rep in _nan_reps(plan, parts).items():
-            name = target[next(k for k in target if _same_key(k, key))]
+            name = target[matching_key(target, key)]
             if existing.nan_reps.get(name) != rep:
                 raise ValueError(
                     f"{plan.path}: node {plan.node}: {_describe_key(key)} has missing values, stored as {rep!r}, "
@@ -387,8 +381,8 @@ def _schema(plan: FramePlan, infos: list[PartInfo]) -> FrameSchema:
                     "or append with pandas"
                 )
         for key, size in sizes.items():
-            name = target.get(next((k for k in target if _same_key(k, key)), key))
-            have = _leaf_dtype(stored, name).base.itemsize if name else size
+            name = target.get(next((k for k in target if same_key(k, key)), key))
+            have = leaf_dtype(stored, name).base.itemsize if name else size
             if size > have:
                 raise ValueError(
                     f"{plan.path}: node {plan.node}: {_describe_key(key)} holds strings of {size} bytes, "
@@ -565,7 +559,6 @@ def _data_columns(data_columns: Any, min_itemsize: Mapping[str, int]) -> tuple[s
 
 
 def _existing_pandas_table(h5: tables.File, path: str, node: str) -> ExistingTable:
-    from .framecodec import block_key
     from .pandas_tables import is_pandas_node
 
     group = h5.get_node(node)
