@@ -194,6 +194,15 @@ def _check_categories(plan: FramePlan, part: pd.DataFrame | pd.Series) -> None:
             )
 
 
+def _without_freq(sample: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+    """``sample`` with no index ``freq``: pandas would store the one row's as the whole table's."""
+    index = sample.index
+    if isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)) and index.freq is not None:
+        sample = sample.copy()
+        sample.index = type(index)(index, freq=None)
+    return sample
+
+
 def _stage_records(plan: FramePlan, part: Any, number: int, work: str) -> PartInfo:
     """Task: one partition as table records, saved raw in the work folder (the one pass over the data)."""
     if not os.path.isdir(work):
@@ -209,7 +218,7 @@ def _stage_records(plan: FramePlan, part: Any, number: int, work: str) -> PartIn
     tmp = f"{file}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npy"
     np.save(tmp, records.records, allow_pickle=False)
     os.replace(tmp, file)  # a retried task finds either nothing or the whole file
-    sample = part.iloc[:1] if plan.fmt == "pandas" else None
+    sample = _without_freq(part.iloc[:1]) if plan.fmt == "pandas" else None
     return PartInfo(
         number,
         len(part),
