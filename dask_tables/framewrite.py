@@ -374,37 +374,53 @@ def _schema(plan: FramePlan, infos: list[PartInfo]) -> FrameSchema:
     parts = [i for i in infos if i.rows]
     if not parts:
         return FrameSchema(None, {}, offsets)
-    total = sum(i.rows for i in parts)
     sizes = _apply_min_itemsize(plan, _string_sizes(parts))
+    if plan.existing is not None:
+        return _append_schema(plan, plan.existing, parts, sizes, offsets)
+    return _new_schema(plan, parts, sizes, offsets)
+
+
+def _append_schema(
+    plan: FramePlan,
+    existing: ExistingTable,
+    parts: Sequence[PartInfo],
+    sizes: Mapping[FieldKey, int],
+    offsets: tuple[int, ...],
+) -> FrameSchema:
+    """The existing table's schema, once the partitions are checked against it."""
+    target, stored = existing.fields, existing.spec.stored
+    for key, rep in _nan_reps(plan, parts).items():
+        name = target[matching_key(target, key)]
+        if existing.nan_reps.get(name) != rep:
+            raise ValueError(
+                f"{plan.path}: node {plan.node}: {_describe_key(key)} has missing values, stored as {rep!r}, "
+                f"but the existing table marks them as {existing.nan_reps.get(name)!r}: fill them (fillna), "
+                "or append with pandas"
+            )
+    for key, size in sizes.items():
+        have = leaf_dtype(stored, target[matching_key(target, key)]).base.itemsize
+        if size > have:
+            raise ValueError(
+                f"{plan.path}: node {plan.node}: {_describe_key(key)} holds strings of {size} bytes, "
+                f"but the existing table stores at most {have} (pandas refuses the same append)"
+            )
+    _check_template_accepts(plan, parts[0].sample, existing.template)
+    _check_fits(plan, parts, stored, target)
+    total = sum(i.rows for i in parts)
+    spec = dataclasses.replace(
+        existing.spec,
+        shape=(existing.rows + total,),
+        region=(slice(existing.rows, existing.rows + total),),
+    )
+    return FrameSchema(spec, dict(target), offsets, existing.template)
+
+
+def _new_schema(
+    plan: FramePlan, parts: Sequence[PartInfo], sizes: Mapping[FieldKey, int], offsets: tuple[int, ...]
+) -> FrameSchema:
+    """A new node's schema: pandas' template (or the plain records' dtype), and its storage."""
     template = b""
     indexed: tuple[str, ...] = ()
-    if plan.existing is not None:
-        existing = plan.existing
-        target, stored = existing.fields, existing.spec.stored
-        for key, rep in _nan_reps(plan, parts).items():
-            name = target[matching_key(target, key)]
-            if existing.nan_reps.get(name) != rep:
-                raise ValueError(
-                    f"{plan.path}: node {plan.node}: {_describe_key(key)} has missing values, stored as {rep!r}, "
-                    f"but the existing table marks them as {existing.nan_reps.get(name)!r}: fill them (fillna), "
-                    "or append with pandas"
-                )
-        for key, size in sizes.items():
-            name = target.get(next((k for k in target if same_key(k, key)), key))
-            have = leaf_dtype(stored, name).base.itemsize if name else size
-            if size > have:
-                raise ValueError(
-                    f"{plan.path}: node {plan.node}: {_describe_key(key)} holds strings of {size} bytes, "
-                    f"but the existing table stores at most {have} (pandas refuses the same append)"
-                )
-        _check_template_accepts(plan, parts[0].sample, existing.template)
-        _check_fits(plan, parts, stored, target)
-        spec = dataclasses.replace(
-            existing.spec,
-            shape=(existing.rows + total,),
-            region=(slice(existing.rows, existing.rows + total),),
-        )
-        return FrameSchema(spec, dict(target), offsets, existing.template)
     if plan.fmt == "pandas":
         reps = _nan_reps(plan, parts)
         template, (target, stored, title, indexed) = _new_pandas_template(plan, parts[0].sample, sizes, reps)
@@ -412,10 +428,18 @@ def _schema(plan: FramePlan, infos: list[PartInfo]) -> FrameSchema:
         stored = _tables_dtype(parts, sizes)
         target, title = {k: k for k in parts[0].fields}, plan.title
     _check_fits(plan, parts, stored, target)
+    total = sum(i.rows for i in parts)
     node = plan.node + "/table" if plan.fmt == "pandas" else plan.node
     placeholder = da.empty((total,), dtype=stored, chunks=(total,))
     spec, _ = new_spec(
-        placeholder, node, plan.filters, plan.chunkshape, False, title, plan.overwrite, plan.createparents
+        placeholder,
+        node,
+        plan.filters,
+        plan.chunkshape,
+        False,
+        plan.title or title,
+        plan.overwrite,
+        plan.createparents,
     )
     if plan.fmt == "pandas":
         spec = dataclasses.replace(spec, node=plan.node, kind="frame")
