@@ -219,7 +219,8 @@ def _commit_into_existing(plan: WritePlan, make_node: NodeMaker, sidecars: dict[
                 _write_staged(leaf, spec, sidecars.get(index, []))
                 continue
             # checked again: another writer may have changed the file since the plan
-            check_replaceable(existing_node(h5, spec.node), plan.path, spec.node, spec.overwrite)
+            found = existing_node(h5, spec.node)
+            check_replaceable(found, plan.path, spec.node, spec.overwrite, frame=spec.kind == "frame")
             check_parents(h5, plan.path, spec.node, spec.createparents)
             tmp = "/" + plan.temp_name(index)
             if existing_node(h5, tmp) is not None:  # left by a commit whose worker was killed
@@ -260,6 +261,11 @@ def to_tables(
     extendable: bool | None = None,
     region: tuple[slice, ...] | slice | None = None,
     compute: bool = True,
+    format: str = "pandas",
+    data_columns: Sequence[str] | bool | None = None,
+    index: bool = True,
+    append: bool = False,
+    min_itemsize: Mapping[str, int] | None = None,
 ) -> Delayed | None:
     """Write a dask array into a PyTables node, compressing in parallel, all or nothing.
 
@@ -272,11 +278,17 @@ def to_tables(
     only in one final step, after every block was computed.  Works under
     every dask scheduler, ``dask.distributed`` included.
 
+    A dask (or pandas) DataFrame or Series becomes a table instead: pandas'
+    ``HDFStore`` "table" format (``format="pandas"``, read back by
+    ``pandas.read_hdf``), or a plain PyTables ``Table`` (``format="tables"``);
+    see the frame parameters below and ``docs/writing.rst``.
+
     Parameters
     ----------
-    x : dask.array.Array, numpy.ndarray, or dict of node -> array
+    x : dask.array.Array, numpy.ndarray, dict of node -> array, or a data frame
         What to write.  A dict writes several nodes of ``path`` from one
-        graph, with one final step (``node`` must then be ``None``).
+        graph, with one final step (``node`` must then be ``None``).  A
+        dask or pandas DataFrame or Series is written as a table.
     path : str or os.PathLike
         The HDF5 file.  A new file is built whole under a temporary name
         and moved into place; an existing one gets the new nodes.
@@ -312,6 +324,32 @@ def to_tables(
     compute : bool, optional
         Run the write now (default) and return ``None``; ``False`` returns a
         ``dask.delayed.Delayed`` that writes when computed.
+    format : {"pandas", "tables"}, optional
+        Frames only.  ``"pandas"`` (default): pandas' ``HDFStore`` "table"
+        format under the key ``node`` (a group holding ``table``), read back
+        by ``pandas.read_hdf``, ``HDFStore.select(where=...)`` and
+        :func:`dask_tables.read_table`.  ``"tables"``: a plain ``Table``,
+        one column per frame column (``"a/b"`` nests ``b`` in ``a``),
+        strings as UTF-8 bytes.
+    data_columns : list of str or True, optional
+        Frames, ``format="pandas"``: the columns stored as their own table
+        columns (queryable in ``where``), as in pandas.
+    index : bool, optional
+        Frames.  ``format="pandas"``: make PyTables indexes on the index and
+        the data columns, as pandas does (default ``True``).
+        ``format="tables"``: store the frame's index as the first column,
+        named by the index name (or ``"index"``).
+    append : bool, optional
+        Frames, ``format="pandas"``: add the rows to the existing table
+        ``node``, whose schema the frame must match (else ``ValueError``
+        naming the column).  Also all or nothing.
+    min_itemsize : dict of str -> int, optional
+        Frames: the stored size in bytes of string columns (a column name,
+        ``"index"``, or ``"values"`` for every string column that is not a
+        data column); by default the longest string of any partition.
+        A size smaller than a column's longest string raises ``ValueError``
+        naming the column.  As in pandas, a column named here becomes a data
+        column.
 
     Returns
     -------
@@ -365,8 +403,44 @@ def to_tables(
     >>> dask_tables.to_tables(-x[:10], "out.h5", "/results/field", region=(slice(90, 100),))
     >>> float(dask_tables.from_tables("out.h5", "/results/field")[95, 0].compute())
     -50.0
+
+    A data frame, in pandas' format:
+
+    >>> import dask.dataframe as dd, pandas as pd
+    >>> df = dd.from_pandas(pd.DataFrame({"a": range(6), "s": list("uvwxyz")}), npartitions=2)
+    >>> dask_tables.to_tables(df, "out.h5", "/frame", data_columns=["a"])
+    >>> pd.read_hdf("out.h5", "frame", where="a > 3")["s"].tolist()
+    ['y', 'z']
     """
     path = os.path.abspath(os.fspath(path))
+    if _is_frame(x):
+        from .framewrite import frame_to_tables
+
+        if region is not None or extendable is not None:
+            raise TypeError(f"{path}: region= and extendable= are for arrays, not data frames")
+        if node is None:
+            raise TypeError("to_tables: give the node to write, e.g. to_tables(df, 'out.h5', '/df')")
+        return frame_to_tables(
+            x,
+            path,
+            node,
+            format=format,
+            data_columns=data_columns,
+            index=index,
+            filters=filters,
+            chunkshape=chunkshape,
+            title=title,
+            createparents=createparents,
+            append=append,
+            overwrite=overwrite,
+            min_itemsize=min_itemsize,
+            compute=compute,
+        )
+    frame_only = {"format": format != "pandas", "data_columns": data_columns is not None, "index": not index}
+    frame_only.update(append=append, min_itemsize=min_itemsize is not None)
+    if any(frame_only.values()):
+        given = ", ".join(k for k, v in frame_only.items() if v)
+        raise TypeError(f"to_tables: {given} are for data frames, not arrays")
     if isinstance(x, Mapping):
         if node is not None:
             raise TypeError("to_tables: give either a dict {node: array} or one array and its node")
@@ -454,6 +528,17 @@ def to_tables(
     finally:
         _remove_work(plan.work)
     return None
+
+
+def _is_frame(x: Any) -> bool:
+    """A pandas or dask DataFrame or Series (checked without importing pandas for arrays)."""
+    module = type(x).__module__
+    if not (module.startswith("pandas") or module.startswith("dask")):
+        return False
+    import dask.dataframe as dd
+    import pandas as pd
+
+    return isinstance(x, (pd.DataFrame, pd.Series, dd.DataFrame, dd.Series))
 
 
 def _remove_work(work: str, attempts: int = 5) -> None:

@@ -102,7 +102,9 @@ class NodeSpec:
     """One node to write: everything a task needs, and nothing open."""
 
     node: str  # its final path
-    kind: str  # "carray", "earray", "table", "scalar" (a new node) or "region" (into an existing one)
+    # "carray", "earray", "table", "scalar" (a new node), "region" (into an existing one),
+    # or "frame" (a pandas frame's group, whose "table" is a "table": dask_tables.framewrite)
+    kind: str
     shape: tuple[int, ...]  # the node's shape
     chunkshape: tuple[int, ...] | None  # None: a contiguous existing node (region only)
     stored: np.dtype  # one element as stored, in the file's byte order
@@ -408,11 +410,17 @@ def existing_node(h5: tables.File | None, node: str) -> tables.Node | None:
         return None
 
 
-def check_replaceable(found: tables.Node | None, path: str, node: str, overwrite: bool) -> None:
-    """An existing node may be replaced only with ``overwrite``, and never a group (with all inside)."""
+def check_replaceable(
+    found: tables.Node | None, path: str, node: str, overwrite: bool, frame: bool = False
+) -> None:
+    """An existing node may be replaced only with ``overwrite``, and never a group (with all inside).
+
+    With ``frame`` (a pandas frame being written), the group of a pandas
+    frame (``HDFStore`` format "table") is replaceable: it is the frame.
+    """
     if found is None:
         return
-    if isinstance(found, tables.Group):
+    if isinstance(found, tables.Group) and not (frame and "pandas_type" in found._v_attrs._v_attrnamesuser):
         raise NodeExistsError(
             path, node, f"{node} is a group; to_tables replaces a leaf, never a group and all it holds"
         )

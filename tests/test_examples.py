@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import tables
 
@@ -47,6 +48,7 @@ def test_every_example_is_tested():
         "from_tables_mean.py",
         "read_table_where.py",
         "xarray_open.py",
+        "frame_to_tables.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -68,3 +70,23 @@ def test_read_table_example_prints_what_pytables_selects(tmp_path, scheduler):
     printed = {int(line.split()[0]): float(line.split()[1]) for line in per_detector[1:]}
     expected = {d: selected["energy"][selected["detector"] == d].mean() for d in range(4)}
     assert printed == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "processes"])
+def test_frame_to_tables_example_prints_what_pandas_reads(tmp_path, scheduler):
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "frame_to_tables.py"), scheduler],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    selected, mean, longest = done.stdout.strip().splitlines()
+    written = pd.read_hdf(tmp_path / "frame.h5", "events")
+    assert len(written) == 50_000
+    assert written.index.is_monotonic_increasing
+    high = written[written["energy"] > 10.5]
+    assert int(selected.removeprefix("Selected: ")) == len(high)
+    assert float(mean.removeprefix("Mean: ")) == pytest.approx(high["energy"].mean(), rel=1e-12)
+    assert int(longest.removeprefix("Longest station: ")) == len("station-xxxx0")

@@ -1,0 +1,110 @@
+"""Benchmark: writing a dask DataFrame with ``to_tables`` against ``dd.to_hdf`` and pandas' ``to_hdf``.
+
+The frame: ``--rows`` rows (10 million by default) in ``--partitions``
+partitions, an int64, a float64, a string (``str``, up to 12 characters)
+and a categorical column, and a DatetimeIndex; every method writes pandas'
+table format (``format="table"``, no data columns), with zlib level 1 +
+shuffle, and uncompressed.  Each dask method builds the partitions inside
+its graph (``dd.from_map``, so the processes scheduler generates them where
+it writes them); pandas gets the whole frame, built before the clock starts.
+
+* ``pandas``: ``DataFrame.to_hdf`` of the whole frame (serial);
+* ``dd.to_hdf``: ``dask.dataframe.DataFrame.to_hdf`` (threads; it writes one
+  partition after another under a lock);
+* ``to_tables``: ``dask_tables.to_tables`` on dask's threads;
+* ``to_tables-processes``: the same on the processes scheduler.
+
+Every file is read back with ``pandas.read_hdf`` and compared with the frame.
+Prints seconds and the ratio of each to ``dd.to_hdf`` (higher is faster).
+
+Run: ``python benchmarks/bench_frame_write.py`` (options: ``--rows``,
+``--partitions``, ``--cases``, ``--methods``, ``--dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import tables
+
+import dask_tables
+
+CASES = {"zlib": ("zlib", 1), "uncompressed": (None, 0)}
+METHODS = ["pandas", "dd.to_hdf", "to_tables", "to_tables-processes"]
+VOCABULARY = np.array([f"name-{i:0{1 + i % 7}d}" for i in range(1000)], dtype=object)
+
+
+def partition(number: int, rows: int) -> pd.DataFrame:
+    """Partition ``number`` of the frame (deterministic)."""
+    rng = np.random.default_rng(number)
+    start = pd.Timestamp("2020-01-01") + pd.Timedelta(seconds=rows * number)
+    return pd.DataFrame(
+        {
+            "i": rng.integers(0, 1_000_000, rows),
+            "f": rng.random(rows),
+            "s": pd.array(VOCABULARY[rng.integers(0, len(VOCABULARY), rows)], dtype="str"),
+            "c": pd.Categorical.from_codes(rng.integers(0, 8, rows), categories=list("abcdefgh")),
+        },
+        index=pd.date_range(start, periods=rows, freq="s", name="time"),
+    )
+
+
+def dask_frame(rows: int, partitions: int) -> dd.DataFrame:
+    per = rows // partitions
+    return dd.from_map(partition, range(partitions), rows=per, meta=partition(0, 0))
+
+
+def write(method: str, path: Path, case: str, rows: int, partitions: int, whole: pd.DataFrame) -> None:
+    complib, complevel = CASES[case]
+    if method == "pandas":
+        whole.to_hdf(path, key="df", format="table", complib=complib, complevel=complevel, mode="w")
+    elif method == "dd.to_hdf":
+        kwargs = {"complib": complib, "complevel": complevel} if complib else {}
+        dask_frame(rows, partitions).to_hdf(path, "/df", format="table", scheduler="threads", **kwargs)
+    else:
+        filters = tables.Filters(complib=complib, complevel=complevel, shuffle=True) if complib else None
+        scheduler = "processes" if method.endswith("processes") else "threads"
+        with dask.config.set(scheduler=scheduler):
+            dask_tables.to_tables(dask_frame(rows, partitions), path, "/df", filters=filters)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--dir", default=None, help="folder for the files (default: a temporary one)")
+    args = parser.parse_args()
+    rows = args.rows // args.partitions * args.partitions
+    whole = dask_frame(rows, args.partitions).compute(scheduler="threads")
+    print(f"{rows:,} rows in {args.partitions} partitions; dask {dask.__version__}, pandas {pd.__version__}")
+    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+        for case in args.cases:
+            seconds: dict[str, float] = {}
+            for method in args.methods:
+                path = Path(folder) / f"{case}-{method}.h5"
+                start = time.perf_counter()
+                write(method, path, case, rows, args.partitions, whole)
+                seconds[method] = time.perf_counter() - start
+                back = pd.read_hdf(path, "df")
+                pd.testing.assert_frame_equal(back, whole, check_freq=False, check_dtype=False)
+                size = os.path.getsize(path) / 2**20
+                print(f"  {case:13s} {method:20s} {seconds[method]:7.2f} s  {size:7.1f} MiB", flush=True)
+                path.unlink()
+            anchor = seconds.get("dd.to_hdf")
+            if anchor:
+                ratios = ", ".join(f"{m} {anchor / s:.2f}x" for m, s in seconds.items() if m != "dd.to_hdf")
+                print(f"  {case}: speed vs dd.to_hdf: {ratios}")
+
+
+if __name__ == "__main__":
+    main()

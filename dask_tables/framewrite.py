@@ -1,0 +1,718 @@
+"""``to_tables`` for dask DataFrames and Series: pandas' table format, or a plain PyTables table.
+
+The array writer (:mod:`dask_tables.store`) does the hard parts; this module
+adds what a frame needs before its rows are chunks of a table.  One graph:
+
+1. **Plan** (in the caller): the inputs are checked (file, node, format,
+   known categories), and for ``append=True`` the existing pandas table is
+   read: its record dtype, its storage, and its group (with a zero-row
+   table) as an in-memory HDF5 image, the template.
+2. **Records** (one task per partition, the only pass over the data): the
+   partition becomes table records (:mod:`dask_tables.framecodec`: pandas
+   itself converts for ``format="pandas"``), saved raw in the work folder;
+   the task returns their string sizes and layout.
+3. **Schema** (one task): each string column gets the largest size of any
+   partition (or ``min_itemsize``), so a later partition with longer strings
+   never fails; for a new pandas table, pandas writes one row with those
+   sizes into an in-memory file, which becomes the template (attributes,
+   values blocks, categories); the node's storage is planned as the array
+   writer plans a table (:func:`dask_tables.writeplan.new_spec`).
+4. **Encode** (one task per partition, reading only the staged records):
+   records widened to the final dtype, cut into HDF5 chunks and encoded with
+   no lock held (:func:`dask_tables.staging.block_pieces`) into a sidecar.
+5. **Commit** (one task): the array writer's final step
+   (:func:`dask_tables.store._commit_into_existing`): the node is built
+   under a temporary name and moved into place (a new file is built whole
+   in the work folder, then ``os.replace``-d); an append grows the table in
+   place.  PyTables indexes are made on the index and data columns, as
+   pandas makes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import tables
+from dask.dataframe.utils import has_known_categories
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+
+from .framecodec import (
+    FieldKey,
+    Records,
+    block_key,
+    frame_records,
+    leaf_dtype,
+    matching_key,
+    nested_dtype,
+    same_key,
+    widen,
+)
+from .registry import get_lock, synchronized_file
+from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
+from .writelock import write_lock
+from .writeplan import (
+    NodeSpec,
+    WritePlan,
+    check_node_name,
+    check_not_open_here,
+    check_parents,
+    check_replaceable,
+    check_writable,
+    create_node,
+    existing_node,
+    new_spec,
+    node_pipeline,
+    region_spec,
+)
+
+__all__ = ["frame_to_tables"]
+
+FORMATS = ("pandas", "tables")
+
+
+@dataclass(frozen=True)
+class ExistingTable:
+    """The pandas table that ``append=True`` adds rows to, as the plan found it."""
+
+    spec: NodeSpec  # its table, as the array writer's region spec (shape: the rows it has)
+    rows: int
+    fields: dict[FieldKey, str]
+    template: bytes  # an HDF5 image of its group, with a zero-row table
+    nan_reps: dict[str, str]  # field -> its missing-value string, where the table has one
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """One frame write: everything its tasks need, picklable, nothing open."""
+
+    path: str
+    node: str  # the pandas key (a group holding "table"), or the table
+    fmt: str
+    data_columns: tuple[str, ...] | bool | None
+    index: bool
+    filters: tables.Filters | None
+    chunkshape: int | None
+    min_itemsize: tuple[tuple[str, int], ...]
+    title: str
+    overwrite: bool
+    createparents: bool
+    new_file: bool
+    work: str
+    token: str
+    categories: tuple[tuple[str, tuple[Any, ...], bool], ...]  # column, categories, ordered
+    existing: ExistingTable | None = None
+    work_made_by_caller: bool = False
+
+    def write_plan(self, spec: NodeSpec) -> WritePlan:
+        """The array writer's plan of the node ``spec``."""
+        return WritePlan(self.path, self.new_file, self.work, self.token, (spec,), self.work_made_by_caller)
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """What a records task tells the schema task about its partition."""
+
+    number: int
+    rows: int
+    file: str | None  # the staged records (.npy)
+    fields: dict[FieldKey, str]
+    dtype: np.dtype | None
+    sample: pd.DataFrame | pd.Series | None  # its first row (pandas format)
+    nan_reps: dict[FieldKey, str] = dataclasses.field(default_factory=dict)
+    nan_literals: frozenset[FieldKey] = frozenset()
+
+
+@dataclass(frozen=True)
+class FrameSchema:
+    """The table every partition is written into, decided once all partitions are known."""
+
+    spec: NodeSpec | None  # None: no rows at all, nothing to write
+    target: dict[FieldKey, str]
+    offsets: tuple[int, ...]  # first row of each partition in the node
+    template: bytes = b""
+    indexed: tuple[str, ...] = ()  # columns pandas indexes (PyTables indexes)
+
+
+# ---------------------------------------------------------------- in-memory HDF5 images
+
+
+@contextlib.contextmanager
+def _memory_store(image: bytes | None = None) -> Any:
+    """A pandas ``HDFStore`` on an in-memory HDF5 file (from ``image``), with the lock held."""
+    name = f"dask-tables-template-{uuid.uuid4().hex}.h5"
+    kwargs: dict[str, Any] = {"driver": "H5FD_CORE", "driver_core_backing_store": 0}
+    if image is not None:
+        kwargs["driver_core_image"] = image
+    with get_lock(), pd.HDFStore(name, mode="a" if image else "w", **kwargs) as store:
+        yield store
+
+
+def _template_of_existing(group: tables.Group) -> bytes:
+    """An image of a pandas frame's group: attributes, categories, and its table without rows."""
+    with _memory_store() as store:
+        h5 = store._handle
+        copy = group._f_copy(h5.root, group._v_name, recursive=False)
+        for child in group._f_iter_nodes():
+            if child._v_name == "table":
+                child.copy(copy, "table", stop=0)
+            else:
+                child._f_copy(copy, child._v_name, recursive=True)
+        h5.flush()
+        return h5.get_file_image()
+
+
+def _key(node: str) -> str:
+    return node.strip("/")
+
+
+# ---------------------------------------------------------------- the tasks
+
+
+def _check_categories(plan: FramePlan, part: pd.DataFrame | pd.Series) -> None:
+    frame = part.to_frame() if isinstance(part, pd.Series) else part
+    for column, categories, ordered in plan.categories:
+        dtype = frame[column].dtype if column in frame.columns else frame.index.dtype
+        if tuple(dtype.categories) != categories or bool(dtype.ordered) != ordered:
+            raise ValueError(
+                f"{plan.path}: node {plan.node}: column {column!r} has categories {list(dtype.categories)} "
+                f"in one partition, {list(categories)} in the frame's meta; every partition must hold the "
+                "same categories (df[col].cat.set_categories(...), or df.categorize())"
+            )
+
+
+def _without_freq(sample: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+    """``sample`` with no index ``freq``: pandas would store the one row's as the whole table's."""
+    index = sample.index
+    if isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)) and index.freq is not None:
+        sample = sample.copy()
+        sample.index = type(index)(index, freq=None)
+    return sample
+
+
+def _stage_records(plan: FramePlan, part: Any, number: int, work: str) -> PartInfo:
+    """Task: one partition as table records, saved raw in the work folder (the one pass over the data)."""
+    if not os.path.isdir(work):
+        raise FileNotFoundError(f"{plan.path}: the work folder {work} is gone (the write was abandoned)")
+    if len(part) == 0:
+        return PartInfo(number, 0, None, {}, None, None)
+    _check_categories(plan, part)
+    try:
+        records = frame_records(part, plan.fmt, plan.data_columns, plan.index)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{plan.path}: node {plan.node}: {err}") from None
+    file = os.path.join(work, f"records-{number}.npy")
+    tmp = f"{file}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npy"
+    np.save(tmp, records.records, allow_pickle=False)
+    os.replace(tmp, file)  # a retried task finds either nothing or the whole file
+    sample = _without_freq(part.iloc[:1]) if plan.fmt == "pandas" else None
+    return PartInfo(
+        number,
+        len(part),
+        file,
+        records.fields,
+        records.records.dtype,
+        sample,
+        records.nan_reps,
+        records.nan_literals,
+    )
+
+
+def _string_sizes(parts: Sequence[PartInfo]) -> dict[FieldKey, int]:
+    sizes: dict[FieldKey, int] = {}
+    for info in parts:
+        for key, name in info.fields.items():
+            field = leaf_dtype(info.dtype, name).base
+            if field.kind == "S":
+                canonical = next((k for k in sizes if same_key(k, key)), key)
+                sizes[canonical] = max(sizes.get(canonical, 1), field.itemsize)
+    return sizes
+
+
+def _describe_key(key: FieldKey) -> str:
+    return f"column {key!r}" if isinstance(key, str) else f"column(s) {', '.join(map(repr, key))}"
+
+
+def _apply_min_itemsize(plan: FramePlan, sizes: dict[FieldKey, int]) -> dict[FieldKey, int]:
+    """``min_itemsize`` sets a string column's size; smaller than its longest string raises."""
+    final = dict(sizes)
+    for name, size in plan.min_itemsize:
+        keys = [k for k in sizes if (k == name if isinstance(k, str) else name == "values" or name in k)]
+        if not keys and name != "values":
+            raise ValueError(
+                f"{plan.path}: node {plan.node}: min_itemsize names {name!r}, which is not a string column"
+            )
+        for key in keys:
+            if size < sizes[key]:
+                raise ValueError(
+                    f"{plan.path}: node {plan.node}: min_itemsize[{name!r}]={size}, but "
+                    f"{_describe_key(key)} holds strings of {sizes[key]} bytes"
+                )
+            final[key] = size
+    return final
+
+
+def _nan_reps(plan: FramePlan, parts: Sequence[PartInfo]) -> dict[FieldKey, str]:
+    """The missing-value string of each string field: the same in every partition that has one.
+
+    pandas picks it per column from the whole frame ("nan", or "_nan_" when
+    "nan" is a value); partitions pick their own, so a column with missing
+    values in one partition and the value "nan" in another is refused.
+    """
+    reps: dict[FieldKey, str] = {}
+    for info in parts:
+        for key, rep in info.nan_reps.items():
+            canonical = next((k for k in reps if same_key(k, key)), key)
+            if reps.setdefault(canonical, rep) != rep:
+                raise ValueError(
+                    f"{plan.path}: node {plan.node}: {_describe_key(key)} holds the string 'nan' and missing "
+                    "values, in different partitions; pandas stores one marker per column: fill the missing "
+                    "values (fillna) or write the frame with pandas"
+                )
+    for info in parts:
+        for key in info.nan_literals:
+            if any(same_key(k, key) and rep == "nan" for k, rep in reps.items()):
+                raise ValueError(
+                    f"{plan.path}: node {plan.node}: {_describe_key(key)} holds the string 'nan' in partition "
+                    f"{info.number} and missing values in another; pandas stores one marker per column: fill "
+                    "the missing values (fillna) or write the frame with pandas"
+                )
+    return reps
+
+
+def _set_nan_reps(table: tables.Table, target: Mapping[FieldKey, str], reps: Mapping[FieldKey, str]) -> None:
+    for key, name in target.items():
+        rep = next((r for k, r in reps.items() if same_key(k, key)), None)
+        if rep is not None:
+            table.attrs[f"{name}_nan_rep"] = rep
+
+
+def _new_pandas_template(
+    plan: FramePlan, sample: Any, sizes: dict[FieldKey, int], reps: Mapping[FieldKey, str]
+) -> tuple[bytes, Any]:
+    """pandas writes ``sample`` (one row) with the final string sizes: the table's template."""
+    min_itemsize = {k: n for k, n in sizes.items() if isinstance(k, str)}
+    blocks = [n for k, n in sizes.items() if isinstance(k, tuple)]
+    if blocks:
+        min_itemsize["values"] = max(blocks)
+    with _memory_store() as store:
+        store.append(
+            _key(plan.node),
+            sample,
+            format="table",
+            data_columns=plan.data_columns,
+            min_itemsize=min_itemsize or None,
+            index=False,
+        )
+        store._handle.flush()
+        storer = store.get_storer(_key(plan.node))
+        table = storer.table
+        target = {block_key(table, n): n for n in table.colnames}
+        _set_nan_reps(table, target, reps)
+        indexed = tuple(a.cname for a in storer.axes if a.is_data_indexable)
+        return store._handle.get_file_image(), (target, table.dtype, table.title, indexed)
+
+
+def _check_template_accepts(plan: FramePlan, sample: Any, template: bytes) -> None:
+    """pandas' own checks of an append (columns, dtypes, data columns, categories) on one row."""
+    with _memory_store(template) as store:
+        try:
+            store.append(_key(plan.node), sample, format="table", index=False)
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(
+                f"{plan.path}: node {plan.node}: the frame does not fit the existing table: {err}"
+            ) from None
+
+
+def _check_fits(plan: FramePlan, parts: Sequence[PartInfo], stored: np.dtype, target: Mapping) -> None:
+    """Every partition holds every field of the table, with its dtype (strings: any size)."""
+    for info in parts:
+        for key, name in target.items():
+            have = next((k for k in info.fields if same_key(k, key)), None)
+            if have is None:
+                raise ValueError(
+                    f"{plan.path}: node {plan.node}: partition {info.number} lacks {_describe_key(key)}"
+                )
+            got = leaf_dtype(info.dtype, info.fields[have])
+            want = leaf_dtype(stored, name)
+            same = got.base.kind == want.base.kind == "S" or got.base == want.base.newbyteorder("=")
+            if not same or got.shape != want.shape:
+                raise ValueError(
+                    f"{plan.path}: node {plan.node}: {_describe_key(key)} is stored as {want} but partition "
+                    f"{info.number} has {got}"
+                )
+
+
+def _tables_dtype(parts: Sequence[PartInfo], sizes: Mapping[FieldKey, int]) -> np.dtype:
+    first = parts[0]
+    columns = []
+    for key, name in first.fields.items():
+        dtype = leaf_dtype(first.dtype, name)
+        columns.append((name, np.dtype(f"S{sizes[key]}") if dtype.kind == "S" else dtype))
+    return nested_dtype(columns)
+
+
+def _schema(plan: FramePlan, infos: list[PartInfo]) -> FrameSchema:
+    """Task: the table's record dtype and storage, once every partition's records are staged."""
+    infos = sorted(infos, key=lambda i: i.number)
+    starts = np.cumsum([0, *(i.rows for i in infos)])[:-1]
+    base = plan.existing.rows if plan.existing else 0
+    offsets = tuple(int(base + s) for s in starts)
+    parts = [i for i in infos if i.rows]
+    if not parts:
+        return FrameSchema(None, {}, offsets)
+    sizes = _apply_min_itemsize(plan, _string_sizes(parts))
+    if plan.existing is not None:
+        return _append_schema(plan, plan.existing, parts, sizes, offsets)
+    return _new_schema(plan, parts, sizes, offsets)
+
+
+def _append_schema(
+    plan: FramePlan,
+    existing: ExistingTable,
+    parts: Sequence[PartInfo],
+    sizes: Mapping[FieldKey, int],
+    offsets: tuple[int, ...],
+) -> FrameSchema:
+    """The existing table's schema, once the partitions are checked against it."""
+    target, stored = existing.fields, existing.spec.stored
+    for key, rep in _nan_reps(plan, parts).items():
+        name = target[matching_key(target, key)]
+        if existing.nan_reps.get(name) != rep:
+            raise ValueError(
+                f"{plan.path}: node {plan.node}: {_describe_key(key)} has missing values, stored as {rep!r}, "
+                f"but the existing table marks them as {existing.nan_reps.get(name)!r}: fill them (fillna), "
+                "or append with pandas"
+            )
+    for key, size in sizes.items():
+        have = leaf_dtype(stored, target[matching_key(target, key)]).base.itemsize
+        if size > have:
+            raise ValueError(
+                f"{plan.path}: node {plan.node}: {_describe_key(key)} holds strings of {size} bytes, "
+                f"but the existing table stores at most {have} (pandas refuses the same append)"
+            )
+    _check_template_accepts(plan, parts[0].sample, existing.template)
+    _check_fits(plan, parts, stored, target)
+    total = sum(i.rows for i in parts)
+    spec = dataclasses.replace(
+        existing.spec,
+        shape=(existing.rows + total,),
+        region=(slice(existing.rows, existing.rows + total),),
+    )
+    return FrameSchema(spec, dict(target), offsets, existing.template)
+
+
+def _new_schema(
+    plan: FramePlan, parts: Sequence[PartInfo], sizes: Mapping[FieldKey, int], offsets: tuple[int, ...]
+) -> FrameSchema:
+    """A new node's schema: pandas' template (or the plain records' dtype), and its storage."""
+    template = b""
+    indexed: tuple[str, ...] = ()
+    if plan.fmt == "pandas":
+        reps = _nan_reps(plan, parts)
+        template, (target, stored, title, indexed) = _new_pandas_template(plan, parts[0].sample, sizes, reps)
+    else:
+        stored = _tables_dtype(parts, sizes)
+        target, title = {k: k for k in parts[0].fields}, plan.title
+    _check_fits(plan, parts, stored, target)
+    total = sum(i.rows for i in parts)
+    node = plan.node + "/table" if plan.fmt == "pandas" else plan.node
+    placeholder = da.empty((total,), dtype=stored, chunks=(total,))
+    spec, _ = new_spec(
+        placeholder,
+        node,
+        plan.filters,
+        plan.chunkshape,
+        False,
+        plan.title or title,
+        plan.overwrite,
+        plan.createparents,
+    )
+    if plan.fmt == "pandas":
+        spec = dataclasses.replace(spec, node=plan.node, kind="frame")
+    return FrameSchema(spec, dict(target), offsets, template, indexed if plan.index else ())
+
+
+def _encode_part(plan: FramePlan, schema: FrameSchema, info: PartInfo, work: str) -> str | None:
+    """Task: one partition's staged records widened to the final dtype, encoded (no lock held) into a sidecar."""
+    if not info.rows or schema.spec is None:
+        return None
+    if not os.path.isdir(work):
+        raise FileNotFoundError(f"{plan.path}: the work folder {work} is gone (the write was abandoned)")
+    records = np.load(info.file, mmap_mode="r", allow_pickle=False)
+    rows = widen(Records(records, info.fields), schema.spec.stored, schema.target)
+    spec = schema.spec if schema.spec.kind != "frame" else dataclasses.replace(schema.spec, kind="table")
+    sidecar = os.path.join(work, f"part-{info.number}")
+    write_sidecar(sidecar, block_pieces(rows, spec, (schema.offsets[info.number],)), 1)
+    return sidecar
+
+
+def _fill_table(table: tables.Table, spec: NodeSpec, sidecars: Sequence[str]) -> None:
+    for sidecar in sidecars:
+        write_pieces(table, read_sidecar(sidecar, spec.stored))
+
+
+def _make_pandas_node(
+    schema: FrameSchema, sidecars: Sequence[str], path: str, h5: tables.File, index: int, name: str
+) -> None:
+    """The pandas frame's group, made at ``/name`` of ``h5``: the template's, with the staged rows."""
+    spec = dataclasses.replace(schema.spec, kind="table")
+    with _memory_store(schema.template) as store:
+        group = next(iter(store._handle.root._f_iter_nodes()))
+        copy = group._f_copy(h5.root, name, recursive=False)
+        for child in group._f_iter_nodes():
+            if child._v_name != "table":
+                child._f_copy(copy, child._v_name, recursive=True)
+        template_table = group.table
+        table = create_node(h5, copy._v_pathname, "table", spec, createparents=False)
+        template_table.attrs._f_copy(table)
+    if node_pipeline(table) != spec.pipeline:
+        raise RuntimeError(f"{path}: node {spec.node}: PyTables built another filter pipeline")
+    _fill_table(table, spec, sidecars)
+    table.flush()
+    for column in schema.indexed:
+        table.colinstances[column].create_index()
+
+
+def _make_tables_node(
+    schema: FrameSchema, sidecars: Sequence[str], path: str, h5: tables.File, index: int, name: str
+) -> None:
+    table = create_node(h5, "/", name, schema.spec, createparents=False)
+    if node_pipeline(table) != schema.spec.pipeline:
+        raise RuntimeError(f"{path}: node {schema.spec.node}: PyTables built another filter pipeline")
+    _fill_table(table, schema.spec, sidecars)
+
+
+def _append(plan: FramePlan, schema: FrameSchema, sidecars: Sequence[str]) -> None:
+    """Grow the existing table in place and write the staged rows; on an error, shrink it back."""
+    assert plan.existing is not None and schema.spec is not None
+    with write_lock(plan.path, os.path.dirname(plan.path)), synchronized_file(plan.path, "a") as h5:
+        table = h5.get_node(plan.node + "/table")
+        if int(table.nrows) != plan.existing.rows or table.dtype != plan.existing.spec.stored:
+            raise ValueError(
+                f"{plan.path}: node {plan.node}: the table changed while the append was computed "
+                f"({plan.existing.rows} rows when planned, {int(table.nrows)} now)"
+            )
+        try:
+            table.truncate(schema.spec.shape[0])
+            _fill_table(table, schema.spec, sidecars)
+            table.flush()
+        except BaseException:
+            table.truncate(plan.existing.rows)
+            raise
+        finally:
+            if table.indexed:
+                table.reindex()  # write_chunk bypasses PyTables' index updates
+
+
+def _commit(plan: FramePlan, schema: FrameSchema, staged: list[str | None]) -> None:
+    """Task: the one step that changes the target file."""
+    from .store import _commit_into_existing
+
+    try:
+        if schema.spec is None:
+            return
+        sidecars = [s for s in staged if s is not None]
+        if plan.existing is not None:
+            _append(plan, schema, sidecars)
+            return
+        maker = _make_pandas_node if plan.fmt == "pandas" else _make_tables_node
+        wplan = plan.write_plan(schema.spec)
+        if plan.new_file:
+            built = dataclasses.replace(wplan, path=wplan.temp_file)
+            with get_lock():  # only this task knows the work file: no other writer's lock needed
+                _commit_into_existing(built, functools.partial(maker, schema, sidecars, built.path), {})
+            with write_lock(plan.path, os.path.dirname(plan.path)):
+                if not os.path.lexists(plan.path):
+                    os.replace(wplan.temp_file, plan.path)
+                    return
+        with write_lock(plan.path, os.path.dirname(plan.path)):
+            _commit_into_existing(wplan, functools.partial(maker, schema, sidecars, plan.path), {})
+    finally:
+        shutil.rmtree(plan.work, ignore_errors=True)
+
+
+def _prepare(plan: FramePlan) -> str:
+    """Task: the work folder."""
+    if not plan.work_made_by_caller:
+        os.makedirs(plan.work, exist_ok=True)
+    elif not os.path.isdir(plan.work):
+        raise FileNotFoundError(f"{plan.path}: the work folder {plan.work} is gone (the write was abandoned)")
+    return plan.work
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def _as_frame(df: Any, node: str) -> dd.DataFrame | dd.Series:
+    if isinstance(df, (pd.DataFrame, pd.Series)):
+        return dd.from_pandas(df, npartitions=1)
+    if isinstance(df, (dd.DataFrame, dd.Series)):
+        return df
+    raise TypeError(
+        f"node {node}: to_tables writes frames as dask or pandas DataFrames/Series, not {type(df)}"
+    )
+
+
+def _known_categories(df: dd.DataFrame | dd.Series, path: str, node: str) -> tuple[Any, ...]:
+    meta = df._meta.to_frame() if isinstance(df._meta, pd.Series) else df._meta
+    found = []
+    columns = [(name, meta[name].dtype) for name in meta.columns]
+    for name, dtype in columns:
+        if isinstance(dtype, pd.CategoricalDtype):
+            if not has_known_categories(meta[name]):
+                raise ValueError(
+                    f"{path}: node {node}: column {name!r} is a categorical whose categories dask does not "
+                    f"know; make them known first: df[{name!r}] = df[{name!r}].cat.as_known(), or df.categorize()"
+                )
+            found.append((str(name), tuple(dtype.categories), bool(dtype.ordered)))
+    return tuple(found)
+
+
+def _data_columns(data_columns: Any, min_itemsize: Mapping[str, int]) -> tuple[str, ...] | bool | None:
+    """As pandas: a column named in ``min_itemsize`` becomes a data column."""
+    if data_columns is True:
+        return True
+    columns = list(data_columns or [])
+    columns += [k for k in min_itemsize if k not in ("values", "index") and k not in columns]
+    return tuple(columns) or None
+
+
+def _existing_pandas_table(h5: tables.File, path: str, node: str) -> ExistingTable:
+    from .pandas_tables import is_pandas_node
+
+    group = h5.get_node(node)
+    if not isinstance(group, tables.Group) or not is_pandas_node(group) or "table" not in group:
+        raise ValueError(
+            f"{path}: node {node} is not a pandas table (format='table'): append=True cannot add to it"
+        )
+    table = group.table
+    rows = int(table.nrows)
+    placeholder = da.empty((0,), dtype=table.dtype, chunks=(1,))
+    spec, _ = region_spec(table, placeholder, (slice(rows, rows),), path, node + "/table")
+    fields = {block_key(table, n): n for n in table.colnames}
+    attrs = table.attrs._v_attrnamesuser
+    reps = {n: str(table.attrs[f"{n}_nan_rep"]) for n in table.colnames if f"{n}_nan_rep" in attrs}
+    return ExistingTable(spec, rows, fields, _template_of_existing(group), reps)
+
+
+def frame_to_tables(
+    df: Any,
+    path: str,
+    node: str,
+    *,
+    format: str = "pandas",
+    data_columns: Sequence[str] | bool | None = None,
+    index: bool = True,
+    filters: tables.Filters | None = None,
+    chunkshape: int | None = None,
+    title: str = "",
+    createparents: bool = True,
+    append: bool = False,
+    overwrite: bool = False,
+    min_itemsize: Mapping[str, int] | None = None,
+    compute: bool = True,
+) -> Delayed | None:
+    """:func:`dask_tables.to_tables` for a dask (or pandas) DataFrame or Series; see there."""
+    if format not in FORMATS:
+        raise ValueError(f"{path}: node {node}: format={format!r}; give one of {FORMATS}")
+    node = check_node_name(node)
+    df = _as_frame(df, node)
+    min_itemsize = dict(min_itemsize or {})
+    if format == "tables" and data_columns:
+        raise ValueError(f"{path}: node {node}: data_columns is for format='pandas'")
+    if append and overwrite:
+        raise ValueError(f"{path}: node {node}: give append=True or overwrite=True, not both")
+    if isinstance(df, dd.Series) and format == "pandas" and data_columns:
+        raise ValueError(f"{path}: node {node}: a Series has no data_columns")
+    categories = _known_categories(df, path, node)
+    exists = os.path.lexists(path)
+    check_writable(path, node, exists)
+    existing = None
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(write_lock(path, os.path.dirname(path)))
+        if exists:
+            check_not_open_here(path, node)
+        h5 = stack.enter_context(synchronized_file(path, "r")) if exists else None
+        found = existing_node(h5, node)
+        if append and found is not None:
+            if format != "pandas":
+                raise ValueError(f"{path}: node {node}: append=True adds to a pandas table (format='pandas')")
+            existing = _existing_pandas_table(h5, path, node)
+        else:
+            check_replaceable(found, path, node, overwrite, frame=format == "pandas")
+            check_parents(h5, path, node, createparents)
+    token = uuid.uuid4().hex[:16]
+    folder, base = os.path.split(path)
+    plan = FramePlan(
+        path=path,
+        node=node,
+        fmt=format,
+        data_columns=_data_columns(data_columns, min_itemsize) if existing is None else True,
+        index=index,
+        filters=filters,
+        chunkshape=chunkshape,
+        min_itemsize=tuple(min_itemsize.items()),
+        title=title,
+        overwrite=overwrite,
+        createparents=createparents,
+        new_file=not exists,
+        work=os.path.join(folder, f".{base[:100]}.dask-tables-{token}"),
+        token=token,
+        categories=categories,
+        existing=existing,
+        work_made_by_caller=compute,
+    )
+    if existing is not None:
+        plan = dataclasses.replace(plan, data_columns=_existing_data_columns(existing))
+    result = _graph(plan, df)
+    if not compute:
+        return result
+    from .store import _remove_work
+
+    os.mkdir(plan.work)
+    try:
+        dask.compute(result)
+    finally:
+        _remove_work(plan.work)
+    return None
+
+
+def _existing_data_columns(existing: ExistingTable) -> tuple[str, ...] | None:
+    names = tuple(k for k in existing.fields if isinstance(k, str) and k != "index")
+    return names or None
+
+
+def _graph(plan: FramePlan, df: dd.DataFrame | dd.Series) -> Delayed:
+    """prepare -> records per partition -> schema -> encode per partition -> commit."""
+    parts = df.to_delayed()
+    token = plan.token
+    prepare_key = f"to-tables-frame-prepare-{token}"
+    schema_key = f"to-tables-frame-schema-{token}"
+    commit_key = f"to-tables-frame-{token}"
+    layer: dict[Any, Any] = {prepare_key: (_prepare, plan)}
+    infos, encoded = [], []
+    for number, part in enumerate(parts):
+        info_key = (f"to-tables-frame-records-{token}", number)
+        layer[info_key] = (_stage_records, plan, part.key, number, prepare_key)
+        infos.append(info_key)
+        encode_key = (f"to-tables-frame-encode-{token}", number)
+        layer[encode_key] = (_encode_part, plan, schema_key, info_key, prepare_key)
+        encoded.append(encode_key)
+    layer[schema_key] = (_schema, plan, infos)
+    layer[commit_key] = (_commit, plan, schema_key, encoded)
+    graph = HighLevelGraph.from_collections(commit_key, layer, dependencies=parts)
+    return Delayed(commit_key, graph)
