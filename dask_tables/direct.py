@@ -29,7 +29,7 @@ import tables
 
 from . import diagnostics
 from .chunkindex import ChunkIndex, chunk_index
-from .codecs import DecodeError, FilterPipeline, UnsupportedFilterError
+from .codecs import DecodeError, FilterPipeline, UnsupportedFilterError, stored_filters
 from .errors import CorruptChunkError, FileChangedError
 from .fingerprint import Fingerprint, check_unchanged
 from .hdf5types import stored_as_read
@@ -76,8 +76,7 @@ class ChunkLayout:
         """
         if leaf.chunkshape is None:
             return None
-        filters = tables.utilsextension.get_filters(leaf._v_parent._v_objectid, leaf._v_name) or {}
-        pipeline = tuple((str(name), tuple(int(p) for p in params)) for name, params in filters.items())
+        pipeline = tuple((f.name, f.params) for f in stored_filters(leaf))
         if isinstance(leaf, tables.Table):
             stored, cell_shape = leaf.dtype, ()
         else:
