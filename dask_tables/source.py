@@ -68,7 +68,7 @@ def refuse_missing_filter(leaf: tables.Leaf, path: str, node: str) -> None:
         if stored.id < 0 or hdf5_can_apply(stored.id):
             continue
         raise MissingFilterError(
-            path, node, stored.id, stored.stored_name or stored.name, _why_not_decoded(leaf, stored)
+            path, node, stored.id, stored.stored_name or "no name recorded", _why_not_decoded(leaf, stored)
         )
 
 
