@@ -39,7 +39,7 @@ import blosc2
 import deflate
 import numpy as np
 
-from . import libblosc2
+from . import hdf5calls, libblosc2
 
 __all__ = [
     "DECODERS",
@@ -828,49 +828,6 @@ class StoredFilter:
         return f"{ident} ({self.stored_name or self.name or 'unnamed'})"
 
 
-class _H5:
-    """The few HDF5 calls that read a dataset's filter pipeline, through ctypes on PyTables' HDF5."""
-
-    def __init__(self, lib: ctypes.CDLL) -> None:
-        hid, c_uint, c_size = ctypes.c_int64, ctypes.c_uint, ctypes.c_size_t
-        self.get_create_plist = lib.H5Dget_create_plist
-        self.get_create_plist.argtypes, self.get_create_plist.restype = [hid], hid
-        self.nfilters = lib.H5Pget_nfilters
-        self.nfilters.argtypes, self.nfilters.restype = [hid], ctypes.c_int
-        self.get_filter = lib.H5Pget_filter2
-        self.get_filter.argtypes = [
-            hid,
-            c_uint,
-            ctypes.POINTER(c_uint),
-            ctypes.POINTER(c_size),
-            ctypes.POINTER(c_uint),
-            c_size,
-            ctypes.c_char_p,
-            ctypes.POINTER(c_uint),
-        ]
-        self.get_filter.restype = ctypes.c_int
-        self.close = lib.H5Pclose
-        self.close.argtypes, self.close.restype = [hid], ctypes.c_int
-        self.filter_avail = lib.H5Zfilter_avail
-        self.filter_avail.argtypes, self.filter_avail.restype = [ctypes.c_int], ctypes.c_int
-
-
-@functools.cache
-def _h5() -> _H5 | None:
-    """PyTables' HDF5 through ctypes (loaded once; ``None`` where it does not load)."""
-    from .chunkindex import _hdf5_library_paths
-
-    paths = _hdf5_library_paths()
-    # PyTables' own HDF5 (its wheel's tables.libs) before any other loaded one (h5py's):
-    # the dataset ids passed in are PyTables' and mean nothing to another HDF5.
-    for path in sorted(paths, key=lambda p: "tables.libs" not in p):
-        try:
-            return _H5(ctypes.CDLL(path))
-        except (OSError, AttributeError):
-            continue
-    return None  # pragma: no cover - PyTables' wheels export these
-
-
 def stored_filters(leaf: Any) -> tuple[StoredFilter, ...]:
     """The filter pipeline of a chunked ``leaf``, in write order, with HDF5's filter ids.
 
@@ -889,24 +846,24 @@ def stored_filters(leaf: Any) -> tuple[StoredFilter, ...]:
     """
     import tables
 
-    h5 = _h5()
-    if h5 is None:  # pragma: no cover - PyTables' wheels export these
+    lib = hdf5calls.library()
+    if lib is None:  # pragma: no cover - PyTables' wheels export these
         found = tables.utilsextension.get_filters(leaf._v_parent._v_objectid, leaf._v_name) or {}
         return tuple(StoredFilter(-1, str(n), tuple(int(p) for p in ps)) for n, ps in found.items())
-    plist = h5.get_create_plist(leaf._v_objectid)
+    plist = lib.H5Dget_create_plist(leaf._v_objectid)
     if plist < 0:
         raise tables.HDF5ExtError(f"node {leaf._v_pathname}: HDF5 could not read its creation properties")
     try:
-        return tuple(_one_filter(h5, plist, i) for i in range(max(h5.nfilters(plist), 0)))
+        return tuple(_one_filter(lib, plist, i) for i in range(max(lib.H5Pget_nfilters(plist), 0)))
     finally:
-        h5.close(plist)
+        lib.H5Pclose(plist)
 
 
-def _one_filter(h5: _H5, plist: int, index: int) -> StoredFilter:
+def _one_filter(lib: Any, plist: int, index: int) -> StoredFilter:
     flags, nparams, config = ctypes.c_uint(), ctypes.c_size_t(32), ctypes.c_uint()
     params = (ctypes.c_uint * 32)()
     name = ctypes.create_string_buffer(256)
-    ident = h5.get_filter(plist, index, flags, nparams, params, 256, name, config)
+    ident = lib.H5Pget_filter2(plist, index, flags, nparams, params, 256, name, config)
     if ident < 0:
         import tables
 
@@ -923,8 +880,8 @@ def hdf5_can_apply(filter_id: int) -> bool:
     >>> hdf5_can_apply(1), hdf5_can_apply(32008)  # deflate; bitshuffle is not built in
     (True, False)
     """
-    h5 = _h5()
-    return h5 is not None and filter_id >= 0 and h5.filter_avail(filter_id) > 0
+    lib = hdf5calls.library()
+    return lib is not None and filter_id >= 0 and lib.H5Zfilter_avail(filter_id) > 0
 
 
 class FilterPipeline:
