@@ -35,7 +35,7 @@ from .fingerprint import Fingerprint, check_unchanged
 from .hdf5calls import file_dtype
 from .hdf5types import stored_as_read
 
-__all__ = ["ChunkLayout", "read_direct", "same_values", "take_field"]
+__all__ = ["ChunkLayout", "read_direct", "repacked", "same_values", "take_field"]
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class ChunkLayout:
         return _pipeline(self.filters, self.chunk_nbytes)
 
 
-def _repacked(records: np.ndarray, memory: np.dtype) -> np.ndarray:
+def repacked(records: np.ndarray, memory: np.dtype) -> np.ndarray:
     """``records`` in the ``memory`` layout, member by member (nested records too)."""
     out = np.empty(records.shape, dtype=memory)
     _copy_members(records, out)
@@ -548,7 +548,7 @@ def read_direct(
         os.close(fd)
     check_unchanged(path, node, fingerprint)
     if layout.memory is not None and field is None:  # the file's record layout -> PyTables'
-        out = _repacked(out, layout.memory)
+        out = repacked(out, layout.memory)
     diagnostics.add(
         direct_chunks=reader.chunks,
         direct_bytes_read=reader.bytes_read,

@@ -21,9 +21,10 @@ import tables
 
 from . import diagnostics
 from .codecs import DECODERS, StoredFilter, hdf5_can_apply, stored_filters
-from .direct import ChunkLayout, read_direct, take_field
+from .direct import ChunkLayout, read_direct, repacked, take_field
 from .errors import MissingFilterError, NotHDF5FileError
 from .fingerprint import Fingerprint, check_unchanged
+from .hdf5calls import file_dtype, read_rows
 from .pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 from .selection import plan_read
@@ -422,6 +423,12 @@ class TablesSource:
     def _read_slab(self, leaf: tables.Leaf, slab: tuple[slice, ...]) -> np.ndarray:
         if isinstance(leaf, tables.Table):
             (rows,) = slab
+            in_file = file_dtype(leaf)
+            if in_file is not None and in_file.newbyteorder("=") != leaf.dtype.newbyteorder("="):
+                # records laid out otherwise in the file: PyTables' read may corrupt memory
+                records = read_rows(leaf, range(rows.start, rows.stop, rows.step), in_file)
+                data = take_field(records, self.field) if self.field else repacked(records, leaf.dtype)
+                return np.asarray(data, dtype=self.dtype)
             data = leaf.read(rows.start, rows.stop, rows.step, field=self.field)
         elif self.read_ndim == 0:
             data = leaf.read()

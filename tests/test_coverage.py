@@ -287,3 +287,88 @@ def test_damaged_chunks_raise_decode_error_and_never_crash(tmp_path):
         # only cut or lengthened chunks and broken headers must raise
         least = 8 if name.startswith("/szip") else 20
         assert raised >= least, f"{name}: only {raised} of {tried} damaged chunks raised"
+
+
+# Records whose stored layout is not PyTables' packed one: members at offsets with gaps,
+# padding at the end, members of both byte orders, a nested record with its own gaps (as
+# PyTables' nested-type-with-gaps.h5, whose PyTables read aborts the process).
+NESTED = np.dtype({"names": ["x", "y"], "formats": [">i4", "<f4"], "offsets": [0, 8], "itemsize": 12})
+GAPPED = np.dtype(
+    {
+        "names": ["a", "b", "c", "n"],
+        "formats": ["<i2", ">f8", "u1", NESTED],
+        "offsets": [1, 4, 13, 16],
+        "itemsize": 40,
+    }
+)
+
+
+def gapped_records(n):
+    rng = np.random.default_rng(3)
+    data = np.zeros(n, GAPPED)
+    data["a"], data["b"], data["c"] = np.arange(n), rng.normal(size=n), np.arange(n) % 251
+    data["n"]["x"], data["n"]["y"] = -np.arange(n), np.arange(n) / 3
+    return data
+
+
+def same_records(got, want):
+    """Member by member (layouts differ: PyTables' packed record vs the file's)."""
+    if want.dtype.names is None:
+        assert_array_equal(got, want)
+        return
+    assert got.dtype.names == want.dtype.names
+    for name in want.dtype.names:
+        same_records(got[name], want[name])
+
+
+def test_records_with_gaps_read_as_h5py_reads_them(tmp_path):
+    path = tmp_path / "gaps.h5"
+    data = gapped_records(1001)
+    layouts = {
+        "chunked": {"chunks": (100,)},
+        "zlib": {"chunks": (100,), "compression": "gzip", "shuffle": True},
+        "zstd": {"chunks": (64,), **hdf5plugin.Zstd()},
+        "contiguous": {},
+    }
+    with h5py.File(path, "w") as f:
+        for name, kwargs in layouts.items():
+            f.create_dataset(name, data=data, **kwargs)
+    with h5py.File(path) as f:
+        assert f["chunked"].dtype == GAPPED  # h5py keeps the offsets: the premise
+        expected = {name: f[name][...] for name in layouts}
+    done = run_python(
+        f"""
+        import numpy as np
+        import dask_tables
+        read = {{}}
+        for node in {list(layouts)!r}:
+            x = dask_tables.from_tables({str(path)!r}, node, chunks=300)
+            read[node] = x.compute(scheduler="threads", num_workers=2)
+            read[node + "-b"] = dask_tables.from_tables({str(path)!r}, node, field="b").compute()
+            read[node + "-nx"] = dask_tables.from_tables({str(path)!r}, node, field="n/x").compute()
+        np.savez({str(tmp_path / "out.npz")!r}, **read)
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
+    with np.load(tmp_path / "out.npz") as got:
+        for name, want in expected.items():
+            same_records(got[name], want)
+            assert_array_equal(got[name + "-b"], want["b"])
+            assert_array_equal(got[name + "-nx"], want["n"]["x"])
+
+
+def test_the_direct_layout_of_gapped_records_is_the_files(tmp_path):
+    import tables
+
+    from dask_tables.direct import ChunkLayout
+    from dask_tables.hdf5calls import file_dtype
+
+    path = tmp_path / "gaps.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("t", data=gapped_records(50), chunks=(16,))
+    with tables.open_file(path) as f:
+        assert f.root.t.dtype.itemsize < GAPPED.itemsize  # PyTables packs the record
+        assert file_dtype(f.root.t) == GAPPED
+        layout = ChunkLayout.of(f.root.t)
+    assert layout is not None and layout.stored == GAPPED and layout.memory is not None
