@@ -135,9 +135,9 @@ def file_dtype(leaf: Any) -> np.dtype | None:
     --------
     >>> import numpy as np, tables
     >>> with tables.open_file("example.h5", "w") as f:
-    ...     t = f.create_table("/", "t", obj=np.zeros(3, ">i4,<f8"))
+    ...     t = f.create_table("/", "t", obj=np.zeros(3, ">i4,>f8"))
     ...     file_dtype(t)
-    dtype([('f0', '>i4'), ('f1', '<f8')])
+    dtype([('f0', '>i4'), ('f1', '>f8')])
     """
     lib = library()
     if lib is None:  # pragma: no cover - PyTables' wheels export these
