@@ -135,7 +135,7 @@ def file_dtype(leaf: Any) -> np.dtype | None:
     --------
     >>> import numpy as np, tables
     >>> with tables.open_file("example.h5", "w") as f:
-    ...     t = f.create_table("/", "t", obj=np.zeros(3, ">i4,>f8"))
+    ...     t = f.create_table("/", "t", obj=np.zeros(3, "i4,f8"), byteorder="big")
     ...     file_dtype(t)
     dtype([('f0', '>i4'), ('f1', '>f8')])
     """
@@ -241,7 +241,7 @@ def read_rows(leaf: Any, rows: range, dtype: np.dtype) -> np.ndarray:
     --------
     >>> import numpy as np, tables
     >>> with tables.open_file("example.h5", "w") as f:
-    ...     t = f.create_table("/", "t", obj=np.arange(6, dtype=">i4").view([("a", ">i4")]))
+    ...     t = f.create_table("/", "t", obj=np.arange(6, dtype="i4").view([("a", "i4")]))
     ...     read_rows(t, range(1, 6, 2), file_dtype(t))["a"].tolist()
     [1, 3, 5]
     """
