@@ -656,8 +656,9 @@ class Bitshuffle(_ExactSize):
     With LZ4 and no leftover, the framing is HDF5's LZ4 framing (unless a
     block's stored size equals the block size, which that framing reads as
     a stored block): one imagecodecs call decodes all blocks, another
-    unshuffles them, both with the GIL released.  Otherwise one call per
-    block.
+    unshuffles them, both with the GIL released; otherwise one call per
+    block.  Zstandard blocks are joined (without their sizes) into
+    concatenated frames, which one call decodes.
     """
 
     params: tuple[int, ...]
@@ -682,8 +683,7 @@ class Bitshuffle(_ExactSize):
         if block % itemsize or (block // itemsize) % 8:
             raise DecodeError(f"bitshuffle: block of {block} bytes, elements of {itemsize}")
         shuffled = _scratch(out.nbytes)
-        if not (compressor == _BSHUF_LZ4 and self._lz4_at_once(view, block, shuffled)):
-            self._blocks(view, block, shuffled, compressor)
+        self._decompress(view, block, shuffled, compressor)
         self._unshuffle(shuffled, out, block // itemsize)
 
     def _unshuffle(self, shuffled: np.ndarray, out: np.ndarray, block_elements: int) -> None:
@@ -695,50 +695,51 @@ class Bitshuffle(_ExactSize):
         except (RuntimeError, ValueError) as err:
             raise DecodeError(f"bitshuffle: {err}") from None
 
+    def _decompress(self, view: memoryview, block: int, shuffled: np.ndarray, compressor: int) -> None:
+        """Undo the compressor: ``shuffled`` gets the bit-shuffled blocks and the leftover bytes."""
+        sizes, leftover = self._block_sizes(shuffled.nbytes, block, self.params[2])
+        frames, end = self._frames(view, sizes)
+        if end + leftover != len(view):
+            raise DecodeError(f"bitshuffle: {len(view) - end} bytes after the blocks, expected {leftover}")
+        body = shuffled.nbytes - leftover
+        shuffled[body:] = np.frombuffer(view[end:], dtype=np.uint8)
+        if compressor == _BSHUF_ZSTD:  # concatenated Zstandard frames decode in one call
+            joined = np.concatenate(
+                [np.frombuffer(view[a : a + n], dtype=np.uint8) for a, n in frames] or [[]]
+            )
+            _decode_exactly("bitshuffle/Zstd", _codec("zstd"), joined.astype(np.uint8), shuffled[:body])
+        elif not leftover and all(n != size for (_, n), size in zip(frames, sizes, strict=True)):
+            # HDF5's LZ4 framing, exactly (it would read a block stored in `size` bytes as raw)
+            _decode_exactly("bitshuffle/LZ4", _codec("lz4h5"), view, shuffled)
+        else:
+            decode, op = _codec("lz4"), 0
+            for (a, n), size in zip(frames, sizes, strict=True):
+                _decode_exactly("bitshuffle/LZ4", decode, view[a : a + n], shuffled[op : op + size])
+                op += size
+
     @staticmethod
-    def _block_sizes(total: int, block: int, itemsize: int) -> tuple[int, int, int]:
-        """(whole blocks, bytes of the last, shorter block, leftover bytes stored as they are)."""
+    def _block_sizes(total: int, block: int, itemsize: int) -> tuple[list[int], int]:
+        """(bytes of each compressed block, leftover bytes stored as they are after them).
+
+        Whole blocks, then a shorter one of a multiple of 8 elements.
+        """
         whole, rest = divmod(total, block)
         last = rest // (8 * itemsize) * 8 * itemsize
-        return whole, last, rest - last
+        return [block] * whole + ([last] if last else []), rest - last
 
-    def _lz4_at_once(self, view: memoryview, block: int, shuffled: np.ndarray) -> bool:
-        """Decode every block in one call where the framing is HDF5's LZ4 framing; else False."""
-        whole, last, leftover = self._block_sizes(shuffled.nbytes, block, self.params[2])
-        if leftover:
-            return False
-        pos = 12
-        for size in (block,) * whole + ((last,) if last else ()):
-            if pos + 4 > len(view):
-                raise DecodeError("bitshuffle: truncated block header")
-            stored = int.from_bytes(view[pos : pos + 4], "big")
-            if stored == size:
-                return False  # HDF5's LZ4 framing would read it as a stored block
-            pos += 4 + stored
-        if pos != len(view):
-            raise DecodeError(f"bitshuffle: blocks end at byte {pos} of {len(view)}")
-        _decode_exactly("bitshuffle/LZ4", _codec("lz4h5"), view, shuffled)
-        return True
-
-    def _blocks(self, view: memoryview, block: int, shuffled: np.ndarray, compressor: int) -> None:
-        """Decode block after block (LZ4 or Zstd), then copy the leftover bytes."""
-        whole, last, leftover = self._block_sizes(shuffled.nbytes, block, self.params[2])
-        name, decode = ("LZ4", _codec("lz4")) if compressor == _BSHUF_LZ4 else ("Zstd", _codec("zstd"))
-        pos, op = 12, 0
-        for size in (block,) * whole + ((last,) if last else ()):
+    @staticmethod
+    def _frames(view: memoryview, sizes: list[int]) -> tuple[list[tuple[int, int]], int]:
+        """(start, length) of each block's compressed bytes, and where the blocks end; all checked."""
+        frames, pos = [], 12
+        for _ in sizes:
             if pos + 4 > len(view):
                 raise DecodeError("bitshuffle: truncated block header")
             stored = int.from_bytes(view[pos : pos + 4], "big")
             if pos + 4 + stored > len(view):
                 raise DecodeError("bitshuffle: block past the end of the chunk")
-            _decode_exactly(
-                f"bitshuffle/{name}", decode, view[pos + 4 : pos + 4 + stored], shuffled[op : op + size]
-            )
+            frames.append((pos + 4, stored))
             pos += 4 + stored
-            op += size
-        if pos + leftover != len(view):
-            raise DecodeError(f"bitshuffle: {len(view) - pos} bytes after the blocks, expected {leftover}")
-        shuffled[op:] = np.frombuffer(view[pos:], dtype=np.uint8)
+        return frames, pos
 
 
 def _make_shuffle(params: Sequence[int]) -> Decoder:
