@@ -704,10 +704,9 @@ class Bitshuffle(_ExactSize):
         body = shuffled.nbytes - leftover
         shuffled[body:] = np.frombuffer(view[end:], dtype=np.uint8)
         if compressor == _BSHUF_ZSTD:  # concatenated Zstandard frames decode in one call
-            joined = np.concatenate(
-                [np.frombuffer(view[a : a + n], dtype=np.uint8) for a, n in frames] or [[]]
-            )
-            _decode_exactly("bitshuffle/Zstd", _codec("zstd"), joined.astype(np.uint8), shuffled[:body])
+            parts = [np.frombuffer(view[a : a + n], dtype=np.uint8) for a, n in frames]
+            joined = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint8)
+            _decode_exactly("bitshuffle/Zstd", _codec("zstd"), joined, shuffled[:body])
         elif not leftover and all(n != size for (_, n), size in zip(frames, sizes, strict=True)):
             # HDF5's LZ4 framing, exactly (it would read a block stored in `size` bytes as raw)
             _decode_exactly("bitshuffle/LZ4", _codec("lz4h5"), view, shuffled)
