@@ -164,9 +164,10 @@ class ChunkLayout:
             else:
                 expected = np.asarray(leaf[region])
         except tables.HDF5ExtError:
-            # PyTables lacks one of the filters (LZF): nothing to compare with.  An
-            # array's atom describes its elements fully; a table's records may not.
-            return not isinstance(leaf, tables.Table)
+            # PyTables lacks one of the filters (LZF, hdf5plugin's): nothing to compare
+            # with.  An array's atom describes its elements fully; a table's records do
+            # where the file's own record type is exactly the layout decoded.
+            return not isinstance(leaf, tables.Table) or file_dtype(leaf) == self.stored
         mine = np.ascontiguousarray(chunk[region], dtype=expected.dtype)
         return mine.shape == expected.shape and same_values(mine, expected)
 

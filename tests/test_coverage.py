@@ -373,3 +373,27 @@ def test_the_direct_layout_of_gapped_records_is_the_files(tmp_path):
         assert file_dtype(f.root.t) == GAPPED
         layout = ChunkLayout.of(f.root.t)
     assert layout is not None and layout.stored == GAPPED and layout.memory is not None
+
+
+def test_a_packed_table_with_a_plugin_filter_reads_directly(tmp_path):
+    """PyTables cannot read it to compare: the file's own record type vouches for the layout."""
+    path = tmp_path / "table.h5"
+    data = np.zeros(1000, [("a", "<i4"), ("b", "<f8")])
+    data["a"], data["b"] = np.arange(1000), np.arange(1000) / 7
+    with h5py.File(path, "w") as f:
+        f.create_dataset("t", data=data, chunks=(100,), **hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
+    done = run_python(
+        f"""
+        import numpy as np
+        import dask_tables
+        from dask_tables import diagnostics
+        with diagnostics.collect() as stats:
+            got = dask_tables.from_tables({str(path)!r}, "/t", chunks=300).compute(scheduler="threads")
+        np.save({str(tmp_path / "t.npy")!r}, got)
+        print(stats["pipeline_reads"], stats["direct_chunks"])
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["0", "10"]
+    same_records(np.load(tmp_path / "t.npy"), data)
