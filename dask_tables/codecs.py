@@ -28,6 +28,7 @@ chunks at once:
 from __future__ import annotations
 
 import bz2
+import ctypes
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -38,15 +39,19 @@ import blosc2
 import deflate
 import numpy as np
 
-from . import libblosc2
+from . import hdf5calls, libblosc2
 
 __all__ = [
     "DECODERS",
+    "FILTER_NAMES",
     "DecodeError",
     "FilterPipeline",
+    "StoredFilter",
     "UnsupportedFilterError",
     "fletcher32",
+    "hdf5_can_apply",
     "lzf_decompress",
+    "stored_filters",
 ]
 
 Buffer = bytes | bytearray | memoryview
@@ -549,6 +554,232 @@ def lzf_decompress(src: bytes, size: int) -> bytearray:
     return out
 
 
+@functools.cache
+def _imagecodecs() -> Any:
+    """The imagecodecs module, imported on first use (a large package), or ``None``."""
+    try:
+        import imagecodecs
+    except ImportError:  # pragma: no cover - a dependency
+        return None
+    return imagecodecs
+
+
+def _codec(name: str) -> Callable[..., Any]:
+    """imagecodecs' ``<name>_decode``; :class:`UnsupportedFilterError` where it is not built."""
+    module = _imagecodecs()
+    codec = getattr(module, name.upper(), None) if module is not None else None
+    if codec is None or not getattr(codec, "available", False):
+        raise UnsupportedFilterError(f"imagecodecs has no {name} decoder in this build")
+    return getattr(module, f"{name}_decode")
+
+
+def _decode_exactly(
+    name: str, decode: Callable[..., Any], buf: Buffer, out: np.ndarray, **kwargs: Any
+) -> None:
+    """``decode(buf, out=out)``: exactly ``out.nbytes`` bytes, or :class:`DecodeError`."""
+    try:
+        written = decode(_as_bytes(buf), out=memoryview(out), **kwargs)
+    except (RuntimeError, ValueError, TypeError, OverflowError) as err:  # imagecodecs' *Error
+        raise DecodeError(f"{name}: {err}") from None
+    if len(written) != out.nbytes:
+        raise DecodeError(f"{name}: stream holds {len(written)} bytes, expected {out.nbytes}")
+
+
+class _ExactSize:
+    """A decoder that writes a chunk of known size: ``decode`` allocates, ``decode_into`` does not."""
+
+    needs_size = True
+
+    def decode(self, buf: Buffer, decoded_size: int | None) -> Buffer:
+        assert decoded_size is not None
+        out = np.empty(decoded_size, dtype=np.uint8)
+        self.decode_into(buf, out)
+        return out.data
+
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _be_header(buf: Buffer, name: str, expected: int) -> tuple[memoryview, int]:
+    """The 12-byte big-endian header of the LZ4 and bitshuffle framings: (view, block bytes).
+
+    Checks the total size against the chunk's before anything is allocated.
+    """
+    view = memoryview(buf).cast("B")
+    if len(view) < 12:
+        raise DecodeError(f"{name}: chunk shorter than its 12-byte header")
+    total = int.from_bytes(view[:8], "big")
+    block = int.from_bytes(view[8:12], "big")
+    if total != expected:
+        raise DecodeError(f"{name}: header says {total} raw bytes, the chunk has {expected}")
+    if block < 1 and total:
+        raise DecodeError(f"{name}: block size {block}")
+    return view, block
+
+
+@dataclass(frozen=True)
+class Lz4(_ExactSize):
+    """LZ4 in HDF5's framing (filter 32004, hdf5plugin's ``LZ4``), decoded by imagecodecs.
+
+    The framing: the raw size (8 bytes, big-endian), the block size (4
+    bytes), then per block its stored size (4 bytes) and LZ4 data (a block
+    stored as it is where LZ4 would not shrink it).  One imagecodecs call
+    (``lz4h5_decode``) decodes every block with the GIL released.
+    """
+
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
+        """Decompress ``buf`` into ``out`` (contiguous bytes of the raw size)."""
+        _be_header(buf, "LZ4", out.nbytes)
+        _decode_exactly("LZ4", _codec("lz4h5"), buf, out)
+
+
+@dataclass(frozen=True)
+class Zstd(_ExactSize):
+    """Zstandard frames (filter 32015, hdf5plugin's ``Zstd``), decoded by imagecodecs."""
+
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
+        """Decompress ``buf`` into ``out`` (contiguous bytes of the raw size)."""
+        _decode_exactly("Zstd", _codec("zstd"), buf, out)
+
+
+@dataclass(frozen=True)
+class Szip(_ExactSize):
+    """szip (``H5Z_FILTER_SZIP``, id 4: libaec's szip-compatible coder), decoded by imagecodecs.
+
+    HDF5 stores the raw size (4 bytes, little-endian) before the szip
+    stream; its parameters are ``(options mask, pixels per block, bits per
+    pixel, pixels per scanline)`` as HDF5 completed them when it wrote the
+    dataset.  PyTables' wheels cannot read szip at all.
+    """
+
+    params: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.params) < 4:
+            raise UnsupportedFilterError(f"szip with parameters {self.params}: expected 4")
+
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
+        """Decompress ``buf`` into ``out`` (contiguous bytes of the raw size)."""
+        view = memoryview(buf).cast("B")
+        if len(view) < 4 or int.from_bytes(view[:4], "little") != out.nbytes:
+            raise DecodeError(f"szip: header does not give the chunk's {out.nbytes} bytes")
+        mask, per_block, bits, per_line = self.params[:4]
+        _decode_exactly(
+            "szip",
+            _codec("szip"),
+            view[4:],
+            out,
+            options_mask=mask,
+            pixels_per_block=per_block,
+            bits_per_pixel=bits,
+            pixels_per_scanline=per_line,
+        )
+
+
+# Bitshuffle's compressor codes (its 5th filter parameter).
+_BSHUF_NONE, _BSHUF_LZ4, _BSHUF_ZSTD = 0, 2, 3
+
+
+@dataclass(frozen=True)
+class Bitshuffle(_ExactSize):
+    """Bitshuffle (filter 32008, hdf5plugin's ``Bitshuffle``), alone or with LZ4 or Zstd.
+
+    Parameters (the filter's): ``(major, minor, element size, block
+    elements or 0, compressor[, zstd level])``.  Uncompressed, the chunk is
+    bit-shuffled in blocks of ``block`` elements (the last block rounded
+    down to a multiple of 8 elements, the rest stored as it is).  With a
+    compressor, bitshuffle's framing: the raw size (8 bytes, big-endian),
+    the block size in bytes (4), then per block its stored size (4) and the
+    compressed, bit-shuffled block; the leftover bytes as they are.
+
+    With LZ4 and no leftover, the framing is HDF5's LZ4 framing (unless a
+    block's stored size equals the block size, which that framing reads as
+    a stored block): one imagecodecs call decodes all blocks, another
+    unshuffles them, both with the GIL released; otherwise one call per
+    block.  Zstandard blocks are joined (without their sizes) into
+    concatenated frames, which one call decodes.
+    """
+
+    params: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.params) < 5 or self.params[2] < 1:
+            raise UnsupportedFilterError(f"bitshuffle with parameters {self.params}")
+        if self.params[4] not in (_BSHUF_NONE, _BSHUF_LZ4, _BSHUF_ZSTD):
+            raise UnsupportedFilterError(f"bitshuffle with compressor {self.params[4]}")
+
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
+        """Decode ``buf`` into ``out`` (contiguous bytes of the raw size)."""
+        itemsize, compressor = self.params[2], self.params[4]
+        if out.nbytes % itemsize:
+            raise DecodeError(f"bitshuffle: {out.nbytes} bytes are not whole {itemsize}-byte elements")
+        if compressor == _BSHUF_NONE:
+            if memoryview(buf).nbytes != out.nbytes:
+                raise DecodeError(f"bitshuffle: {memoryview(buf).nbytes} stored bytes, expected {out.nbytes}")
+            self._unshuffle(_as_bytes(buf), out, self.params[3])
+            return
+        view, block = _be_header(buf, "bitshuffle", out.nbytes)
+        if block % itemsize or (block // itemsize) % 8:
+            raise DecodeError(f"bitshuffle: block of {block} bytes, elements of {itemsize}")
+        shuffled = _scratch(out.nbytes)
+        self._decompress(view, block, shuffled, compressor)
+        self._unshuffle(shuffled, out, block // itemsize)
+
+    def _unshuffle(self, shuffled: np.ndarray, out: np.ndarray, block_elements: int) -> None:
+        decode = _codec("bitshuffle")
+        try:
+            decode(
+                memoryview(shuffled), itemsize=self.params[2], blocksize=block_elements, out=memoryview(out)
+            )
+        except (RuntimeError, ValueError) as err:
+            raise DecodeError(f"bitshuffle: {err}") from None
+
+    def _decompress(self, view: memoryview, block: int, shuffled: np.ndarray, compressor: int) -> None:
+        """Undo the compressor: ``shuffled`` gets the bit-shuffled blocks and the leftover bytes."""
+        sizes, leftover = self._block_sizes(shuffled.nbytes, block, self.params[2])
+        frames, end = self._frames(view, sizes)
+        if end + leftover != len(view):
+            raise DecodeError(f"bitshuffle: {len(view) - end} bytes after the blocks, expected {leftover}")
+        body = shuffled.nbytes - leftover
+        shuffled[body:] = np.frombuffer(view[end:], dtype=np.uint8)
+        if compressor == _BSHUF_ZSTD:  # concatenated Zstandard frames decode in one call
+            parts = [np.frombuffer(view[a : a + n], dtype=np.uint8) for a, n in frames]
+            joined = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint8)
+            _decode_exactly("bitshuffle/Zstd", _codec("zstd"), joined, shuffled[:body])
+        elif not leftover and all(n != size for (_, n), size in zip(frames, sizes, strict=True)):
+            # HDF5's LZ4 framing, exactly (it would read a block stored in `size` bytes as raw)
+            _decode_exactly("bitshuffle/LZ4", _codec("lz4h5"), view, shuffled)
+        else:
+            decode, op = _codec("lz4"), 0
+            for (a, n), size in zip(frames, sizes, strict=True):
+                _decode_exactly("bitshuffle/LZ4", decode, view[a : a + n], shuffled[op : op + size])
+                op += size
+
+    @staticmethod
+    def _block_sizes(total: int, block: int, itemsize: int) -> tuple[list[int], int]:
+        """(bytes of each compressed block, leftover bytes stored as they are after them).
+
+        Whole blocks, then a shorter one of a multiple of 8 elements.
+        """
+        whole, rest = divmod(total, block)
+        last = rest // (8 * itemsize) * 8 * itemsize
+        return [block] * whole + ([last] if last else []), rest - last
+
+    @staticmethod
+    def _frames(view: memoryview, sizes: list[int]) -> tuple[list[tuple[int, int]], int]:
+        """(start, length) of each block's compressed bytes, and where the blocks end; all checked."""
+        frames, pos = [], 12
+        for _ in sizes:
+            if pos + 4 > len(view):
+                raise DecodeError("bitshuffle: truncated block header")
+            stored = int.from_bytes(view[pos : pos + 4], "big")
+            if pos + 4 + stored > len(view):
+                raise DecodeError("bitshuffle: block past the end of the chunk")
+            frames.append((pos + 4, stored))
+            pos += 4 + stored
+        return frames, pos
+
+
 def _make_shuffle(params: Sequence[int]) -> Decoder:
     return Shuffle(int(params[0]))
 
@@ -562,11 +793,134 @@ DECODERS: Mapping[str, Callable[[Sequence[int]], Decoder]] = {
     "blosc": lambda params: Blosc(),
     "blosc2": lambda params: Blosc2(),
     "lzf": lambda params: Lzf(),
+    "szip": lambda params: Szip(tuple(params)),
+    "lz4": lambda params: Lz4(),
+    "zstd": lambda params: Zstd(),
+    "bitshuffle": lambda params: Bitshuffle(tuple(params)),
 }
 
 # Filters whose stored size is not the raw size (so the next decoder must be told).
 _CHECKSUM_BYTES = {"fletcher32": 4}
-_COMPRESSORS = {"deflate", "bzip2", "blosc", "blosc2", "lzf"}
+_COMPRESSORS = {"deflate", "bzip2", "blosc", "blosc2", "lzf", "szip", "lz4", "zstd", "bitshuffle"}
+
+
+# HDF5 filter id -> the name its decoder is registered under in DECODERS (ids from
+# HDF5's registry of filter plugins); the names PyTables reports for its own filters.
+FILTER_NAMES: Mapping[int, str] = {
+    1: "deflate",
+    2: "shuffle",
+    3: "fletcher32",
+    4: "szip",
+    5: "nbit",
+    6: "scaleoffset",
+    305: "lzo",
+    307: "bzip2",
+    32000: "lzf",
+    32001: "blosc",
+    32004: "lz4",
+    32008: "bitshuffle",
+    32015: "zstd",
+    32026: "blosc2",
+}
+# Which names (as written in files) mean which filter, where the filter id is unknown.
+_NAME_PREFIXES = (("bitshuffle", "bitshuffle"), ("HDF5 lz4 filter", "lz4"), ("HDF5 zstd filter", "zstd"))
+
+
+@dataclass(frozen=True)
+class StoredFilter:
+    """One filter of a dataset's pipeline, as the file records it.
+
+    Attributes
+    ----------
+    id : int
+        HDF5's filter id (``-1`` where it could not be read).
+    stored_name : str
+        The name the file records (free text, chosen by the writer).
+    params : tuple of int
+        The filter's client data.
+
+    Examples
+    --------
+    >>> StoredFilter(32008, "bitshuffle; see https://github.com/kiyo-masui/bitshuffle", (0, 4, 4, 0, 2)).name
+    'bitshuffle'
+    >>> StoredFilter(-1, "HDF5 zstd filter; see ...", (3,)).name
+    'zstd'
+    """
+
+    id: int
+    stored_name: str
+    params: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        """The name its decoder is registered under (the stored name for an unknown filter)."""
+        if self.id in FILTER_NAMES:
+            return FILTER_NAMES[self.id]
+        for prefix, name in _NAME_PREFIXES:
+            if self.stored_name.startswith(prefix):
+                return name
+        return self.stored_name
+
+    def describe(self) -> str:
+        """``filter 32008 (bitshuffle; see ...)``: by id and by the name the file gives it."""
+        ident = f"filter {self.id}" if self.id >= 0 else "a filter"
+        return f"{ident} ({self.stored_name or self.name or 'unnamed'})"
+
+
+def stored_filters(leaf: Any) -> tuple[StoredFilter, ...]:
+    """The filter pipeline of a chunked ``leaf``, in write order, with HDF5's filter ids.
+
+    Call with the file open and the process lock held (it calls into HDF5).
+    Where HDF5's functions cannot be called, the names PyTables reports
+    (``get_filters``) with id ``-1``.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     x = f.create_carray("/", "x", obj=np.arange(8), chunkshape=(4,),
+    ...                         filters=tables.Filters(complevel=1, shuffle=True))
+    ...     [(s.id, s.name) for s in stored_filters(x)]
+    [(2, 'shuffle'), (1, 'deflate')]
+    """
+    import tables
+
+    lib = hdf5calls.library()
+    if lib is None:  # pragma: no cover - PyTables' wheels export these
+        found = tables.utilsextension.get_filters(leaf._v_parent._v_objectid, leaf._v_name) or {}
+        return tuple(StoredFilter(-1, str(n), tuple(int(p) for p in ps)) for n, ps in found.items())
+    plist = lib.H5Dget_create_plist(leaf._v_objectid)
+    if plist < 0:
+        raise tables.HDF5ExtError(f"node {leaf._v_pathname}: HDF5 could not read its creation properties")
+    try:
+        return tuple(_one_filter(lib, plist, i) for i in range(max(lib.H5Pget_nfilters(plist), 0)))
+    finally:
+        lib.H5Pclose(plist)
+
+
+def _one_filter(lib: Any, plist: int, index: int) -> StoredFilter:
+    flags, nparams, config = ctypes.c_uint(), ctypes.c_size_t(32), ctypes.c_uint()
+    params = (ctypes.c_uint * 32)()
+    name = ctypes.create_string_buffer(256)
+    ident = lib.H5Pget_filter2(plist, index, flags, nparams, params, 256, name, config)
+    if ident < 0:
+        import tables
+
+        raise tables.HDF5ExtError(f"HDF5 could not read filter {index} of the pipeline")
+    count = min(nparams.value, 32)
+    return StoredFilter(int(ident), name.value.decode("utf-8", "replace"), tuple(params[:count]))
+
+
+def hdf5_can_apply(filter_id: int) -> bool:
+    """Whether PyTables' HDF5 has the filter (built in, or a plugin it found).
+
+    Examples
+    --------
+    >>> hdf5_can_apply(1), hdf5_can_apply(32008)  # deflate; bitshuffle is not built in
+    (True, False)
+    """
+    lib = hdf5calls.library()
+    return lib is not None and filter_id >= 0 and lib.H5Zfilter_avail(filter_id) > 0
 
 
 class FilterPipeline:

@@ -89,6 +89,50 @@ class CorruptChunkError(DaskTablesError):
         return (type(self), (self.path, self.node, self.chunk, self.what))
 
 
+class MissingFilterError(DaskTablesError, ValueError):
+    """A node's chunks pass through an HDF5 filter that nothing here can decode.
+
+    Neither PyTables' HDF5 (its wheels carry no szip, LZ4, Zstd,
+    bitshuffle... plugin) nor dask_tables' own decoders undo the filter.
+    The file is not damaged: another reader with the filter's plugin
+    (h5py with ``hdf5plugin``, or ``HDF5_PLUGIN_PATH``) reads it.
+
+    Parameters
+    ----------
+    path, node : str
+        The file and the node read from it.
+    filter_id : int
+        HDF5's id of the filter (``-1`` where unknown).
+    filter_name : str
+        The name the file records for it.
+    why : str, optional
+        Why dask_tables' own decoding does not apply.
+
+    Examples
+    --------
+    >>> err = MissingFilterError("data.h5", "/x", 32017, "SZ3")
+    >>> print(err)
+    data.h5: node /x: HDF5 filter 32017 (SZ3) is not available: PyTables' HDF5 has no such filter and dask_tables has no decoder for it (the file is not damaged)
+    >>> err.filter_id, isinstance(err, ValueError)
+    (32017, True)
+    """
+
+    def __init__(self, path: str, node: str, filter_id: int, filter_name: str, why: str = "") -> None:
+        self.path = path
+        self.node = node
+        self.filter_id = filter_id
+        self.filter_name = filter_name
+        self.why = why
+        reason = why or "dask_tables has no decoder for it"
+        super().__init__(
+            f"{path}: node {node}: HDF5 filter {filter_id} ({filter_name}) is not available: "
+            f"PyTables' HDF5 has no such filter and {reason} (the file is not damaged)"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.node, self.filter_id, self.filter_name, self.why))
+
+
 class NodeExistsError(DaskTablesError, FileExistsError):
     """:func:`dask_tables.to_tables` would replace an existing node, and ``overwrite`` is false (or it is a group).
 

@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 import tables
 
-from .codecs import DecodeError, FilterPipeline, UnsupportedFilterError
+from .codecs import (
+    DECODERS,
+    DecodeError,
+    FilterPipeline,
+    UnsupportedFilterError,
+    hdf5_can_apply,
+    stored_filters,
+)
 from .direct import ChunkLayout
 from .errors import NotHDF5FileError
 from .hdf5types import stored_as_read
@@ -78,8 +85,21 @@ class NodeInfo:
 
 
 def _filters(leaf: tables.Leaf) -> list[tuple[str, tuple[int, ...]]]:
-    found = tables.utilsextension.get_filters(leaf._v_parent._v_objectid, leaf._v_name) or {}
-    return [(str(name), tuple(int(p) for p in params)) for name, params in found.items()]
+    if leaf.chunkshape is None:
+        return []
+    return [(f.name, f.params) for f in stored_filters(leaf)]
+
+
+def _undecoded_filter_reason(leaf: tables.Leaf) -> str | None:
+    """The first filter of ``leaf`` without a decoder, by id and name, and whether HDF5 has it."""
+    for stored in stored_filters(leaf):
+        if stored.name in DECODERS:
+            continue
+        which = f"no decoder for HDF5 filter {stored.id} {stored.name!r}"
+        if hdf5_can_apply(stored.id):
+            return f"{which} (HDF5 applies it: read through HDF5)"
+        return f"{which}, and PyTables' HDF5 lacks it too: it cannot be read"
+    return None
 
 
 def _chunk_nbytes(leaf: tables.Leaf) -> int:
@@ -112,6 +132,9 @@ def direct_read_reason(leaf: tables.Leaf) -> str | None:
         return "contiguous (not chunked)"
     if ChunkLayout.of(leaf) is not None:
         return None
+    undecoded = _undecoded_filter_reason(leaf)
+    if undecoded is not None:
+        return undecoded
     pipeline = _filters(leaf)
     try:
         FilterPipeline(pipeline, _chunk_nbytes(leaf)).decode  # noqa: B018 - the constructor checks

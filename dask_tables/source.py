@@ -20,9 +20,11 @@ import numpy as np
 import tables
 
 from . import diagnostics
-from .direct import ChunkLayout, read_direct, take_field
-from .errors import NotHDF5FileError
+from .codecs import DECODERS, StoredFilter, hdf5_can_apply, stored_filters
+from .direct import ChunkLayout, read_direct, repacked, take_field
+from .errors import MissingFilterError, NotHDF5FileError
 from .fingerprint import Fingerprint, check_unchanged
+from .hdf5calls import file_dtype, read_rows
 from .pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 from .selection import plan_read
@@ -44,6 +46,43 @@ def _nothing(leaf: tables.Leaf) -> None:
 def _ints(values: Any) -> tuple[int, ...]:
     # PyTables reports shapes as tuples of np.int64.
     return tuple(int(v) for v in values)
+
+
+def refuse_missing_filter(leaf: tables.Leaf, path: str, node: str) -> None:
+    """Raise :class:`~dask_tables.MissingFilterError` if ``leaf`` has a filter HDF5 cannot apply.
+
+    Call with the file open and the process lock held, after an HDF5 read
+    of ``leaf`` failed: a missing filter is the real reason, not a damaged
+    file.  Returns where every filter is available to HDF5 (or a filter's
+    id is unknown).
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     x = f.create_carray("/", "x", obj=np.arange(4), chunkshape=(2,), filters=tables.Filters(1))
+    ...     refuse_missing_filter(x, "example.h5", "/x")  # zlib: HDF5 has it
+    """
+    if leaf.chunkshape is None:
+        return
+    for stored in stored_filters(leaf):
+        if stored.id < 0 or hdf5_can_apply(stored.id):
+            continue
+        raise MissingFilterError(
+            path, node, stored.id, stored.stored_name or "no name recorded", _why_not_decoded(leaf, stored)
+        )
+
+
+def _why_not_decoded(leaf: tables.Leaf, stored: StoredFilter) -> str:
+    """Why dask_tables' own decoders do not read ``leaf`` (a filter HDF5 lacks is in its pipeline)."""
+    if stored.name not in DECODERS:
+        return "dask_tables has no decoder for it"
+    from .info import direct_read_reason  # info builds on this module's layer
+
+    reason = direct_read_reason(leaf)
+    if reason is None:
+        return "dask_tables decodes it only on the direct path, which was turned off (direct=False)"
+    return f"dask_tables decodes it, but cannot read this node directly: {reason}"
 
 
 def _resolve_node(h5file: tables.File, path: str, node: str) -> tables.Leaf:
@@ -329,8 +368,10 @@ class TablesSource:
         """Return ``action(leaf)``, called with the node open, under the registry lock.
 
         The file is checked unchanged before and after, and closed again.
-        An HDF5 error (a damaged file) becomes
-        :class:`~dask_tables.NotHDF5FileError` naming the path and node.
+        An HDF5 error becomes :class:`~dask_tables.MissingFilterError` where
+        the node has a filter that PyTables' HDF5 lacks (naming it), else
+        :class:`~dask_tables.NotHDF5FileError` (a damaged file); both name
+        the path and node.
 
         Examples
         --------
@@ -344,7 +385,13 @@ class TablesSource:
             self.check_unchanged()
             try:
                 with synchronized_file(self.path, "r") as h5:
-                    result = action(_resolve_node(h5, self.path, self.node))
+                    leaf = _resolve_node(h5, self.path, self.node)
+                    try:
+                        result = action(leaf)
+                    except DAMAGED_FILE_ERRORS:
+                        self.check_unchanged()
+                        refuse_missing_filter(leaf, self.path, self.node)
+                        raise
             except DAMAGED_FILE_ERRORS as err:
                 self.check_unchanged()  # a file changed underneath says so first
                 reason = str(err).strip().splitlines()[-1]
@@ -376,6 +423,12 @@ class TablesSource:
     def _read_slab(self, leaf: tables.Leaf, slab: tuple[slice, ...]) -> np.ndarray:
         if isinstance(leaf, tables.Table):
             (rows,) = slab
+            in_file = file_dtype(leaf)
+            if in_file is not None and in_file.newbyteorder("=") != leaf.dtype.newbyteorder("="):
+                # records laid out otherwise in the file: PyTables' read may corrupt memory
+                records = read_rows(leaf, range(rows.start, rows.stop, rows.step), in_file)
+                data = take_field(records, self.field) if self.field else repacked(records, leaf.dtype)
+                return np.asarray(data, dtype=self.dtype)
             data = leaf.read(rows.start, rows.stop, rows.step, field=self.field)
         elif self.read_ndim == 0:
             data = leaf.read()

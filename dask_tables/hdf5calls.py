@@ -1,0 +1,273 @@
+"""A few HDF5 calls PyTables does not expose, through ctypes on PyTables' own HDF5.
+
+PyTables reports a dataset's filters by the names the file records (free
+text) and its records in the memory layout it chooses; dask_tables needs the
+filters' HDF5 ids (to name a missing filter, to pick a decoder whatever the
+writer called it) and, for records, the layout the chunks really store
+(gaps, padding, per-member byte order).  These functions ask PyTables' HDF5
+directly.  Call them with the file open and the process lock held, like any
+HDF5 call.
+
+The ids passed in are PyTables' HDF5 handles (``leaf._v_objectid``): they
+mean nothing to another HDF5 loaded in the process (h5py's), so PyTables'
+wheel's library is preferred when several are loaded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from typing import Any
+
+import numpy as np
+
+__all__ = ["file_dtype", "library", "read_rows"]
+
+_HID = ctypes.c_int64
+_SIZE = ctypes.c_size_t
+_UINT = ctypes.c_uint
+_INT = ctypes.c_int
+
+# name -> (argument types, result type) of every function bound
+_SIGNATURES: dict[str, tuple[list[Any], Any]] = {
+    "H5Dget_create_plist": ([_HID], _HID),
+    "H5Dget_type": ([_HID], _HID),
+    "H5Pget_nfilters": ([_HID], _INT),
+    "H5Pget_filter2": (
+        [
+            _HID,
+            _UINT,
+            ctypes.POINTER(_UINT),
+            ctypes.POINTER(_SIZE),
+            ctypes.POINTER(_UINT),
+            _SIZE,
+            ctypes.c_char_p,
+            ctypes.POINTER(_UINT),
+        ],
+        _INT,
+    ),
+    "H5Pclose": ([_HID], _INT),
+    "H5Zfilter_avail": ([_INT], _INT),
+    "H5Tget_class": ([_HID], _INT),
+    "H5Tget_size": ([_HID], _SIZE),
+    "H5Tget_order": ([_HID], _INT),
+    "H5Tget_sign": ([_HID], _INT),
+    "H5Tget_precision": ([_HID], _SIZE),
+    "H5Tget_offset": ([_HID], _INT),
+    "H5Tget_nmembers": ([_HID], _INT),
+    "H5Tget_member_name": ([_HID, _UINT], ctypes.c_void_p),
+    "H5Tget_member_offset": ([_HID, _UINT], _SIZE),
+    "H5Tget_member_type": ([_HID, _UINT], _HID),
+    "H5Tget_super": ([_HID], _HID),
+    "H5Tget_array_ndims": ([_HID], _INT),
+    "H5Tget_array_dims2": ([_HID, ctypes.POINTER(ctypes.c_uint64)], _INT),
+    "H5Tis_variable_str": ([_HID], _INT),
+    "H5Tget_strpad": ([_HID], _INT),
+    "H5Tclose": ([_HID], _INT),
+    "H5free_memory": ([ctypes.c_void_p], _INT),
+    "H5Dget_space": ([_HID], _HID),
+    "H5Screate_simple": ([_INT, ctypes.POINTER(ctypes.c_uint64), ctypes.c_void_p], _HID),
+    "H5Sselect_hyperslab": (
+        [
+            _HID,
+            _INT,
+            ctypes.POINTER(ctypes.c_uint64),
+            ctypes.POINTER(ctypes.c_uint64),
+            ctypes.POINTER(ctypes.c_uint64),
+            ctypes.c_void_p,
+        ],
+        _INT,
+    ),
+    "H5Sclose": ([_HID], _INT),
+    "H5Dread": ([_HID, _HID, _HID, _HID, _HID, ctypes.c_void_p], _INT),
+}
+
+# HDF5's H5T_class_t, H5T_order_t, H5T_sign_t, H5T_str_t values used here
+_INTEGER, _FLOAT, _STRING, _COMPOUND, _ENUM, _ARRAY = 0, 1, 3, 6, 8, 10
+_LITTLE, _BIG = 0, 1
+_SIGNED = 1
+_NULLTERM, _NULLPAD = 0, 1
+
+
+class _Library:
+    """PyTables' HDF5, its functions bound with their C signatures."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        for name, (argtypes, restype) in _SIGNATURES.items():
+            function = getattr(lib, name)
+            function.argtypes, function.restype = argtypes, restype
+            setattr(self, name, function)
+
+
+@functools.cache
+def library() -> Any:
+    """PyTables' HDF5 through ctypes (bound once; ``None`` where it does not load).
+
+    ``functools.cache`` holds the one binding per process; binding twice
+    (two threads at once) is harmless, both are the same library.
+
+    Examples
+    --------
+    >>> library() is not None
+    True
+    """
+    from .chunkindex import _hdf5_library_paths
+
+    # PyTables' own HDF5 (its wheel's tables.libs) before any other one loaded (h5py's)
+    for path in sorted(_hdf5_library_paths(), key=lambda p: "tables.libs" not in p):
+        try:
+            return _Library(ctypes.CDLL(path))
+        except (OSError, AttributeError):
+            continue
+    return None  # pragma: no cover - PyTables' wheels export these
+
+
+def file_dtype(leaf: Any) -> np.dtype | None:
+    """The numpy dtype of one element of ``leaf`` exactly as the file stores it.
+
+    Offsets, item size and byte order of every member as HDF5 records them
+    (which may differ from the packed, native layout PyTables reads into).
+    ``None`` where the stored type has a member numpy cannot describe
+    bit for bit (variable-length, references, bit fields, integers of fewer
+    bits than bytes, space-padded strings...), or HDF5 cannot be called.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     t = f.create_table("/", "t", obj=np.zeros(3, "i4,f8"), byteorder="big")
+    ...     file_dtype(t)
+    dtype([('f0', '>i4'), ('f1', '>f8')])
+    """
+    lib = library()
+    if lib is None:  # pragma: no cover - PyTables' wheels export these
+        return None
+    type_id = lib.H5Dget_type(leaf._v_objectid)
+    if type_id < 0:
+        return None
+    try:
+        return _dtype(lib, type_id)
+    finally:
+        lib.H5Tclose(type_id)
+
+
+def _dtype(lib: Any, type_id: int) -> np.dtype | None:
+    kind, size = lib.H5Tget_class(type_id), int(lib.H5Tget_size(type_id))
+    if kind == _COMPOUND:
+        return _compound(lib, type_id, size)
+    if kind == _ARRAY:
+        return _array(lib, type_id)
+    if kind == _ENUM:
+        return _with_super(lib, type_id)
+    if kind == _STRING:
+        plain = lib.H5Tis_variable_str(type_id) == 0 and lib.H5Tget_strpad(type_id) in (_NULLTERM, _NULLPAD)
+        return np.dtype(f"S{size}") if plain else None
+    if kind in (_INTEGER, _FLOAT):
+        return _number(lib, type_id, kind, size)
+    return None
+
+
+def _number(lib: Any, type_id: int, kind: int, size: int) -> np.dtype | None:
+    """An integer or IEEE float that fills its bytes, in its byte order; else ``None``."""
+    if lib.H5Tget_precision(type_id) != 8 * size or lib.H5Tget_offset(type_id) != 0:
+        return None  # 12-bit integers and the like: HDF5 converts them on read
+    order = {_LITTLE: "<", _BIG: ">"}.get(lib.H5Tget_order(type_id))
+    if order is None:
+        return None
+    if kind == _FLOAT:
+        code = {2: "f2", 4: "f4", 8: "f8"}.get(size)
+    else:
+        code = (
+            f"{'i' if lib.H5Tget_sign(type_id) == _SIGNED else 'u'}{size}" if size in (1, 2, 4, 8) else None
+        )
+    return None if code is None else np.dtype(order + code)
+
+
+def _with_super(lib: Any, type_id: int) -> np.dtype | None:
+    base = lib.H5Tget_super(type_id)
+    if base < 0:
+        return None
+    try:
+        return _dtype(lib, base)
+    finally:
+        lib.H5Tclose(base)
+
+
+def _array(lib: Any, type_id: int) -> np.dtype | None:
+    ndims = lib.H5Tget_array_ndims(type_id)
+    if ndims < 1 or ndims > 32:
+        return None
+    dims = (ctypes.c_uint64 * ndims)()
+    if lib.H5Tget_array_dims2(type_id, dims) < 0:
+        return None
+    base = _with_super(lib, type_id)
+    return None if base is None else np.dtype((base, tuple(int(d) for d in dims)))
+
+
+def _compound(lib: Any, type_id: int, size: int) -> np.dtype | None:
+    names, formats, offsets = [], [], []
+    for i in range(max(lib.H5Tget_nmembers(type_id), 0)):
+        pointer = lib.H5Tget_member_name(type_id, i)
+        if not pointer:
+            return None
+        try:
+            names.append(ctypes.string_at(pointer).decode("utf-8"))
+        finally:
+            lib.H5free_memory(pointer)
+        member = lib.H5Tget_member_type(type_id, i)
+        if member < 0:
+            return None
+        try:
+            member_dtype = _dtype(lib, member)
+        finally:
+            lib.H5Tclose(member)
+        if member_dtype is None:
+            return None
+        formats.append(member_dtype)
+        offsets.append(int(lib.H5Tget_member_offset(type_id, i)))
+    if any(o + f.itemsize > size for o, f in zip(offsets, formats, strict=True)):
+        return None
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
+
+
+def read_rows(leaf: Any, rows: range, dtype: np.dtype) -> np.ndarray:
+    """``leaf``'s rows ``rows`` (a 1-D dataset), read by HDF5 into the file's own type ``dtype``.
+
+    HDF5 converts nothing (memory type = the file's type, from
+    :func:`file_dtype`): the records come back exactly as stored, for
+    tables whose layout PyTables' own read mishandles.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     t = f.create_table("/", "t", obj=np.arange(6, dtype="i4").view([("a", "i4")]))
+    ...     read_rows(t, range(1, 6, 2), file_dtype(t))["a"].tolist()
+    [1, 3, 5]
+    """
+    import tables
+
+    out = np.empty(len(rows), dtype=dtype)
+    if not len(rows):
+        return out
+    lib = library()
+    file_space = lib.H5Dget_space(leaf._v_objectid)
+    type_id = lib.H5Dget_type(leaf._v_objectid)
+    dims = (ctypes.c_uint64 * 1)(len(rows))
+    memory_space = lib.H5Screate_simple(1, dims, None)
+    try:
+        start, step = (ctypes.c_uint64 * 1)(rows.start), (ctypes.c_uint64 * 1)(rows.step)
+        if min(file_space, type_id, memory_space) < 0 or (
+            lib.H5Sselect_hyperslab(file_space, 0, start, step, dims, None) < 0
+            or lib.H5Dread(leaf._v_objectid, type_id, memory_space, file_space, 0, out.ctypes.data) < 0
+        ):
+            raise tables.HDF5ExtError(f"HDF5 could not read rows {rows} of {leaf._v_pathname}")
+    finally:
+        for close, ident in (
+            (lib.H5Sclose, memory_space),
+            (lib.H5Sclose, file_space),
+            (lib.H5Tclose, type_id),
+        ):
+            if ident >= 0:
+                close(ident)
+    return out

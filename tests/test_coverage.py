@@ -1,0 +1,399 @@
+"""Files PyTables opens but cannot decode read in parallel, or are refused with the real reason.
+
+Files written by h5py with hdf5plugin's filters (bitshuffle alone, with LZ4
+or Zstd; LZ4; Zstd; Blosc and Blosc2 under hdf5plugin's ids) and with szip
+read through ``from_tables`` on threads equal to h5py's own reads (with
+hdf5plugin's compiled filters); a filter nobody decodes raises
+:class:`~dask_tables.MissingFilterError` naming it by id and name; damaged
+chunks of every new decoder raise :class:`DecodeError`, never a crash.  Each
+file is read in a child process with a timeout: a crash must not kill pytest.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import run_python
+from numpy.testing import assert_array_equal
+
+h5py = pytest.importorskip("h5py")
+hdf5plugin = pytest.importorskip("hdf5plugin")
+
+# name -> h5py dataset keywords (hdf5plugin's filters, szip from h5py's HDF5)
+FILTERS = {
+    "bitshuffle": lambda: hdf5plugin.Bitshuffle(nelems=0, cname="none"),
+    "bitshuffle+lz4": lambda: hdf5plugin.Bitshuffle(nelems=0, cname="lz4"),
+    "bitshuffle+lz4/blocks": lambda: hdf5plugin.Bitshuffle(nelems=256, cname="lz4"),
+    "bitshuffle+zstd": lambda: hdf5plugin.Bitshuffle(nelems=0, cname="zstd"),
+    "lz4": lambda: hdf5plugin.LZ4(),
+    "lz4/blocks": lambda: hdf5plugin.LZ4(nbytes=1000),
+    "zstd": lambda: hdf5plugin.Zstd(),
+    "blosc": lambda: hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE),
+    "blosc:zstd+bitshuffle": lambda: hdf5plugin.Blosc(
+        cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE
+    ),
+    "blosc2": lambda: hdf5plugin.Blosc2(cname="lz4", clevel=5, filters=hdf5plugin.Blosc2.SHUFFLE),
+    "blosc2:zstd": lambda: hdf5plugin.Blosc2(cname="zstd", clevel=5, filters=hdf5plugin.Blosc2.BITSHUFFLE),
+    "szip:nn": lambda: {"compression": "szip", "compression_opts": ("nn", 8)},
+    "szip:ec": lambda: {"compression": "szip", "compression_opts": ("ec", 16)},
+}
+
+# shape, chunks, dtype: partial edge chunks, 1-D chunks whose length is not a multiple of
+# 8 (bitshuffle's leftover elements), big-endian items, 8-byte items, random bytes (LZ4
+# stores such blocks as they are)
+ARRAYS = {
+    "f4_2d": ((203, 75), (64, 32), "<f4"),
+    "i2_1d_odd": ((10_001,), (1001,), "<i2"),
+    "be_i4": ((3000,), (512,), ">i4"),
+    "u8_3d": ((9, 40, 33), (4, 16, 33), "<u8"),
+    "noise": ((4000,), (1000,), "<u4"),
+    "tiny": ((21,), (21,), "<f8"),
+}
+
+
+def values(shape, dtype, name):
+    """Compressible values (small integers plus a slope), or random bits for ``noise``."""
+    rng = np.random.default_rng(7)
+    n = int(np.prod(shape))
+    if name == "noise":
+        return rng.integers(0, 2**32, n, dtype=np.uint64).astype(dtype).reshape(shape)
+    base = (np.arange(n) % 977) + rng.integers(0, 8, n)
+    return base.astype(dtype).reshape(shape)
+
+
+def szip_available() -> bool:
+    return bool(h5py.h5z.filter_avail(h5py.h5z.FILTER_SZIP))
+
+
+def write_filter_file(path, filter_name):
+    """One dataset per ARRAYS entry, all with ``filter_name``; returns {node: expected values}."""
+    if filter_name.startswith("szip") and not szip_available():
+        pytest.skip("h5py's HDF5 has no szip encoder")
+    expected = {}
+    with h5py.File(path, "w") as f:
+        for name, (shape, chunks, dtype) in ARRAYS.items():
+            f.create_dataset(name, data=values(shape, dtype, name), chunks=chunks, **FILTERS[filter_name]())
+    with h5py.File(path, "r") as f:  # h5py + hdf5plugin's compiled filters: the reference
+        for name in ARRAYS:
+            expected["/" + name] = f[name][...]
+    return expected
+
+
+READ_CHILD = """
+import json, sys
+import numpy as np
+import dask_tables
+from dask_tables import diagnostics
+
+path, out = sys.argv[1], sys.argv[2]
+read, direct = {}, {}
+for node in sys.argv[3].split(","):
+    chunkshape = dask_tables.TablesSource.open(path, node).chunkshape
+    x = dask_tables.from_tables(path, node, chunks=tuple(2 * c for c in chunkshape))
+    with diagnostics.collect() as stats:
+        read[node.strip("/")] = x.compute(scheduler="threads", num_workers=2)
+    direct[node] = stats["direct_chunks"] > 0 and stats["pipeline_reads"] == 0
+np.savez(out, **read)
+print(json.dumps(direct))
+"""
+
+
+def read_in_child(tmp_path, path, nodes):
+    """``from_tables(...).compute(scheduler="threads")`` of each node in a child process."""
+    script = tmp_path / "read_child.py"
+    script.write_text(READ_CHILD)
+    out = tmp_path / "read.npz"
+    done = run_python(
+        f"import runpy, sys; sys.argv = ['x', {str(path)!r}, {str(out)!r}, {','.join(nodes)!r}]; "
+        f"runpy.run_path({str(script)!r}, run_name='__main__')",
+        timeout=300,
+    )
+    assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
+    direct = json.loads(done.stdout.strip().splitlines()[-1])
+    with np.load(out) as data:
+        return {"/" + k: data[k] for k in data.files}, direct
+
+
+@pytest.mark.parametrize("filter_name", list(FILTERS))
+def test_hdf5plugin_filters_read_in_parallel_as_h5py_reads_them(tmp_path, filter_name):
+    path = tmp_path / "plugin.h5"
+    expected = write_filter_file(path, filter_name)
+    got, direct = read_in_child(tmp_path, path, list(expected))
+    for node, want in expected.items():
+        assert got[node].dtype == want.dtype.newbyteorder("=") or got[node].dtype == want.dtype, node
+        assert_array_equal(got[node], want, err_msg=f"{filter_name} {node}")
+        assert direct[node], f"{filter_name} {node}: not read on the direct path"
+
+
+def test_the_filters_are_ones_pytables_cannot_read(tmp_path):
+    """The premise: PyTables' own read of these files fails (else the test proves nothing new)."""
+    path = tmp_path / "plugin.h5"
+    with h5py.File(path, "w") as f:
+        for name in ("bitshuffle+lz4", "lz4", "zstd") + (("szip:nn",) if szip_available() else ()):
+            f.create_dataset(name, data=np.arange(100, dtype="f4"), chunks=(50,), **FILTERS[name]())
+    done = run_python(
+        f"""
+        import tables
+        failed = []
+        with tables.open_file({str(path)!r}) as f:
+            for leaf in f.root:
+                try:
+                    leaf[:]
+                except tables.HDF5ExtError:
+                    failed.append(leaf._v_name)
+        print(len(failed))
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with h5py.File(path) as f:
+        assert int(done.stdout.split()[0]) == len(f)
+
+
+def write_unknown_filter(path, filter_id=40123):
+    """A dataset whose chunks went through a filter (an unregistered id) that nobody has."""
+    data = np.arange(200, dtype="<f8")
+    with h5py.File(path, "w") as f:
+        space = h5py.h5s.create_simple((200,))
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((100,))
+        dcpl.set_filter(filter_id, h5py.h5z.FLAG_OPTIONAL, (1, 2))
+        dset = h5py.h5d.create(f.id, b"unknown", h5py.h5t.IEEE_F64LE, space, dcpl=dcpl)
+        for i in (0, 1):
+            dset.write_direct_chunk((100 * i,), data[100 * i : 100 * (i + 1)].tobytes(), filter_mask=0)
+
+
+def test_a_filter_nobody_decodes_is_named_by_id_and_name_never_damaged(tmp_path):
+    path = tmp_path / "unknown.h5"
+    write_unknown_filter(path)
+    done = run_python(
+        f"""
+        import dask_tables
+        x = dask_tables.from_tables({str(path)!r}, "/unknown")
+        try:
+            x.compute(scheduler="threads")
+        except dask_tables.MissingFilterError as err:
+            print(type(err).__name__, err.filter_id, "|", err)
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    name, filter_id, message = done.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert (name, filter_id) == ("MissingFilterError", "40123")
+    assert "unknown.h5" in message and "/unknown" in message and "filter 40123" in message
+    assert "damaged" not in message.replace("not damaged", "")
+
+
+def test_info_names_the_missing_filter(tmp_path):
+    import tables
+
+    from dask_tables.info import direct_read_reason
+
+    path = tmp_path / "unknown.h5"
+    write_unknown_filter(path)
+    with tables.open_file(path) as f:
+        reason = direct_read_reason(f.root.unknown)
+    assert "40123" in reason and "cannot be read" in reason
+
+
+def test_a_decodable_filter_with_the_direct_path_off_says_so(tmp_path):
+    path = tmp_path / "zstd.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("z", data=np.arange(100.0), chunks=(10,), **hdf5plugin.Zstd())
+    done = run_python(
+        f"""
+        import dask_tables
+        try:
+            dask_tables.from_tables({str(path)!r}, "/z", direct=False).compute()
+        except dask_tables.MissingFilterError as err:
+            print(err)
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "filter 32015" in done.stdout and "direct=False" in done.stdout
+
+
+FUZZ_CHILD = """
+import json, sys
+import numpy as np, tables
+from dask_tables.codecs import DecodeError
+from dask_tables.direct import ChunkLayout
+
+path = sys.argv[1]
+rng = np.random.default_rng(0)
+counts = {}
+with tables.open_file(path) as f:
+    leaves = [(leaf._v_pathname, ChunkLayout.of(leaf), bytes(leaf.read_chunk((0,) * leaf.ndim))) for leaf in f.root]
+for name, layout, stored in leaves:
+    pipeline = layout.pipeline()
+    variants = [stored[:n] for n in sorted({0, 1, 4, 11, 12, 15, 16, len(stored) // 2, len(stored) - 1})]
+    variants.append(stored + b"\\0" * 7)
+    for _ in range(60):
+        damaged = bytearray(stored)
+        for where in rng.integers(0, len(stored), int(rng.integers(1, 4))):
+            damaged[where] ^= int(rng.integers(1, 256))
+        variants.append(bytes(damaged))
+    for header in (b"\\xff" * 12, b"\\x00" * 8 + b"\\x00\\x00\\x00\\x01", b"\\x7f" + b"\\x00" * 11):
+        variants.append(header + stored[12:])
+    variants.append(rng.integers(0, 256, len(stored), dtype=np.uint8).tobytes())
+    raised = wrong_size = 0
+    for variant in variants:
+        for out in (None, np.empty(pipeline.chunk_nbytes, dtype=np.uint8)):
+            try:
+                raw = pipeline.decode(variant, 0, out=out)
+            except DecodeError:
+                raised += 1
+                continue
+            size = raw.nbytes if isinstance(raw, np.ndarray) else memoryview(raw).nbytes
+            wrong_size += size != pipeline.chunk_nbytes
+    counts[name] = [raised, wrong_size, 2 * len(variants)]
+print(json.dumps(counts))
+"""
+
+FUZZED = [
+    "bitshuffle+lz4",
+    "bitshuffle+lz4/blocks",
+    "bitshuffle+zstd",
+    "lz4",
+    "lz4/blocks",
+    "zstd",
+    "szip:nn",
+]
+
+
+def test_damaged_chunks_raise_decode_error_and_never_crash(tmp_path):
+    path = tmp_path / "fuzz.h5"
+    with h5py.File(path, "w") as f:
+        for name in FUZZED:
+            if name.startswith("szip") and not szip_available():
+                continue
+            shape, chunks, dtype = ARRAYS["i2_1d_odd"]
+            f.create_dataset(
+                name.replace("/", "_"), data=values(shape, dtype, ""), chunks=chunks, **FILTERS[name]()
+            )
+    script = tmp_path / "fuzz.py"
+    script.write_text(FUZZ_CHILD)
+    done = run_python(
+        f"import runpy, sys; sys.argv = ['x', {str(path)!r}]; runpy.run_path({str(script)!r})", timeout=300
+    )
+    assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-3000:]}"
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(counts) >= len(FUZZED) - 1
+    for name, (raised, wrong_size, tried) in counts.items():
+        assert wrong_size == 0, f"{name}: a damaged chunk decoded to the wrong size"
+        # szip has no checksum: flipped bits decode, to the right size, as HDF5 would decode them;
+        # only cut or lengthened chunks and broken headers must raise
+        least = 8 if name.startswith("/szip") else 20
+        assert raised >= least, f"{name}: only {raised} of {tried} damaged chunks raised"
+
+
+# Records whose stored layout is not PyTables' packed one: members at offsets with gaps,
+# padding at the end, members of both byte orders, a nested record with its own gaps (as
+# PyTables' nested-type-with-gaps.h5, whose PyTables read aborts the process).
+NESTED = np.dtype({"names": ["x", "y"], "formats": [">i4", "<f4"], "offsets": [0, 8], "itemsize": 12})
+GAPPED = np.dtype(
+    {
+        "names": ["a", "b", "c", "n"],
+        "formats": ["<i2", ">f8", "u1", NESTED],
+        "offsets": [1, 4, 13, 16],
+        "itemsize": 40,
+    }
+)
+
+
+def gapped_records(n):
+    rng = np.random.default_rng(3)
+    data = np.zeros(n, GAPPED)
+    data["a"], data["b"], data["c"] = np.arange(n), rng.normal(size=n), np.arange(n) % 251
+    data["n"]["x"], data["n"]["y"] = -np.arange(n), np.arange(n) / 3
+    return data
+
+
+def same_records(got, want):
+    """Member by member (layouts differ: PyTables' packed record vs the file's)."""
+    if want.dtype.names is None:
+        assert_array_equal(got, want)
+        return
+    assert got.dtype.names == want.dtype.names
+    for name in want.dtype.names:
+        same_records(got[name], want[name])
+
+
+def test_records_with_gaps_read_as_h5py_reads_them(tmp_path):
+    path = tmp_path / "gaps.h5"
+    data = gapped_records(1001)
+    layouts = {
+        "chunked": {"chunks": (100,)},
+        "zlib": {"chunks": (100,), "compression": "gzip", "shuffle": True},
+        "zstd": {"chunks": (64,), **hdf5plugin.Zstd()},
+        "contiguous": {},
+    }
+    with h5py.File(path, "w") as f:
+        for name, kwargs in layouts.items():
+            f.create_dataset(name, data=data, **kwargs)
+    with h5py.File(path) as f:
+        assert f["chunked"].dtype == GAPPED  # h5py keeps the offsets: the premise
+        expected = {name: f[name][...] for name in layouts}
+    done = run_python(
+        f"""
+        import numpy as np
+        import dask_tables
+        read = {{}}
+        for node in {list(layouts)!r}:
+            x = dask_tables.from_tables({str(path)!r}, node, chunks=300)
+            read[node] = x.compute(scheduler="threads", num_workers=2)
+            read[node + "-b"] = dask_tables.from_tables({str(path)!r}, node, field="b").compute()
+            read[node + "-nx"] = dask_tables.from_tables({str(path)!r}, node, field="n/x").compute()
+        np.savez({str(tmp_path / "out.npz")!r}, **read)
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
+    with np.load(tmp_path / "out.npz") as got:
+        for name, want in expected.items():
+            same_records(got[name], want)
+            assert_array_equal(got[name + "-b"], want["b"])
+            assert_array_equal(got[name + "-nx"], want["n"]["x"])
+
+
+def test_the_direct_layout_of_gapped_records_is_the_files(tmp_path):
+    import tables
+
+    from dask_tables.direct import ChunkLayout
+    from dask_tables.hdf5calls import file_dtype
+
+    path = tmp_path / "gaps.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("t", data=gapped_records(50), chunks=(16,))
+    with tables.open_file(path) as f:
+        assert f.root.t.dtype.itemsize < GAPPED.itemsize  # PyTables packs the record
+        assert file_dtype(f.root.t) == GAPPED
+        layout = ChunkLayout.of(f.root.t)
+    assert layout is not None and layout.stored == GAPPED and layout.memory is not None
+
+
+def test_a_packed_table_with_a_plugin_filter_reads_directly(tmp_path):
+    """PyTables cannot read it to compare: the file's own record type vouches for the layout."""
+    path = tmp_path / "table.h5"
+    data = np.zeros(1000, [("a", "<i4"), ("b", "<f8")])
+    data["a"], data["b"] = np.arange(1000), np.arange(1000) / 7
+    with h5py.File(path, "w") as f:
+        f.create_dataset("t", data=data, chunks=(100,), **hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
+    done = run_python(
+        f"""
+        import numpy as np
+        import dask_tables
+        from dask_tables import diagnostics
+        with diagnostics.collect() as stats:
+            got = dask_tables.from_tables({str(path)!r}, "/t", chunks=300).compute(scheduler="threads")
+        np.save({str(tmp_path / "t.npy")!r}, got)
+        print(stats["pipeline_reads"], stats["direct_chunks"])
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["0", "10"]
+    same_records(np.load(tmp_path / "t.npy"), data)
