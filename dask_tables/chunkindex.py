@@ -50,7 +50,7 @@ import tables
 from dask.utils import parse_bytes
 
 from . import diagnostics
-from .fingerprint import Fingerprint, check_unchanged
+from .fingerprint import Fingerprint, check_unchanged, same_file
 from .registry import get_lock, synchronized_file
 
 __all__ = ["ChunkIndex", "build_index", "cache_info", "cache_limit", "chunk_index", "clear_cache"]
@@ -170,41 +170,78 @@ def _hdf5_library_paths() -> list[str]:
     if os.path.isdir(libs):
         found += [os.path.join(libs, name) for name in sorted(os.listdir(libs)) if name.startswith("libhdf5")]
     hl = [p for p in found if "hdf5_hl" in p]
-    return list(dict.fromkeys(p for p in found if p not in hl))
+    paths = list(dict.fromkeys(p for p in found if p not in hl))
+    return sorted(paths, key=lambda p: "tables.libs" not in p)  # PyTables' wheel's own first
 
 
-def _find_chunk_iter() -> int | None:
-    """The address of HDF5's ``H5Dchunk_iter`` in PyTables' HDF5, or ``None``.
+def _find_chunk_iters() -> list[tuple[int, Any]]:
+    """``(address of H5Dchunk_iter, library)`` of each HDF5 loaded here that has it, PyTables' first.
 
-    It is called by :mod:`dask_tables._chunkiter` (C), whose callback needs
-    neither the GIL nor Python: a Python (ctypes) callback would run while
-    HDF5 holds its global mutex, and deadlock with any thread that holds the
-    GIL while it waits for that mutex (as plain PyTables calls do).  Without
-    the compiled module the index is read chunk by chunk.
+    ``H5Dchunk_iter`` is called by :mod:`dask_tables._chunkiter` (C), whose
+    callback needs neither the GIL nor Python: a Python (ctypes) callback
+    would run while HDF5 holds its global mutex, and deadlock with any
+    thread that holds the GIL while it waits for that mutex (as plain
+    PyTables calls do).  Without the compiled module (empty list) the index
+    is read chunk by chunk.  Another HDF5 may be loaded too (h5py's), whose
+    identifiers mean other objects: :func:`_library_of` picks the one that
+    holds the leaf.
     """
     try:
         from . import _chunkiter  # noqa: F401 - only its presence is checked here
     except ImportError:
-        return None
+        return []
+    found = []
     for path in _hdf5_library_paths():
         try:
-            function = ctypes.CDLL(path).H5Dchunk_iter
+            lib = ctypes.CDLL(path)
+            function = lib.H5Dchunk_iter
+            for name in ("H5Iget_name", "H5Fget_name"):
+                getattr(lib, name).argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_size_t]
+                getattr(lib, name).restype = ctypes.c_ssize_t
         except (OSError, AttributeError):
             continue
-        return ctypes.cast(function, ctypes.c_void_p).value
-    return None
+        found.append((ctypes.cast(function, ctypes.c_void_p).value, lib))
+    return found
 
 
 _chunk_iter_lock = threading.Lock()
-# Guarded by _chunk_iter_lock: [] until looked up, then [address of H5Dchunk_iter, or None].
-_chunk_iter: list[int | None] = []
+# Guarded by _chunk_iter_lock: [] until looked up, then [list of (address, library)].
+_chunk_iter: list[list[tuple[int, Any]]] = []
+
+
+def _chunk_iters() -> list[tuple[int, Any]]:
+    with _chunk_iter_lock:
+        if not _chunk_iter:
+            _chunk_iter.append(_find_chunk_iters())
+        return _chunk_iter[0]
 
 
 def _chunk_iter_address() -> int | None:
-    with _chunk_iter_lock:
-        if not _chunk_iter:
-            _chunk_iter.append(_find_chunk_iter())
-        return _chunk_iter[0]
+    """The address of PyTables' ``H5Dchunk_iter`` (the first candidate), or ``None``."""
+    candidates = _chunk_iters()
+    return candidates[0][0] if candidates else None
+
+
+def _name_in(lib: Any, function: str, hid: int) -> str | None:
+    buffer = ctypes.create_string_buffer(4096)
+    size = getattr(lib, function)(hid, buffer, len(buffer))
+    return buffer.value.decode("utf-8", "replace") if 0 < size < len(buffer) else None
+
+
+def _library_of(leaf: tables.Leaf) -> int | None:
+    """The ``H5Dchunk_iter`` of the HDF5 in which ``leaf``'s identifier is this very dataset.
+
+    Identifiers are numbered by each library on its own: one of h5py's HDF5
+    may mean another dataset, of another file.  The library whose
+    identifier names the leaf's path in the leaf's file is the one.
+    """
+    hid = int(leaf._v_objectid)
+    for address, lib in _chunk_iters():
+        file_name = _name_in(lib, "H5Fget_name", hid)
+        named = _name_in(lib, "H5Iget_name", hid) == leaf._v_pathname
+        if named and file_name is not None and same_file(file_name, leaf._v_file.filename):
+            return address
+    return None
 
 
 def _iterate_chunks(leaf: tables.Leaf) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -214,7 +251,7 @@ def _iterate_chunks(leaf: tables.Leaf) -> tuple[np.ndarray, np.ndarray, np.ndarr
     missing, or the call fails.  Call with the process lock held and the
     file open.
     """
-    address = _chunk_iter_address()
+    address = _library_of(leaf)
     if address is None:
         return None
     from . import _chunkiter
@@ -232,7 +269,7 @@ def _iterate_chunks(leaf: tables.Leaf) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _agrees_with_chunk_info(leaf: tables.Leaf, starts: np.ndarray, offsets: np.ndarray) -> bool:
-    """Whether HDF5's per-chunk lookup finds the first listed chunk where the iteration did.
+    """Whether HDF5's per-chunk lookup finds the first and last listed chunks where the iteration did.
 
     Guards against an HDF5 whose ``H5Dchunk_iter`` reports chunk
     coordinates instead of element offsets (early 1.14 releases).
@@ -242,8 +279,11 @@ def _agrees_with_chunk_info(leaf: tables.Leaf, starts: np.ndarray, offsets: np.n
     chunkshape = np.asarray(leaf.chunkshape, dtype=np.int64)
     if np.any(starts % chunkshape):
         return False
-    info = leaf.chunk_info(tuple(int(v) for v in starts[0]))
-    return info.offset is not None and int(info.offset) == int(offsets[0])
+    for row in {0, starts.shape[0] - 1}:  # the first and the last chunk listed
+        info = leaf.chunk_info(tuple(int(v) for v in starts[row]))
+        if info.offset is None or int(info.offset) != int(offsets[row]):
+            return False
+    return True
 
 
 def _lookup_each_chunk(leaf: tables.Leaf) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

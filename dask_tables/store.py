@@ -163,6 +163,11 @@ def _commit_under_lock(plan: WritePlan, staged: list[tuple[int, str]]) -> None:
         elif os.path.exists(plan.marker):
             # every stage task has ended: a marker left now is one of a process that died
             raise WriteInterruptedError(plan.path)
+        elif os.path.lexists(plan.path) and not _is_hdf5_file(plan.path):
+            raise FileExistsError(
+                f"{plan.path}: something that is not an HDF5 file appeared there while the write was "
+                "computed; nothing was written"
+            )
         elif os.path.lexists(plan.path):
             # Another write (a second lazy to_tables of the same new file, say)
             # created the file meanwhile: add these nodes to it, with the checks
@@ -171,6 +176,11 @@ def _commit_under_lock(plan: WritePlan, staged: list[tuple[int, str]]) -> None:
                 _commit_into_existing(plan, functools.partial(_node_from_built, plan, built), {})
         else:
             os.replace(plan.temp_file, plan.path)
+
+
+def _is_hdf5_file(path: str) -> bool:
+    with get_lock():
+        return os.path.isfile(path) and bool(tables.is_hdf5_file(path))
 
 
 # Makes spec ``index``'s new node, with its data, as ``name`` at the root of the open target.

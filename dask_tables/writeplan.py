@@ -599,7 +599,8 @@ def inherited_storage(
 
     What the caller left out (``None``) is taken from the leaf being
     replaced: its filters, its chunk shape where the dask blocks of ``x``
-    are multiples of it (no rechunking the user did not ask for), and
+    are multiples of it (no rechunking the user did not ask for) and its
+    chunks stay reasonably small for the new dtype, and
     whether it is an ``EArray``.  Without a leaf to replace: no filters,
     a chunk shape picked later, a ``CArray``.
     """
@@ -609,7 +610,9 @@ def inherited_storage(
         filters = found.filters
     if chunkshape is None and found.chunkshape is not None and len(found.chunkshape) == x.ndim:
         old = tuple(int(c) for c in found.chunkshape)
-        if all(all(b % c == 0 for b in blocks[:-1]) for blocks, c in zip(x.chunks, old, strict=True)):
+        if math.prod(old) * x.dtype.itemsize <= 16 * CHUNK_BYTES and all(
+            all(b % c == 0 for b in blocks[:-1]) for blocks, c in zip(x.chunks, old, strict=True)
+        ):
             chunkshape = old
     if extendable is None:
         extendable = isinstance(found, tables.EArray)

@@ -72,7 +72,7 @@ def test_without_chunk_iter_the_fallback_reads_the_same(tmp_path, monkeypatch):
     with tables.open_file(path, "w") as f:
         x = f.create_carray("/", "x", atom=tables.Float32Atom(), shape=(30, 30), chunkshape=(4, 7))
         x[3:20, 9:] = 1.5
-    monkeypatch.setattr(ci, "_chunk_iter", [None])  # as with an HDF5 older than 1.14
+    monkeypatch.setattr(ci, "_chunk_iter", [[]])  # as with an HDF5 older than 1.14
     got = from_tables(path, "/x", chunks=(9, 11)).compute()
     assert_array_equal(got, expected(path, "/x"))
 
@@ -319,3 +319,29 @@ def test_a_thread_using_plain_pytables_while_indexes_are_built_never_deadlocks(t
     done = run_python(code, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "done"
+
+
+def test_with_h5py_loaded_the_index_comes_from_pytables_own_hdf5(tmp_path):
+    """h5py's HDF5 numbers identifiers on its own: the same number there is another dataset, of another file."""
+    h5py = pytest.importorskip("h5py")
+    ours, theirs = tmp_path / "ours.h5", tmp_path / "theirs.h5"
+    with tables.open_file(ours, "w") as f:
+        x = f.create_carray("/", "x", atom=tables.Float64Atom(), shape=(64,), chunkshape=(4,))
+        x[8:40] = np.arange(32.0)  # chunks 2..9 stored, the others never written
+    with h5py.File(theirs, "w") as g:
+        g.create_dataset("x", data=np.arange(64.0) * -1, chunks=(4,))
+    handles = [h5py.File(theirs, "r") for _ in range(8)]  # many h5py identifiers in use
+    datasets = [h["x"] for h in handles]
+    try:
+        ci.clear_cache()
+        with diagnostics.collect() as stats:
+            got = from_tables(ours, "/x", chunks=16).compute(scheduler="threads")
+        assert_array_equal(got, expected(ours, "/x"))
+        assert stats["index_builds"] == 1
+        with tables.open_file(ours) as f:
+            assert ci._library_of(f.root.x) == ci._chunk_iter_address()  # PyTables' own, found by name
+            assert len(ci.build_index(f.root.x)) == 8
+    finally:
+        del datasets
+        for h in handles:
+            h.close()

@@ -878,3 +878,13 @@ def test_enumerated_columns_read_by_from_tables_are_written_back_as_enums(tmp_pa
     dask_tables.to_tables(dask_tables.from_tables(source, "/t", field="kind"), tmp_path / "out.h5", "/k")
     with tables.open_file(tmp_path / "out.h5") as g:
         assert type(g.root.k) is tables.CArray and g.root.k.dtype == np.uint8
+
+
+def test_a_non_hdf5_file_that_appears_at_a_new_files_path_is_left_alone(tmp_path):
+    path = tmp_path / "new.h5"
+    lazy = dask_tables.to_tables(da.ones(10, chunks=5), path, "/a", compute=False)
+    path.write_text("someone else's notes\n")
+    with pytest.raises(FileExistsError, match=r"new\.h5: something that is not an HDF5 file appeared"):
+        dask.compute(lazy, scheduler="sync")
+    assert path.read_text() == "someone else's notes\n"
+    assert listing(tmp_path) == ["new.h5"]
