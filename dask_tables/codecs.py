@@ -200,26 +200,11 @@ class Deflate:
         (the ``deflate`` package always returns new bytes); without
         imagecodecs, decode and copy.
         """
-        decode = _deflate_into()
-        if decode is None:
+        module = _imagecodecs()
+        if module is None:  # pragma: no cover - imagecodecs is a dependency
             out[...] = np.frombuffer(self.decode(buf, out.nbytes), dtype=np.uint8)
             return
-        try:
-            written = decode(_as_bytes(buf), out=out)
-        except RuntimeError as err:  # imagecodecs.DeflateError
-            raise DecodeError(f"zlib: {err}") from None
-        if len(written) != out.nbytes:
-            raise DecodeError(f"zlib: stream holds {len(written)} bytes, expected {out.nbytes}")
-
-
-@functools.cache
-def _deflate_into() -> Callable[..., Any] | None:
-    """imagecodecs' ``deflate_decode`` (libdeflate into a given buffer), or ``None``."""
-    try:
-        from imagecodecs import deflate_decode
-    except ImportError:  # pragma: no cover - imagecodecs is a dependency
-        return None
-    return deflate_decode
+        _decode_exactly("zlib", module.deflate_decode, buf, out)
 
 
 @dataclass(frozen=True)
@@ -490,22 +475,13 @@ class Lzf:
         if decode is None:
             out[...] = np.frombuffer(lzf_decompress(bytes(buf), out.nbytes), dtype=np.uint8)
             return
-        try:
-            written = decode(_as_bytes(buf), out=out)
-        except RuntimeError as err:  # imagecodecs.LzfError
-            raise DecodeError(f"LZF: {err}") from None
-        if len(written) != out.nbytes:
-            raise DecodeError(f"LZF: stream holds {len(written)} bytes, expected {out.nbytes}")
+        _decode_exactly("LZF", decode, buf, out)
 
 
-@functools.cache
 def _lzf_library() -> Callable[..., Any] | None:
-    """imagecodecs' ``lzf_decode``, imported on first use (a large package), or ``None``."""
-    try:
-        import imagecodecs
-    except ImportError:
-        return None
-    return imagecodecs.lzf_decode if getattr(imagecodecs.LZF, "available", False) else None
+    """imagecodecs' ``lzf_decode`` where this build of it has LZF, else ``None``."""
+    module = _imagecodecs()
+    return module.lzf_decode if module is not None and getattr(module.LZF, "available", False) else None
 
 
 def lzf_decompress(src: bytes, size: int) -> bytearray:
