@@ -37,7 +37,6 @@ import ctypes
 import itertools
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ from dask.utils import parse_bytes
 
 from . import diagnostics
 from .fingerprint import Fingerprint, check_unchanged, same_file
+from .hdf5types import _loaded_libhdf5
 from .registry import get_lock, synchronized_file
 
 __all__ = ["ChunkIndex", "build_index", "cache_info", "cache_limit", "chunk_index", "clear_cache"]
@@ -158,20 +158,16 @@ def _grid(shape: Sequence[int], chunkshape: Sequence[int]) -> tuple[int, ...]:
 
 
 def _hdf5_library_paths() -> list[str]:
-    """Paths of the HDF5 shared libraries loaded in this process (PyTables' own first)."""
+    """Paths of the HDF5 shared libraries loaded in this process, PyTables' wheel's own first."""
     import tables.hdf5extension  # makes sure PyTables' HDF5 is loaded
 
-    try:
-        with open("/proc/self/maps") as maps:
-            found = re.findall(r"(/\S*libhdf5[-.]\S*\.(?:so|dylib)\S*)", maps.read())
-    except OSError:
-        found = []
+    found = _loaded_libhdf5()
     libs = os.path.join(os.path.dirname(os.path.dirname(tables.__file__)), "tables.libs")
     if os.path.isdir(libs):
-        found += [os.path.join(libs, name) for name in sorted(os.listdir(libs)) if name.startswith("libhdf5")]
-    hl = [p for p in found if "hdf5_hl" in p]
-    paths = list(dict.fromkeys(p for p in found if p not in hl))
-    return sorted(paths, key=lambda p: "tables.libs" not in p)  # PyTables' wheel's own first
+        found += [
+            os.path.join(libs, name) for name in sorted(os.listdir(libs)) if name.startswith("libhdf5-")
+        ]
+    return sorted(dict.fromkeys(found), key=lambda p: "tables.libs" not in p)
 
 
 def _find_chunk_iters() -> list[tuple[int, Any]]:

@@ -113,8 +113,7 @@ def library() -> Any:
     """
     from .chunkindex import _hdf5_library_paths
 
-    # PyTables' own HDF5 (its wheel's tables.libs) before any other one loaded (h5py's)
-    for path in sorted(_hdf5_library_paths(), key=lambda p: "tables.libs" not in p):
+    for path in _hdf5_library_paths():  # PyTables' own HDF5 before any other one loaded (h5py's)
         try:
             return _Library(ctypes.CDLL(path))
         except (OSError, AttributeError):
