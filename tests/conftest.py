@@ -34,3 +34,16 @@ def sample_file(tmp_path):
         f.create_vlarray("/", "vlarray", tables.Int32Atom())
         f.create_soft_link("/", "link", "/carray")
     return path
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    """A ``distributed`` client of 2 worker processes x 1 thread, shared by a test module."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client

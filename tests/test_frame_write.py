@@ -203,18 +203,6 @@ def test_a_failing_partition_creates_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def cluster_client():
-    distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
-
-
 @pytest.mark.parametrize("scheduler", ["sync", "threads", "processes", "distributed"])
 def test_every_scheduler_writes_the_same_table(tmp_path, scheduler, request):
     df = dd.from_pandas(frame(200, "datetime"), npartitions=5)

@@ -210,18 +210,6 @@ def test_a_dict_writes_several_nodes_from_one_graph(tmp_path):
 # ---------------------------------------------------------------- schedulers
 
 
-@pytest.fixture(scope="module")
-def cluster_client():
-    distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
-
-
 @pytest.mark.parametrize("scheduler", ["sync", "threads", "processes", "distributed"])
 @pytest.mark.parametrize("target", ["new", "existing"])
 def test_round_trip_under_every_scheduler(tmp_path, scheduler, target, request):
