@@ -2,7 +2,7 @@
 
 For each codec it writes a float64 array in chunks of 1 MiB (PyTables; LZF
 through h5py), reads every chunk's stored bytes once (``read_chunk``), then
-times decoding them all with :class:`dask_tables.codecs.FilterPipeline`
+times decoding them all with :class:`dask_tables.filters.codecs.FilterPipeline`
 (into a reused per-thread buffer, as the direct path does) on one thread
 and on two threads (a ``ThreadPoolExecutor``), best of ``--repeat``.  A
 decoder that holds the GIL shows a ratio near 1.0; one that releases it,
@@ -91,7 +91,7 @@ def write(path: Path, options: dict, n_chunks: int) -> None:
 
 
 def stored_chunks(path: Path) -> tuple[list[tuple[bytes, int]], object]:
-    from dask_tables.direct import ChunkLayout
+    from dask_tables.array.direct import ChunkLayout
 
     with tables.open_file(path) as f:
         leaf = f.root.x

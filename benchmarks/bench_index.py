@@ -33,7 +33,8 @@ import numpy as np
 import tables
 
 import dask_tables
-from dask_tables import chunkindex, diagnostics
+from dask_tables import diagnostics
+from dask_tables.hdf5 import chunkindex
 
 
 def best(action: Callable[[], Any], repeat: int) -> float:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import diagnostics
-from .array import from_tables
+from .array.core import from_tables
+from .array.source import TablesSource
 from .errors import (
     CorruptChunkError,
     DaskTablesError,
@@ -36,15 +37,14 @@ from .registry import (
     synchronized_open_file,
     unpatch,
 )
-from .source import TablesSource
-from .store import RechunkWarning, to_tables
+from .write.store import RechunkWarning, to_tables
 
 
 def __getattr__(name: str) -> object:
     # read_table needs pandas and dask.dataframe: imported on first use, so that
     # array users (and the validate probe's child process) start fast.
     if name == "read_table":
-        from .dataframe import read_table
+        from .frame.core import read_table
 
         return read_table
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ import dask
 import tables
 
 from . import diagnostics
-from .array import from_tables
+from .array.core import from_tables
 from .demo import default_cache_dir, run_demo
 from .errors import DaskTablesError
 from .info import format_table, inspect_file, to_json

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import tables
 
-from .array import from_tables
-from .pickles import refusing_pickles
+from .array.core import from_tables
+from .hdf5.pickles import refusing_pickles
 from .registry import synchronized_close_file, synchronized_file, synchronized_open_file
 
 __all__ = ["DemoResult", "cookbook_mean", "default_cache_dir", "ensure_demo_file", "run_demo", "serial_mean"]

@@ -8,7 +8,7 @@ Counters, per process, that say where a computation's time went:
     and the time it was held.  ``lock_held_seconds`` over the wall time of a
     computation is the share that Amdahl's law cannot run in parallel.
 ``direct_chunks``, ``direct_bytes_read``, ``direct_bytes_decoded``, ``direct_fill_chunks``
-    Chunks read by the direct path (:mod:`dask_tables.direct`), their stored
+    Chunks read by the direct path (:mod:`dask_tables.array.direct`), their stored
     bytes (what ``pread`` read), their raw bytes (what decoding gave), and
     chunks never written (read as the fill value, nothing read).
 ``pipeline_reads``, ``pipeline_chunks``, ``pipeline_bytes``
@@ -16,7 +16,7 @@ Counters, per process, that say where a computation's time went:
     path cannot read, or ``direct=False``): calls, chunks their selections
     touch, bytes returned.
 ``index_builds``, ``index_build_seconds``, ``index_chunks``, ``index_hits``
-    Chunk indexes read from files (:mod:`dask_tables.chunkindex`), the time
+    Chunk indexes read from files (:mod:`dask_tables.hdf5.chunkindex`), the time
     spent, the chunks they list, and the reads served by a cached index.
 
 Counting is per thread (no lock on the hot path); :func:`snapshot` sums the

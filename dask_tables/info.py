@@ -2,9 +2,9 @@
 
 For each node: kind, shape, dtype, chunk shape, HDF5 filters, size on disk
 and compression ratio, and whether dask_tables reads it directly
-(:mod:`dask_tables.direct`) or through HDF5, and if through HDF5, why.
+(:mod:`dask_tables.array.direct`) or through HDF5, and if through HDF5, why.
 :func:`direct_read_reason` re-checks, one by one, the conditions under
-which :meth:`dask_tables.direct.ChunkLayout.of` refuses a node, to name
+which :meth:`dask_tables.array.direct.ChunkLayout.of` refuses a node, to name
 the one that failed.
 """
 
@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import tables
 
-from .codecs import (
+from .array.direct import ChunkLayout
+from .errors import NotHDF5FileError
+from .filters.codecs import (
     DECODERS,
     DecodeError,
     FilterPipeline,
@@ -28,10 +30,8 @@ from .codecs import (
     hdf5_can_apply,
     stored_filters,
 )
-from .direct import ChunkLayout
-from .errors import NotHDF5FileError
-from .hdf5types import stored_as_read
-from .pickles import refusing_pickles
+from .hdf5.pickles import refusing_pickles
+from .hdf5.storedtypes import stored_as_read
 from .registry import get_lock, synchronized_file
 
 __all__ = ["NodeInfo", "direct_read_reason", "format_table", "inspect_file", "to_json"]
@@ -124,7 +124,7 @@ def direct_read_reason(leaf: tables.Leaf) -> str | None:
 
     Considerations
     --------------
-    The verdict is :meth:`~dask_tables.direct.ChunkLayout.of`'s; the reason
+    The verdict is :meth:`~dask_tables.array.direct.ChunkLayout.of`'s; the reason
     re-checks its conditions in its order, so a new condition there shows
     here as the last, generic reason until it is named.
     """

@@ -10,7 +10,7 @@ checks that the file is unchanged and closes it, so datasets pickle and
 compute under every dask scheduler, ``distributed`` included.
 
 Dimension names come from HDF5 dimension scales where a dataset has them
-(:mod:`dask_tables.dimscales`), else from phony names shared by equal
+(:mod:`dask_tables.hdf5.dimscales`), else from phony names shared by equal
 lengths, as h5netcdf's ``phony_dims="sort"`` makes them (numbered across
 the whole file, so that one name is one length everywhere in it).
 
@@ -35,11 +35,11 @@ import xarray as xr
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-from .dimscales import scale_dims
-from .direct import take_field
-from .pickles import refusing_pickles
+from .array.direct import take_field
+from .array.source import TablesSource
+from .hdf5.dimscales import scale_dims
+from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
-from .source import TablesSource
 
 __all__ = ["TablesBackendArray", "TablesBackendEntrypoint"]
 

@@ -21,9 +21,10 @@ import tables
 from helpers import run_python
 from numpy.testing import assert_array_equal
 
-from dask_tables import from_tables, libblosc2
-from dask_tables.codecs import DecodeError, FilterPipeline, Shuffle, fletcher32
-from dask_tables.direct import ChunkLayout
+from dask_tables import from_tables
+from dask_tables.array.direct import ChunkLayout
+from dask_tables.filters import libblosc2
+from dask_tables.filters.codecs import DecodeError, FilterPipeline, Shuffle, fletcher32
 
 CODECS = ["blosclz", "lz4", "lz4hc", "zlib", "zstd"]
 
@@ -167,7 +168,7 @@ def test_lzf_decodes_as_h5py_reads_it(tmp_path, options):
 
 def test_lzf_without_imagecodecs_falls_back_to_the_python_decoder(tmp_path, monkeypatch):
     h5py = pytest.importorskip("h5py")
-    from dask_tables import codecs
+    from dask_tables.filters import codecs
 
     path = tmp_path / "lzf.h5"
     data = np.arange(200) % 7.0
@@ -378,8 +379,8 @@ def test_without_the_binding_python_blosc2_decodes_the_same(codec_file, monkeypa
 DAMAGED_CHILD = """
 import json, sys
 import numpy as np, tables
-from dask_tables.codecs import DecodeError
-from dask_tables.direct import ChunkLayout
+from dask_tables.filters.codecs import DecodeError
+from dask_tables.array.direct import ChunkLayout
 
 path, names = sys.argv[1], sys.argv[2].split(",")
 rng = np.random.default_rng(0)
@@ -451,8 +452,8 @@ def test_damaged_lzf_raises_decode_error_and_never_crashes(tmp_path):
     done = run_python(
         f"""
         import numpy as np, tables
-        from dask_tables.codecs import DecodeError
-        from dask_tables.direct import ChunkLayout
+        from dask_tables.filters.codecs import DecodeError
+        from dask_tables.array.direct import ChunkLayout
         with tables.open_file({str(path)!r}) as f:
             pipeline = ChunkLayout.of(f.root.x).pipeline()
             stored = bytes(f.root.x.read_chunk((0,)))

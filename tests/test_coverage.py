@@ -219,8 +219,8 @@ def test_a_decodable_filter_with_the_direct_path_off_says_so(tmp_path):
 FUZZ_CHILD = """
 import json, sys
 import numpy as np, tables
-from dask_tables.codecs import DecodeError
-from dask_tables.direct import ChunkLayout
+from dask_tables.filters.codecs import DecodeError
+from dask_tables.array.direct import ChunkLayout
 
 path = sys.argv[1]
 rng = np.random.default_rng(0)
@@ -362,8 +362,8 @@ def test_records_with_gaps_read_as_h5py_reads_them(tmp_path):
 def test_the_direct_layout_of_gapped_records_is_the_files(tmp_path):
     import tables
 
-    from dask_tables.direct import ChunkLayout
-    from dask_tables.hdf5calls import file_dtype
+    from dask_tables.array.direct import ChunkLayout
+    from dask_tables.hdf5.calls import file_dtype
 
     path = tmp_path / "gaps.h5"
     with h5py.File(path, "w") as f:

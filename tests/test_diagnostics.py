@@ -10,8 +10,9 @@ import tables
 from helpers import pytables_read
 from numpy.testing import assert_array_equal
 
-from dask_tables import chunkindex, diagnostics, from_tables, get_lock
+from dask_tables import diagnostics, from_tables, get_lock
 from dask_tables.cli import main
+from dask_tables.hdf5 import chunkindex
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from helpers import pytables_read, registry_is_empty, run_python
 from numpy.testing import assert_array_equal
 
 from dask_tables import FileChangedError, TablesSource, diagnostics, from_tables
-from dask_tables import chunkindex as ci
+from dask_tables.hdf5 import chunkindex as ci
 
 
 @pytest.fixture(autouse=True)
@@ -252,7 +252,8 @@ def test_a_forked_child_starts_with_an_empty_cache_and_builds_its_own(tmp_path):
     write_carray(path)
     code = f"""
         import multiprocessing, numpy as np
-        from dask_tables import chunkindex, diagnostics, from_tables
+        from dask_tables import diagnostics, from_tables
+        from dask_tables.hdf5 import chunkindex
         x = from_tables({str(path)!r}, "/x", chunks=250)
         x.compute(scheduler="threads")
         assert chunkindex.cache_info()["entries"] == 1
@@ -274,7 +275,7 @@ def test_a_forked_child_starts_with_an_empty_cache_and_builds_its_own(tmp_path):
 
 def test_the_one_pass_read_is_available_here():
     """The compiled helper is built by the install, and PyTables' HDF5 exports H5Dchunk_iter."""
-    from dask_tables import _chunkiter  # noqa: F401 - a missing build fails here
+    from dask_tables.hdf5 import _chunkiter  # noqa: F401 - a missing build fails here
 
     assert ci._chunk_iter_address() is not None
 
@@ -289,8 +290,9 @@ def test_a_thread_using_plain_pytables_while_indexes_are_built_never_deadlocks(t
     code = f"""
         import contextlib, sys, threading
         import tables
-        from dask_tables import chunkindex, get_lock
-        from dask_tables.fingerprint import Fingerprint
+        from dask_tables import get_lock
+        from dask_tables.hdf5 import chunkindex
+        from dask_tables.hdf5.fingerprint import Fingerprint
 
         sys.setswitchinterval(1e-6)
         path, stop = {str(path)!r}, threading.Event()

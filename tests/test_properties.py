@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dask_tables import from_tables
-from dask_tables.selection import plan_read
+from dask_tables.array.selection import plan_read
 
 FILTERS = [
     None,

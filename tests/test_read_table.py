@@ -730,7 +730,7 @@ class _Getattr:
 
 
 def test_pandas_time_zones_pass_the_pickle_gate_but_no_other_getattr(tmp_path):
-    from dask_tables.pickles import refusing_pickles
+    from dask_tables.hdf5.pickles import refusing_pickles
 
     path = tmp_path / "gate.h5"
     when = pd.date_range("2021-01-01", periods=10, freq="h", tz="Asia/Tokyo")

@@ -338,7 +338,7 @@ def test_pickles_run_only_when_the_user_opts_in(hostile_file):
 
 
 def test_other_threads_still_unpickle_as_pytables_does(hostile_file):
-    from dask_tables.pickles import refusing_pickles
+    from dask_tables.hdf5.pickles import refusing_pickles
 
     path, marker = hostile_file
     with refusing_pickles(), tables.open_file(path) as f:
@@ -491,7 +491,7 @@ def test_the_crasher_really_crashes_pytables(tmp_path):
 
 def test_validate_refuses_only_the_crashing_file_among_20(tmp_path):
     from dask_tables import NotHDF5FileError
-    from dask_tables.validate import probe_files
+    from dask_tables.array.validate import probe_files
 
     paths = write_small_files(tmp_path / "parts", 20)
     paths[10] = make_crasher(tmp_path / "parts" / "part-10.h5")
@@ -518,7 +518,7 @@ def test_validate_refuses_only_the_crashing_file_among_20(tmp_path):
 
 
 def test_validate_refuses_a_hanging_file_and_judges_the_files_after_it(tmp_path):
-    from dask_tables.validate import probe_files
+    from dask_tables.array.validate import probe_files
 
     paths = write_small_files(tmp_path / "parts", 8)
     paths[3] = make_hanger(tmp_path / "hanger.h5")
@@ -531,7 +531,7 @@ def test_validate_refuses_a_hanging_file_and_judges_the_files_after_it(tmp_path)
 
 def test_validate_leaves_ordinary_errors_to_the_read(tmp_path):
     from dask_tables import NotHDF5FileError
-    from dask_tables.validate import probe, probe_files
+    from dask_tables.array.validate import probe, probe_files
 
     paths = write_small_files(tmp_path / "parts", 3)
     text = tmp_path / "text.h5"

@@ -18,7 +18,7 @@ from dask.delayed import Delayed
 from helpers import RECORD, pytables_read, records, registry_is_empty, run_python
 
 import dask_tables
-from dask_tables.store import new_spec
+from dask_tables.write.store import new_spec
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # worker processes lack tests/ on sys.path
 
@@ -543,7 +543,7 @@ def test_a_full_disk_while_staging_leaves_the_file_as_it_was(tmp_path):
 
 def test_a_preparation_run_again_keeps_the_chunks_already_staged(tmp_path):
     """After a lost worker the scheduler may recompute the preparation: it must not empty the new file."""
-    from dask_tables.store import _prepare
+    from dask_tables.write.store import _prepare
 
     path = tmp_path / "new.h5"
     delayed = dask_tables.to_tables(da.ones((4, 10), chunks=(2, 10)), path, "/x", compute=False)
@@ -556,7 +556,7 @@ def test_a_preparation_run_again_keeps_the_chunks_already_staged(tmp_path):
     _prepare(plan)  # as after a lost worker
     with tables.open_file(plan.temp_file) as f:
         np.testing.assert_array_equal(f.root.x[0], np.arange(10.0))
-    dask_tables.store._remove_work(plan.work)
+    dask_tables.write.store._remove_work(plan.work)
 
 
 def test_record_fields_are_matched_by_name_not_position(tmp_path):
@@ -668,7 +668,7 @@ def test_a_preparation_that_runs_after_a_failed_call_does_not_make_the_work_fold
     """With compute=True the caller owns the work folder: a late preparation task finds it gone and stops."""
     import dataclasses
 
-    from dask_tables.store import _prepare
+    from dask_tables.write.store import _prepare
 
     delayed = dask_tables.to_tables(da.ones(4, chunks=2), tmp_path / "new.h5", "/x", compute=False)
     (prepare,) = [

@@ -24,11 +24,11 @@ import dask.array as da
 import numpy as np
 import tables
 
-from .direct import same_values
-from .encoders import UnsupportedEncoderError, encoder_pipeline
-from .errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError
-from .fingerprint import modes_open_here, same_file
-from .registry import get_lock, synchronized_close_file, synchronized_open_file
+from ..array.direct import same_values
+from ..errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError
+from ..filters.encoders import UnsupportedEncoderError, encoder_pipeline
+from ..hdf5.fingerprint import modes_open_here, same_file
+from ..registry import get_lock, synchronized_close_file, synchronized_open_file
 
 __all__ = ["NodeSpec", "RechunkWarning", "WritePlan", "inherited_storage", "new_spec", "region_spec"]
 
@@ -103,7 +103,7 @@ class NodeSpec:
 
     node: str  # its final path
     # "carray", "earray", "table", "scalar" (a new node), "region" (into an existing one),
-    # or "frame" (a pandas frame's group, whose "table" is a "table": dask_tables.framewrite)
+    # or "frame" (a pandas frame's group, whose "table" is a "table": dask_tables.write.frames)
     kind: str
     shape: tuple[int, ...]  # the node's shape
     chunkshape: tuple[int, ...] | None  # None: a contiguous existing node (region only)
@@ -373,7 +373,7 @@ def _encoding_reads_back(spec: NodeSpec, probe: tables.Leaf) -> bool:
 
     ``probe`` is ``spec``'s node, one chunk large, in an in-memory file
     (:func:`_probe_node`): one probe chunk encoded by
-    :mod:`dask_tables.encoders` is written there with ``write_chunk`` and
+    :mod:`dask_tables.filters.encoders` is written there with ``write_chunk`` and
     PyTables' read compared with it.  Also requires the probe's filter
     pipeline to be ``spec.pipeline``.
     """

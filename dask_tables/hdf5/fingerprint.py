@@ -7,8 +7,8 @@ from typing import NamedTuple
 
 import tables.file as _tables_file
 
-from .errors import FileChangedError
-from .registry import get_lock
+from ..errors import FileChangedError
+from ..registry import get_lock
 
 
 class Fingerprint(NamedTuple):

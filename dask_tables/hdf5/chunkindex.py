@@ -18,7 +18,7 @@ read that built it but not kept.
 Examples
 --------
 >>> import numpy as np, tables
->>> from dask_tables.fingerprint import Fingerprint
+>>> from dask_tables.hdf5.fingerprint import Fingerprint
 >>> with tables.open_file("example.h5", "w") as f:
 ...     e = f.create_earray("/", "e", atom=tables.Float64Atom(), shape=(0,), chunkshape=(4,))
 ...     e.append(np.arange(10.0))
@@ -48,10 +48,10 @@ import numpy as np
 import tables
 from dask.utils import parse_bytes
 
-from . import diagnostics
+from .. import diagnostics
+from ..registry import get_lock, synchronized_file
 from .fingerprint import Fingerprint, check_unchanged, same_file
-from .hdf5types import _loaded_libhdf5
-from .registry import get_lock, synchronized_file
+from .storedtypes import _loaded_libhdf5
 
 __all__ = ["ChunkIndex", "build_index", "cache_info", "cache_limit", "chunk_index", "clear_cache"]
 
@@ -173,7 +173,7 @@ def _hdf5_library_paths() -> list[str]:
 def _find_chunk_iters() -> list[tuple[int, Any]]:
     """``(address of H5Dchunk_iter, library)`` of each HDF5 loaded here that has it, PyTables' first.
 
-    ``H5Dchunk_iter`` is called by :mod:`dask_tables._chunkiter` (C), whose
+    ``H5Dchunk_iter`` is called by :mod:`dask_tables.hdf5._chunkiter` (C), whose
     callback needs neither the GIL nor Python: a Python (ctypes) callback
     would run while HDF5 holds its global mutex, and deadlock with any
     thread that holds the GIL while it waits for that mutex (as plain

@@ -7,7 +7,7 @@ How a write runs (one dask graph; :func:`to_tables` builds it):
    ``overwrite``, the ``region`` of an existing node), the chunk shape is
    chosen to divide the dask blocks, and the node's HDF5 filter pipeline is
    read from the same node created in an in-memory HDF5 file.  Each filter
-   of the pipeline is encoded in Python (:mod:`dask_tables.encoders`) only
+   of the pipeline is encoded in Python (:mod:`dask_tables.filters.encoders`) only
    if HDF5 reads an encoded probe chunk back exactly; otherwise that node
    is written through HDF5's own pipeline.
 2. **Prepare** (one task): a hidden work folder next to the target,
@@ -28,9 +28,9 @@ How a write runs (one dask graph; :func:`to_tables` builds it):
    then an existing node removed (``overwrite=True``) and the new one moved
    to its name.  The work folder is removed.
 
-The plan and its checks live in :mod:`dask_tables.writeplan`, the pieces
-and sidecar files in :mod:`dask_tables.staging`, the writers' locks in
-:mod:`dask_tables.writelock`; this module has the tasks and the graph.
+The plan and its checks live in :mod:`dask_tables.write.plan`, the pieces
+and sidecar files in :mod:`dask_tables.write.staging`, the writers' locks in
+:mod:`dask_tables.write.locks`; this module has the tasks and the graph.
 
 Locks: :func:`dask_tables.registry.get_lock` in each process, plus, across
 processes, an ``fcntl.flock`` (of the target's folder for the commit, of
@@ -58,12 +58,11 @@ import tables
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from .errors import FileChangedError, RegionMismatchError, WriteInterruptedError
-from .fingerprint import same_file
-from .registry import get_lock, synchronized_close_file, synchronized_file, synchronized_open_file
-from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
-from .writelock import write_lock
-from .writeplan import (
+from ..errors import FileChangedError, RegionMismatchError, WriteInterruptedError
+from ..hdf5.fingerprint import same_file
+from ..registry import get_lock, synchronized_close_file, synchronized_file, synchronized_open_file
+from .locks import write_lock
+from .plan import (
     WRITE_ONCE_ADVICE,
     NodeSpec,
     RechunkWarning,
@@ -85,6 +84,7 @@ from .writeplan import (
     region_spec,
     stored_dtype,
 )
+from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
 
 __all__ = ["RechunkWarning", "to_tables"]
 
@@ -424,7 +424,7 @@ def to_tables(
     """
     path = os.path.abspath(os.fspath(path))
     if _is_frame(x):
-        from .framewrite import frame_to_tables
+        from .frames import frame_to_tables
 
         if region is not None or extendable is not None:
             raise TypeError(f"{path}: region= and extendable= are for arrays, not data frames")

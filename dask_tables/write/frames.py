@@ -1,6 +1,6 @@
 """``to_tables`` for dask DataFrames and Series: pandas' table format, or a plain PyTables table.
 
-The array writer (:mod:`dask_tables.store`) does the hard parts; this module
+The array writer (:mod:`dask_tables.write.store`) does the hard parts; this module
 adds what a frame needs before its rows are chunks of a table.  One graph:
 
 1. **Plan** (in the caller): the inputs are checked (file, node, format,
@@ -8,7 +8,7 @@ adds what a frame needs before its rows are chunks of a table.  One graph:
    read: its record dtype, its storage, and its group (with a zero-row
    table) as an in-memory HDF5 image, the template.
 2. **Records** (one task per partition, the only pass over the data): the
-   partition becomes table records (:mod:`dask_tables.framecodec`: pandas
+   partition becomes table records (:mod:`dask_tables.write.records`: pandas
    itself converts for ``format="pandas"``), saved raw in the work folder;
    the task returns their string sizes and layout.
 3. **Schema** (one task): each string column gets the largest size of any
@@ -16,12 +16,12 @@ adds what a frame needs before its rows are chunks of a table.  One graph:
    never fails; for a new pandas table, pandas writes one row with those
    sizes into an in-memory file, which becomes the template (attributes,
    values blocks, categories); the node's storage is planned as the array
-   writer plans a table (:func:`dask_tables.writeplan.new_spec`).
+   writer plans a table (:func:`dask_tables.write.plan.new_spec`).
 4. **Encode** (one task per partition, reading only the staged records):
    records widened to the final dtype, cut into HDF5 chunks and encoded with
-   no lock held (:func:`dask_tables.staging.block_pieces`) into a sidecar.
+   no lock held (:func:`dask_tables.write.staging.block_pieces`) into a sidecar.
 5. **Commit** (one task): the array writer's final step
-   (:func:`dask_tables.store._commit_into_existing`): the node is built
+   (:func:`dask_tables.write.store._commit_into_existing`): the node is built
    under a temporary name and moved into place (a new file is built whole
    in the work folder, then ``os.replace``-d); an append grows the table in
    place.  PyTables indexes are made on the index and data columns, as
@@ -50,21 +50,9 @@ from dask.dataframe.utils import has_known_categories
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from .framecodec import (
-    FieldKey,
-    Records,
-    block_key,
-    frame_records,
-    leaf_dtype,
-    matching_key,
-    nested_dtype,
-    same_key,
-    widen,
-)
-from .registry import get_lock, synchronized_file
-from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
-from .writelock import write_lock
-from .writeplan import (
+from ..registry import get_lock, synchronized_file
+from .locks import write_lock
+from .plan import (
     NodeSpec,
     WritePlan,
     check_node_name,
@@ -78,6 +66,18 @@ from .writeplan import (
     node_pipeline,
     region_spec,
 )
+from .records import (
+    FieldKey,
+    Records,
+    block_key,
+    frame_records,
+    leaf_dtype,
+    matching_key,
+    nested_dtype,
+    same_key,
+    widen,
+)
+from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
 
 __all__ = ["frame_to_tables"]
 
@@ -592,7 +592,7 @@ def _data_columns(data_columns: Any, min_itemsize: Mapping[str, int]) -> tuple[s
 
 
 def _existing_pandas_table(h5: tables.File, path: str, node: str) -> ExistingTable:
-    from .pandas_tables import is_pandas_node
+    from ..frame.pandas_format import is_pandas_node
 
     group = h5.get_node(node)
     if not isinstance(group, tables.Group) or not is_pandas_node(group) or "table" not in group:

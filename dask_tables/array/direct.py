@@ -3,10 +3,10 @@
 HDF5 (as PyTables' wheels build it) serializes every call behind one global
 mutex, decompression included, so the pipeline read of two threads is no
 faster than one.  The direct path asks HDF5 only where the chunks live, once
-per file version and process (:mod:`dask_tables.chunkindex`: the whole index
+per file version and process (:mod:`dask_tables.hdf5.chunkindex`: the whole index
 in one pass, under the process lock, then cached), then reads the stored
 bytes with ``os.preadv`` into reused per-thread buffers (or straight into
-the result) and decodes them (:mod:`dask_tables.codecs`) with no lock held
+the result) and decodes them (:mod:`dask_tables.filters.codecs`) with no lock held
 and the GIL released, so two threads really decode two chunks.
 
 Chunks HDF5 never wrote read as the dataset's fill value, kept with the
@@ -27,13 +27,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import tables
 
-from . import diagnostics
-from .chunkindex import ChunkIndex, chunk_index
-from .codecs import DecodeError, FilterPipeline, UnsupportedFilterError, stored_filters
-from .errors import CorruptChunkError, FileChangedError
-from .fingerprint import Fingerprint, check_unchanged
-from .hdf5calls import file_dtype
-from .hdf5types import stored_as_read
+from .. import diagnostics
+from ..errors import CorruptChunkError, FileChangedError
+from ..filters.codecs import DecodeError, FilterPipeline, UnsupportedFilterError, stored_filters
+from ..hdf5.calls import file_dtype
+from ..hdf5.chunkindex import ChunkIndex, chunk_index
+from ..hdf5.fingerprint import Fingerprint, check_unchanged
+from ..hdf5.storedtypes import stored_as_read
 
 __all__ = ["ChunkLayout", "read_direct", "repacked", "same_values", "take_field"]
 
@@ -478,7 +478,7 @@ def read_direct(
     """Read ``node[slab]`` chunk by chunk, decoding outside every lock.
 
     The node's chunk index comes from this process's cache
-    (:func:`dask_tables.chunkindex.chunk_index`): read once per file
+    (:func:`dask_tables.hdf5.chunkindex.chunk_index`): read once per file
     version, in one pass, under the process lock.  After that a read takes
     no lock and makes no HDF5 call: it opens the file with ``os.open``,
     checks its fingerprint (``fstat``), reads each chunk's stored bytes into

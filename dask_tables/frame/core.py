@@ -13,10 +13,12 @@ import pandas as pd
 import tables
 from dask.base import tokenize
 
+from ..array.source import TablesSource
+from ..errors import REBUILD_FRAME, change_advice
+from ..hdf5.paths import PathSpec, expand_paths
+from .columns import FrameLayout
 from .conditions import Condition
-from .errors import REBUILD_FRAME, change_advice
-from .frames import FrameLayout
-from .pandas_tables import is_pandas_node, is_pandas_table, read_pandas_table
+from .pandas_format import is_pandas_node, is_pandas_table, read_pandas_table
 from .partitions import (
     RowRange,
     divisions_or_reason,
@@ -25,8 +27,6 @@ from .partitions import (
     row_window,
     sample_divisions,
 )
-from .paths import PathSpec, expand_paths
-from .source import TablesSource
 
 __all__ = ["TablePartitionReader", "read_table"]
 
@@ -66,7 +66,7 @@ def _inspect_table(
 
 @dataclass(frozen=True)
 class TablePartitionReader:
-    """Reads one partition (a :class:`~dask_tables.partitions.RowRange`) as a pandas DataFrame.
+    """Reads one partition (a :class:`~dask_tables.frame.partitions.RowRange`) as a pandas DataFrame.
 
     Its ``columns=`` keyword lets dask push a column selection into the
     read: ``read_table(...)[["a"]]`` converts only ``a``.

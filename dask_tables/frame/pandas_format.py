@@ -37,8 +37,11 @@ import numpy as np
 import pandas as pd
 import tables
 
-from .errors import REBUILD_FRAME, NotHDF5FileError, change_advice
-from .fingerprint import Fingerprint, check_unchanged
+from ..array.source import TablesSource
+from ..errors import REBUILD_FRAME, NotHDF5FileError, change_advice
+from ..hdf5.fingerprint import Fingerprint, check_unchanged
+from ..hdf5.pickles import refusing_pickles
+from ..registry import get_lock, synchronized_file
 from .partitions import (
     RowRange,
     divisions_or_reason,
@@ -47,9 +50,6 @@ from .partitions import (
     row_window,
     sample_rows,
 )
-from .pickles import refusing_pickles
-from .registry import get_lock, synchronized_file
-from .source import TablesSource
 
 __all__ = ["PandasTableReader", "is_pandas_node", "is_pandas_table", "read_pandas_table"]
 

@@ -6,7 +6,7 @@ the whole Python process with it.  :func:`probe_files` does what reading a
 node makes HDF5 do, in a separate interpreter with a time limit per file: it
 opens the file (superblock, root group), the node's header, looks up every
 chunk, and, for a node that will be read through PyTables' filter pipeline
-rather than directly (see :mod:`dask_tables.direct`), reads all its data,
+rather than directly (see :mod:`dask_tables.array.direct`), reads all its data,
 since HDF5 decodes those chunks itself.  (Directly read chunks are decoded by
 dask_tables' own decoders, which check every length they are given.)  A file
 that crashes or hangs the child is refused with
@@ -24,7 +24,7 @@ no file before it (a child that crashed later is retried from that file in
 a fresh one): a file cannot be refused for damage an earlier file left in
 HDF5's memory.
 
-The child runs :func:`_child` (``python -m dask_tables.validate NODE MODE
+The child runs :func:`_child` (``python -m dask_tables.array.validate NODE MODE
 LISTFILE`` does the same): ``LISTFILE`` holds the paths, one JSON string a
 line; ``MODE`` is ``direct`` or ``pipeline``.
 """
@@ -47,7 +47,7 @@ from typing import IO
 
 import dask
 
-from .errors import NotHDF5FileError
+from ..errors import NotHDF5FileError
 
 __all__ = ["probe", "probe_files"]
 
@@ -56,8 +56,8 @@ __all__ = ["probe", "probe_files"]
 STARTUP_SECONDS = 60.0
 
 # The child imports this very copy of dask_tables, wherever the parent runs from.
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_CHILD = "import sys; sys.path.insert(0, sys.argv.pop(1)); from dask_tables.validate import _child; _child(*sys.argv[1:])"
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_CHILD = "import sys; sys.path.insert(0, sys.argv.pop(1)); from dask_tables.array.validate import _child; _child(*sys.argv[1:])"
 
 
 def probe(path: str | os.PathLike[str], node: str, timeout: float = 120, direct: bool | None = None) -> None:
@@ -206,7 +206,7 @@ def _run_child(files: list[str], node: str, mode: str, timeout: float) -> _Outco
     if outcome.failed == -1:
         what = "hung" if outcome.hung else f"failed (exit {outcome.returncode})"
         raise RuntimeError(
-            f"the probe's child process ({sys.executable}, dask_tables.validate) {what} before "
+            f"the probe's child process ({sys.executable}, dask_tables.array.validate) {what} before "
             f"probing any file: {outcome.stderr}"
         )
     return outcome
@@ -257,8 +257,8 @@ def _walk(path: str, node: str, direct: bool) -> None:
     """What reading ``node`` of ``path`` makes HDF5 do: the probe of one file."""
     import tables
 
-    from .chunkindex import build_index
-    from .pickles import refusing_pickles
+    from ..hdf5.chunkindex import build_index
+    from ..hdf5.pickles import refusing_pickles
     from .source import TablesSource
 
     with refusing_pickles(), tables.open_file(path, "r") as h5:

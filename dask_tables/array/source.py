@@ -1,7 +1,7 @@
 """The lazy, picklable array behind every dask chunk: one node of one file.
 
 A :class:`TablesSource` records what graph construction learned about a node
-(shape, dtype, chunkshape) and the file's :class:`~dask_tables.fingerprint.Fingerprint`.
+(shape, dtype, chunkshape) and the file's :class:`~dask_tables.hdf5.fingerprint.Fingerprint`.
 It holds no open handle: every ``source[key]`` opens the file through the
 synchronized registry, reads, and closes it again, so the source pickles
 with plain :mod:`pickle` and travels to processes and cluster workers.
@@ -19,14 +19,14 @@ import dask
 import numpy as np
 import tables
 
-from . import diagnostics
-from .codecs import DECODERS, StoredFilter, hdf5_can_apply, stored_filters
+from .. import diagnostics
+from ..errors import MissingFilterError, NotHDF5FileError
+from ..filters.codecs import DECODERS, StoredFilter, hdf5_can_apply, stored_filters
+from ..hdf5.calls import file_dtype, read_rows
+from ..hdf5.fingerprint import Fingerprint, check_unchanged
+from ..hdf5.pickles import refusing_pickles
+from ..registry import get_lock, synchronized_file
 from .direct import ChunkLayout, read_direct, repacked, take_field
-from .errors import MissingFilterError, NotHDF5FileError
-from .fingerprint import Fingerprint, check_unchanged
-from .hdf5calls import file_dtype, read_rows
-from .pickles import refusing_pickles
-from .registry import get_lock, synchronized_file
 from .selection import plan_read
 
 __all__ = ["TablesSource"]
@@ -77,7 +77,7 @@ def _why_not_decoded(leaf: tables.Leaf, stored: StoredFilter) -> str:
     """Why dask_tables' own decoders do not read ``leaf`` (a filter HDF5 lacks is in its pipeline)."""
     if stored.name not in DECODERS:
         return "dask_tables has no decoder for it"
-    from .info import direct_read_reason  # info builds on this module's layer
+    from ..info import direct_read_reason  # info builds on this module's layer
 
     reason = direct_read_reason(leaf)
     if reason is None:
@@ -162,13 +162,13 @@ class TablesSource:
         Leading axes that HDF5 slices; the rest are cell dimensions.
     layout : ChunkLayout or None
         How the node's chunks are stored, when they are read directly
-        (:mod:`dask_tables.direct`); ``None`` reads through PyTables.
+        (:mod:`dask_tables.array.direct`); ``None`` reads through PyTables.
     row_nbytes : int or None
         For a table: bytes of one whole record, what reading a row costs
         even for one column.
     allow_pickles : bool
         Let PyTables unpickle any object stored in the file's attributes
-        (by default only plain data: see :mod:`dask_tables.pickles`).
+        (by default only plain data: see :mod:`dask_tables.hdf5.pickles`).
 
     Examples
     --------

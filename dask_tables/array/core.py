@@ -10,9 +10,9 @@ import numpy as np
 from dask.array.core import normalize_chunks
 from dask.base import tokenize
 
+from ..errors import NotHDF5FileError
+from ..hdf5.paths import PathSpec, expand_paths
 from .concat import concatenated_graph
-from .errors import NotHDF5FileError
-from .paths import PathSpec, expand_paths
 from .source import TablesSource
 from .validate import probe_files
 
@@ -228,12 +228,12 @@ def from_tables(
         behaviour, for files you trust.
     validate : bool, optional
         For files from untrusted sources: first read each file in a child
-        process the way the tasks will (:func:`dask_tables.validate.probe`:
+        process the way the tasks will (:func:`dask_tables.array.validate.probe`:
         metadata, chunk index, and the data HDF5 decodes itself when the
         direct path does not apply), and refuse a file that crashes or hangs
         HDF5 there, instead of letting it crash this process.  One child
         probes all the files, one after the other
-        (:func:`dask_tables.validate.probe_files`); a file that crashes or
+        (:func:`dask_tables.array.validate.probe_files`); a file that crashes or
         hangs it is refused and a new child goes on with the next files.
         Costs one Python start-up (about a second), the chunk index of each
         file, and a full read of a node read through PyTables.

@@ -12,7 +12,7 @@ Every decoder lets the GIL go while it works, so two threads decode two
 chunks at once:
 
 - zlib: ``deflate`` (libdeflate), measured fastest against ISA-L and zlib;
-- Blosc and Blosc2: C-Blosc2 through ctypes (:mod:`dask_tables.libblosc2`,
+- Blosc and Blosc2: C-Blosc2 through ctypes (:mod:`dask_tables.filters.libblosc2`,
   the library python-blosc2's wheel ships), without touching python-blosc2's
   process-wide settings; python-blosc2 itself only where that library does
   not load;
@@ -39,7 +39,8 @@ import blosc2
 import deflate
 import numpy as np
 
-from . import hdf5calls, libblosc2
+from ..hdf5 import calls
+from . import libblosc2
 
 __all__ = [
     "DECODERS",
@@ -316,7 +317,7 @@ class Blosc2:
     """Blosc2 frames (PyTables' blosc2 filter, id 32026): b2nd arrays or plain super-chunks.
 
     C-Blosc2 parses the frame in place and decompresses it with the GIL
-    released (:mod:`dask_tables.libblosc2`).  A b2nd chunk is stored block
+    released (:mod:`dask_tables.filters.libblosc2`).  A b2nd chunk is stored block
     by block: where blocks span whole rows (PyTables' usual choice) that is
     C order already and it decompresses straight into the result;
     otherwise into a per-thread buffer, then one numpy strided copy puts
@@ -861,7 +862,7 @@ def stored_filters(leaf: Any) -> tuple[StoredFilter, ...]:
     """
     import tables
 
-    lib = hdf5calls.library()
+    lib = calls.library()
     if lib is None:  # pragma: no cover - PyTables' wheels export these
         found = tables.utilsextension.get_filters(leaf._v_parent._v_objectid, leaf._v_name) or {}
         return tuple(StoredFilter(-1, str(n), tuple(int(p) for p in ps)) for n, ps in found.items())
@@ -895,7 +896,7 @@ def hdf5_can_apply(filter_id: int) -> bool:
     >>> hdf5_can_apply(1), hdf5_can_apply(32008)  # deflate; bitshuffle is not built in
     (True, False)
     """
-    lib = hdf5calls.library()
+    lib = calls.library()
     return lib is not None and filter_id >= 0 and lib.H5Zfilter_avail(filter_id) > 0
 
 

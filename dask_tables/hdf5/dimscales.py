@@ -23,7 +23,7 @@ from typing import Any
 
 import tables
 
-from .hdf5types import _library
+from .storedtypes import _library
 
 __all__ = ["scale_dims"]
 

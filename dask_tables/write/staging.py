@@ -23,8 +23,8 @@ import tables
 from numpy.lib.recfunctions import assign_fields_by_name
 from tables.utils import quantize
 
-from .encoders import encoder_pipeline
-from .writeplan import NodeSpec
+from ..filters.encoders import encoder_pipeline
+from .plan import NodeSpec
 
 __all__ = ["Piece", "block_pieces", "read_sidecar", "write_pieces", "write_sidecar"]
 

@@ -1,6 +1,6 @@
 """HDF5 filters encoded in Python, outside every lock: one small encoder per filter.
 
-The write side of :mod:`dask_tables.codecs`.  HDF5 runs a dataset's filters
+The write side of :mod:`dask_tables.filters.codecs`.  HDF5 runs a dataset's filters
 in pipeline order when it writes a chunk (for example shuffle, then
 deflate, then Fletcher-32); :class:`EncoderPipeline` does the same in
 Python, so dask tasks compress their chunks in parallel, with the GIL
@@ -11,7 +11,7 @@ Each filter maps to one tiny encoder, registered by the name PyTables
 reports for it (``tables.utilsextension.get_filters``) in :data:`ENCODERS`.
 Libraries: ``deflate`` (libdeflate) for zlib, the standard library's
 :mod:`bz2`, and python-blosc2 for Blosc2; shuffle is a numpy byte transpose
-and Fletcher-32 reuses :func:`dask_tables.codecs.fletcher32`.
+and Fletcher-32 reuses :func:`dask_tables.filters.codecs.fletcher32`.
 
 Considerations
 --------------

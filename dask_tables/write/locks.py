@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .registry import get_lock
+from ..registry import get_lock
 
 __all__ = ["write_lock"]
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import tables
 
-from .registry import get_lock
+from ..registry import get_lock
 
 __all__ = [
     "FieldKey",

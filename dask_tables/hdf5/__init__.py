@@ -1,0 +1,9 @@
+"""HDF5 access: what every layer above reads a file through.
+
+The file's fingerprint (:mod:`.fingerprint`), the stored types and the
+checks on them (:mod:`.storedtypes`), calls into PyTables' own HDF5 library
+(:mod:`.calls`), each node's chunk index (:mod:`.chunkindex`), dimension
+scales (:mod:`.dimscales`), the pickle gate for attributes (:mod:`.pickles`)
+and file-name patterns (:mod:`.paths`).  The synchronized registry and its
+lock stay at :mod:`dask_tables.registry`, their public home.
+"""
