@@ -91,11 +91,12 @@ def write(path: Path, options: dict, n_chunks: int) -> None:
 
 
 def stored_chunks(path: Path) -> tuple[list[tuple[bytes, int]], object]:
-    from dask_tables.array.direct import ChunkLayout
+    from dask_tables.array.direct import chunk_decoder
+    from dask_tables.array.verdict import direct_storage
 
     with tables.open_file(path) as f:
         leaf = f.root.x
-        layout = ChunkLayout.of(leaf)
+        layout = direct_storage(leaf)
         assert layout is not None, "the direct path cannot read this codec"
         grid = [range(0, s, c) for s, c in zip(leaf.shape, leaf.chunkshape, strict=True)]
         coords = [(a,) for a in grid[0]] if len(grid) == 1 else [(a, b) for a in grid[0] for b in grid[1]]
@@ -103,7 +104,7 @@ def stored_chunks(path: Path) -> tuple[list[tuple[bytes, int]], object]:
         for coord in coords:
             info = leaf.chunk_info(coord)
             chunks.append((bytes(leaf.read_chunk(coord)), int(info.filter_mask)))
-    return chunks, layout.pipeline()
+    return chunks, chunk_decoder(layout)
 
 
 def decode_all(pipeline, chunks, threads: int) -> float:

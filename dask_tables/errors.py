@@ -9,6 +9,19 @@ REBUILD_ARRAY = "rebuild the array with from_tables"
 REBUILD_FRAME = "rebuild the frame with read_table"
 
 
+def at_node(path: str | None, node: str) -> str:
+    """The prefix of every message about one node: ``"data.h5: node /x"`` (``"node /x"`` without a path).
+
+    Examples
+    --------
+    >>> at_node("data.h5", "/x")
+    'data.h5: node /x'
+    >>> f"{at_node(None, '/x')}: chunkshape (0,) does not fit"
+    'node /x: chunkshape (0,) does not fit'
+    """
+    return f"node {node}" if path is None else f"{path}: node {node}"
+
+
 class DaskTablesError(Exception):
     """Base class of the errors that only dask_tables raises."""
 
@@ -48,7 +61,7 @@ class FileChangedError(DaskTablesError):
         self.what = what
         self.advice = advice
         super().__init__(
-            f"{path}: node {node}: the file changed after the graph was built ({what}); {advice}"
+            f"{at_node(path, node)}: the file changed after the graph was built ({what}); {advice}"
         )
 
     def with_advice(self, advice: str) -> FileChangedError:
@@ -83,7 +96,7 @@ class CorruptChunkError(DaskTablesError):
         self.node = node
         self.chunk = chunk
         self.what = what
-        super().__init__(f"{path}: node {node}: chunk at {chunk} is corrupt: {what}")
+        super().__init__(f"{at_node(path, node)}: chunk at {chunk} is corrupt: {what}")
 
     def __reduce__(self):
         return (type(self), (self.path, self.node, self.chunk, self.what))
@@ -125,7 +138,7 @@ class MissingFilterError(DaskTablesError, ValueError):
         self.why = why
         reason = why or "dask_tables has no decoder for it"
         super().__init__(
-            f"{path}: node {node}: HDF5 filter {filter_id} ({filter_name}) is not available: "
+            f"{at_node(path, node)}: HDF5 filter {filter_id} ({filter_name}) is not available: "
             f"PyTables' HDF5 has no such filter and {reason} (the file is not damaged)"
         )
 
@@ -148,7 +161,9 @@ class NodeExistsError(DaskTablesError, FileExistsError):
         self.path = path
         self.node = node
         self.why = why
-        super().__init__(f"{path}: node {node} exists already; {why or 'pass overwrite=True to replace it'}")
+        super().__init__(
+            f"{at_node(path, node)} exists already; {why or 'pass overwrite=True to replace it'}"
+        )
 
     def __reduce__(self):
         return (type(self), (self.path, self.node, self.why))
@@ -167,7 +182,7 @@ class RegionMismatchError(DaskTablesError, ValueError):
         self.path = path
         self.node = node
         self.what = what
-        super().__init__(f"{path}: node {node}: cannot write the array into the region: {what}")
+        super().__init__(f"{at_node(path, node)}: cannot write the array into the region: {what}")
 
     def __reduce__(self):
         return (type(self), (self.path, self.node, self.what))

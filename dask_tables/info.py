@@ -3,9 +3,9 @@
 For each node: kind, shape, dtype, chunk shape, HDF5 filters, size on disk
 and compression ratio, and whether dask_tables reads it directly
 (:mod:`dask_tables.array.direct`) or through HDF5, and if through HDF5, why.
-:func:`direct_read_reason` re-checks, one by one, the conditions under
-which :meth:`dask_tables.array.direct.ChunkLayout.of` refuses a node, to name
-the one that failed.
+:func:`~dask_tables.array.verdict.direct_read_reason` (the array layer's
+verdict, re-exported here) names the condition under which
+:func:`~dask_tables.array.verdict.direct_storage` refuses a node.
 """
 
 from __future__ import annotations
@@ -17,21 +17,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import tables
 
-from .array.direct import ChunkLayout
+from .array.verdict import direct_read_reason
 from .errors import NotHDF5FileError
-from .filters.codecs import (
-    DECODERS,
-    DecodeError,
-    FilterPipeline,
-    UnsupportedFilterError,
-    hdf5_can_apply,
-    stored_filters,
-)
+from .filters.codecs import stored_filters
 from .hdf5.pickles import refusing_pickles
-from .hdf5.storedtypes import stored_as_read
 from .registry import get_lock, synchronized_file
 
 __all__ = ["NodeInfo", "direct_read_reason", "format_table", "inspect_file", "to_json"]
@@ -88,72 +79,6 @@ def _filters(leaf: tables.Leaf) -> list[tuple[str, tuple[int, ...]]]:
     if leaf.chunkshape is None:
         return []
     return [(f.name, f.params) for f in stored_filters(leaf)]
-
-
-def _undecoded_filter_reason(leaf: tables.Leaf) -> str | None:
-    """The first filter of ``leaf`` without a decoder, by id and name, and whether HDF5 has it."""
-    for stored in stored_filters(leaf):
-        if stored.name in DECODERS:
-            continue
-        which = f"no decoder for HDF5 filter {stored.id} {stored.name!r}"
-        if hdf5_can_apply(stored.id):
-            return f"{which} (HDF5 applies it: read through HDF5)"
-        return f"{which}, and PyTables' HDF5 lacks it too: it cannot be read"
-    return None
-
-
-def _chunk_nbytes(leaf: tables.Leaf) -> int:
-    dtype = leaf.dtype if isinstance(leaf, tables.Table) else leaf.atom.dtype
-    return int(np.prod(leaf.chunkshape, dtype=np.int64)) * dtype.itemsize
-
-
-def direct_read_reason(leaf: tables.Leaf) -> str | None:
-    """Why dask_tables reads ``leaf`` through HDF5 rather than directly; ``None`` if it reads directly.
-
-    Call it with the file open (and the registry lock held: it calls into HDF5).
-
-    Examples
-    --------
-    >>> import numpy as np, tables
-    >>> with tables.open_file("example.h5", "w") as f:
-    ...     _ = f.create_array("/", "plain", obj=np.arange(4))
-    ...     _ = f.create_carray("/", "chunked", obj=np.arange(4), chunkshape=(2,))
-    >>> with tables.open_file("example.h5") as f:
-    ...     direct_read_reason(f.root.plain), direct_read_reason(f.root.chunked)
-    ('contiguous (not chunked)', None)
-
-    Considerations
-    --------------
-    The verdict is :meth:`~dask_tables.array.direct.ChunkLayout.of`'s; the reason
-    re-checks its conditions in its order, so a new condition there shows
-    here as the last, generic reason until it is named.
-    """
-    if leaf.chunkshape is None:
-        return "contiguous (not chunked)"
-    if ChunkLayout.of(leaf) is not None:
-        return None
-    undecoded = _undecoded_filter_reason(leaf)
-    if undecoded is not None:
-        return undecoded
-    pipeline = _filters(leaf)
-    try:
-        FilterPipeline(pipeline, _chunk_nbytes(leaf)).decode  # noqa: B018 - the constructor checks
-    except UnsupportedFilterError as err:
-        return str(err)
-    if leaf.byteorder not in ("little", "big", "irrelevant"):
-        return "mixed byte order: members of both byte orders in one record"
-    if stored_as_read(leaf) is False:
-        return (
-            "HDF5 converts on read: the stored type is not numpy's (e.g. 12-bit integers, "
-            "space-padded strings), or partial edge chunks are stored unfiltered"
-        )
-    try:
-        leaf.chunk_info((0,) * len(leaf.shape))
-    except (tables.HDF5ExtError, tables.NotChunkedError) as err:
-        return f"HDF5 cannot report where its chunks are: {err}"
-    except DecodeError as err:  # pragma: no cover - chunk_info does not decode
-        return f"its first chunk does not decode: {err}"
-    return "its first chunk, decoded directly, differs from what PyTables reads (record layout)"
 
 
 def _size_on_disk(leaf: tables.Leaf) -> int | None:

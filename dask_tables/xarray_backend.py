@@ -35,9 +35,9 @@ import xarray as xr
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-from .array.direct import take_field
 from .array.source import TablesSource
 from .hdf5.dimscales import scale_dims
+from .hdf5.fields import take_field
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 

@@ -22,7 +22,8 @@ from helpers import run_python
 from numpy.testing import assert_array_equal
 
 from dask_tables import from_tables
-from dask_tables.array.direct import ChunkLayout
+from dask_tables.array.direct import chunk_decoder
+from dask_tables.array.verdict import direct_storage
 from dask_tables.filters import libblosc2
 from dask_tables.filters.codecs import DecodeError, FilterPipeline, Shuffle, fletcher32
 
@@ -89,7 +90,7 @@ def chunk_origins(leaf):
 
 def decode_every_chunk(leaf, layout):
     """Each chunk decoded from its stored bytes (with and without out=) against PyTables' read of it."""
-    pipeline = layout.pipeline()
+    pipeline = chunk_decoder(layout)
     chunk_shape = layout.chunkshape
     checked = 0
     for origin in chunk_origins(leaf):
@@ -123,7 +124,7 @@ def test_every_codec_decodes_each_chunk_as_pytables_reads_it(codec_file, filter_
     with tables.open_file(codec_file) as f:
         for array in ARRAYS:
             leaf = f.get_node(node_of(filter_name, array))
-            layout = ChunkLayout.of(leaf)
+            layout = direct_storage(leaf)
             assert layout is not None, f"{filter_name} {array} must take the direct path"
             assert decode_every_chunk(leaf, layout) > 1
 
@@ -154,9 +155,9 @@ def test_lzf_decodes_as_h5py_reads_it(tmp_path, options):
     assert_array_equal(from_tables(path, "/x").compute(scheduler="threads"), expected)
     with tables.open_file(path) as f:
         leaf = f.root.x
-        layout = ChunkLayout.of(leaf)
+        layout = direct_storage(leaf)
         assert layout is not None and "lzf" in dict(layout.filters)
-        pipeline = layout.pipeline()
+        pipeline = chunk_decoder(layout)
         for origin in chunk_origins(leaf):
             info = leaf.chunk_info(origin)
             raw = pipeline.decode(leaf.read_chunk(origin), int(info.filter_mask))
@@ -371,7 +372,7 @@ def test_without_the_binding_python_blosc2_decodes_the_same(codec_file, monkeypa
         for name in ["blosc:zstd+shuffle", "blosc2:lz4+shuffle", "blosc2:zstd+bitshuffle", "zlib+shuffle"]:
             for array in ARRAYS:
                 leaf = f.get_node(node_of(name, array))
-                assert decode_every_chunk(leaf, ChunkLayout.of(leaf)) > 1
+                assert decode_every_chunk(leaf, direct_storage(leaf)) > 1
 
 
 # ---------------------------------------------------------------- damaged input: DecodeError, never a crash
@@ -380,7 +381,8 @@ DAMAGED_CHILD = """
 import json, sys
 import numpy as np, tables
 from dask_tables.filters.codecs import DecodeError
-from dask_tables.array.direct import ChunkLayout
+from dask_tables.array.direct import chunk_decoder
+from dask_tables.array.verdict import direct_storage
 
 path, names = sys.argv[1], sys.argv[2].split(",")
 rng = np.random.default_rng(0)
@@ -388,10 +390,10 @@ counts = {}
 for name in names:
     with tables.open_file(path) as f:
         leaf = f.get_node(name)
-        layout = ChunkLayout.of(leaf)
+        layout = direct_storage(leaf)
         stored = bytes(leaf.read_chunk((0,) * leaf.ndim))
         expected = np.ascontiguousarray(leaf[tuple(slice(0, c) for c in leaf.chunkshape)]).tobytes()
-    pipeline = layout.pipeline()
+    pipeline = chunk_decoder(layout)
     variants = [stored[:n] for n in sorted({0, 1, 4, 15, 16, 31, 32, 64, len(stored) // 2, len(stored) - 1})]
     variants.append(stored + b"\\0" * 7)
     for _ in range(60):
@@ -453,9 +455,10 @@ def test_damaged_lzf_raises_decode_error_and_never_crashes(tmp_path):
         f"""
         import numpy as np, tables
         from dask_tables.filters.codecs import DecodeError
-        from dask_tables.array.direct import ChunkLayout
+        from dask_tables.array.direct import chunk_decoder
+        from dask_tables.array.verdict import direct_storage
         with tables.open_file({str(path)!r}) as f:
-            pipeline = ChunkLayout.of(f.root.x).pipeline()
+            pipeline = chunk_decoder(direct_storage(f.root.x))
             stored = bytes(f.root.x.read_chunk((0,)))
         rng = np.random.default_rng(1)
         raised = 0

@@ -220,15 +220,16 @@ FUZZ_CHILD = """
 import json, sys
 import numpy as np, tables
 from dask_tables.filters.codecs import DecodeError
-from dask_tables.array.direct import ChunkLayout
+from dask_tables.array.direct import chunk_decoder
+from dask_tables.array.verdict import direct_storage
 
 path = sys.argv[1]
 rng = np.random.default_rng(0)
 counts = {}
 with tables.open_file(path) as f:
-    leaves = [(leaf._v_pathname, ChunkLayout.of(leaf), bytes(leaf.read_chunk((0,) * leaf.ndim))) for leaf in f.root]
+    leaves = [(leaf._v_pathname, direct_storage(leaf), bytes(leaf.read_chunk((0,) * leaf.ndim))) for leaf in f.root]
 for name, layout, stored in leaves:
-    pipeline = layout.pipeline()
+    pipeline = chunk_decoder(layout)
     variants = [stored[:n] for n in sorted({0, 1, 4, 11, 12, 15, 16, len(stored) // 2, len(stored) - 1})]
     variants.append(stored + b"\\0" * 7)
     for _ in range(60):
@@ -362,7 +363,7 @@ def test_records_with_gaps_read_as_h5py_reads_them(tmp_path):
 def test_the_direct_layout_of_gapped_records_is_the_files(tmp_path):
     import tables
 
-    from dask_tables.array.direct import ChunkLayout
+    from dask_tables.array.verdict import direct_storage
     from dask_tables.hdf5.calls import file_dtype
 
     path = tmp_path / "gaps.h5"
@@ -371,7 +372,7 @@ def test_the_direct_layout_of_gapped_records_is_the_files(tmp_path):
     with tables.open_file(path) as f:
         assert f.root.t.dtype.itemsize < GAPPED.itemsize  # PyTables packs the record
         assert file_dtype(f.root.t) == GAPPED
-        layout = ChunkLayout.of(f.root.t)
+        layout = direct_storage(f.root.t)
     assert layout is not None and layout.stored == GAPPED and layout.memory is not None
 
 

@@ -144,7 +144,7 @@ def test_direct_reads_equal_pytables_for_every_dtype_shape_and_selection(matrix_
         for node in leaves(matrix_file, group):
             leaf = f.get_node(node)
             source = TablesSource.open(matrix_file, node)
-            assert source.layout is not None, f"{node} should be read directly"
+            assert source.storage is not None, f"{node} should be read directly"
             x = from_tables(matrix_file, node, chunks=tuple(max(1, (n + 2) // 3) for n in source.shape) or ())
             whole = leaf.read()  # PyTables' own read; numpy applies the selection
             keys = selections(source.shape) if source.shape[0] else [()]
@@ -179,7 +179,7 @@ def test_atom_with_a_shape_reads_directly(tmp_path):
             filters=FILTERS["zlib1"],
         )
         arr[:] = np.arange(40 * 6, dtype="i2").reshape(40, 2, 3)
-    assert TablesSource.open(path, "/x").layout is not None
+    assert TablesSource.open(path, "/x").storage is not None
     x = from_tables(path, "/x", chunks=15)
     with tables.open_file(path) as f:
         assert_identical(x.compute(), f.root.x.read())
@@ -211,20 +211,20 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path, filter_name):
 
 def test_direct_can_be_switched_off(matrix_file):
     node = "/zlib1/f8_2d_37"
-    assert TablesSource.open(matrix_file, node).layout is not None
-    assert TablesSource.open(matrix_file, node, direct=False).layout is None
+    assert TablesSource.open(matrix_file, node).storage is not None
+    assert TablesSource.open(matrix_file, node, direct=False).storage is None
     with dask.config.set({"dask_tables.direct": False}):
-        assert TablesSource.open(matrix_file, node).layout is None
+        assert TablesSource.open(matrix_file, node).storage is None
     on, off = from_tables(matrix_file, node), from_tables(matrix_file, node, direct=False)
     assert_identical(on.compute(), off.compute())
 
 
 def test_contiguous_and_unsupported_filters_use_pytables(sample_file):
-    assert TablesSource.open(sample_file, "/contiguous").layout is None
-    assert TablesSource.open(sample_file, "/scalar").layout is None
+    assert TablesSource.open(sample_file, "/contiguous").storage is None
+    assert TablesSource.open(sample_file, "/scalar").storage is None
 
 
-def test_the_source_with_a_layout_pickles(matrix_file):
+def test_the_source_with_its_storage_pickles(matrix_file):
     source = TablesSource.open(matrix_file, "/blosc2_lz4hc/f8_2d_37")
     clone = pickle.loads(pickle.dumps(source))
     assert clone == source
@@ -400,7 +400,7 @@ def test_the_h5_files_pytables_ships_read_the_same():
             assert got.shape == expected.shape, (path.name, node)
             assert packed_bytes(got) == packed_bytes(np.asarray(expected, dtype=got.dtype)), (path.name, node)
             checked += 1
-            direct += source.layout is not None
+            direct += source.storage is not None
     print(
         f"checked {checked} nodes of {len(PYTABLES_TEST_FILES)} files, {direct} read directly",
         file=sys.stderr,
@@ -463,7 +463,7 @@ def test_chunks_stored_with_a_skipped_filter_decode(tmp_path):
         x = f.create_carray("/", "x", obj=noise, chunkshape=(16, 64), filters=FILTERS["blosc:blosclz"])
         masks = {x.chunk_info((row, 0)).filter_mask for row in range(0, 64, 16)}
     assert masks != {0}, "the case needs a chunk whose filter was skipped"
-    assert TablesSource.open(path, "/x").layout is not None
+    assert TablesSource.open(path, "/x").storage is not None
     assert_identical(from_tables(path, "/x", chunks=(32, 64)).compute(), noise)
 
 
@@ -483,7 +483,7 @@ def test_a_stored_type_that_hdf5_converts_is_read_through_pytables(tmp_path):
         h5py.h5d.create(f.id, b"p12", twelve_bits, h5py.h5s.create_simple((40,)), dcpl=dcpl)
         f["p12"][...] = values
         f.create_dataset("spaces", data=np.array([b"ab  ", b"c   "] * 10), chunks=(5,))
-    assert TablesSource.open(path, "/p12").layout is None
+    assert TablesSource.open(path, "/p12").storage is None
     assert_identical(from_tables(path, "/p12").compute(), values)
     with tables.open_file(path) as f:
         assert_identical(from_tables(path, "/spaces").compute(), f.root.spaces.read())
@@ -515,7 +515,7 @@ def test_edge_chunks_stored_unfiltered_are_read_through_pytables(tmp_path):
             f.id, b"x", h5py.h5t.STD_I32LE, h5py.h5s.create_simple(data.shape), dcpl=dcpl
         )
         dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
-    assert TablesSource.open(path, "/x").layout is None
+    assert TablesSource.open(path, "/x").storage is None
     assert_identical(from_tables(path, "/x").compute(), data)
 
 
@@ -530,7 +530,7 @@ def test_blosc2_chunks_padded_to_whole_blocks(tmp_path):
         frame = x.read_chunk((0, 0))
     array = blosc2.ndarray_from_cframe(frame)
     assert any(c % b for c, b in zip(array.chunks, array.blocks, strict=True)), "the case needs padding"
-    assert TablesSource.open(path, "/x").layout is not None
+    assert TablesSource.open(path, "/x").storage is not None
     assert_identical(from_tables(path, "/x").compute(), data)
     assert_identical(from_tables(path, "/x", chunks=(700, 100)).compute(), data)
 

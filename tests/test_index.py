@@ -127,7 +127,7 @@ def test_never_written_chunks_of_a_table_read_as_its_fill_value(tmp_path):
         d[60:65] = np.array([(-i, i * 3.0) for i in range(5)], record)
     with tables.open_file(path) as f:
         assert isinstance(f.root.t, tables.Table)
-    assert TablesSource.open(path, "/t").layout is not None
+    assert TablesSource.open(path, "/t").storage is not None
     assert_array_equal(from_tables(path, "/t", chunks=30).compute(), expected(path, "/t"))
     assert_array_equal(from_tables(path, "/t", field="b", chunks=30).compute(), expected(path, "/t")["b"])
     with diagnostics.collect() as stats:

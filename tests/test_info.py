@@ -95,11 +95,11 @@ def test_read_path_and_its_reason(info_file):
 
 
 def test_the_verdict_is_the_one_the_reads_use(info_file):
-    """info's direct/HDF5 column agrees with the layout from_tables builds for every readable node."""
+    """info's direct/HDF5 column agrees with the storage from_tables reads directly, for every readable node."""
     for info in inspect_file(info_file):
         if info.read is not None:
-            layout = TablesSource.open(info_file, info.path).layout
-            assert (layout is not None) == (info.read == "direct"), info.path
+            storage = TablesSource.open(info_file, info.path).storage
+            assert (storage is not None) == (info.read == "direct"), info.path
 
 
 def test_direct_read_reason_of_an_open_leaf(info_file):

@@ -18,7 +18,7 @@ from dask.delayed import Delayed
 from helpers import RECORD, pytables_read, records, registry_is_empty, run_python
 
 import dask_tables
-from dask_tables.write.store import new_spec
+from dask_tables.write.plan import plan_new_node
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # worker processes lack tests/ on sys.path
 
@@ -122,8 +122,8 @@ def test_the_encoders_are_used_exactly_where_they_read_back(filters):
     for dtype in DTYPES:
         shape = (53,) if dtype == "record" else (53, 13)
         x = da.from_array(sample(dtype, shape), chunks=20)
-        spec, _ = new_spec(x, "/x", FILTERS[filters], None, False, "", False, True)
-        assert spec.encode is (filters in ENCODED), (dtype, spec)
+        write, _ = plan_new_node(x, "/x", FILTERS[filters], None, False, "", False, True)
+        assert write.encode is (filters in ENCODED), (dtype, write)
 
 
 @pytest.mark.parametrize(

@@ -199,7 +199,7 @@ def backend_array(variable):
 @pytest.mark.parametrize("direct", [True, False])
 def test_direct_and_pipeline_reads_agree(grid_file, direct):
     source = backend_array(open_tables(grid_file, direct=direct).x).source
-    assert (source.layout is not None) == direct  # a zlib CArray: the direct path reads it
+    assert (source.storage is not None) == direct  # a zlib CArray: the direct path reads it
     ds = open_tables(grid_file, chunks={}, direct=direct)
     assert_array_equal(ds.x.values, pytables_read(grid_file, "/x"))
 

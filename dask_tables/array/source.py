@@ -20,14 +20,17 @@ import numpy as np
 import tables
 
 from .. import diagnostics
-from ..errors import MissingFilterError, NotHDF5FileError
+from ..errors import MissingFilterError, NotHDF5FileError, at_node
 from ..filters.codecs import DECODERS, StoredFilter, hdf5_can_apply, stored_filters
 from ..hdf5.calls import file_dtype, read_rows
+from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.pickles import refusing_pickles
+from ..hdf5.storednode import StoredNode
 from ..registry import get_lock, synchronized_file
-from .direct import ChunkLayout, read_direct, repacked, take_field
+from .direct import read_direct
 from .selection import plan_read
+from .verdict import direct_read_reason, direct_storage
 
 __all__ = ["TablesSource"]
 
@@ -77,8 +80,6 @@ def _why_not_decoded(leaf: tables.Leaf, stored: StoredFilter) -> str:
     """Why dask_tables' own decoders do not read ``leaf`` (a filter HDF5 lacks is in its pipeline)."""
     if stored.name not in DECODERS:
         return "dask_tables has no decoder for it"
-    from ..info import direct_read_reason  # info builds on this module's layer
-
     reason = direct_read_reason(leaf)
     if reason is None:
         return "dask_tables decodes it only on the direct path, which was turned off (direct=False)"
@@ -100,7 +101,7 @@ def _resolve_node(h5file: tables.File, path: str, node: str) -> tables.Leaf:
         return obj
     kind = type(obj).__name__
     raise TypeError(
-        f"{path}: node {node} is a {kind}, not an array-like node "
+        f"{at_node(path, node)} is a {kind}, not an array-like node "
         "(Array, CArray, EArray or Table); dask_tables cannot read it"
     )
 
@@ -115,11 +116,11 @@ def _check_readable_file(path: str, node: str) -> None:
             raise NotHDF5FileError(f"{path}: not an HDF5 file (asked for node {node})")
 
 
-def _table_field_layout(table: tables.Table, path: str, field: str) -> tuple[np.dtype, tuple[int, ...]]:
+def _field_dtype(table: tables.Table, path: str, field: str) -> tuple[np.dtype, tuple[int, ...]]:
     names = table.description._v_pathnames
     if field not in names:
         raise ValueError(
-            f"{path}: node {table._v_pathname}: the table has no field {field!r}; "
+            f"{at_node(path, table._v_pathname)}: the table has no field {field!r}; "
             f"its fields are {', '.join(names)}"
         )
     return _split_cell(take_field(table.dtype, field))
@@ -160,7 +161,7 @@ class TablesSource:
         The table column read, ``"group/name"`` for nested columns.
     read_ndim : int
         Leading axes that HDF5 slices; the rest are cell dimensions.
-    layout : ChunkLayout or None
+    storage : StoredNode or None
         How the node's chunks are stored, when they are read directly
         (:mod:`dask_tables.array.direct`); ``None`` reads through PyTables.
     row_nbytes : int or None
@@ -190,7 +191,7 @@ class TablesSource:
     fingerprint: Fingerprint
     field: str | None = None
     read_ndim: int = 0
-    layout: ChunkLayout | None = None
+    storage: StoredNode | None = None
     row_nbytes: int | None = None
     allow_pickles: bool = False
 
@@ -285,8 +286,8 @@ class TablesSource:
                 source = cls._from_leaf(leaf, path, node, field, before)
                 if direct is None:
                     direct = dask.config.get("dask_tables.direct", True)
-                layout = ChunkLayout.of(leaf) if direct else None
-                source = dataclasses.replace(source, layout=layout, allow_pickles=allow_pickles)
+                storage = direct_storage(leaf) if direct else None
+                source = dataclasses.replace(source, storage=storage, allow_pickles=allow_pickles)
                 found = inspect(leaf)
         except DAMAGED_FILE_ERRORS as err:
             reason = str(err).strip().splitlines()[-1]
@@ -306,11 +307,11 @@ class TablesSource:
             if field is None:
                 dtype, cell_shape = leaf.dtype, ()
             else:
-                dtype, cell_shape = _table_field_layout(leaf, path, field)
+                dtype, cell_shape = _field_dtype(leaf, path, field)
         else:
             if field is not None:
                 raise ValueError(
-                    f"{path}: node {node} is a {type(leaf).__name__}, not a Table: "
+                    f"{at_node(path, node)} is a {type(leaf).__name__}, not a Table: "
                     f"field={field!r} applies to tables only"
                 )
             # An atom with a shape (Int32Atom(shape=(2,))) reads as extra axes.
@@ -340,8 +341,8 @@ class TablesSource:
     def __getitem__(self, key: Any) -> np.ndarray:
         slab, remainder = plan_read(key, self.shape, self.read_ndim)
         with refusing_pickles(not self.allow_pickles):
-            if self.layout is not None:
-                data = read_direct(self.path, self.node, self.fingerprint, self.layout, slab, self.field)
+            if self.storage is not None:
+                data = read_direct(self.path, self.node, self.fingerprint, self.storage, slab, self.field)
             else:
                 data = self.with_leaf(lambda leaf: self._read_slab(leaf, slab))
                 diagnostics.add(
@@ -396,7 +397,7 @@ class TablesSource:
                 self.check_unchanged()  # a file changed underneath says so first
                 reason = str(err).strip().splitlines()[-1]
                 raise NotHDF5FileError(
-                    f"{self.path}: node {self.node}: HDF5 could not read it (damaged file?): {reason}"
+                    f"{at_node(self.path, self.node)}: HDF5 could not read it (damaged file?): {reason}"
                 ) from err
             self.check_unchanged()
         return result

@@ -268,13 +268,13 @@ def _walk(path: str, node: str, direct: bool) -> None:
         if getattr(leaf, "chunkshape", None) is not None and all(int(n) for n in leaf.shape):
             build_index(leaf)  # the chunk index, read as the tasks will read it
     source = TablesSource.open(path, node, direct=direct)  # decides, as the parent will, how it is read
-    if source.layout is None and source.size and source.read_ndim:
+    if source.storage is None and source.size and source.read_ndim:
         chunk_rows = max(1, (source.chunkshape or (1,))[0])
         row_nbytes = source.row_nbytes or source.dtype.itemsize * (source.size // source.shape[0])
         step = max(chunk_rows, (64 << 20) // max(1, row_nbytes) // chunk_rows * chunk_rows)
         for start in range(0, source.shape[0], step):
             source[start : start + step]  # HDF5 decodes these chunks: a crash here is the probe's answer
-    elif source.layout is None and source.size:
+    elif source.storage is None and source.size:
         source[()]
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import tables
 
-from ..array.direct import take_field
+from ..hdf5.fields import take_field
 
 __all__ = ["ColumnSpec", "FrameLayout", "leaf_columns"]
 

@@ -43,7 +43,7 @@ try:  # the chunk map of PyTables' indexed queries
 except ImportError:  # pragma: no cover - another PyTables
     _table__where_indexed = None
 
-from ..array.direct import take_field
+from ..hdf5.fields import take_field
 
 __all__ = ["Condition", "enum_names_to_values"]
 

@@ -16,7 +16,7 @@ adds what a frame needs before its rows are chunks of a table.  One graph:
    never fails; for a new pandas table, pandas writes one row with those
    sizes into an in-memory file, which becomes the template (attributes,
    values blocks, categories); the node's storage is planned as the array
-   writer plans a table (:func:`dask_tables.write.plan.new_spec`).
+   writer plans a table (:func:`dask_tables.write.plan.plan_new_node`).
 4. **Encode** (one task per partition, reading only the staged records):
    records widened to the final dtype, cut into HDF5 chunks and encoded with
    no lock held (:func:`dask_tables.write.staging.block_pieces`) into a sidecar.
@@ -53,8 +53,9 @@ from dask.highlevelgraph import HighLevelGraph
 from ..registry import get_lock, synchronized_file
 from .locks import write_lock
 from .plan import (
-    NodeSpec,
+    NodeWrite,
     WritePlan,
+    check_built,
     check_node_name,
     check_not_open_here,
     check_parents,
@@ -62,9 +63,8 @@ from .plan import (
     check_writable,
     create_node,
     existing_node,
-    new_spec,
-    node_pipeline,
-    region_spec,
+    plan_new_node,
+    plan_region,
 )
 from .records import (
     FieldKey,
@@ -88,7 +88,7 @@ FORMATS = ("pandas", "tables")
 class ExistingTable:
     """The pandas table that ``append=True`` adds rows to, as the plan found it."""
 
-    spec: NodeSpec  # its table, as the array writer's region spec (shape: the rows it has)
+    spec: NodeWrite  # its table, as the array writer's region spec (shape: the rows it has)
     rows: int
     fields: dict[FieldKey, str]
     template: bytes  # an HDF5 image of its group, with a zero-row table
@@ -117,7 +117,7 @@ class FramePlan:
     existing: ExistingTable | None = None
     work_made_by_caller: bool = False
 
-    def write_plan(self, spec: NodeSpec) -> WritePlan:
+    def write_plan(self, spec: NodeWrite) -> WritePlan:
         """The array writer's plan of the node ``spec``."""
         return WritePlan(self.path, self.new_file, self.work, self.token, (spec,), self.work_made_by_caller)
 
@@ -140,7 +140,7 @@ class PartInfo:
 class FrameSchema:
     """The table every partition is written into, decided once all partitions are known."""
 
-    spec: NodeSpec | None  # None: no rows at all, nothing to write
+    spec: NodeWrite | None  # None: no rows at all, nothing to write
     target: dict[FieldKey, str]
     offsets: tuple[int, ...]  # first row of each partition in the node
     template: bytes = b""
@@ -388,7 +388,7 @@ def _append_schema(
     offsets: tuple[int, ...],
 ) -> FrameSchema:
     """The existing table's schema, once the partitions are checked against it."""
-    target, stored = existing.fields, existing.spec.stored
+    target, stored = existing.fields, existing.spec.dtype
     for key, rep in _nan_reps(plan, parts).items():
         name = target[matching_key(target, key)]
         if existing.nan_reps.get(name) != rep:
@@ -407,11 +407,7 @@ def _append_schema(
     _check_template_accepts(plan, parts[0].sample, existing.template)
     _check_fits(plan, parts, stored, target)
     total = sum(i.rows for i in parts)
-    spec = dataclasses.replace(
-        existing.spec,
-        shape=(existing.rows + total,),
-        region=(slice(existing.rows, existing.rows + total),),
-    )
+    spec = existing.spec.resized((existing.rows + total,), (slice(existing.rows, existing.rows + total),))
     return FrameSchema(spec, dict(target), offsets, existing.template)
 
 
@@ -431,7 +427,7 @@ def _new_schema(
     total = sum(i.rows for i in parts)
     node = plan.node + "/table" if plan.fmt == "pandas" else plan.node
     placeholder = da.empty((total,), dtype=stored, chunks=(total,))
-    spec, _ = new_spec(
+    spec, _ = plan_new_node(
         placeholder,
         node,
         plan.filters,
@@ -453,16 +449,16 @@ def _encode_part(plan: FramePlan, schema: FrameSchema, info: PartInfo, work: str
     if not os.path.isdir(work):
         raise FileNotFoundError(f"{plan.path}: the work folder {work} is gone (the write was abandoned)")
     records = np.load(info.file, mmap_mode="r", allow_pickle=False)
-    rows = widen(Records(records, info.fields), schema.spec.stored, schema.target)
+    rows = widen(Records(records, info.fields), schema.spec.dtype, schema.target)
     spec = schema.spec if schema.spec.kind != "frame" else dataclasses.replace(schema.spec, kind="table")
     sidecar = os.path.join(work, f"part-{info.number}")
     write_sidecar(sidecar, block_pieces(rows, spec, (schema.offsets[info.number],)), 1)
     return sidecar
 
 
-def _fill_table(table: tables.Table, spec: NodeSpec, sidecars: Sequence[str]) -> None:
+def _fill_table(table: tables.Table, spec: NodeWrite, sidecars: Sequence[str]) -> None:
     for sidecar in sidecars:
-        write_pieces(table, read_sidecar(sidecar, spec.stored))
+        write_pieces(table, read_sidecar(sidecar, spec.dtype))
 
 
 def _make_pandas_node(
@@ -479,8 +475,7 @@ def _make_pandas_node(
         template_table = group.table
         table = create_node(h5, copy._v_pathname, "table", spec, createparents=False)
         template_table.attrs._f_copy(table)
-    if node_pipeline(table) != spec.pipeline:
-        raise RuntimeError(f"{path}: node {spec.node}: PyTables built another filter pipeline")
+    check_built(table, spec, path)
     _fill_table(table, spec, sidecars)
     table.flush()
     for column in schema.indexed:
@@ -491,8 +486,7 @@ def _make_tables_node(
     schema: FrameSchema, sidecars: Sequence[str], path: str, h5: tables.File, index: int, name: str
 ) -> None:
     table = create_node(h5, "/", name, schema.spec, createparents=False)
-    if node_pipeline(table) != schema.spec.pipeline:
-        raise RuntimeError(f"{path}: node {schema.spec.node}: PyTables built another filter pipeline")
+    check_built(table, schema.spec, path)
     _fill_table(table, schema.spec, sidecars)
 
 
@@ -501,7 +495,7 @@ def _append(plan: FramePlan, schema: FrameSchema, sidecars: Sequence[str]) -> No
     assert plan.existing is not None and schema.spec is not None
     with write_lock(plan.path, os.path.dirname(plan.path)), synchronized_file(plan.path, "a") as h5:
         table = h5.get_node(plan.node + "/table")
-        if int(table.nrows) != plan.existing.rows or table.dtype != plan.existing.spec.stored:
+        if int(table.nrows) != plan.existing.rows or table.dtype != plan.existing.spec.dtype:
             raise ValueError(
                 f"{plan.path}: node {plan.node}: the table changed while the append was computed "
                 f"({plan.existing.rows} rows when planned, {int(table.nrows)} now)"
@@ -602,7 +596,7 @@ def _existing_pandas_table(h5: tables.File, path: str, node: str) -> ExistingTab
     table = group.table
     rows = int(table.nrows)
     placeholder = da.empty((0,), dtype=table.dtype, chunks=(1,))
-    spec, _ = region_spec(table, placeholder, (slice(rows, rows),), path, node + "/table")
+    spec, _ = plan_region(table, placeholder, (slice(rows, rows),), path, node + "/table")
     fields = {block_key(table, n): n for n in table.colnames}
     attrs = table.attrs._v_attrnamesuser
     reps = {n: str(table.attrs[f"{n}_nan_rep"]) for n in table.colnames if f"{n}_nan_rep" in attrs}

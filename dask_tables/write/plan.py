@@ -2,10 +2,12 @@
 
 Every input is checked in the caller (file writable and HDF5, node names,
 an existing node, the ``region`` of an existing node), the HDF5 chunk shape
-is chosen to divide the dask blocks, and each node's filter pipeline is read
-from the same node created in an in-memory HDF5 file, whose probe chunk also
-tells whether dask_tables' encoders write what HDF5 reads back.  The plan
-(:class:`WritePlan` of :class:`NodeSpec`) is picklable and holds nothing open.
+is chosen to divide the dask blocks, and each node's storage (stored type,
+filter pipeline: a :class:`~dask_tables.hdf5.storednode.StoredNode`) is read
+from the same node created in an in-memory HDF5 file, the trial node, whose
+one chunk also tells whether dask_tables' encoders write what HDF5 reads back.
+The plan (:class:`WritePlan` of :class:`NodeWrite`) is picklable and holds
+nothing open.
 """
 
 from __future__ import annotations
@@ -24,13 +26,22 @@ import dask.array as da
 import numpy as np
 import tables
 
-from ..array.direct import same_values
-from ..errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError
+from ..errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError, at_node
+from ..filters.codecs import stored_filters
 from ..filters.encoders import UnsupportedEncoderError, encoder_pipeline
 from ..hdf5.fingerprint import modes_open_here, same_file
+from ..hdf5.storednode import StoredNode, hdf5_reads_as
 from ..registry import get_lock, synchronized_close_file, synchronized_open_file
 
-__all__ = ["NodeSpec", "RechunkWarning", "WritePlan", "inherited_storage", "new_spec", "region_spec"]
+__all__ = [
+    "NodeWrite",
+    "RechunkWarning",
+    "WritePlan",
+    "check_built",
+    "inherited_options",
+    "plan_new_node",
+    "plan_region",
+]
 
 # Bytes of one HDF5 chunk that to_tables aims for when it picks the chunk shape.
 CHUNK_BYTES = 2**20
@@ -98,18 +109,21 @@ def table_description(stored: np.dtype, enums: Sequence[EnumColumn]) -> np.dtype
 
 
 @dataclass(frozen=True)
-class NodeSpec:
-    """One node to write: everything a task needs, and nothing open."""
+class NodeWrite:
+    """One node to write: everything a task needs, and nothing open.
+
+    Its ``storage`` is the node as the file stores it (shape, chunk shape,
+    stored type, HDF5 filter pipeline), the same description the direct
+    read path uses; the rest says how to create it and what to write.
+    """
 
     node: str  # its final path
     # "carray", "earray", "table", "scalar" (a new node), "region" (into an existing one),
     # or "frame" (a pandas frame's group, whose "table" is a "table": dask_tables.write.frames)
     kind: str
-    shape: tuple[int, ...]  # the node's shape
-    chunkshape: tuple[int, ...] | None  # None: a contiguous existing node (region only)
-    stored: np.dtype  # one element as stored, in the file's byte order
-    filters: tables.Filters | None
-    pipeline: tuple[tuple[str, tuple[int, ...]], ...]  # HDF5 filters, in write order
+    # chunkshape None: a scalar, or a contiguous existing node (region only)
+    storage: StoredNode
+    tables_filters: tables.Filters | None  # what a new node is created with (PyTables' Filters)
     encode: bool  # chunks encoded by dask_tables (else HDF5's pipeline writes them)
     title: str = ""
     byteorder: str | None = None
@@ -117,6 +131,27 @@ class NodeSpec:
     overwrite: bool = False
     createparents: bool = True
     enums: tuple[EnumColumn, ...] = ()  # a table's enumerated columns
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The node's shape."""
+        return self.storage.shape
+
+    @property
+    def chunkshape(self) -> tuple[int, ...] | None:
+        """The node's HDF5 chunk shape (``None``: contiguous)."""
+        return self.storage.chunkshape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """One element as written: in the file's byte order, PyTables' record for a table."""
+        return self.storage.dtype
+
+    def resized(self, shape: tuple[int, ...], region: tuple[slice, ...] | None) -> NodeWrite:
+        """The same write into the node grown (or shrunk) to ``shape``, landing at ``region``."""
+        return dataclasses.replace(
+            self, storage=dataclasses.replace(self.storage, shape=shape), region=region
+        )
 
 
 @dataclass(frozen=True)
@@ -127,7 +162,7 @@ class WritePlan:
     new_file: bool  # build the whole file in the work folder, then os.replace it
     work: str  # the hidden work folder next to the target
     token: str
-    specs: tuple[NodeSpec, ...]
+    nodes: tuple[NodeWrite, ...]
     # True: the caller made the work folder before computing, and removes it
     # after; a task that finds it gone (a failed write) must not make it again.
     work_made_by_caller: bool = False
@@ -191,7 +226,7 @@ def as_dask_array(x: Any, node: str) -> da.Array:
         return x
     if isinstance(x, np.ndarray):
         return da.from_array(x, chunks="auto" if x.dtype.kind != "V" else (max(1, len(x)),))
-    raise TypeError(f"node {node}: to_tables writes dask or numpy arrays, not {type(x).__name__}")
+    raise TypeError(f"{at_node(None, node)}: to_tables writes dask or numpy arrays, not {type(x).__name__}")
 
 
 # What to store instead of a dtype PyTables has no atom for, by numpy kind.
@@ -208,12 +243,16 @@ def check_dtype(x: da.Array, node: str) -> None:
     dtype = x.dtype
     if dtype.kind in "OUMm" or dtype.itemsize == 0:
         raise TypeError(
-            f"node {node}: PyTables cannot store dtype {dtype} ({_STORABLE_HINT.get(dtype.kind, '')})"
+            f"{at_node(None, node)}: PyTables cannot store dtype {dtype} ({_STORABLE_HINT.get(dtype.kind, '')})"
         )
     if dtype.names is not None and x.ndim != 1:
-        raise ValueError(f"node {node}: a structured array becomes a Table and must be 1-D, not {x.ndim}-D")
+        raise ValueError(
+            f"{at_node(None, node)}: a structured array becomes a Table and must be 1-D, not {x.ndim}-D"
+        )
     if any(math.isnan(n) for c in x.chunks for n in c):
-        raise ValueError(f"node {node}: the array has unknown chunk sizes; call compute_chunk_sizes() first")
+        raise ValueError(
+            f"{at_node(None, node)}: the array has unknown chunk sizes; call compute_chunk_sizes() first"
+        )
 
 
 def _largest_divisor(n: int, at_most: int) -> int:
@@ -273,7 +312,7 @@ def _align_chunks(x: da.Array, chunkshape: tuple[int, ...], node: str) -> da.Arr
         size = max(c, round(max(blocks) / c) * c) if blocks else c
         new.append(tuple(da.core.normalize_chunks((size,), (n,))[0]))
     warnings.warn(
-        f"node {node}: the dask blocks {x.chunksize} are not multiples of chunkshape {chunkshape}; "
+        f"{at_node(None, node)}: the dask blocks {x.chunksize} are not multiples of chunkshape {chunkshape}; "
         f"rechunking to blocks of {tuple(b[0] if b else 0 for b in new)} before writing",
         RechunkWarning,
         stacklevel=4,
@@ -281,61 +320,62 @@ def _align_chunks(x: da.Array, chunkshape: tuple[int, ...], node: str) -> da.Arr
     return x.rechunk(tuple(new))
 
 
-def node_pipeline(leaf: tables.Leaf) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    filters = tables.utilsextension.get_filters(leaf._v_parent._v_objectid, leaf._v_name) or {}
-    return tuple((str(name), tuple(int(p) for p in params)) for name, params in filters.items())
+def stored_node(leaf: tables.Leaf) -> StoredNode:
+    """How ``leaf`` is stored, its filters read by id (call with the file open and the lock held)."""
+    return StoredNode.of(leaf, stored_filters(leaf) if leaf.chunkshape is not None else ())
 
 
-def stored_dtype(leaf: tables.Leaf) -> np.dtype:
-    dtype = leaf.dtype if isinstance(leaf, tables.Table) else leaf.atom.dtype
-    if leaf.byteorder in ("little", "big"):
-        dtype = dtype.newbyteorder("<" if leaf.byteorder == "little" else ">")
-    return np.dtype(dtype)
+def check_built(leaf: tables.Leaf, write: NodeWrite, path: str) -> None:
+    """Raise unless PyTables built ``leaf`` with the filter pipeline ``write`` planned (and encodes for)."""
+    if stored_node(leaf).filters != write.storage.filters:
+        raise RuntimeError(f"{at_node(path, write.node)}: PyTables built another filter pipeline")
 
 
-def create_node(h5: tables.File, where: str, name: str, spec: NodeSpec, createparents: bool) -> tables.Leaf:
-    """Create ``spec``'s (new) node, empty, at ``where/name``."""
-    if spec.kind == "scalar":
-        empty = np.zeros((), spec.stored)
+def create_node(
+    h5: tables.File, parent: str, name: str, write: NodeWrite, createparents: bool
+) -> tables.Leaf:
+    """Create ``write``'s (new) node, empty, at ``parent/name``."""
+    if write.kind == "scalar":
+        empty = np.zeros((), write.dtype)
         return h5.create_array(
-            where, name, obj=empty, title=spec.title, byteorder=spec.byteorder, createparents=createparents
+            parent, name, obj=empty, title=write.title, byteorder=write.byteorder, createparents=createparents
         )
-    common = {"title": spec.title, "filters": spec.filters, "createparents": createparents}
-    if spec.kind == "table":
-        description = table_description(spec.stored, spec.enums)
-        table = h5.create_table(where, name, description=description, chunkshape=spec.chunkshape, **common)
-        if spec.shape[0]:
-            table.truncate(spec.shape[0])
+    common = {"title": write.title, "filters": write.tables_filters, "createparents": createparents}
+    if write.kind == "table":
+        description = table_description(write.dtype, write.enums)
+        table = h5.create_table(parent, name, description=description, chunkshape=write.chunkshape, **common)
+        if write.shape[0]:
+            table.truncate(write.shape[0])
         return table
-    atom = tables.Atom.from_dtype(spec.stored.newbyteorder("="))
-    if spec.kind == "earray":
+    atom = tables.Atom.from_dtype(write.dtype.newbyteorder("="))
+    if write.kind == "earray":
         # A zero-size array is an EArray whose extendable axis is its (one) empty axis.
-        empty = 0 in spec.shape
+        empty = 0 in write.shape
         earray = h5.create_earray(
-            where,
+            parent,
             name,
             atom=atom,
-            shape=spec.shape if empty else (0, *spec.shape[1:]),
-            chunkshape=spec.chunkshape,
-            byteorder=spec.byteorder,
-            expectedrows=max(1, spec.shape[0]),
+            shape=write.shape if empty else (0, *write.shape[1:]),
+            chunkshape=write.chunkshape,
+            byteorder=write.byteorder,
+            expectedrows=max(1, write.shape[0]),
             **common,
         )
         if not empty:
-            earray.truncate(spec.shape[0])
+            earray.truncate(write.shape[0])
         return earray
     return h5.create_carray(
-        where,
+        parent,
         name,
         atom=atom,
-        shape=spec.shape,
-        chunkshape=spec.chunkshape,
-        byteorder=spec.byteorder,
+        shape=write.shape,
+        chunkshape=write.chunkshape,
+        byteorder=write.byteorder,
         **common,
     )
 
 
-def _probe_values(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+def _trial_values(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     """Deterministic values of every byte pattern-ish, valid for ``dtype`` (bools 0/1)."""
     count = math.prod(shape)
     pattern = ((np.arange(251, dtype=np.int64) * 7919 + 13) % 251).astype(np.uint8)
@@ -355,50 +395,56 @@ def _probe_values(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _probe_node(spec: NodeSpec) -> Iterator[tables.Leaf]:
-    """``spec``'s node, one chunk large, created in an in-memory HDF5 file (with the lock held)."""
-    assert spec.chunkshape is not None
-    probe_spec = dataclasses.replace(spec, shape=spec.chunkshape, kind=_creation_kind(spec))
-    name = f"probe-{uuid.uuid4().hex}.h5"
+def _trial_node(write: NodeWrite) -> Iterator[tables.Leaf]:
+    """``write``'s node, one chunk large, created in an in-memory HDF5 file (with the lock held)."""
+    assert write.chunkshape is not None
+    one_chunk = dataclasses.replace(write.storage, shape=write.chunkshape)
+    trial = dataclasses.replace(write, storage=one_chunk, kind=_creation_kind(write))
+    name = f"trial-{uuid.uuid4().hex}.h5"
     with get_lock():
         h5 = synchronized_open_file(name, "w", driver="H5FD_CORE", driver_core_backing_store=0)
         try:
-            yield create_node(h5, "/", "probe", probe_spec, createparents=False)
+            yield create_node(h5, "/", "trial", trial, createparents=False)
         finally:
             synchronized_close_file(h5)
 
 
-def _encoding_reads_back(spec: NodeSpec, probe: tables.Leaf) -> bool:
+def _encoding_reads_back(write: NodeWrite, trial: tables.Leaf) -> bool:
     """Whether HDF5 reads a chunk encoded by dask_tables exactly as it was.
 
-    ``probe`` is ``spec``'s node, one chunk large, in an in-memory file
-    (:func:`_probe_node`): one probe chunk encoded by
-    :mod:`dask_tables.filters.encoders` is written there with ``write_chunk`` and
-    PyTables' read compared with it.  Also requires the probe's filter
-    pipeline to be ``spec.pipeline``.
+    ``trial`` is ``write``'s node, one chunk large, in an in-memory file
+    (:func:`_trial_node`): one chunk of trial values encoded by
+    :mod:`dask_tables.filters.encoders` is written there with ``write_chunk``
+    and HDF5's read compared with it
+    (:func:`~dask_tables.hdf5.storednode.hdf5_reads_as`, the check the
+    direct read path makes too).  Also requires the trial node's filter
+    pipeline to be ``write``'s, and the file to store records as PyTables
+    lays them out.
     """
-    assert spec.chunkshape is not None
+    storage = write.storage
+    assert storage.chunkshape is not None
+    if storage.memory is not None:
+        return False  # the file lays records out otherwise: only HDF5 converts them
     try:
-        pipeline = encoder_pipeline(spec.pipeline)
+        encoder = encoder_pipeline(storage.filters)
     except UnsupportedEncoderError:
         return False
-    if node_pipeline(probe) != spec.pipeline:
+    built = stored_node(trial)
+    if built.filters != storage.filters:
         return False
-    values = _probe_values(spec.stored, spec.chunkshape)
+    values = _trial_values(storage.stored, storage.chunkshape)
     try:
         with get_lock():
-            probe.write_chunk((0,) * len(spec.chunkshape), pipeline.encode(values.tobytes()))
-            back = probe.read()
+            trial.write_chunk(built.first_chunk, encoder.encode(values.tobytes()))
+            return hdf5_reads_as(trial, built, values) is True
     except (tables.HDF5ExtError, ValueError, TypeError, RuntimeError):
         return False
-    back = np.asarray(back).astype(values.dtype, copy=False)
-    return back.shape == values.shape and same_values(back, values)
 
 
-def _creation_kind(spec: NodeSpec) -> str:
-    if spec.kind != "region":
-        return spec.kind
-    return "table" if spec.stored.names is not None else "carray"
+def _creation_kind(write: NodeWrite) -> str:
+    if write.kind != "region":
+        return write.kind
+    return "table" if write.dtype.names is not None else "carray"
 
 
 def existing_node(h5: tables.File | None, node: str) -> tables.Node | None:
@@ -513,7 +559,7 @@ def _resolve_region(region: Any, shape: tuple[int, ...], path: str, node: str) -
     if isinstance(region, slice):
         region = (region,)
     if not isinstance(region, tuple) or not all(isinstance(s, slice) for s in region):
-        raise TypeError(f"{path}: node {node}: region must be a tuple of slices, not {region!r}")
+        raise TypeError(f"{at_node(path, node)}: region must be a tuple of slices, not {region!r}")
     if len(region) > len(shape):
         raise RegionMismatchError(path, node, f"region {region} has more axes than the node's shape {shape}")
     region = region + (slice(None),) * (len(shape) - len(region))
@@ -526,42 +572,50 @@ def _resolve_region(region: Any, shape: tuple[int, ...], path: str, node: str) -
     return tuple(resolved)
 
 
-def region_spec(
+def plan_region(
     leaf: tables.Node, x: da.Array, region: Any, path: str, node: str
-) -> tuple[NodeSpec, da.Array]:
+) -> tuple[NodeWrite, da.Array]:
+    """The write of ``x`` into ``region`` of the existing ``leaf`` (checked to fit), and ``x``.
+
+    Call with the file open and the process lock held.
+    """
     if not isinstance(leaf, (tables.Table, tables.Array)) or isinstance(leaf, tables.VLArray):
         raise RegionMismatchError(path, node, f"it is a {type(leaf).__name__}, not an array or a table")
-    shape = tuple(int(n) for n in leaf.shape)
-    resolved = _resolve_region(region, shape, path, node)
+    storage = stored_node(leaf)
+    resolved = _resolve_region(region, storage.shape, path, node)
     extent = tuple(s.stop - s.start for s in resolved)
     if extent != x.shape:
         raise RegionMismatchError(path, node, f"region {resolved} has shape {extent}, the array {x.shape}")
-    stored = stored_dtype(leaf)
-    target = stored.newbyteorder("=") if stored.names is None else stored
-    if isinstance(leaf, tables.Table):
-        ok = x.dtype.names is not None and x.dtype.names == stored.names and np.can_cast(x.dtype, stored)
-    else:
-        ok = stored.subdtype is None and x.dtype.names is None and np.can_cast(x.dtype, target, "safe")
-    if not ok:
-        raise RegionMismatchError(path, node, f"the array's dtype {x.dtype} does not fit the node's {stored}")
-    chunkshape = tuple(int(n) for n in leaf.chunkshape) if leaf.chunkshape is not None else None
-    pipeline = node_pipeline(leaf) if chunkshape is not None else ()
-    spec = NodeSpec(
+    _check_region_dtype(leaf, storage, x, path, node)
+    write = NodeWrite(
         node=node,
         kind="region",
-        shape=shape,
-        chunkshape=chunkshape,
-        stored=stored,
-        filters=leaf.filters,
-        pipeline=pipeline,
+        storage=storage,
+        tables_filters=leaf.filters,
         encode=False,
         byteorder=leaf.byteorder if leaf.byteorder in ("little", "big") else None,
         region=resolved,
     )
-    if chunkshape is not None:
-        with _probe_node(spec) as probe:
-            spec = dataclasses.replace(spec, encode=_encoding_reads_back(spec, probe))
-    return spec, x
+    if storage.chunkshape is not None:
+        with _trial_node(write) as trial:
+            write = dataclasses.replace(write, encode=_encoding_reads_back(write, trial))
+    return write, x
+
+
+def _check_region_dtype(leaf: tables.Leaf, storage: StoredNode, x: da.Array, path: str, node: str) -> None:
+    """The values of ``x`` fit the node's elements: a table's fields by name, or an array's atom, safely."""
+    stored = storage.dtype
+    if isinstance(leaf, tables.Table):
+        ok = x.dtype.names is not None and x.dtype.names == stored.names and np.can_cast(x.dtype, stored)
+    else:
+        ok = (
+            not storage.cell_shape
+            and x.dtype.names is None
+            and np.can_cast(x.dtype, stored.newbyteorder("="))
+        )
+    if not ok:
+        shown = np.dtype((stored, storage.cell_shape)) if storage.cell_shape else stored
+        raise RegionMismatchError(path, node, f"the array's dtype {x.dtype} does not fit the node's {shown}")
 
 
 def _given_chunkshape(chunkshape: Sequence[int] | int, shape: tuple[int, ...], node: str) -> tuple[int, ...]:
@@ -577,18 +631,20 @@ def _given_chunkshape(chunkshape: Sequence[int] | int, shape: tuple[int, ...], n
     try:
         given = [int(c) for c in np.atleast_1d(chunkshape)]
     except (TypeError, ValueError):
-        raise ValueError(f"node {node}: chunkshape {chunkshape!r} is not a sequence of ints") from None
+        raise ValueError(
+            f"{at_node(None, node)}: chunkshape {chunkshape!r} is not a sequence of ints"
+        ) from None
     if np.ndim(chunkshape) == 0:
         given *= len(shape)
     if len(given) != len(shape) or min(given, default=0) < 1:
         raise ValueError(
-            f"node {node}: chunkshape {chunkshape!r} does not fit shape {shape} "
+            f"{at_node(None, node)}: chunkshape {chunkshape!r} does not fit shape {shape} "
             f"(give {len(shape)} positive ints, or one for every axis)"
         )
     return tuple(given)
 
 
-def inherited_storage(
+def inherited_options(
     found: tables.Node | None,
     x: da.Array,
     filters: tables.Filters | None,
@@ -624,20 +680,17 @@ def _byteorder(dtype: np.dtype) -> str | None:
     return {"<": "little", ">": "big"}.get(dtype.byteorder) if dtype.byteorder != "=" else None
 
 
-def _scalar_spec(x: da.Array, node: str, title: str, overwrite: bool, createparents: bool) -> NodeSpec:
+def _scalar_write(x: da.Array, node: str, title: str, overwrite: bool, createparents: bool) -> NodeWrite:
     """A 0-d array becomes a scalar ``Array``, as PyTables stores ``create_array(obj=np.float64(1))``.
 
     HDF5 stores a scalar dataset contiguously, so there are no chunks and
     no filters: those of the call (or of a replaced node) do not apply.
     """
-    return NodeSpec(
+    return NodeWrite(
         node=node,
         kind="scalar",
-        shape=(),
-        chunkshape=None,
-        stored=x.dtype,
-        filters=None,
-        pipeline=(),
+        storage=StoredNode(shape=(), chunkshape=None, stored=x.dtype),
+        tables_filters=None,
         encode=False,
         title=title,
         byteorder=_byteorder(x.dtype),
@@ -646,57 +699,91 @@ def _scalar_spec(x: da.Array, node: str, title: str, overwrite: bool, createpare
     )
 
 
-def new_spec(
+def plan_new_node(
     x: da.Array,
     node: str,
-    filters: tables.Filters | None,
+    tables_filters: tables.Filters | None,
     chunkshape: Sequence[int] | int | None,
     extendable: bool,
     title: str,
     overwrite: bool,
     createparents: bool,
     enums: tuple[EnumColumn, ...] = (),
-) -> tuple[NodeSpec, da.Array]:
+) -> tuple[NodeWrite, da.Array]:
+    """The write of ``x`` into a new node, and ``x`` (rechunked where its blocks must hold whole chunks).
+
+    The chunk shape is chosen (or checked), then the node is created once
+    in memory, the trial node: the stored type and filter pipeline are
+    PyTables' own, and its one chunk says whether dask_tables encodes.
+
+    Examples
+    --------
+    >>> import dask.array as da, tables
+    >>> write, _ = plan_new_node(da.zeros((100, 10), chunks=50), "/x", tables.Filters(1), None,
+    ...                          False, "", False, True)
+    >>> write.kind, write.chunkshape, write.storage.filters, write.encode
+    ('carray', (50, 10), (('shuffle', (8,)), ('deflate', (1,))), True)
+    """
     if x.ndim == 0:
-        return _scalar_spec(x, node, title, overwrite, createparents), x
-    dtype = x.dtype
-    table = dtype.names is not None
-    if chunkshape is None:
-        chosen = _pick_chunkshape(x.chunks, dtype.itemsize)
-        regular = _pick_chunkshape(tuple((max(b, default=0),) for b in x.chunks), dtype.itemsize)
-        if math.prod(chosen) * 16 < min(math.prod(regular), CHUNK_BYTES // dtype.itemsize):
-            # irregular blocks (say 50000 and 100001 rows) leave only tiny common chunks
-            x = _align_chunks(x, regular, node)
-            chosen = regular
-    else:
-        chosen = _given_chunkshape(chunkshape, x.shape, node)
-        x = _align_chunks(x, chosen, node)
-    empty_axes = sum(n == 0 for n in x.shape)
-    if empty_axes > 1 or (empty_axes and extendable and x.shape[0] != 0):
-        raise ValueError(
-            f"node {node}: PyTables cannot store shape {x.shape} (one empty axis at most, the extendable one)"
-        )
-    byteorder = _byteorder(dtype)
-    spec = NodeSpec(
+        return _scalar_write(x, node, title, overwrite, createparents), x
+    chosen, x = _chunkshape_for(x, chunkshape, node)
+    table = x.dtype.names is not None
+    write = NodeWrite(
         node=node,
-        kind="table" if table else ("earray" if extendable or empty_axes else "carray"),
-        shape=tuple(int(n) for n in x.shape),
-        chunkshape=chosen,
-        stored=dtype,
-        filters=filters,
-        pipeline=(),
+        kind=_new_kind(x, extendable, node),
+        storage=StoredNode(shape=tuple(int(n) for n in x.shape), chunkshape=chosen, stored=x.dtype),
+        tables_filters=tables_filters,
         encode=False,
         title=title,
-        byteorder=None if table else byteorder,
+        byteorder=None if table else _byteorder(x.dtype),
         overwrite=overwrite,
         createparents=createparents,
         enums=enums if table else (),
     )
+    return _settled_by_trial(write), x
+
+
+def _chunkshape_for(
+    x: da.Array, chunkshape: Sequence[int] | int | None, node: str
+) -> tuple[tuple[int, ...], da.Array]:
+    """The chunk shape of a new node (given, or chosen to divide the blocks), and ``x`` aligned to it."""
+    if chunkshape is not None:
+        chosen = _given_chunkshape(chunkshape, x.shape, node)
+        return chosen, _align_chunks(x, chosen, node)
+    itemsize = x.dtype.itemsize
+    chosen = _pick_chunkshape(x.chunks, itemsize)
+    regular = _pick_chunkshape(tuple((max(b, default=0),) for b in x.chunks), itemsize)
+    if math.prod(chosen) * 16 < min(math.prod(regular), CHUNK_BYTES // itemsize):
+        # irregular blocks (say 50000 and 100001 rows) leave only tiny common chunks
+        return regular, _align_chunks(x, regular, node)
+    return chosen, x
+
+
+def _new_kind(x: da.Array, extendable: bool, node: str) -> str:
+    """``"table"``, ``"earray"`` or ``"carray"``; a shape PyTables cannot store raises."""
+    empty_axes = sum(n == 0 for n in x.shape)
+    if empty_axes > 1 or (empty_axes and extendable and x.shape[0] != 0):
+        raise ValueError(
+            f"{at_node(None, node)}: PyTables cannot store shape {x.shape} "
+            "(one empty axis at most, the extendable one)"
+        )
+    if x.dtype.names is not None:
+        return "table"
+    return "earray" if extendable or empty_axes else "carray"
+
+
+def _settled_by_trial(write: NodeWrite) -> NodeWrite:
+    """``write`` with the storage PyTables gives its trial node, and whether dask_tables encodes its chunks.
+
+    What PyTables stores may differ from the dtype given (a table's
+    records, say); the filter pipeline is HDF5's, read by filter id.
+    """
     try:
-        with _probe_node(spec) as probe:
-            # What PyTables stores may differ from the dtype given (a table's records, say).
-            spec = dataclasses.replace(spec, pipeline=node_pipeline(probe), stored=stored_dtype(probe))
-            spec = dataclasses.replace(spec, encode=_encoding_reads_back(spec, probe))
+        with _trial_node(write) as trial:
+            built = stored_node(trial)
+            write = dataclasses.replace(write, storage=dataclasses.replace(built, shape=write.shape))
+            return dataclasses.replace(write, encode=_encoding_reads_back(write, trial))
     except (tables.HDF5ExtError, ValueError, TypeError, NotImplementedError) as err:
-        raise ValueError(f"node {node}: PyTables cannot create it ({type(err).__name__}: {err})") from None
-    return spec, x
+        raise ValueError(
+            f"{at_node(None, write.node)}: PyTables cannot create it ({type(err).__name__}: {err})"
+        ) from None

@@ -24,7 +24,7 @@ from numpy.lib.recfunctions import assign_fields_by_name
 from tables.utils import quantize
 
 from ..filters.encoders import encoder_pipeline
-from .plan import NodeSpec
+from .plan import NodeWrite
 
 __all__ = ["Piece", "block_pieces", "read_sidecar", "write_pieces", "write_sidecar"]
 
@@ -38,7 +38,7 @@ class Piece:
     data: Any  # encoded bytes, or a numpy array of raw values
 
 
-def block_pieces(block: np.ndarray, spec: NodeSpec, start: tuple[int, ...]) -> Iterator[Piece]:
+def block_pieces(block: np.ndarray, write: NodeWrite, start: tuple[int, ...]) -> Iterator[Piece]:
     """Cut a block that lands at ``start`` of the node into pieces to write.
 
     Chunks the block covers whole (up to the node's end) are encoded, padded
@@ -49,24 +49,25 @@ def block_pieces(block: np.ndarray, spec: NodeSpec, start: tuple[int, ...]) -> I
     block = np.asarray(block)
     if block.size == 0:
         return
-    if block.dtype != spec.stored and spec.stored.names is not None:
-        records = np.zeros(block.shape, spec.stored)
+    dtype = write.dtype
+    if block.dtype != dtype and dtype.names is not None:
+        records = np.zeros(block.shape, dtype)
         assign_fields_by_name(records, block)  # numpy's astype would match fields by position
         block = records
-    elif block.dtype != spec.stored:
-        block = block.astype(spec.stored)
-    digits = spec.filters.least_significant_digit if spec.filters is not None else None
-    if digits is not None and spec.stored.names is None and not np.issubdtype(block.dtype, np.signedinteger):
-        block = quantize(block, digits).astype(spec.stored)  # as PyTables' own write does
-    if not spec.encode or spec.chunkshape is None:
+    elif block.dtype != dtype:
+        block = block.astype(dtype)
+    digits = write.tables_filters.least_significant_digit if write.tables_filters is not None else None
+    if digits is not None and dtype.names is None and not np.issubdtype(block.dtype, np.signedinteger):
+        block = quantize(block, digits).astype(dtype)  # as PyTables' own write does
+    if not write.encode or write.chunkshape is None:
         yield Piece(False, start, block)
         return
-    pipeline = encoder_pipeline(spec.pipeline)
-    chunk = spec.chunkshape
+    encoder = encoder_pipeline(write.storage.filters)
+    chunk = write.chunkshape
     stop = tuple(s + n for s, n in zip(start, block.shape, strict=True))
     ranges = [range(s // c * c, e, c) for s, e, c in zip(start, stop, chunk, strict=True)]
     for origin in itertools.product(*ranges):
-        end = tuple(min(o + c, n) for o, c, n in zip(origin, chunk, spec.shape, strict=True))
+        end = tuple(min(o + c, n) for o, c, n in zip(origin, chunk, write.shape, strict=True))
         lo = tuple(max(o, s) for o, s in zip(origin, start, strict=True))
         hi = tuple(min(e, s) for e, s in zip(end, stop, strict=True))
         local = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))
@@ -75,11 +76,11 @@ def block_pieces(block: np.ndarray, spec: NodeSpec, start: tuple[int, ...]) -> I
             continue
         piece = block[local]
         if piece.shape != chunk:  # an edge chunk: HDF5 stores it whole
-            padded = np.zeros(chunk, dtype=spec.stored)
+            padded = np.zeros(chunk, dtype=dtype)
             padded[tuple(slice(0, n) for n in piece.shape)] = piece
             piece = padded
         raw = np.ascontiguousarray(piece).view(np.uint8).reshape(-1)  # one flat buffer
-        yield Piece(True, origin, pipeline.encode(raw.data))
+        yield Piece(True, origin, encoder.encode(raw.data))
 
 
 # ---------------------------------------------------------------- sidecar files (existing-file mode)

@@ -49,8 +49,8 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import dask
 import numpy as np
@@ -64,10 +64,11 @@ from ..registry import get_lock, synchronized_close_file, synchronized_file, syn
 from .locks import write_lock
 from .plan import (
     WRITE_ONCE_ADVICE,
-    NodeSpec,
+    NodeWrite,
     RechunkWarning,
     WritePlan,
     as_dask_array,
+    check_built,
     check_dtype,
     check_node_name,
     check_not_open_here,
@@ -78,17 +79,23 @@ from .plan import (
     create_node,
     enums_read_by,
     existing_node,
-    inherited_storage,
-    new_spec,
-    node_pipeline,
-    region_spec,
-    stored_dtype,
+    inherited_options,
+    plan_new_node,
+    plan_region,
+    stored_node,
 )
 from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
 
 __all__ = ["RechunkWarning", "to_tables"]
 
 # ---------------------------------------------------------------- the tasks
+
+
+class Staged(NamedTuple):
+    """What a stage task tells the commit: which node its block belongs to, and where it left its chunks."""
+
+    index: int  # the node's position in the plan
+    sidecar: str | None  # the sidecar file (existing-file mode); None: written into the new file
 
 
 def _prepare(plan: WritePlan) -> str:
@@ -104,13 +111,10 @@ def _prepare(plan: WritePlan) -> str:
         building = f"{plan.temp_file}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             with get_lock(), synchronized_file(building, "w") as h5:
-                for spec in plan.specs:
-                    where, name = spec.node.rsplit("/", 1)
-                    leaf = create_node(h5, where or "/", name, spec, createparents=True)
-                    if node_pipeline(leaf) != spec.pipeline:
-                        raise RuntimeError(
-                            f"{plan.path}: node {spec.node}: PyTables built another filter pipeline"
-                        )
+                for write in plan.nodes:
+                    parent, name = write.node.rsplit("/", 1)
+                    leaf = create_node(h5, parent or "/", name, write, createparents=True)
+                    check_built(leaf, write, plan.path)
             with contextlib.suppress(FileExistsError):
                 os.link(building, plan.temp_file)
         finally:
@@ -121,16 +125,16 @@ def _prepare(plan: WritePlan) -> str:
 
 def _stage_block(
     plan: WritePlan, block: np.ndarray, index: int, key: str, start: tuple[int, ...], work: str
-) -> tuple[int, str]:
+) -> Staged:
     """Task: encode one block's chunks (no lock held) and stage them."""
-    spec = plan.specs[index]
+    write = plan.nodes[index]
     if not os.path.isdir(work):
         raise FileNotFoundError(f"{plan.path}: the work folder {work} is gone (the write was abandoned)")
     if not plan.new_file:
         sidecar = os.path.join(work, f"block-{index}-{key}")
-        write_sidecar(sidecar, block_pieces(block, spec, start), len(spec.shape))
-        return index, sidecar
-    pieces = list(block_pieces(block, spec, start))
+        write_sidecar(sidecar, block_pieces(block, write, start), len(write.shape))
+        return Staged(index, sidecar)
+    pieces = list(block_pieces(block, write, start))
     with write_lock(plan.temp_file, work):
         if os.path.exists(plan.marker):
             raise WriteInterruptedError(plan.path)
@@ -138,13 +142,13 @@ def _stage_block(
             pass
         try:
             with synchronized_file(plan.temp_file, "r+") as h5:
-                write_pieces(h5.get_node(spec.node), pieces)
+                write_pieces(h5.get_node(write.node), pieces)
         finally:  # only a process that dies here leaves the marker behind
             os.unlink(plan.marker)
-    return key
+    return Staged(index, None)
 
 
-def _commit(plan: WritePlan, staged: list[tuple[int, str]]) -> None:
+def _commit(plan: WritePlan, staged: list[Staged]) -> None:
     """Task: the one short step that changes the target file."""
     try:
         _commit_under_lock(plan, staged)
@@ -153,12 +157,18 @@ def _commit(plan: WritePlan, staged: list[tuple[int, str]]) -> None:
         shutil.rmtree(plan.work, ignore_errors=True)
 
 
-def _commit_under_lock(plan: WritePlan, staged: list[tuple[int, str]]) -> None:
+def _commit_after(plan: WritePlan, work: str) -> None:
+    """Task: the commit of a write without blocks (zero-size arrays)."""
+    _commit(plan, [])
+
+
+def _commit_under_lock(plan: WritePlan, staged: list[Staged]) -> None:
     with write_lock(plan.path, os.path.dirname(plan.path)):
         if not plan.new_file:
             sidecars: dict[int, list[str]] = {}
             for index, sidecar in staged:
-                sidecars.setdefault(index, []).append(sidecar)
+                if sidecar is not None:
+                    sidecars.setdefault(index, []).append(sidecar)
             _commit_into_existing(plan, functools.partial(_node_from_sidecars, plan, sidecars), sidecars)
         elif os.path.exists(plan.marker):
             # every stage task has ended: a marker left now is one of a process that died
@@ -183,7 +193,7 @@ def _is_hdf5_file(path: str) -> bool:
         return os.path.isfile(path) and bool(tables.is_hdf5_file(path))
 
 
-# Makes spec ``index``'s new node, with its data, as ``name`` at the root of the open target.
+# Makes the plan's node ``index``, with its data, as ``name`` at the root of the open target.
 NodeMaker = Callable[[tables.File, int, str], None]
 
 
@@ -191,21 +201,20 @@ def _node_from_sidecars(
     plan: WritePlan, sidecars: dict[int, list[str]], h5: tables.File, index: int, name: str
 ) -> None:
     """A new node written from the chunks its stage tasks left in sidecar files."""
-    spec = plan.specs[index]
-    leaf = create_node(h5, "/", name, spec, createparents=False)
-    if node_pipeline(leaf) != spec.pipeline:
-        raise RuntimeError(f"{plan.path}: node {spec.node}: PyTables built another filter pipeline")
-    _write_staged(leaf, spec, sidecars.get(index, []))
+    write = plan.nodes[index]
+    leaf = create_node(h5, "/", name, write, createparents=False)
+    check_built(leaf, write, plan.path)
+    _write_staged(leaf, write, sidecars.get(index, []))
 
 
 def _node_from_built(plan: WritePlan, built: tables.File, h5: tables.File, index: int, name: str) -> None:
     """A new node copied from the file the stage tasks built (its filters and chunk shape kept)."""
-    built.get_node(plan.specs[index].node).copy(h5.root, name)
+    built.get_node(plan.nodes[index].node).copy(h5.root, name)
 
 
-def _write_staged(leaf: tables.Leaf, spec: NodeSpec, sidecars: list[str]) -> None:
+def _write_staged(leaf: tables.Leaf, write: NodeWrite, sidecars: list[str]) -> None:
     for sidecar in sidecars:
-        write_pieces(leaf, read_sidecar(sidecar, spec.stored))
+        write_pieces(leaf, read_sidecar(sidecar, write.dtype))
 
 
 def _commit_into_existing(plan: WritePlan, make_node: NodeMaker, sidecars: dict[int, list[str]]) -> None:
@@ -214,37 +223,19 @@ def _commit_into_existing(plan: WritePlan, make_node: NodeMaker, sidecars: dict[
     Each new node is made whole under a temporary name at the root by
     ``make_node``; only when all are complete is an existing node removed
     (``overwrite=True``) and each moved to its name.  The staged values of
-    a ``region`` are written into the existing node in place.
+    a ``region`` are written into the existing node in place.  On an
+    error, the nodes made so far are removed again.
     """
     h5 = synchronized_open_file(plan.path, "a")
     created: list[str] = []
     try:
-        for index, spec in enumerate(plan.specs):
-            if spec.kind == "region":
-                leaf = h5.get_node(spec.node)
-                if tuple(int(n) for n in leaf.shape) != spec.shape or stored_dtype(leaf) != spec.stored:
-                    raise RegionMismatchError(
-                        plan.path, spec.node, "the node changed while the write was computed"
-                    )
-                _write_staged(leaf, spec, sidecars.get(index, []))
+        for index, write in enumerate(plan.nodes):
+            if write.kind == "region":
+                _write_region(h5, plan.path, write, sidecars.get(index, []))
                 continue
-            # checked again: another writer may have changed the file since the plan
-            found = existing_node(h5, spec.node)
-            check_replaceable(found, plan.path, spec.node, spec.overwrite, frame=spec.kind == "frame")
-            check_parents(h5, plan.path, spec.node, spec.createparents)
-            tmp = "/" + plan.temp_name(index)
-            if existing_node(h5, tmp) is not None:  # left by a commit whose worker was killed
-                h5.remove_node(tmp, recursive=True)
-            created.append(tmp)
+            created.append(_free_temp_name(h5, plan, index))
             make_node(h5, index, plan.temp_name(index))
-        # Only now is anything that existed before changed.
-        for index, spec in enumerate(plan.specs):
-            if spec.kind == "region":
-                continue
-            if existing_node(h5, spec.node) is not None:
-                h5.remove_node(spec.node, recursive=True)
-            where, name = spec.node.rsplit("/", 1)
-            h5.move_node("/" + plan.temp_name(index), where or "/", name, createparents=True)
+        _move_into_place(h5, plan)  # only now is anything that existed before changed
         created.clear()
     finally:
         try:
@@ -253,6 +244,41 @@ def _commit_into_existing(plan: WritePlan, make_node: NodeMaker, sidecars: dict[
                     h5.remove_node(tmp, recursive=True)
         finally:
             synchronized_close_file(h5)
+
+
+def _write_region(h5: tables.File, path: str, write: NodeWrite, sidecars: list[str]) -> None:
+    """The staged values of a region, written into the existing node, checked unchanged since the plan."""
+    leaf = h5.get_node(write.node)
+    now = stored_node(leaf)
+    if now.shape != write.shape or now.dtype != write.dtype:
+        raise RegionMismatchError(path, write.node, "the node changed while the write was computed")
+    _write_staged(leaf, write, sidecars)
+
+
+def _free_temp_name(h5: tables.File, plan: WritePlan, index: int) -> str:
+    """The temporary path of the plan's node ``index``, free; its final place is checked again first.
+
+    Another writer may have changed the file since the plan.
+    """
+    write = plan.nodes[index]
+    found = existing_node(h5, write.node)
+    check_replaceable(found, plan.path, write.node, write.overwrite, frame=write.kind == "frame")
+    check_parents(h5, plan.path, write.node, write.createparents)
+    tmp = "/" + plan.temp_name(index)
+    if existing_node(h5, tmp) is not None:  # left by a commit whose worker was killed
+        h5.remove_node(tmp, recursive=True)
+    return tmp
+
+
+def _move_into_place(h5: tables.File, plan: WritePlan) -> None:
+    """Each new node from its temporary name to its own, replacing what was there."""
+    for index, write in enumerate(plan.nodes):
+        if write.kind == "region":
+            continue
+        if existing_node(h5, write.node) is not None:
+            h5.remove_node(write.node, recursive=True)
+        parent, name = write.node.rsplit("/", 1)
+        h5.move_node("/" + plan.temp_name(index), parent or "/", name, createparents=True)
 
 
 # ---------------------------------------------------------------- the public function
@@ -446,11 +472,48 @@ def to_tables(
             min_itemsize=min_itemsize,
             compute=compute,
         )
+    _refuse_frame_options(format, data_columns, index, append, min_itemsize)
+    names, arrays = _named_arrays(x, node, region, path)
+    exists = os.path.lexists(path)
+    check_writable(path, names[0], exists)
+    if exists:
+        check_reads_unchanged(arrays, path)
+    options = _NewNodeOptions(filters, chunkshape, title, createparents, overwrite, extendable)
+    writes, arrays = _plan_writes(path, exists, names, arrays, region, options)
+    token = uuid.uuid4().hex[:16]  # every call stages into its own folder
+    folder, base = os.path.split(path)
+    plan = WritePlan(
+        path=path,
+        new_file=not exists,
+        work=os.path.join(folder, f".{base[:100]}.dask-tables-{token}"),  # within NAME_MAX (255)
+        token=token,
+        nodes=tuple(writes),
+        work_made_by_caller=compute,
+    )
+    result = _write_graph(plan, arrays)
+    if not compute:
+        return result
+    _run(result, plan)
+    return None
+
+
+def _refuse_frame_options(
+    format: str,
+    data_columns: Sequence[str] | bool | None,
+    index: bool,
+    append: bool,
+    min_itemsize: Mapping[str, int] | None,
+) -> None:
+    """Raise if an option only data frames have is given with arrays."""
     frame_only = {"format": format != "pandas", "data_columns": data_columns is not None, "index": not index}
     frame_only.update(append=append, min_itemsize=min_itemsize is not None)
     if any(frame_only.values()):
         given = ", ".join(k for k, v in frame_only.items() if v)
         raise TypeError(f"to_tables: {given} are for data frames, not arrays")
+
+
+def _named_arrays(x: Any, node: str | None, region: Any, path: str) -> tuple[list[str], list[Any]]:
+    """The node names and dask arrays to write (one, or a dict of them), each checked."""
     if isinstance(x, Mapping):
         if node is not None:
             raise TypeError("to_tables: give either a dict {node: array} or one array and its node")
@@ -468,76 +531,100 @@ def to_tables(
         if a == b or b.startswith(a + "/"):
             raise ValueError(f"{path}: nodes {a} and {b} cannot both be written")
     arrays = [as_dask_array(a, n) for n, a in items]
-    for (n, _), a in zip(items, arrays, strict=True):
-        check_dtype(a, n)
+    for name, array in zip(names, arrays, strict=True):
+        check_dtype(array, name)
+    return names, arrays
 
-    exists = os.path.lexists(path)
-    check_writable(path, names[0], exists)
-    if exists:
-        check_reads_unchanged(arrays, path)
-    specs: list[NodeSpec] = []
+
+class _NewNodeOptions(NamedTuple):
+    """What the caller asked of new nodes (``None``: as the node replaced, else the default)."""
+
+    filters: tables.Filters | None
+    chunkshape: Sequence[int] | int | None
+    title: str
+    createparents: bool
+    overwrite: bool
+    extendable: bool | None
+
+
+def _plan_writes(
+    path: str, exists: bool, names: list[str], arrays: list[Any], region: Any, options: _NewNodeOptions
+) -> tuple[list[NodeWrite], list[Any]]:
+    """Each node's write, planned against the file as it is (each array rechunked where it must be)."""
+    writes: list[NodeWrite] = []
+    planned: list[Any] = []
     with contextlib.ExitStack() as stack:
         # The writers' locks: another writer's commit cannot run while the plan reads the file.
         stack.enter_context(write_lock(path, os.path.dirname(path)))
         if exists:
             check_not_open_here(path, names[0])
         h5 = stack.enter_context(synchronized_file(path, "r")) if exists else None
-        for (name, _), i in zip(items, range(len(arrays)), strict=True):
+        for name, array in zip(names, arrays, strict=True):
             found = existing_node(h5, name)
             if region is not None:
                 if found is None:
                     raise tables.NoSuchNodeError(f"{path}: no node {name} to write the region of")
-                spec, arrays[i] = region_spec(found, arrays[i], region, path, name)
+                write, array = plan_region(found, array, region, path, name)
             else:
-                check_replaceable(found, path, name, overwrite)
-                check_parents(h5, path, name, createparents)
-                storage = inherited_storage(found, arrays[i], filters, chunkshape, extendable)
-                spec, arrays[i] = new_spec(
-                    arrays[i], name, *storage, title, overwrite, createparents, enums_read_by(arrays[i])
+                check_replaceable(found, path, name, options.overwrite)
+                check_parents(h5, path, name, options.createparents)
+                inherited = inherited_options(
+                    found, array, options.filters, options.chunkshape, options.extendable
                 )
-            specs.append(spec)
+                write, array = plan_new_node(
+                    array,
+                    name,
+                    *inherited,
+                    options.title,
+                    options.overwrite,
+                    options.createparents,
+                    enums_read_by(array),
+                )
+            writes.append(write)
+            planned.append(array)
+    return writes, planned
 
-    token = uuid.uuid4().hex[:16]  # every call stages into its own folder
-    folder, base = os.path.split(path)
-    plan = WritePlan(
-        path=path,
-        new_file=not exists,
-        work=os.path.join(folder, f".{base[:100]}.dask-tables-{token}"),  # within NAME_MAX (255)
-        token=token,
-        specs=tuple(specs),
-        work_made_by_caller=compute,
-    )
-    # The graph, written out (not built with dask.delayed, which walks the
-    # plan once per task): prepare, one stage task per block, one commit.
-    prepare_key = f"to-tables-prepare-{token}"
-    commit_key = f"to-tables-{token}"
+
+def _block_starts(write: NodeWrite, array: Any) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Each block of ``array``: its index, and where it lands in the node."""
+    offsets = [np.cumsum((0, *c[:-1])) if c else np.zeros(1, int) for c in array.chunks]
+    origin = tuple(s.start for s in write.region) if write.region else (0,) * array.ndim
+    for index in np.ndindex(*array.numblocks) if array.size else ():
+        yield index, tuple(int(o + off[k]) for o, off, k in zip(origin, offsets, index, strict=True))
+
+
+def _write_graph(plan: WritePlan, arrays: list[Any]) -> Delayed:
+    """The graph of a write: prepare, one stage task per block, one commit.
+
+    Written out, not built with ``dask.delayed`` (which walks the plan once per task).
+    """
+    prepare_key = f"to-tables-prepare-{plan.token}"
+    commit_key = f"to-tables-{plan.token}"
     layer: dict[Any, Any] = {prepare_key: (_prepare, plan)}
     staged: list[tuple[Any, ...]] = []
-    for i, (spec, array) in enumerate(zip(specs, arrays, strict=True)):
-        offsets = [np.cumsum((0, *c[:-1])) if c else np.zeros(1, int) for c in array.chunks]
-        origin = tuple(s.start for s in spec.region) if spec.region else (0,) * array.ndim
-        for index in np.ndindex(*array.numblocks) if array.size else ():
-            start = tuple(int(o + off[k]) for o, off, k in zip(origin, offsets, index, strict=True))
-            key = (f"to-tables-stage-{token}", i, *index)
+    for i, (write, array) in enumerate(zip(plan.nodes, arrays, strict=True)):
+        for index, start in _block_starts(write, array):
+            key = (f"to-tables-stage-{plan.token}", i, *index)
             block_name = "_".join(map(str, index))
             layer[key] = (_stage_block, plan, (array.name, *index), i, block_name, start, prepare_key)
             staged.append(key)
     # zero-size arrays have no blocks: then the commit follows the preparation
     layer[commit_key] = (_commit, plan, staged) if staged else (_commit_after, plan, prepare_key)
     graph = HighLevelGraph.from_collections(commit_key, layer, dependencies=arrays)
-    result = Delayed(commit_key, graph)
-    if not compute:
-        return result
+    return Delayed(commit_key, graph)
+
+
+def _run(result: Delayed, plan: WritePlan) -> None:
+    """Compute the write in the work folder made for it, removed afterwards whatever happens."""
     os.mkdir(plan.work)
     try:
         dask.compute(result)
     except FileChangedError as err:
-        if same_file(err.path, path):  # the array read the file an earlier write changed
+        if same_file(err.path, plan.path):  # the array read the file an earlier write changed
             raise err.with_advice(WRITE_ONCE_ADVICE) from None
         raise
     finally:
         _remove_work(plan.work)
-    return None
 
 
 def _is_frame(x: Any) -> bool:
@@ -562,8 +649,3 @@ def _remove_work(work: str, attempts: int = 5) -> None:
         if not os.path.lexists(work):
             return
         time.sleep(0.05 * (attempt + 1))
-
-
-def _commit_after(plan: WritePlan, work: str) -> None:
-    """Task: the commit of a write without blocks (zero-size arrays)."""
-    _commit(plan, [])
