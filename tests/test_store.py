@@ -384,6 +384,29 @@ def test_region_writes_into_a_table_and_a_big_endian_array(tmp_path):
     assert_round_trip(path, "/b", expected_b)
 
 
+def test_region_of_a_table_with_members_of_both_byte_orders_is_written_through_hdf5(tmp_path):
+    """h5py stores a record with a little- and a big-endian member; PyTables shows both native.
+
+    A chunk encoded from PyTables' record would store the big-endian member
+    byte-swapped: such a node is written through HDF5, which converts.
+    """
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "mixed.h5"
+    mixed = np.dtype([("a", "<i4"), ("b", ">f8")])
+    with h5py.File(path, "w") as f:
+        f.create_dataset("t", data=np.zeros(40, mixed), chunks=(10,), compression="gzip")
+    with tables.open_file(path) as f:
+        assert f.root.t.byteorder == "mixed"
+        rows = np.zeros(20, f.root.t.dtype)
+    rows["a"], rows["b"] = np.arange(20) + 1, np.arange(20) * 0.5
+    dask_tables.to_tables(da.from_array(rows, chunks=10), path, "/t", region=(slice(10, 30),))
+    with h5py.File(path, "r") as f:
+        back = f["t"][...]
+    expected = np.zeros(40, mixed)
+    expected["a"][10:30], expected["b"][10:30] = rows["a"], rows["b"]
+    np.testing.assert_array_equal(back, expected)
+
+
 @pytest.mark.parametrize(
     ("x", "region", "match"),
     [

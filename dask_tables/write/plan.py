@@ -29,6 +29,7 @@ import tables
 from ..errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError, at_node
 from ..filters.codecs import stored_filters
 from ..filters.encoders import UnsupportedEncoderError, encoder_pipeline
+from ..hdf5.calls import file_dtype
 from ..hdf5.fingerprint import modes_open_here, same_file
 from ..hdf5.storednode import StoredNode, hdf5_reads_as
 from ..registry import get_lock, synchronized_close_file, synchronized_open_file
@@ -598,7 +599,10 @@ def plan_region(
     )
     if storage.chunkshape is not None:
         with _trial_node(write) as trial:
-            write = dataclasses.replace(write, encode=_encoding_reads_back(write, trial))
+            # The trial vouches for the node only where both store one element alike
+            # (h5py may store a record with members of both byte orders: PyTables' trial would not).
+            alike = file_dtype(trial) == file_dtype(leaf)
+            write = dataclasses.replace(write, encode=alike and _encoding_reads_back(write, trial))
     return write, x
 
 
