@@ -10,7 +10,7 @@ import numpy as np
 from dask.array.core import normalize_chunks
 from dask.base import tokenize
 
-from ..errors import NotHDF5FileError
+from ..errors import NotHDF5FileError, at_node
 from ..hdf5.paths import PathSpec, expand_paths
 from .concat import concatenated_graph
 from .source import TablesSource
@@ -72,13 +72,13 @@ def _bad_block_sizes(chunks: Chunks) -> list[int]:
 
 
 def _normalize_chunks(source: TablesSource, chunks: Chunks) -> tuple[tuple[int, ...], ...]:
-    where = f"{source.path}: node {source.node}"
+    at = at_node(source.path, source.node)
     if isinstance(chunks, (tuple, list)) and len(chunks) != source.ndim:
-        raise ValueError(f"{where}: chunks={chunks!r} give {len(chunks)} axes for shape {source.shape}")
+        raise ValueError(f"{at}: chunks={chunks!r} give {len(chunks)} axes for shape {source.shape}")
     bad = _bad_block_sizes(chunks)
     if bad:
         raise ValueError(
-            f"{where}: chunks={chunks!r}: block size {bad[0]} is not allowed; a block size is a "
+            f"{at}: chunks={chunks!r}: block size {bad[0]} is not allowed; a block size is a "
             "positive number of elements, or -1 (or None) for a whole axis"
         )
     try:
@@ -88,7 +88,7 @@ def _normalize_chunks(source: TablesSource, chunks: Chunks) -> tuple[tuple[int, 
             )
         )
     except (ValueError, TypeError, NotImplementedError, ZeroDivisionError) as err:
-        raise ValueError(f"{where}: chunks={chunks!r} do not fit shape {source.shape}: {err}") from None
+        raise ValueError(f"{at}: chunks={chunks!r} do not fit shape {source.shape}: {err}") from None
     if source.chunkshape is not None:
         # dask's "auto" may cut an HDF5 chunk larger than array.chunk-size in two.
         for axis in _auto_axes(chunks, source.ndim):
@@ -98,7 +98,7 @@ def _normalize_chunks(source: TablesSource, chunks: Chunks) -> tuple[tuple[int, 
     for axis, (blocks, length) in enumerate(zip(normalized, source.shape, strict=True)):
         if sum(blocks) != length or (length and min(blocks) <= 0):
             raise ValueError(
-                f"{where}: chunks={chunks!r} give blocks {blocks} on axis {axis}, "
+                f"{at}: chunks={chunks!r} give blocks {blocks} on axis {axis}, "
                 f"which do not tile its length {length}"
             )
     return tuple(normalized)
@@ -107,11 +107,13 @@ def _normalize_chunks(source: TablesSource, chunks: Chunks) -> tuple[tuple[int, 
 def _check_concatenable(sources: list[TablesSource]) -> None:
     first = sources[0]
     if first.ndim == 0:
-        raise ValueError(f"{first.path}: node {first.node} is a scalar: several files cannot be concatenated")
+        raise ValueError(
+            f"{at_node(first.path, first.node)} is a scalar: several files cannot be concatenated"
+        )
     for other in sources[1:]:
         if other.shape[1:] != first.shape[1:] or other.dtype != first.dtype:
             raise ValueError(
-                f"{other.path}: node {other.node} has shape {other.shape} and dtype {other.dtype}, "
+                f"{at_node(other.path, other.node)} has shape {other.shape} and dtype {other.dtype}, "
                 f"which do not concatenate along axis 0 with {first.path} "
                 f"(shape {first.shape}, dtype {first.dtype})"
             )

@@ -47,7 +47,7 @@ from typing import IO
 
 import dask
 
-from ..errors import NotHDF5FileError
+from ..errors import NotHDF5FileError, at_node
 
 __all__ = ["probe", "probe_files"]
 
@@ -172,13 +172,13 @@ class _Outcome:
 
 
 def _refusal(path: str, node: str, outcome: _Outcome, timeout: float) -> NotHDF5FileError:
-    where = f"{path}: node {node}: reading it in a child process"
+    reading = f"{at_node(path, node)}: reading it in a child process"
     if outcome.hung:
-        return NotHDF5FileError(f"{where} did not finish in {timeout:g} s (damaged HDF5 file?)")
+        return NotHDF5FileError(f"{reading} did not finish in {timeout:g} s (damaged HDF5 file?)")
     code = outcome.returncode or 0
     if code < 0:
-        return NotHDF5FileError(f"{where} crashed HDF5 ({signal.Signals(-code).name}): damaged HDF5 file")
-    return NotHDF5FileError(f"{where} failed hard (exit {code}): damaged HDF5 file")
+        return NotHDF5FileError(f"{reading} crashed HDF5 ({signal.Signals(-code).name}): damaged HDF5 file")
+    return NotHDF5FileError(f"{reading} failed hard (exit {code}): damaged HDF5 file")
 
 
 def _run_child(files: list[str], node: str, mode: str, timeout: float) -> _Outcome:

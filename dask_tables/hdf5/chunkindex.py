@@ -49,6 +49,7 @@ import tables
 from dask.utils import parse_bytes
 
 from .. import diagnostics
+from ..errors import at_node
 from ..registry import get_lock, synchronized_file
 from .fingerprint import Fingerprint, check_unchanged, same_file
 from .storedtypes import _loaded_libhdf5
@@ -138,10 +139,10 @@ class ChunkIndex:
         """Offsets, sizes and filter masks of chunks given by their numbers (see :meth:`numbers`)."""
         if self.keys is None:
             return self.offsets[numbers], self.sizes[numbers], self.masks[numbers]
-        where = np.searchsorted(self.keys, numbers)
-        found = where < self.keys.size
-        found[found] = self.keys[where[found]] == numbers[found]
-        hits = where[found]
+        positions = np.searchsorted(self.keys, numbers)
+        found = positions < self.keys.size
+        found[found] = self.keys[positions[found]] == numbers[found]
+        hits = positions[found]
         offsets = np.full(numbers.shape, -1, dtype=np.int64)
         sizes = np.zeros(numbers.shape, dtype=np.int64)
         masks = np.zeros(numbers.shape, dtype=np.uint32)
@@ -357,7 +358,7 @@ def build_index(leaf: tables.Leaf) -> ChunkIndex:
     keys = ChunkIndex(chunkshape, grid, None, offsets, sizes, masks).numbers(starts)
     order = np.argsort(keys, kind="stable")
     if keys.size > 1 and np.any(keys[order][1:] == keys[order][:-1]):
-        raise ValueError(f"node {leaf._v_pathname}: HDF5 lists a chunk twice")
+        raise ValueError(f"{at_node(None, leaf._v_pathname)}: HDF5 lists a chunk twice")
     keys, offsets, sizes, masks = keys[order], offsets[order], sizes[order], masks[order]
     total = int(np.prod(grid, dtype=np.int64))
     if keys.size == total:  # every chunk stored (keys are then 0..total-1)

@@ -5,11 +5,12 @@ How a write runs (one dask graph; :func:`to_tables` builds it):
 1. **Plan** (in the caller, before any task runs): every input is checked
    (file writable and HDF5, node names, an existing node without
    ``overwrite``, the ``region`` of an existing node), the chunk shape is
-   chosen to divide the dask blocks, and the node's HDF5 filter pipeline is
-   read from the same node created in an in-memory HDF5 file.  Each filter
-   of the pipeline is encoded in Python (:mod:`dask_tables.filters.encoders`) only
-   if HDF5 reads an encoded probe chunk back exactly; otherwise that node
-   is written through HDF5's own pipeline.
+   chosen to divide the dask blocks, and the node's storage (stored type,
+   HDF5 filter pipeline) is read from the same node created in an in-memory
+   HDF5 file, the trial node.  Each filter of the pipeline is encoded in
+   Python (:mod:`dask_tables.filters.encoders`) only if HDF5 reads an
+   encoded trial chunk back exactly; otherwise that node is written
+   through HDF5's own pipeline.
 2. **Prepare** (one task): a hidden work folder next to the target,
    ``.<name>.dask-tables-<token>``; for a new file it also holds the whole
    new file, ``target.h5``, with its nodes created.
