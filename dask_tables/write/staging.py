@@ -49,16 +49,7 @@ def block_pieces(block: np.ndarray, write: NodeWrite, start: tuple[int, ...]) ->
     block = np.asarray(block)
     if block.size == 0:
         return
-    dtype = write.dtype
-    if block.dtype != dtype and dtype.names is not None:
-        records = np.zeros(block.shape, dtype)
-        assign_fields_by_name(records, block)  # numpy's astype would match fields by position
-        block = records
-    elif block.dtype != dtype:
-        block = block.astype(dtype)
-    digits = write.tables_filters.least_significant_digit if write.tables_filters is not None else None
-    if digits is not None and dtype.names is None and not np.issubdtype(block.dtype, np.signedinteger):
-        block = quantize(block, digits).astype(dtype)  # as PyTables' own write does
+    block = _as_written(block, write)
     if not write.encode or write.chunkshape is None:
         yield Piece(False, start, block)
         return
@@ -76,11 +67,26 @@ def block_pieces(block: np.ndarray, write: NodeWrite, start: tuple[int, ...]) ->
             continue
         piece = block[local]
         if piece.shape != chunk:  # an edge chunk: HDF5 stores it whole
-            padded = np.zeros(chunk, dtype=dtype)
+            padded = np.zeros(chunk, dtype=write.dtype)
             padded[tuple(slice(0, n) for n in piece.shape)] = piece
             piece = padded
         raw = np.ascontiguousarray(piece).view(np.uint8).reshape(-1)  # one flat buffer
         yield Piece(True, origin, encoder.encode(raw.data))
+
+
+def _as_written(block: np.ndarray, write: NodeWrite) -> np.ndarray:
+    """``block`` in the dtype the node is written in (records matched by field name), quantized as PyTables does."""
+    dtype = write.dtype
+    if block.dtype != dtype and dtype.names is not None:
+        records = np.zeros(block.shape, dtype)
+        assign_fields_by_name(records, block)  # numpy's astype would match fields by position
+        block = records
+    elif block.dtype != dtype:
+        block = block.astype(dtype)
+    digits = write.tables_filters.least_significant_digit if write.tables_filters is not None else None
+    if digits is not None and dtype.names is None and not np.issubdtype(block.dtype, np.signedinteger):
+        block = quantize(block, digits).astype(dtype)  # as PyTables' own write does
+    return block
 
 
 # ---------------------------------------------------------------- sidecar files (existing-file mode)

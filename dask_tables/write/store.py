@@ -561,29 +561,27 @@ def _plan_writes(
             check_not_open_here(path, names[0])
         h5 = stack.enter_context(synchronized_file(path, "r")) if exists else None
         for name, array in zip(names, arrays, strict=True):
-            found = existing_node(h5, name)
-            if region is not None:
-                if found is None:
-                    raise tables.NoSuchNodeError(f"{path}: no node {name} to write the region of")
-                write, array = plan_region(found, array, region, path, name)
-            else:
-                check_replaceable(found, path, name, options.overwrite)
-                check_parents(h5, path, name, options.createparents)
-                inherited = inherited_options(
-                    found, array, options.filters, options.chunkshape, options.extendable
-                )
-                write, array = plan_new_node(
-                    array,
-                    name,
-                    *inherited,
-                    options.title,
-                    options.overwrite,
-                    options.createparents,
-                    enums_read_by(array),
-                )
+            write, array = _plan_write(h5, path, name, array, region, options)
             writes.append(write)
             planned.append(array)
     return writes, planned
+
+
+def _plan_write(
+    h5: tables.File | None, path: str, name: str, array: Any, region: Any, options: _NewNodeOptions
+) -> tuple[NodeWrite, Any]:
+    """One node's write: into a region of the existing node, or a new node (replacing one)."""
+    found = existing_node(h5, name)
+    if region is not None:
+        if found is None:
+            raise tables.NoSuchNodeError(f"{path}: no node {name} to write the region of")
+        return plan_region(found, array, region, path, name)
+    check_replaceable(found, path, name, options.overwrite)
+    check_parents(h5, path, name, options.createparents)
+    inherited = inherited_options(found, array, options.filters, options.chunkshape, options.extendable)
+    return plan_new_node(
+        array, name, *inherited, options.title, options.overwrite, options.createparents, enums_read_by(array)
+    )
 
 
 def _block_starts(write: NodeWrite, array: Any) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
