@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 import runpy
 import subprocess
 import sys
@@ -108,6 +109,52 @@ def test_local_inventories_are_written_from_their_sources():
         assert (site, locations) == (source.base, (None, f"_inventories/{name}.inv")), name
         written = (ROOT / "docs" / "_inventories" / f"{name}.inv").read_bytes()
         assert _inventory(written) == set(source.entries), f"run python docs/_inventories/make.py ({name})"
+
+
+def _shown_outputs(page: Path) -> dict[str, str]:
+    """The console blocks of a docs page: each ``$ command`` line and the output under it."""
+    shown: dict[str, str] = {}
+    command = None
+    for line in page.read_text().splitlines():
+        if line.startswith("   $ "):
+            command = line[len("   $ ") :]
+            shown[command] = ""
+        elif command is not None and line.startswith("   "):
+            shown[command] += line[3:] + "\n"
+        else:
+            command = None
+    return shown
+
+
+def _without_sizes(text: str) -> str:
+    """``dask-tables info``'s table without sizes on disk and ratios (they vary with the libraries)."""
+    text = re.sub(r"\b\d+(\.\d+)? (B|KiB|MiB|GiB)\b", "<size>", text)
+    text = re.sub(r"(?<=<size>) +\d+\.\d\d\b", " <ratio>", text)
+    return "\n".join(" ".join(line.split()) for line in text.splitlines())
+
+
+def test_cli_page_shows_what_dask_tables_info_prints(tmp_path):
+    pytest.importorskip("h5py")
+    from dask_tables.demo import ensure_demo_file
+
+    runpy.run_path(str(ROOT / "docs" / "weather.py"))["write"](tmp_path / "weather.h5")
+    ensure_demo_file(tmp_path, size_mib=16)
+    shown = _shown_outputs(ROOT / "docs" / "cli.rst")
+    commands = [command for command in shown if command.startswith("dask-tables info ")]
+    assert len(commands) == 3, commands
+    for command in commands:
+        args = command.split()[1:]
+        done = subprocess.run(
+            [sys.executable, "-m", "dask_tables.cli", *args], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        if "--json" in args:
+            printed, documented = json.loads(done.stdout), json.loads(shown[command])
+            for record in printed + documented:
+                del record["size_on_disk"], record["ratio"]
+            assert printed == documented, command
+        else:
+            assert _without_sizes(done.stdout) == _without_sizes(shown[command]), command
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
