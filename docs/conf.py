@@ -40,8 +40,10 @@ autodoc_typehints = "description"
 # uses the real inventory; offline (CI) the fetch fails and Sphinx logs that
 # it used the working alternative, an info line, not a warning, so -W holds
 # (sphinx.ext.intersphinx._load._fetch_inventory_group).  Either way every
-# link goes to the same page.  A name newly cited must be added to the
-# project's .txt, or the nitpicky build fails offline.
+# link goes to the same page.  (An incremental build, within
+# intersphinx_cache_limit days of the last fetch, skips the site and reads the
+# local file again: the links stay the same.)  A name newly cited must be
+# added to the project's .txt, or the nitpicky build fails offline.
 _SITES = {
     "python": "https://docs.python.org/3",
     "numpy": "https://numpy.org/doc/stable",
