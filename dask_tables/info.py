@@ -242,8 +242,12 @@ def inspect_file(
 
     Raises
     ------
-    FileNotFoundError, IsADirectoryError, dask_tables.NotHDF5FileError
-        ``path`` is missing, a directory or not HDF5.
+    FileNotFoundError
+        ``path`` is missing.
+    IsADirectoryError
+        ``path`` is a directory.
+    dask_tables.NotHDF5FileError
+        ``path`` is not an HDF5 file (or is damaged).
     tables.NoSuchNodeError
         ``node`` is not in the file.
 
