@@ -17,7 +17,8 @@ matches (the "chunk map" its own indexed query computes, a few milliseconds
 under the registry lock); the task reads only those chunks.  Either way the
 task reads its rows directly, decoding outside every lock, and applies the
 same compiled numexpr function that PyTables uses in kernel, with no lock
-held: the rows equal ``read_where``'s.
+held: the rows equal ``read_where``'s.  :func:`read_matching` is that
+partition read.
 
 An enum column (read as a categorical) is compared with its names:
 ``kind == 'gamma'`` (or ``!=``, against a string constant or a string
@@ -44,8 +45,9 @@ except ImportError:  # pragma: no cover - another PyTables
     _table__where_indexed = None
 
 from ..array.direct import take_field
+from ..array.source import TablesSource
 
-__all__ = ["Condition", "enum_names_to_values"]
+__all__ = ["Condition", "enum_names_to_values", "read_matching"]
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,71 @@ class Condition:
         if len(records) == 0:
             return np.zeros(0, dtype=bool)
         return np.asarray(function(*args, **kwargs), dtype=bool)
+
+
+def read_matching(
+    source: TablesSource, condition: Condition, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The records of rows ``[start, stop)`` of ``source``'s table that match ``condition``, and their numbers.
+
+    The records equal ``Table.read_where(condition.text, start=start,
+    stop=stop)``, in row order.  With an index, PyTables' chunk map (under
+    the registry lock) says which HDF5 chunks to read; the chunks are read
+    like any others (decoded outside every lock where the direct path
+    applies) and the condition is evaluated on them with no lock held.
+    Where the map is not available, PyTables answers which rows match.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> rows = np.array([(1, 0.5), (2, 1.5), (3, 2.5)], dtype=[("n", "i4"), ("x", "f8")])
+    >>> with tables.open_file("matching.h5", "w") as f:
+    ...     condition = Condition.of(f.create_table("/", "t", obj=rows), "x > 1")
+    >>> records, numbers = read_matching(TablesSource.open("matching.h5", "/t"), condition, 0, 3)
+    >>> records["n"], numbers
+    (array([2, 3], dtype=int32), array([1, 2]))
+    """
+    chunk_map = None
+    if condition.indexed:
+        chunk_map = source.with_leaf(lambda table: condition.chunk_map(table, start, stop))
+        if chunk_map is None:
+            rows = source.with_leaf(lambda table: np.asarray(condition.rows(table, start, stop), np.int64))
+            first = int(rows[0]) if len(rows) else start
+            last = int(rows[-1]) + 1 if len(rows) else start
+            return source[first:last][rows - first], rows
+    chunk_rows = source.chunkshape[0] if source.chunkshape else max(1, stop - start)
+    records, rows = [source[0:0]], [np.zeros(0, np.int64)]
+    for run_start, run_stop in _row_runs(start, stop, chunk_rows, chunk_map):
+        block = source[run_start:run_stop]
+        matches = condition.mask(block)
+        records.append(block[matches])
+        rows.append(np.flatnonzero(matches) + run_start)
+    return np.concatenate(records), np.concatenate(rows)
+
+
+def _row_runs(start: int, stop: int, chunk_rows: int, chunk_map: np.ndarray | None) -> list[tuple[int, int]]:
+    """Row ranges of ``[start, stop)`` to read: all of it, or the runs of chunks the map flags.
+
+    Examples
+    --------
+    >>> _row_runs(5, 95, 10, np.array([1, 1, 0, 0, 1, 0, 0, 0, 1], dtype=bool))
+    [(5, 20), (40, 50), (80, 95)]
+    """
+    if chunk_map is None:
+        return [(start, stop)] if stop > start else []
+    first, last = start // chunk_rows, -(-stop // chunk_rows)
+    if len(chunk_map) < last:  # chunks the index does not cover are read
+        chunk_map = np.concatenate([chunk_map, np.ones(last - len(chunk_map), dtype=bool)])
+    flagged = np.flatnonzero(chunk_map[first:last]) + first
+    if len(flagged) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(flagged) > 1)
+    starts = np.concatenate([flagged[:1], flagged[breaks + 1]])
+    ends = np.concatenate([flagged[breaks], flagged[-1:]]) + 1
+    return [
+        (max(start, int(a) * chunk_rows), min(stop, int(b) * chunk_rows))
+        for a, b in zip(starts, ends, strict=True)
+    ]
 
 
 def enum_names_to_values(table: tables.Table, text: str, condvars: Mapping[str, Any] | None = None) -> str:
