@@ -75,7 +75,7 @@ class PandasWhere:
     ...     storer = store.get_storer("f")
     ...     PandasWhere.of(storer, "index > 1 & b == 'x'").condition
     ...     PandasWhere.of(storer, "columns = ['a']").in_memory
-    "((index > 1) & (b == b'x'))"
+    "((index > 1) & ((b == b'x')))"
     'pandas applies the terms on columns in memory after the read'
     """
 
