@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -229,3 +233,26 @@ def test_conversion_pickles_and_equals_select(mixed_file):
     pd.testing.assert_frame_equal(
         conversion.to_frame(records, ["c2", "i"]), want[["c2", "i"]], check_exact=True
     )
+
+
+def test_frame_read_benchmark_runs_small_and_reports_ratios(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(root / "benchmarks" / "bench_frame_read.py"),
+            *("--rows", "20000", "--repeat", "1", "--dir", str(tmp_path), "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "targets:" in done.stdout
+    figures = json.loads(out.read_text())
+    assert set(figures["tasks"]) == {"scattered 1%", "clustered 1%", "projection"}
+    for task in figures["tasks"].values():
+        assert set(task["read_table"]) == {"vs pd.read_hdf", "vs dd.read_hdf + filter"}
+        assert all(seconds > 0 for seconds in task["seconds"].values())
+    assert not list(tmp_path.glob("*/*.h5")), "the data file is removed"
