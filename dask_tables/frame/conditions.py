@@ -10,7 +10,8 @@ the same, picklable:
   and kept by path, so they travel to other processes);
 - the numexpr type of each variable, to compile the same function again
   in a task without opening the file;
-- whether PyTables would use an index for it.
+- whether PyTables would use an index for it (not for an OR of ANDs,
+  which PyTables' indexed query gets wrong: :func:`or_of_ands`).
 
 For an indexed condition, PyTables' index says which HDF5 chunks may hold
 matches (the "chunk map" its own indexed query computes, a few milliseconds
@@ -106,7 +107,7 @@ class Condition:
             text = enum_names_to_values(table, text, own)
             variables = table._required_expr_vars(text, own)
             compiled = table._compile_condition(text, variables)
-            indexed = bool(compiled.index_expressions)
+            indexed = bool(compiled.index_expressions) and not or_of_ands(text)
         except (SyntaxError, NameError, TypeError, ValueError, KeyError, NotImplementedError) as err:
             kind = type(err) if isinstance(err, (SyntaxError, NameError, TypeError)) else ValueError
             raise kind(f"{where}: invalid condition {original!r}: {err}") from None
@@ -211,6 +212,32 @@ def read_matching(
         records.append(block[matches])
         rows.append(np.flatnonzero(matches) + run_start)
     return np.concatenate(records), np.concatenate(rows)
+
+
+def or_of_ands(text: str) -> bool:
+    """Whether ``text`` ORs terms that AND conditions: a shape PyTables' indexed query gets wrong.
+
+    PyTables' indexed query drops matching rows of ``(a < 5) & (b < 5) |
+    (a > 9) & (b > 9)`` on indexed columns (PyTables#564, pandas GH#50598):
+    its ``get_where_list`` returns no row where five match.  Such a
+    condition is evaluated in kernel over every chunk instead, as PyTables
+    evaluates it without an index: the right rows, never fewer.
+
+    Examples
+    --------
+    >>> or_of_ands("(a < 5) & (b < 5) | (a > 9) & (b > 9)"), or_of_ands("(a < 5) | (b > 9)")
+    (True, False)
+    """
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return False
+    return any(
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.BitOr)
+        and any(isinstance(inner, ast.BinOp) and isinstance(inner.op, ast.BitAnd) for inner in ast.walk(node))
+        for node in ast.walk(tree)
+    )
 
 
 def _row_runs(start: int, stop: int, chunk_rows: int, chunk_map: np.ndarray | None) -> list[tuple[int, int]]:
