@@ -22,11 +22,11 @@ import tables
 
 from .array.direct import ChunkLayout
 from .errors import NotHDF5FileError
-from .filters.codecs import (
-    DECODERS,
+from .filters import (
     DecodeError,
     FilterPipeline,
     UnsupportedFilterError,
+    filter_class,
     hdf5_can_apply,
     stored_filters,
 )
@@ -93,7 +93,7 @@ def _filters(leaf: tables.Leaf) -> list[tuple[str, tuple[int, ...]]]:
 def _undecoded_filter_reason(leaf: tables.Leaf) -> str | None:
     """The first filter of ``leaf`` without a decoder, by id and name, and whether HDF5 has it."""
     for stored in stored_filters(leaf):
-        if stored.name in DECODERS:
+        if filter_class(stored.name) is not None:
             continue
         which = f"no decoder for HDF5 filter {stored.id} {stored.name!r}"
         if hdf5_can_apply(stored.id):

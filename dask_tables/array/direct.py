@@ -6,7 +6,7 @@ faster than one.  The direct path asks HDF5 only where the chunks live, once
 per file version and process (:mod:`dask_tables.hdf5.chunkindex`: the whole index
 in one pass, under the process lock, then cached), then reads the stored
 bytes with ``os.preadv`` into reused per-thread buffers (or straight into
-the result) and decodes them (:mod:`dask_tables.filters.codecs`) with no lock held
+the result) and decodes them (:mod:`dask_tables.filters`) with no lock held
 and the GIL released, so two threads really decode two chunks.
 
 Chunks HDF5 never wrote read as the dataset's fill value, kept with the
@@ -15,7 +15,6 @@ chunk index.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import os
@@ -29,7 +28,7 @@ import tables
 
 from .. import diagnostics
 from ..errors import CorruptChunkError, FileChangedError
-from ..filters.codecs import DecodeError, FilterPipeline, UnsupportedFilterError, stored_filters
+from ..filters import DecodeError, FilterPipeline, UnsupportedFilterError, filter_pipeline, stored_filters
 from ..hdf5.calls import file_dtype
 from ..hdf5.chunkindex import ChunkIndex, chunk_index
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
@@ -173,7 +172,7 @@ class ChunkLayout:
 
     def pipeline(self) -> FilterPipeline:
         """The decoder of this layout's chunks (built once per process)."""
-        return _pipeline(self.filters, self.chunk_nbytes)
+        return filter_pipeline(self.filters, self.chunk_nbytes)
 
 
 def repacked(records: np.ndarray, memory: np.dtype) -> np.ndarray:
@@ -196,11 +195,6 @@ def same_values(a: np.ndarray, b: np.ndarray) -> bool:
     if a.dtype.names:
         return all(same_values(a[name], b[name]) for name in a.dtype.names)
     return a.tobytes() == b.tobytes()
-
-
-@functools.lru_cache(maxsize=256)
-def _pipeline(filters: tuple[tuple[str, tuple[int, ...]], ...], chunk_nbytes: int) -> FilterPipeline:
-    return FilterPipeline(filters, chunk_nbytes)
 
 
 class _Piece(NamedTuple):

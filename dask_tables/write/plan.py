@@ -26,7 +26,7 @@ import tables
 
 from ..array.direct import same_values
 from ..errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError
-from ..filters.encoders import UnsupportedEncoderError, encoder_pipeline
+from ..filters import UnsupportedEncoderError, encoding_pipeline
 from ..hdf5.fingerprint import modes_open_here, same_file
 from ..registry import get_lock, synchronized_close_file, synchronized_open_file
 
@@ -373,13 +373,13 @@ def _encoding_reads_back(spec: NodeSpec, probe: tables.Leaf) -> bool:
 
     ``probe`` is ``spec``'s node, one chunk large, in an in-memory file
     (:func:`_probe_node`): one probe chunk encoded by
-    :mod:`dask_tables.filters.encoders` is written there with ``write_chunk`` and
+    :mod:`dask_tables.filters` is written there with ``write_chunk`` and
     PyTables' read compared with it.  Also requires the probe's filter
     pipeline to be ``spec.pipeline``.
     """
     assert spec.chunkshape is not None
     try:
-        pipeline = encoder_pipeline(spec.pipeline)
+        pipeline = encoding_pipeline(spec.pipeline)
     except UnsupportedEncoderError:
         return False
     if node_pipeline(probe) != spec.pipeline:

@@ -23,7 +23,7 @@ import tables
 from numpy.lib.recfunctions import assign_fields_by_name
 from tables.utils import quantize
 
-from ..filters.encoders import encoder_pipeline
+from ..filters import encoding_pipeline
 from .plan import NodeSpec
 
 __all__ = ["Piece", "block_pieces", "read_sidecar", "write_pieces", "write_sidecar"]
@@ -61,7 +61,7 @@ def block_pieces(block: np.ndarray, spec: NodeSpec, start: tuple[int, ...]) -> I
     if not spec.encode or spec.chunkshape is None:
         yield Piece(False, start, block)
         return
-    pipeline = encoder_pipeline(spec.pipeline)
+    pipeline = encoding_pipeline(spec.pipeline)
     chunk = spec.chunkshape
     stop = tuple(s + n for s, n in zip(start, block.shape, strict=True))
     ranges = [range(s // c * c, e, c) for s, e, c in zip(start, stop, chunk, strict=True)]

@@ -7,7 +7,7 @@ How a write runs (one dask graph; :func:`to_tables` builds it):
    ``overwrite``, the ``region`` of an existing node), the chunk shape is
    chosen to divide the dask blocks, and the node's HDF5 filter pipeline is
    read from the same node created in an in-memory HDF5 file.  Each filter
-   of the pipeline is encoded in Python (:mod:`dask_tables.filters.encoders`) only
+   of the pipeline is encoded in Python (:mod:`dask_tables.filters`) only
    if HDF5 reads an encoded probe chunk back exactly; otherwise that node
    is written through HDF5's own pipeline.
 2. **Prepare** (one task): a hidden work folder next to the target,
