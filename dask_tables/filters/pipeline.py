@@ -66,7 +66,8 @@ class FilterPipeline:
     def __init__(self, filters: Sequence[tuple[str, Sequence[int]]], chunk_nbytes: int | None = None) -> None:
         self.filters: Filters = tuple((name, tuple(params)) for name, params in filters)
         self.chunk_nbytes = chunk_nbytes
-        self._steps_of = tuple(_filter(name, params) for name, params in self.filters)
+        # the filters, in write order (one object each: its parameters parsed once)
+        self._chain = tuple(_filter(name, params) for name, params in self.filters)
         # filter mask -> decoding steps (filter, its decoded size); built on first use, then only read.
         self._steps: dict[int, list[tuple[Filter, int | None]]] = {}
         if chunk_nbytes is not None:
@@ -74,12 +75,12 @@ class FilterPipeline:
 
     def check_encodable(self) -> None:
         """Raise :class:`UnsupportedEncoderError` unless every filter encodes (with its parameters)."""
-        for step in self._steps_of:
+        for step in self._chain:
             step.check_encodable()
 
     def encode(self, buf: Buffer) -> Buffer:
         """Run every filter, in order, over one chunk's raw bytes (C order, stored byte order)."""
-        for step in self._steps_of:
+        for step in self._chain:
             buf = step.encode(buf)
         return buf
 
@@ -91,7 +92,7 @@ class FilterPipeline:
             raise ValueError("a pipeline built without chunk_nbytes encodes; it does not decode")
         steps = []
         size: int | None = self.chunk_nbytes
-        for bit, (step, (name, _)) in enumerate(zip(self._steps_of, self.filters, strict=True)):
+        for bit, (step, (name, _)) in enumerate(zip(self._chain, self.filters, strict=True)):
             if filter_mask & (1 << bit):
                 continue  # HDF5 skipped this (optional) filter for this chunk
             if size is None and step.needs_size:
