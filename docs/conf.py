@@ -70,15 +70,12 @@ nitpick_ignore = [
     ("py:class", "str)"),
     ("py:class", "numpy.ndarray)"),
     ("py:class", "type)"),
-    ("py:class", "(name"),  # array/direct.py:56, filters/codecs.py:908, filters/encoders.py:194
+    ("py:class", "(name"),  # array/direct.py:56
     ("py:class", "params)"),
     ("py:class", "node -> array"),  # write/store.py:298 "dict of node -> array, or a data frame"
     ("py:class", "a data frame"),
     ("py:class", "str -> int"),  # write/store.py:356
     ("py:exc", "All"),  # write/store.py:385, a sentence in "Raises"
-    ("py:data", "DECODERS"),  # filters/codecs.py:9, not documented
-    ("py:data", "ENCODERS"),  # filters/encoders.py:11, not documented
-    ("py:func", "encodes_like_hdf5"),  # filters/encoders.py:19, no longer exists
 ]
 
 # autodoc names a type hint's class where it is defined (tables.leaf.Leaf);

@@ -38,9 +38,10 @@ class FilterPipeline:
 
     Parameters
     ----------
-    filters : sequence of (name, params)
-        The dataset's filter pipeline in HDF5 (write) order, each filter by
-        the name PyTables gives it and its client data.
+    filters : sequence of tuple
+        The dataset's filter pipeline in HDF5 (write) order: ``(name,
+        params)`` pairs, each filter by the name PyTables gives it and its
+        client data.
     chunk_nbytes : int, optional
         Raw bytes of one chunk: needed to decode (each step's size is
         checked), not to encode.
