@@ -2,7 +2,7 @@
 
 For each codec it writes a float64 array in chunks of 1 MiB (PyTables; LZF
 through h5py), reads every chunk's stored bytes once (``read_chunk``), then
-times decoding them all with :class:`dask_tables.filters.codecs.FilterPipeline`
+times decoding them all with :class:`dask_tables.filters.FilterPipeline`
 (into a reused per-thread buffer, as the direct path does) on one thread
 and on two threads (a ``ThreadPoolExecutor``), best of ``--repeat``.  A
 decoder that holds the GIL shows a ratio near 1.0; one that releases it,

@@ -33,9 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import tables
+from harness import in_child, machine
 
 COLUMNS = 1024
 ROW_CHUNK = 128
@@ -218,19 +217,7 @@ def child(method: str, path: str, case: str, workers: int, repeat: int) -> None:
 
 
 def measure(method: str, path: Path, case: str, workers: int, repeat: int) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", method, str(path), case, str(workers), str(repeat)],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if done.returncode != 0:
-        return {
-            "error": done.stderr.strip().splitlines()[-1]
-            if done.stderr.strip()
-            else f"exit {done.returncode}"
-        }
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return in_child(__file__, method, path, case, workers, repeat, timeout=3600)
 
 
 # ---------------------------------------------------------------- report
@@ -275,15 +262,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = parser.parse_args(argv)
 
-    import dask_tables
-
     results: dict = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "tables": tables.__version__,
-            "dask_tables": dask_tables.__version__,
-        },
+        "machine": machine(),
         "size_mib": args.size_mib,
         "workers": args.workers,
         "cases": {},

@@ -34,9 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import tables
+from harness import best_of, in_child, machine
 
 ZLIB = tables.Filters(complevel=1, complib="zlib", shuffle=True)
 BLOSC2 = tables.Filters(complevel=5, complib="blosc2:lz4", shuffle=True)
@@ -115,16 +113,6 @@ def write_small(path: Path, values: int, offset: int = 0) -> None:
 
 
 # ---------------------------------------------------------------- measurements (in a child process)
-
-
-def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    result = run()  # warm-up: page cache, and each process's chunk index
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def lock_held_share(run: Callable[[], Any]) -> float | None:
@@ -281,16 +269,7 @@ def child(scenario: str, argv: list[str]) -> None:
 
 
 def measure(scenario: str, *args: Any, repeat: int) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", scenario, *map(str, args), str(repeat)],
-        capture_output=True,
-        text=True,
-        timeout=7200,
-    )
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit {done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return in_child(__file__, scenario, *args, repeat, timeout=7200)
 
 
 # ---------------------------------------------------------------- report
@@ -323,15 +302,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     chosen = args.scenarios.split(",")
 
-    import dask_tables
-
     results: dict = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "tables": tables.__version__,
-            "dask_tables": dask_tables.__version__,
-        },
+        "machine": machine(),
         "size_mib": args.size_mib,
         "scenarios": {},
     }

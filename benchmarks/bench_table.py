@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 
@@ -41,6 +39,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import tables
+from harness import best_of, machine
 
 import dask_tables
 
@@ -140,16 +139,6 @@ TARGETS = {
 }
 
 
-def best_time(function: Callable[[], float], repeat: int) -> tuple[float, float]:
-    answer = function()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times), answer
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -162,8 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {
         "rows": args.rows,
         "complib": args.complib,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
+        "machine": machine(),
         "tasks": {},
     }
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:
@@ -173,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{os.path.getsize(by_pandas) / 2**20:.0f} MiB (pandas); {os.cpu_count()} CPUs"
         )
         for task, candidates in methods(plain, by_pandas, args.rows).items():
-            timings = {name: best_time(function, args.repeat) for name, function in candidates.items()}
+            timings = {name: best_of(args.repeat, function) for name, function in candidates.items()}
             answers = {round(answer, 6) for _, answer in timings.values()}
             if len(answers) != 1:
                 raise SystemExit(f"{task}: the methods disagree: {timings}")

@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import tables
+from harness import in_child, machine
 
 COLUMNS = 1024
 CHUNK_ROWS = 128
@@ -167,26 +166,7 @@ def child(method: str, folder: str, case: str, workers: int, repeat: int, size_m
 
 
 def measure(method: str, folder: str, case: str, workers: int, repeat: int, size_mib: int) -> dict:
-    done = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--child",
-            method,
-            folder,
-            case,
-            str(workers),
-            str(repeat),
-            str(size_mib),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit {done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return in_child(__file__, method, folder, case, workers, repeat, size_mib, timeout=3600)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -204,15 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args(argv)
 
-    import dask_tables
-
     results: dict = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "tables": tables.__version__,
-            "dask_tables": dask_tables.__version__,
-        },
+        "machine": machine(),
         "size_mib": args.size_mib,
         "workers": args.workers,
         "cases": {},

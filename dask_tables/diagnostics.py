@@ -46,6 +46,8 @@ from typing import Any
 
 __all__ = ["COUNTERS", "add", "collect", "gather", "report", "reset", "snapshot"]
 
+#: The names of the counters, in the order :func:`snapshot` gives them (each described
+#: in the module docstring).
 COUNTERS = (
     "lock_acquisitions",
     "lock_wait_seconds",

@@ -5,6 +5,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+__all__ = [
+    "CorruptChunkError",
+    "DaskTablesError",
+    "FileChangedError",
+    "MissingFilterError",
+    "NodeExistsError",
+    "NotHDF5FileError",
+    "RegionMismatchError",
+    "WriteInterruptedError",
+]
+
 REBUILD_ARRAY = "rebuild the array with from_tables"
 REBUILD_FRAME = "rebuild the frame with read_table"
 

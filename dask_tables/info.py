@@ -21,7 +21,7 @@ import tables
 
 from .array.verdict import direct_read_reason
 from .errors import NotHDF5FileError
-from .filters.codecs import stored_filters
+from .filters import stored_filters
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 
@@ -167,8 +167,12 @@ def inspect_file(
 
     Raises
     ------
-    FileNotFoundError, IsADirectoryError, dask_tables.NotHDF5FileError
-        ``path`` is missing, a directory or not HDF5.
+    FileNotFoundError
+        ``path`` is missing.
+    IsADirectoryError
+        ``path`` is a directory.
+    dask_tables.NotHDF5FileError
+        ``path`` is not an HDF5 file (or is damaged).
     tables.NoSuchNodeError
         ``node`` is not in the file.
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import re
+import runpy
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -12,27 +17,144 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_docs_build_with_warnings_as_errors(tmp_path):
+@pytest.fixture(scope="module")
+def docs_build(tmp_path_factory):
+    """The HTML docs, built once, nitpicky (every reference must resolve), warnings as errors.
+
+    Offline (as here and in CI) the projects' inventories come from docs/_inventories/;
+    online Sphinx fetches the real ones first.  About 10 s.
+    """
     pytest.importorskip("sphinx")
+    out = tmp_path_factory.mktemp("docs")
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "sphinx",
-            "-W",
-            "--keep-going",
-            "-b",
-            "html",
-            str(ROOT / "docs"),
-            str(tmp_path),
+            *("-n", "-W", "--keep-going", "-E", "-b", "html"),
+            ROOT / "docs",
+            out,
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
+    return done, out
+
+
+def _inventory(data: bytes) -> set[str]:
+    """The entries of an ``objects.inv`` (Sphinx's version 2 format): ``name domain:role priority uri dispname``."""
+    header = data.split(b"\n", 4)
+    assert header[0] == b"# Sphinx inventory version 2", header[0]
+    return set(zlib.decompress(header[4]).decode().splitlines())
+
+
+def test_docs_build_nitpicky_with_warnings_as_errors(docs_build):
+    done, out = docs_build
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (tmp_path / "api.html").exists()
-    assert "from_tables" in (tmp_path / "api.html").read_text()
+    assert "from_tables" in (out / "api.html").read_text()
+
+
+def test_docs_link_to_the_projects_we_build_on(docs_build):
+    done, out = docs_build
+    assert done.returncode == 0, done.stdout + done.stderr
+    html = "".join(page.read_text() for page in out.glob("*.html"))
+    for link in [
+        "https://numpy.org/doc/stable/reference/generated/numpy.ndarray.html#numpy.ndarray",
+        "https://docs.dask.org/en/stable/generated/dask.array.Array.html#dask.array.Array",
+        "https://pandas.pydata.org/docs/reference/api/pandas.read_hdf.html#pandas.read_hdf",
+        "https://docs.xarray.dev/en/stable/generated/xarray.open_dataset.html#xarray.open_dataset",
+        "https://www.pytables.org/usersguide/libref/file_class.html#tables.File",
+        "https://docs.python.org/3/library/os.html#os.PathLike",
+    ]:
+        assert f'href="{link}"' in html, link
+
+
+PUBLIC_MODULES = [
+    "dask_tables",
+    "dask_tables.registry",
+    "dask_tables.errors",
+    "dask_tables.diagnostics",
+    "dask_tables.hdf5.chunkindex",
+    "dask_tables.xarray_backend",
+    "dask_tables.info",
+    "dask_tables.cli",
+    "dask_tables.demo",
+]
+
+
+def test_api_page_documents_every_public_name(docs_build):
+    done, out = docs_build
+    assert done.returncode == 0, done.stdout + done.stderr
+    documented = {entry.split()[0] for entry in _inventory((out / "objects.inv").read_bytes())}
+    missing = []
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            value = getattr(module, name)
+            home = value.__name__ if inspect.ismodule(value) else f"{getattr(value, '__module__', '')}.{name}"
+            if not {f"{module_name}.{name}", home, f"dask_tables.{name}"} & documented:
+                missing.append(f"{module_name}.{name}")
+    assert not missing, f"not in docs/api.rst: {missing}"
+
+
+def test_local_inventories_are_written_from_their_sources():
+    pytest.importorskip("sphinx")
+    make = runpy.run_path(str(ROOT / "docs" / "_inventories" / "make.py"))
+    conf = runpy.run_path(str(ROOT / "docs" / "conf.py"))
+    sources = make["sources"]()
+    assert set(sources) == set(conf["intersphinx_mapping"])
+    for name, source in sources.items():
+        site, locations = conf["intersphinx_mapping"][name]
+        assert (site, locations) == (source.base, (None, f"_inventories/{name}.inv")), name
+        written = (ROOT / "docs" / "_inventories" / f"{name}.inv").read_bytes()
+        assert _inventory(written) == set(source.entries), f"run python docs/_inventories/make.py ({name})"
+
+
+def _shown_outputs(page: Path) -> dict[str, str]:
+    """The console blocks of a docs page: each ``$ command`` line and the output under it."""
+    shown: dict[str, str] = {}
+    command = None
+    for line in page.read_text().splitlines():
+        if line.startswith("   $ "):
+            command = line[len("   $ ") :]
+            shown[command] = ""
+        elif command is not None and line.startswith("   "):
+            shown[command] += line[3:] + "\n"
+        else:
+            command = None
+    return shown
+
+
+def _without_sizes(text: str) -> str:
+    """``dask-tables info``'s table without sizes on disk and ratios (they vary with the libraries)."""
+    text = re.sub(r"\b\d+(\.\d+)? (B|KiB|MiB|GiB)\b", "<size>", text)
+    text = re.sub(r"(?<=<size>) +\d+\.\d\d\b", " <ratio>", text)
+    return "\n".join(" ".join(line.split()) for line in text.splitlines())
+
+
+def test_cli_page_shows_what_dask_tables_info_prints(tmp_path):
+    pytest.importorskip("h5py")
+    from dask_tables.demo import ensure_demo_file
+
+    runpy.run_path(str(ROOT / "docs" / "weather.py"))["write"](tmp_path / "weather.h5")
+    ensure_demo_file(tmp_path, size_mib=16)
+    shown = _shown_outputs(ROOT / "docs" / "cli.rst")
+    commands = [command for command in shown if command.startswith("dask-tables info ")]
+    assert len(commands) == 3, commands
+    for command in commands:
+        args = command.split()[1:]
+        done = subprocess.run(
+            [sys.executable, "-m", "dask_tables.cli", *args], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        if "--json" in args:
+            printed, documented = json.loads(done.stdout), json.loads(shown[command])
+            for record in printed + documented:
+                del record["size_on_disk"], record["ratio"]
+            assert printed == documented, command
+        else:
+            assert _without_sizes(done.stdout) == _without_sizes(shown[command]), command
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])

@@ -6,7 +6,7 @@ faster than one.  The direct path asks HDF5 only where the chunks live, once
 per file version and process (:mod:`dask_tables.hdf5.chunkindex`: the whole index
 in one pass, under the process lock, then cached), then reads the stored
 bytes with ``os.preadv`` into reused per-thread buffers (or straight into
-the result) and decodes them (:mod:`dask_tables.filters.codecs`) with no lock held
+the result) and decodes them (:mod:`dask_tables.filters`) with no lock held
 and the GIL released, so two threads really decode two chunks.
 
 Chunks HDF5 never wrote read as the dataset's fill value, kept with the
@@ -15,7 +15,6 @@ chunk index.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import os
@@ -27,7 +26,7 @@ import numpy as np
 
 from .. import diagnostics
 from ..errors import CorruptChunkError, FileChangedError
-from ..filters.codecs import DecodeError, FilterPipeline
+from ..filters import DecodeError, FilterPipeline, filter_pipeline
 from ..hdf5.chunkindex import ChunkIndex, chunk_index
 from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
@@ -36,20 +35,15 @@ from ..hdf5.storednode import StoredNode
 __all__ = ["chunk_decoder", "read_direct"]
 
 
-@functools.lru_cache(maxsize=256)
-def _decoder(filters: tuple[tuple[str, tuple[int, ...]], ...], chunk_nbytes: int) -> FilterPipeline:
-    return FilterPipeline(filters, chunk_nbytes)
-
-
 def chunk_decoder(storage: StoredNode) -> FilterPipeline:
-    """The decoder of ``storage``'s chunks (built once per process and pipeline).
+    """The pipeline that decodes ``storage``'s chunks (:func:`dask_tables.filters.filter_pipeline`, cached).
 
     Raises
     ------
     UnsupportedFilterError
         A filter has no decoder.
     """
-    return _decoder(storage.filters, storage.chunk_nbytes)
+    return filter_pipeline(storage.filters, storage.chunk_nbytes)
 
 
 class _Overlap(NamedTuple):

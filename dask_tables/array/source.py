@@ -21,7 +21,7 @@ import tables
 
 from .. import diagnostics
 from ..errors import MissingFilterError, NotHDF5FileError, at_node
-from ..filters.codecs import DECODERS, StoredFilter, hdf5_can_apply, stored_filters
+from ..filters import StoredFilter, filter_class, hdf5_can_apply, stored_filters
 from ..hdf5.calls import file_dtype, read_rows
 from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
@@ -78,7 +78,7 @@ def refuse_missing_filter(leaf: tables.Leaf, path: str, node: str) -> None:
 
 def _why_not_decoded(leaf: tables.Leaf, stored: StoredFilter) -> str:
     """Why dask_tables' own decoders do not read ``leaf`` (a filter HDF5 lacks is in its pipeline)."""
-    if stored.name not in DECODERS:
+    if filter_class(stored.name) is None:
         return "dask_tables has no decoder for it"
     reason = direct_read_reason(leaf)
     if reason is None:

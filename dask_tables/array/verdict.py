@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import tables
 
-from ..filters.codecs import DECODERS, DecodeError, UnsupportedFilterError, hdf5_can_apply, stored_filters
+from ..filters import DecodeError, UnsupportedFilterError, filter_class, hdf5_can_apply, stored_filters
 from ..hdf5.calls import file_dtype
 from ..hdf5.storednode import StoredNode, hdf5_reads_as
 from ..hdf5.storedtypes import stored_as_read
@@ -110,7 +110,7 @@ def _decodes_like_hdf5(leaf: tables.Leaf, storage: StoredNode) -> bool:
 def _undecoded_filter_reason(leaf: tables.Leaf) -> str | None:
     """The first filter of ``leaf`` without a decoder, by id and name, and whether HDF5 has it."""
     for stored in stored_filters(leaf):
-        if stored.name in DECODERS:
+        if filter_class(stored.name) is not None:
             continue
         which = f"no decoder for HDF5 filter {stored.id} {stored.name!r}"
         if hdf5_can_apply(stored.id):

@@ -1,1 +1,54 @@
-"""HDF5 filters: chunks decoded on read and encoded on write, outside every lock."""
+"""HDF5 filters: chunks decoded on read and encoded on write, in Python, outside every lock.
+
+One class per HDF5 filter (:class:`~dask_tables.filters.base.Filter`:
+``encode``, ``decode``, ``decode_into``), registered by filter id in
+:data:`FILTERS`; one :class:`FilterPipeline` runs a dataset's filters both
+ways.  The modules:
+
+- :mod:`~dask_tables.filters.base`: the protocol, its errors, the registry;
+- one module per family of filters: :mod:`~dask_tables.filters.shuffle`,
+  :mod:`~dask_tables.filters.checksum` (Fletcher-32),
+  :mod:`~dask_tables.filters.deflate` (zlib), :mod:`~dask_tables.filters.bzip2`,
+  :mod:`~dask_tables.filters.blosc` (Blosc and Blosc2),
+  :mod:`~dask_tables.filters.lzf`, :mod:`~dask_tables.filters.lzo`,
+  :mod:`~dask_tables.filters.szip` and :mod:`~dask_tables.filters.plugins`
+  (hdf5plugin's LZ4, Zstandard and bitshuffle);
+- :mod:`~dask_tables.filters.pipeline`: a dataset's filters, both directions, cached per process;
+- :mod:`~dask_tables.filters.stored`: a dataset's filters as its file records them;
+- ``buffers.py``, :mod:`~dask_tables.filters.libblosc2`, ``libimagecodecs.py``:
+  per-thread buffers and the C libraries the decoders call with the GIL
+  released.
+
+Encoded here: shuffle, zlib, bzip2, Blosc2 and Fletcher-32 (the others only
+decode: their ``encode`` raises :class:`UnsupportedEncoderError`).
+"""
+
+# Importing each family's module registers its filters: FILTERS is complete once this package is.
+from . import blosc, bzip2, checksum, deflate, lzf, lzo, plugins, shuffle, szip  # noqa: F401
+from .base import (
+    FILTERS,
+    DecodeError,
+    Filter,
+    UnsupportedEncoderError,
+    UnsupportedFilterError,
+    filter_class,
+)
+from .checksum import fletcher32
+from .pipeline import FilterPipeline, encoding_pipeline, filter_pipeline
+from .stored import StoredFilter, hdf5_can_apply, stored_filters
+
+__all__ = [
+    "FILTERS",
+    "DecodeError",
+    "Filter",
+    "FilterPipeline",
+    "StoredFilter",
+    "UnsupportedEncoderError",
+    "UnsupportedFilterError",
+    "encoding_pipeline",
+    "filter_class",
+    "filter_pipeline",
+    "fletcher32",
+    "hdf5_can_apply",
+    "stored_filters",
+]

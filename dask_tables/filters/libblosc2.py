@@ -22,7 +22,7 @@ leading fields of ``blosc2_schunk``) were checked with ``offsetof`` against
 the headers of C-Blosc2 3.3.5 (python-blosc2 4.14.1); the binding loads only
 for a library of major version 3 (:data:`SUPPORTED_MAJOR`) and then decodes
 a frame made by python-blosc2 as a self-test.  Anywhere it does not load,
-:func:`library` returns ``None`` and :mod:`dask_tables.filters.codecs` decodes
+:func:`library` returns ``None`` and :mod:`dask_tables.filters.blosc` decodes
 through python-blosc2 as before.
 """
 

@@ -10,14 +10,16 @@ the same, picklable:
   and kept by path, so they travel to other processes);
 - the numexpr type of each variable, to compile the same function again
   in a task without opening the file;
-- whether PyTables would use an index for it.
+- whether PyTables would use an index for it (not for an OR of ANDs,
+  which PyTables' indexed query gets wrong: :func:`or_of_ands`).
 
 For an indexed condition, PyTables' index says which HDF5 chunks may hold
 matches (the "chunk map" its own indexed query computes, a few milliseconds
 under the registry lock); the task reads only those chunks.  Either way the
 task reads its rows directly, decoding outside every lock, and applies the
 same compiled numexpr function that PyTables uses in kernel, with no lock
-held: the rows equal ``read_where``'s.
+held: the rows equal ``read_where``'s.  :func:`read_matching` is that
+partition read.
 
 An enum column (read as a categorical) is compared with its names:
 ``kind == 'gamma'`` (or ``!=``, against a string constant or a string
@@ -43,9 +45,10 @@ try:  # the chunk map of PyTables' indexed queries
 except ImportError:  # pragma: no cover - another PyTables
     _table__where_indexed = None
 
+from ..array.source import TablesSource
 from ..hdf5.fields import take_field
 
-__all__ = ["Condition", "enum_names_to_values"]
+__all__ = ["Condition", "enum_names_to_values", "read_matching"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class Condition:
             text = enum_names_to_values(table, text, own)
             variables = table._required_expr_vars(text, own)
             compiled = table._compile_condition(text, variables)
-            indexed = bool(compiled.index_expressions)
+            indexed = bool(compiled.index_expressions) and not or_of_ands(text)
         except (SyntaxError, NameError, TypeError, ValueError, KeyError, NotImplementedError) as err:
             kind = type(err) if isinstance(err, (SyntaxError, NameError, TypeError)) else ValueError
             raise kind(f"{where}: invalid condition {original!r}: {err}") from None
@@ -169,6 +172,97 @@ class Condition:
         if len(records) == 0:
             return np.zeros(0, dtype=bool)
         return np.asarray(function(*args, **kwargs), dtype=bool)
+
+
+def read_matching(
+    source: TablesSource, condition: Condition, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The records of rows ``[start, stop)`` of ``source``'s table that match ``condition``, and their numbers.
+
+    The records equal ``Table.read_where(condition.text, start=start,
+    stop=stop)``, in row order.  With an index, PyTables' chunk map (under
+    the registry lock) says which HDF5 chunks to read; the chunks are read
+    like any others (decoded outside every lock where the direct path
+    applies) and the condition is evaluated on them with no lock held.
+    Where the map is not available, PyTables answers which rows match.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> rows = np.array([(1, 0.5), (2, 1.5), (3, 2.5)], dtype=[("n", "i4"), ("x", "f8")])
+    >>> with tables.open_file("matching.h5", "w") as f:
+    ...     condition = Condition.of(f.create_table("/", "t", obj=rows), "x > 1")
+    >>> records, numbers = read_matching(TablesSource.open("matching.h5", "/t"), condition, 0, 3)
+    >>> records["n"], numbers
+    (array([2, 3], dtype=int32), array([1, 2]))
+    """
+    chunk_map = None
+    if condition.indexed:
+        chunk_map = source.with_leaf(lambda table: condition.chunk_map(table, start, stop))
+        if chunk_map is None:
+            rows = source.with_leaf(lambda table: np.asarray(condition.rows(table, start, stop), np.int64))
+            first = int(rows[0]) if len(rows) else start
+            last = int(rows[-1]) + 1 if len(rows) else start
+            return source[first:last][rows - first], rows
+    chunk_rows = source.chunkshape[0] if source.chunkshape else max(1, stop - start)
+    records, rows = [source[0:0]], [np.zeros(0, np.int64)]
+    for run_start, run_stop in _row_runs(start, stop, chunk_rows, chunk_map):
+        block = source[run_start:run_stop]
+        matches = condition.mask(block)
+        records.append(block[matches])
+        rows.append(np.flatnonzero(matches) + run_start)
+    return np.concatenate(records), np.concatenate(rows)
+
+
+def or_of_ands(text: str) -> bool:
+    """Whether ``text`` ORs terms that AND conditions: a shape PyTables' indexed query gets wrong.
+
+    PyTables' indexed query drops matching rows of ``(a < 5) & (b < 5) |
+    (a > 9) & (b > 9)`` on indexed columns (PyTables#564, pandas GH#50598):
+    its ``get_where_list`` returns no row where five match.  Such a
+    condition is evaluated in kernel over every chunk instead, as PyTables
+    evaluates it without an index: the right rows, never fewer.
+
+    Examples
+    --------
+    >>> or_of_ands("(a < 5) & (b < 5) | (a > 9) & (b > 9)"), or_of_ands("(a < 5) | (b > 9)")
+    (True, False)
+    """
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return False
+    return any(
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.BitOr)
+        and any(isinstance(inner, ast.BinOp) and isinstance(inner.op, ast.BitAnd) for inner in ast.walk(node))
+        for node in ast.walk(tree)
+    )
+
+
+def _row_runs(start: int, stop: int, chunk_rows: int, chunk_map: np.ndarray | None) -> list[tuple[int, int]]:
+    """Row ranges of ``[start, stop)`` to read: all of it, or the runs of chunks the map flags.
+
+    Examples
+    --------
+    >>> _row_runs(5, 95, 10, np.array([1, 1, 0, 0, 1, 0, 0, 0, 1], dtype=bool))
+    [(5, 20), (40, 50), (80, 95)]
+    """
+    if chunk_map is None:
+        return [(start, stop)] if stop > start else []
+    first, last = start // chunk_rows, -(-stop // chunk_rows)
+    if len(chunk_map) < last:  # chunks the index does not cover are read
+        chunk_map = np.concatenate([chunk_map, np.ones(last - len(chunk_map), dtype=bool)])
+    flagged = np.flatnonzero(chunk_map[first:last]) + first
+    if len(flagged) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(flagged) > 1)
+    starts = np.concatenate([flagged[:1], flagged[breaks + 1]])
+    ends = np.concatenate([flagged[breaks], flagged[-1:]]) + 1
+    return [
+        (max(start, int(a) * chunk_rows), min(stop, int(b) * chunk_rows))
+        for a, b in zip(starts, ends, strict=True)
+    ]
 
 
 def enum_names_to_values(table: tables.Table, text: str, condvars: Mapping[str, Any] | None = None) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from ..array.source import TablesSource
 from ..errors import REBUILD_FRAME, change_advice
 from ..hdf5.paths import PathSpec, expand_paths
 from .columns import FrameLayout
-from .conditions import Condition
+from .conditions import Condition, read_matching
 from .pandas_format import is_pandas_node, is_pandas_table, read_pandas_table
 from .partitions import (
     RowRange,
@@ -40,10 +40,6 @@ class _TableInfo:
     condition: Condition | None
 
 
-class _PandasTable(Exception):
-    """Raised out of the metadata read: the node is pandas' ``HDFStore`` table format."""
-
-
 def _inspect_table(
     leaf: tables.Leaf,
     columns: Sequence[str] | None,
@@ -51,9 +47,10 @@ def _inspect_table(
     where: str | None,
     condvars: Mapping[str, Any] | None,
     encoding: str | None,
-) -> _TableInfo:
+) -> _TableInfo | None:
+    """What a frame of ``leaf`` needs, or ``None`` if ``leaf`` is the table of a frame pandas wrote."""
     if is_pandas_node(leaf):
-        raise _PandasTable
+        return None
     if not isinstance(leaf, tables.Table):
         raise TypeError(
             f"{leaf._v_file.filename}: node {leaf._v_pathname} is a {type(leaf).__name__}, not a Table; "
@@ -102,18 +99,7 @@ class TablePartitionReader:
             records = source[part.start : part.stop]
             rows = np.arange(part.start, part.stop)
         else:
-            chunk_map = None
-            if condition.indexed:
-                chunk_map = source.with_leaf(functools.partial(_chunk_map, condition, part))
-            if chunk_map is None and condition.indexed:
-                # PyTables answers which rows match (under the lock); the
-                # rows themselves are read like any others.
-                rows = source.with_leaf(functools.partial(_matching_rows, condition, part))
-                first = int(rows[0]) if len(rows) else part.start
-                last = int(rows[-1]) + 1 if len(rows) else part.start
-                records = source[first:last][rows - first]
-            else:
-                records, rows = _read_matching(source, condition, part, chunk_map)
+            records, rows = read_matching(source, condition, part.start, part.stop)
         frame = layout.to_frame(records, rows + part.offset, source.path, source.node)
         if self.sorted_index and not frame.index.is_monotonic_increasing:
             raise ValueError(
@@ -133,47 +119,6 @@ def _names(columns: str | Sequence[str], available: Sequence[str]) -> list[str]:
     """The asked-for columns that this reader has, in the asked order."""
     wanted = [columns] if isinstance(columns, str) else list(columns)
     return [c for c in wanted if c in available]
-
-
-def _chunk_map(condition: Condition, part: RowRange, table: tables.Table) -> np.ndarray | None:
-    return condition.chunk_map(table, part.start, part.stop)
-
-
-def _row_runs(part: RowRange, chunk_rows: int, chunk_map: np.ndarray | None) -> list[tuple[int, int]]:
-    """Row ranges of ``part`` to read: all of it, or the runs of chunks the map flags."""
-    if chunk_map is None:
-        return [(part.start, part.stop)] if part.stop > part.start else []
-    first, last = part.start // chunk_rows, -(-part.stop // chunk_rows)
-    if len(chunk_map) < last:  # chunks the index does not cover are read
-        chunk_map = np.concatenate([chunk_map, np.ones(last - len(chunk_map), dtype=bool)])
-    flagged = np.flatnonzero(chunk_map[first:last]) + first
-    if len(flagged) == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(flagged) > 1)
-    starts = np.concatenate([flagged[:1], flagged[breaks + 1]])
-    ends = np.concatenate([flagged[breaks], flagged[-1:]]) + 1
-    return [
-        (max(part.start, int(a) * chunk_rows), min(part.stop, int(b) * chunk_rows))
-        for a, b in zip(starts, ends, strict=True)
-    ]
-
-
-def _read_matching(
-    source: TablesSource, condition: Condition, part: RowRange, chunk_map: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The matching records of ``part`` and their row numbers, evaluated in kernel, no lock held."""
-    chunk_rows = source.chunkshape[0] if source.chunkshape else max(1, part.stop - part.start)
-    records, rows = [source[0:0]], [np.zeros(0, np.int64)]
-    for start, stop in _row_runs(part, chunk_rows, chunk_map):
-        block = source[start:stop]
-        matches = condition.mask(block)
-        records.append(block[matches])
-        rows.append(np.flatnonzero(matches) + start)
-    return np.concatenate(records), np.concatenate(rows)
-
-
-def _matching_rows(condition: Condition, part: RowRange, table: tables.Table) -> np.ndarray:
-    return np.asarray(condition.rows(table, part.start, part.stop), dtype=np.int64)
 
 
 def _divisions(
@@ -341,16 +286,9 @@ def read_table(
     )
     if condvars is not None:
         as_pandas_table = functools.partial(_no_condvars_for_pandas, files[0], node, condvars)
-    opened = []
-    for file in files:
-        try:
-            opened.append(TablesSource.open_inspecting(file, node, inspect, None, direct, allow_pickles))
-        except _PandasTable:
-            return as_pandas_table()
-        except TypeError:
-            if is_pandas_table(file, node):  # pandas' group, not its table
-                return as_pandas_table()
-            raise
+    opened = _open_tables(files, node, inspect, direct, allow_pickles)
+    if opened is None:
+        return as_pandas_table()
     sources = tuple(source for source, _ in opened)
     infos = [info for _, info in opened]
     _check_same_tables(sources, infos)
@@ -371,6 +309,28 @@ def read_table(
         label="read-table",
         enforce_metadata=False,
     )
+
+
+def _open_tables(
+    files: Sequence[str],
+    node: str,
+    inspect: Callable[[tables.Leaf], _TableInfo | None],
+    direct: bool | None,
+    allow_pickles: bool,
+) -> list[tuple[TablesSource, _TableInfo]] | None:
+    """Each file's table and what ``inspect`` learns of it; ``None`` if a file holds a frame pandas wrote."""
+    opened = []
+    for file in files:
+        try:
+            source, info = TablesSource.open_inspecting(file, node, inspect, None, direct, allow_pickles)
+        except TypeError:
+            if is_pandas_table(file, node):  # pandas' group, not its table
+                return None
+            raise
+        if info is None:
+            return None
+        opened.append((source, info))
+    return opened
 
 
 def _no_condvars_for_pandas(path: str, node: str, condvars: Mapping[str, Any]) -> dd.DataFrame | dd.Series:

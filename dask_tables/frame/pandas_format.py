@@ -1,20 +1,25 @@
-"""Tables that pandas wrote (``HDFStore(format="table")``), read by pandas per partition.
+"""Tables that pandas wrote (``HDFStore(format="table")``), read per partition as pandas reads them.
 
 pandas stores a frame as a group (``/key``) holding a PyTables ``Table``
 (``/key/table``) whose columns pack several frame columns into
 multidimensional "values blocks", with the frame's dtypes, index and
-encoding in attributes.  Rather than re-implement that format, each partition
-task asks pandas itself (``HDFStore.select(key, where, start, stop,
-columns)``) under the registry lock, so the rows, dtypes and ``where``
-syntax are exactly pandas'.  The lock makes those reads serial (pandas
-reads through HDF5, which serializes them anyway).
+encoding in attributes.  Rather than re-implement that format, the frame is
+built with pandas' own machinery (:mod:`.pandas_select`):
 
-The common case goes faster: with no ``where``, when the index and every
-column read are plain numbers or booleans (pandas converts those with a mere
-``astype``), a :class:`NumericLayout` says where each column sits in the
-table's records, and the task reads the records like any table (directly,
-decoding outside every lock) and builds the frame itself, with the dtypes of
-pandas' own (zero-row) answer.
+- each task reads its rows like any table's (directly, decoding outside
+  every lock) and converts them with the storer pandas built for the table,
+  detached from the file: values, dtypes and index equal ``select``'s;
+- a ``where`` is translated by pandas' parser into the PyTables condition
+  pandas runs, and each task evaluates it in kernel on the chunks the
+  column index flags, as for a PyTables table
+  (:func:`~dask_tables.frame.conditions.read_matching`).
+
+When pandas evaluates part of ``where`` in memory after the read (terms on
+``columns``, a long ``index in [...]``; see
+:class:`~dask_tables.frame.pandas_select.PandasWhere`), or the detached
+conversion differs from pandas' ``select`` on the table's first rows, each
+task asks pandas itself (``HDFStore.select(key, where, start, stop,
+columns)``) under the registry lock: serial, and exactly pandas'.
 
 A pandas ``Series`` stored as a table reads as a dask ``Series``, as
 :func:`pandas.read_hdf` returns a ``Series`` for it.  Divisions are known
@@ -42,6 +47,8 @@ from ..errors import REBUILD_FRAME, NotHDF5FileError, change_advice
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
+from .conditions import Condition, read_matching
+from .pandas_select import PandasConversion, PandasWhere
 from .partitions import (
     RowRange,
     divisions_or_reason,
@@ -75,73 +82,9 @@ def _key(node: str) -> str:
     return node[: -len("/table")] if node.endswith("/table") else node
 
 
-NUMERIC_KINDS = {"integer", "float", "bool"}
-
-
-@dataclass(frozen=True)
-class NumericLayout:
-    """Where the numeric columns of a pandas table sit in its records.
-
-    Attributes
-    ----------
-    index_name : str or None
-        The frame's index name.
-    index_dtype : numpy.dtype
-        The index's dtype.
-    columns : tuple of (str, str, int or None, numpy.dtype)
-        Frame column, table column (a data column, or a values block),
-        position in the block (``None`` for a data column), dtype.
-    """
-
-    index_name: str | None
-    index_dtype: np.dtype
-    columns: tuple[tuple[str, str, int | None, np.dtype], ...]
-
-    @classmethod
-    def of(cls, storer: Any, meta: pd.DataFrame) -> NumericLayout | None:
-        """The layout of the columns of ``meta`` (pandas' zero-row answer), if all are numeric.
-
-        A Series is laid out as a frame of its one stored column (``"values"``
-        for a Series without a name).
-        """
-        if len(storer.index_axes) != 1 or type(meta.index) is not pd.Index:
-            return None
-        if isinstance(meta, pd.Series):
-            if len(storer.values_axes) != 1 or len(storer.values_axes[0].values) != 1:
-                return None
-            meta = meta.to_frame(name=storer.values_axes[0].values[0])
-        index_axis = storer.index_axes[0]
-        if index_axis.kind not in {"integer", "float"} or meta.index.dtype.kind not in "iuf":
-            return None
-        where: dict[str, tuple[str, int | None, np.dtype]] = {}
-        for axis in storer.values_axes:
-            if axis.kind not in NUMERIC_KINDS or axis.meta is not None:
-                continue
-            block = len(axis.values) > 1 or axis.cname.startswith("values_block_")
-            for position, name in enumerate(axis.values):
-                where[name] = (axis.cname, position if block else None, np.dtype(axis.dtype))
-        columns = []
-        for name, dtype in meta.dtypes.items():
-            if name not in where or where[name][2] != dtype:
-                return None
-            columns.append((name, *where[name]))
-        return cls(meta.index.name, meta.index.dtype, tuple(columns))
-
-    def to_frame(self, records: np.ndarray, selected: Sequence[str]) -> pd.DataFrame:
-        """The frame of ``records`` (rows of the pandas table) with the columns ``selected``."""
-        by_name = {c[0]: c for c in self.columns}
-        data = {}
-        for name in selected:
-            _, cname, position, dtype = by_name[name]
-            values = records[cname] if position is None else records[cname][:, position]
-            data[name] = values.astype(dtype)
-        index = pd.Index(records["index"].astype(self.index_dtype), name=self.index_name)
-        return pd.DataFrame(data, index=index, columns=list(selected))
-
-
 @dataclass(frozen=True)
 class PandasTableReader:
-    """Reads one partition of a pandas-written table with pandas, under the registry lock.
+    """Reads one partition of a pandas-written table: directly, or with pandas' ``select`` under the lock.
 
     Attributes
     ----------
@@ -157,10 +100,15 @@ class PandasTableReader:
         A column to make the index.
     allow_pickles : bool
         Let PyTables unpickle any attribute.
-    numeric : NumericLayout or None
-        Set when the fast path applies (no ``where``, numeric columns).
+    conversions : tuple of PandasConversion
+        Set (one per file) when the direct path applies: the task reads the
+        records like any table's and converts them with pandas' own code.
+        Empty: the task asks pandas' ``select`` under the registry lock.
     tables : tuple of TablesSource
-        With ``numeric``: each file's ``/key/table``, read as records.
+        With ``conversions``: each file's ``/key/table``, read as records.
+    conditions : tuple of (Condition or None)
+        With ``conversions`` and ``where``: the PyTables condition pandas
+        runs for ``where``, checked against each file's table.
     sorted_index : bool
         The divisions assume the index is sorted: check each partition.
     series : bool
@@ -175,31 +123,28 @@ class PandasTableReader:
     where: str | None
     index: str | None
     allow_pickles: bool = False
-    numeric: NumericLayout | None = None
+    conversions: tuple[PandasConversion, ...] = ()
     tables: tuple[TablesSource, ...] = ()
+    conditions: tuple[Condition | None, ...] = ()
     sorted_index: bool = False
     series: bool = False
     name: Hashable = None
 
+    @property
+    def direct(self) -> bool:
+        """Whether tasks read records directly (else pandas reads them under the lock)."""
+        return bool(self.conversions)
+
     def select(self, number: int, start: int, stop: int) -> pd.DataFrame | pd.Series:
         """pandas' ``HDFStore.select`` of rows ``[start, stop)`` of file ``number`` (a Series for a Series)."""
-        path, fingerprint = self.files[number]
+        path = self.files[number][0]
         read_columns = None if self.selected is None else list(self.selected)
         if read_columns is not None and self.index is not None and self.index not in read_columns:
             read_columns.append(self.index)
-        if self.numeric is not None:
-            names = read_columns if read_columns is not None else [c[0] for c in self.numeric.columns]
-            frame = self.numeric.to_frame(self.tables[number][start:stop], names)
-            if self.series:
-                frame = frame.iloc[:, 0].rename(self.name)
+        if self.direct:
+            frame = self._converted(number, start, stop, read_columns)
         else:
-            with refusing_pickles(not self.allow_pickles), get_lock():
-                check_unchanged(path, self.key, fingerprint)
-                with pd.HDFStore(path, mode="r") as store:
-                    frame = store.select(
-                        self.key, where=self.where, start=start, stop=stop, columns=read_columns
-                    )
-                check_unchanged(path, self.key, fingerprint)
+            frame = self._pandas_select(number, start, stop, read_columns)
         if self.index is not None:
             frame = frame.set_index(self.index)
         if self.sorted_index and not frame.index.is_monotonic_increasing:
@@ -209,6 +154,30 @@ class PandasTableReader:
             )
         if self.selected is not None:
             frame = frame[[c for c in self.selected if c != self.index]]
+        return frame
+
+    def _converted(
+        self, number: int, start: int, stop: int, columns: list[str] | None
+    ) -> pd.DataFrame | pd.Series:
+        """The direct path: records read like any table's (``where``'s in kernel), converted by pandas' code."""
+        source = self.tables[number]
+        condition = self.conditions[number] if self.conditions else None
+        if condition is None:
+            records = source[start:stop]
+        else:
+            records, _ = read_matching(source, condition, start, stop)
+        return self.conversions[number].to_frame(records, columns)
+
+    def _pandas_select(
+        self, number: int, start: int, stop: int, columns: list[str] | None
+    ) -> pd.DataFrame | pd.Series:
+        """pandas' own ``select``, under the registry lock (serial)."""
+        path, fingerprint = self.files[number]
+        with refusing_pickles(not self.allow_pickles), get_lock():
+            check_unchanged(path, self.key, fingerprint)
+            with pd.HDFStore(path, mode="r") as store:
+                frame = store.select(self.key, where=self.where, start=start, stop=stop, columns=columns)
+            check_unchanged(path, self.key, fingerprint)
         return frame
 
     def __call__(self, part: RowRange, columns: Sequence[str] | None = None) -> pd.DataFrame | pd.Series:
@@ -227,25 +196,42 @@ class PandasTableReader:
 
 @dataclass(frozen=True)
 class _Described:
-    """What the build learns from one file's pandas table."""
+    """What the build learns from one file's pandas table.
+
+    Attributes
+    ----------
+    rows, chunk_rows, row_nbytes : int
+        Rows of the table, rows per HDF5 chunk, bytes per row.
+    series : bool
+        The node holds a pandas Series (named ``name``).
+    name : hashable
+        The Series' name.
+    conversion : PandasConversion or None
+        pandas' conversion, detached; ``None`` when pandas must read the
+        partitions itself (a ``where`` it evaluates partly in memory).
+    where : PandasWhere or None
+        ``where``, translated.
+    """
 
     rows: int
     chunk_rows: int
     row_nbytes: int
-    numeric: NumericLayout | None
     series: bool
     name: Hashable
+    conversion: PandasConversion | None
+    where: PandasWhere | None
 
 
 def _describe(
     path: str,
+    fingerprint: Fingerprint,
     key: str,
     where: str | None,
     columns: Sequence[str] | None,
     index: str | None,
     allow_pickles: bool,
 ) -> _Described:
-    """Rows, HDF5 chunk rows, bytes per row, numeric layout and kind of the pandas table; checks ``where``."""
+    """Sizes, kind and pandas' conversion of the pandas table ``key``; checks ``where`` and translates it."""
     with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
         with _refused_pickle_explained(path, key, allow_pickles):
             storer = store.get_storer(key)
@@ -265,15 +251,14 @@ def _describe(
                 f"{path}: node {key} holds a pandas Series (name {name!r}), which has no columns: "
                 "leave out columns= and index="
             )
+        translated = None
         if where is not None:
-            _check_where(store, path, key, where)
-            return _Described(*sizes, None, series, name)
-        try:
-            meta = stored if series else store.select(key, start=0, stop=0, columns=columns)
-        except KeyError:
-            return _Described(*sizes, None, series, name)  # reported with the meta
-        storer.infer_axes()
-        return _Described(*sizes, NumericLayout.of(storer, meta), series, name)
+            with _invalid_where_explained(path, key, where):
+                store.select(key, where=where, start=0, stop=0)  # pandas checks it all
+                translated = PandasWhere.of(storer, where)
+        direct = translated is None or translated.in_memory is None
+        conversion = PandasConversion.of(storer, (path, fingerprint)) if direct else None
+        return _Described(*sizes, series, name, conversion, translated)
 
 
 @contextlib.contextmanager
@@ -291,10 +276,11 @@ def _refused_pickle_explained(path: str, key: str, allow_pickles: bool) -> Itera
         ) from None
 
 
-def _check_where(store: pd.HDFStore, path: str, key: str, where: str) -> None:
-    """Raise if pandas cannot evaluate ``where`` on the table ``key``."""
+@contextlib.contextmanager
+def _invalid_where_explained(path: str, key: str, where: str) -> Iterator[None]:
+    """Turn pandas' errors on an invalid ``where`` into ours, naming the file and node."""
     try:
-        store.select(key, where=where, start=0, stop=0)
+        yield
     except (
         ValueError,
         SyntaxError,
@@ -369,37 +355,12 @@ def read_pandas_table(
     """:func:`dask_tables.read_table` for tables that pandas wrote; see there."""
     key = _key(node)
     paths = [os.path.abspath(f) for f in files]
+    columns = [columns] if isinstance(columns, str) else columns
     fingerprints = [Fingerprint.of(p) for p in paths]
-    if isinstance(columns, str):
-        columns = [columns]
-    read_columns = None if columns is None else list(dict.fromkeys([*columns, *([index] if index else [])]))
-    try:
-        described = [_describe(p, key, where, read_columns, index, allow_pickles) for p in paths]
-    except tables.HDF5ExtError as err:  # pragma: no cover - damaged after the first open
-        raise NotHDF5FileError(f"{paths[0]}: damaged HDF5 file (asked for node {node}): {err}") from err
-    for path, fingerprint in zip(paths, fingerprints, strict=True):
-        check_unchanged(path, key, fingerprint)
-    first = described[0]
-    layouts = {d.numeric for d in described}
-    numeric = first.numeric if len(layouts) == 1 else None
-    sources = (
-        tuple(TablesSource.open(p, key + "/table", direct=direct, allow_pickles=allow_pickles) for p in paths)
-        if numeric
-        else ()
-    )
-    reader = PandasTableReader(
-        tuple(zip(paths, fingerprints, strict=True)),
-        key,
-        None if columns is None else tuple(columns),
-        where,
-        index,
-        allow_pickles,
-        numeric,
-        sources,
-        series=first.series,
-        name=first.name,
-    )
+    described = _describe_files(paths, fingerprints, node, where, columns, index, allow_pickles)
+    reader = _reader(paths, fingerprints, key, described, columns, where, index, direct, allow_pickles)
     meta = _meta(reader, paths[0], key, columns, index)
+    first = described[0]
     low, high = row_window(start, stop, sum(d.rows for d in described), f"{paths[0]}: node {key}")
     rows = partition_rows(chunksize, first.chunk_rows, first.row_nbytes)
     parts = plan_partitions([d.rows for d in described], rows, low, high)
@@ -408,6 +369,77 @@ def read_pandas_table(
     return dd.from_map(
         reader, parts, meta=meta, divisions=divisions, label="read-table", enforce_metadata=False
     )
+
+
+def _describe_files(
+    paths: Sequence[str],
+    fingerprints: Sequence[Fingerprint],
+    node: str,
+    where: str | None,
+    columns: Sequence[str] | None,
+    index: str | None,
+    allow_pickles: bool,
+) -> list[_Described]:
+    """:func:`_describe` of each file, which must not change meanwhile."""
+    key = _key(node)
+    read_columns = None if columns is None else list(dict.fromkeys([*columns, *([index] if index else [])]))
+    try:
+        described = [
+            _describe(path, fingerprint, key, where, read_columns, index, allow_pickles)
+            for path, fingerprint in zip(paths, fingerprints, strict=True)
+        ]
+    except tables.HDF5ExtError as err:  # pragma: no cover - damaged after the first open
+        raise NotHDF5FileError(f"{paths[0]}: damaged HDF5 file (asked for node {node}): {err}") from err
+    for path, fingerprint in zip(paths, fingerprints, strict=True):
+        check_unchanged(path, key, fingerprint)
+    return described
+
+
+def _reader(
+    paths: Sequence[str],
+    fingerprints: Sequence[Fingerprint],
+    key: str,
+    described: Sequence[_Described],
+    columns: Sequence[str] | None,
+    where: str | None,
+    index: str | None,
+    direct: bool | None,
+    allow_pickles: bool,
+) -> PandasTableReader:
+    """The partition reader: direct when every file's table converts with pandas' detached code."""
+    reader = PandasTableReader(
+        tuple(zip(paths, fingerprints, strict=True)),
+        key,
+        None if columns is None else tuple(columns),
+        where,
+        index,
+        allow_pickles,
+        series=described[0].series,
+        name=described[0].name,
+    )
+    if any(d.conversion is None for d in described):
+        return reader
+    opened = [
+        _open_table(path, key, d.where, direct, allow_pickles)
+        for path, d in zip(paths, described, strict=True)
+    ]
+    return dataclasses.replace(
+        reader,
+        conversions=tuple(d.conversion for d in described),
+        tables=tuple(source for source, _ in opened),
+        conditions=() if where is None else tuple(condition for _, condition in opened),
+    )
+
+
+def _open_table(
+    path: str, key: str, where: PandasWhere | None, direct: bool | None, allow_pickles: bool
+) -> tuple[TablesSource, Condition | None]:
+    """The table ``key/table`` of ``path`` as records, and the PyTables condition pandas runs for ``where``."""
+
+    def condition(table: tables.Table) -> Condition | None:
+        return None if where is None or where.condition is None else Condition.of(table, where.condition)
+
+    return TablesSource.open_inspecting(path, key + "/table", condition, None, direct, allow_pickles)
 
 
 def _meta(

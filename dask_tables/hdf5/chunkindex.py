@@ -71,19 +71,19 @@ class ChunkIndex:
     grid : tuple of int
         Chunks along each axis (the node's shape divided by its chunk shape,
         rounded up).
-    keys : numpy.ndarray of int64 or None
-        Sorted chunk numbers (C order over ``grid``) of the stored chunks;
+    keys : numpy.ndarray or None
+        Sorted chunk numbers (int64, C order over ``grid``) of the stored chunks;
         ``None`` when every chunk of the grid is stored (the number is then
         the position).
-    offsets, sizes : numpy.ndarray of int64
-        Byte offset and stored size of each stored chunk.
-    masks : numpy.ndarray of uint32
-        HDF5 filter mask of each (the filters skipped when it was written).
+    offsets, sizes : numpy.ndarray
+        Byte offset and stored size of each stored chunk (int64).
+    masks : numpy.ndarray
+        HDF5 filter mask of each (uint32: the filters skipped when it was written).
     fill : object
         What a never-written chunk holds (numpy value broadcast into the
         result); ``None`` when every chunk is stored.
-    seams : numpy.ndarray of int32 or None
-        Where every chunk is stored: ``seams[k]`` counts the chunks ``1..k``
+    seams : numpy.ndarray or None
+        Where every chunk is stored (int32): ``seams[k]`` counts the chunks ``1..k``
         that do not continue the one before in the file (another offset, or
         another size), so chunks ``a..b`` are one run of bytes exactly when
         ``seams[b] == seams[a]``.  ``None`` otherwise.
@@ -480,7 +480,7 @@ def chunk_index(path: str, node: str, fingerprint: Fingerprint) -> ChunkIndex:
     ----------
     path, node : str
         The file and the node's path in it (a chunked dataset).
-    fingerprint : Fingerprint
+    fingerprint : ~dask_tables.hdf5.fingerprint.Fingerprint
         The file version the index must describe.
 
     Raises

@@ -27,8 +27,7 @@ import numpy as np
 import tables
 
 from ..errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError, at_node
-from ..filters.codecs import stored_filters
-from ..filters.encoders import UnsupportedEncoderError, encoder_pipeline
+from ..filters import UnsupportedEncoderError, encoding_pipeline, stored_filters
 from ..hdf5.calls import file_dtype
 from ..hdf5.fingerprint import modes_open_here, same_file
 from ..hdf5.storednode import StoredNode, hdf5_reads_as
@@ -415,7 +414,7 @@ def _encoding_reads_back(write: NodeWrite, trial: tables.Leaf) -> bool:
 
     ``trial`` is ``write``'s node, one chunk large, in an in-memory file
     (:func:`_trial_node`): one chunk of trial values encoded by
-    :mod:`dask_tables.filters.encoders` is written there with ``write_chunk``
+    :mod:`dask_tables.filters` is written there with ``write_chunk``
     and HDF5's read compared with it
     (:func:`~dask_tables.hdf5.storednode.hdf5_reads_as`, the check the
     direct read path makes too).  Also requires the trial node's filter
@@ -427,7 +426,7 @@ def _encoding_reads_back(write: NodeWrite, trial: tables.Leaf) -> bool:
     if storage.memory is not None:
         return False  # the file lays records out otherwise: only HDF5 converts them
     try:
-        encoder = encoder_pipeline(storage.filters)
+        encoder = encoding_pipeline(storage.filters)
     except UnsupportedEncoderError:
         return False
     built = stored_node(trial)

@@ -23,7 +23,7 @@ import tables
 from numpy.lib.recfunctions import assign_fields_by_name
 from tables.utils import quantize
 
-from ..filters.encoders import encoder_pipeline
+from ..filters import encoding_pipeline
 from .plan import NodeWrite
 
 __all__ = ["Piece", "block_pieces", "read_sidecar", "write_pieces", "write_sidecar"]
@@ -53,7 +53,7 @@ def block_pieces(block: np.ndarray, write: NodeWrite, start: tuple[int, ...]) ->
     if not write.encode or write.chunkshape is None:
         yield Piece(False, start, block)
         return
-    encoder = encoder_pipeline(write.storage.filters)
+    encoder = encoding_pipeline(write.storage.filters)
     chunk = write.chunkshape
     stop = tuple(s + n for s, n in zip(start, block.shape, strict=True))
     ranges = [range(s // c * c, e, c) for s, e, c in zip(start, stop, chunk, strict=True)]

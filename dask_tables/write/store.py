@@ -8,7 +8,7 @@ How a write runs (one dask graph; :func:`to_tables` builds it):
    chosen to divide the dask blocks, and the node's storage (stored type,
    HDF5 filter pipeline) is read from the same node created in an in-memory
    HDF5 file, the trial node.  Each filter of the pipeline is encoded in
-   Python (:mod:`dask_tables.filters.encoders`) only if HDF5 reads an
+   Python (:mod:`dask_tables.filters`) only if HDF5 reads an
    encoded trial chunk back exactly; otherwise that node is written
    through HDF5's own pipeline.
 2. **Prepare** (one task): a hidden work folder next to the target,

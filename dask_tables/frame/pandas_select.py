@@ -1,0 +1,253 @@
+"""pandas' ``HDFStore.select``, taken apart: its ``where`` as a PyTables condition, its conversion of records.
+
+``HDFStore.select(key, where, start, stop, columns)`` does three things:
+
+1. pandas' parser (``PyTablesExpr``, behind ``Selection``) turns ``where``
+   into the PyTables condition it runs (``"(B > 3) & (s == b's3')"``: dates
+   become integers, strings bytes, categories their codes) and into
+   "filter" terms it applies in memory after the read (``columns=[...]``,
+   a long ``index in [...]``);
+2. PyTables reads the rows of ``[start, stop)`` that match the condition
+   (``Table.read_where``), in row order;
+3. the table's storer converts those records into the frame (values
+   blocks, strings, categoricals, datetimes and time zones, the index),
+   then keeps the ``columns`` asked for.
+
+:class:`PandasWhere` keeps step 1: the condition pandas would run, or why
+pandas must evaluate part of ``where`` in memory (then the partition read
+goes through pandas' own ``select``).  :class:`PandasConversion` keeps step
+3: the storer pandas built for the table (its axes and attributes),
+detached from the open file and picklable, so that a partition task
+converts records it read directly, outside every lock, with pandas' own
+code, and gets the frame ``select`` returns for the same rows.  Step 2 is
+:func:`~dask_tables.frame.conditions.read_matching`.
+
+Both use private pandas classes (``Selection``, the storers' ``read``):
+:meth:`PandasConversion.of` checks its answer against pandas' own
+``select`` on the table's first rows, and declines (``None``) when they
+differ, so a pandas release that changes them makes the read slower, never
+different.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tables
+
+try:  # pandas' where parser, as HDFStore.select runs it
+    from pandas.io.pytables import Selection
+except ImportError:  # pragma: no cover - another pandas
+    Selection = None
+
+__all__ = ["PandasConversion", "PandasWhere"]
+
+CHECKED_ROWS = 16  # rows converted by both pandas and the detached storer when the frame is built
+
+
+@dataclass(frozen=True)
+class PandasWhere:
+    """A pandas ``where``, translated as ``HDFStore.select`` translates it.
+
+    Attributes
+    ----------
+    text : str
+        The ``where`` expression, as the user wrote it.
+    condition : str or None
+        The PyTables condition pandas runs with ``Table.read_where``
+        (``None``: no condition, all rows are read).
+    in_memory : str or None
+        Why pandas evaluates part of ``where`` in memory after the read
+        (``None``: the condition is the whole of it).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"a": range(5), "b": list("xyzxy")}, index=pd.RangeIndex(5))
+    >>> frame.to_hdf("where.h5", key="f", format="table", data_columns=["b"])
+    >>> with pd.HDFStore("where.h5", "r") as store:
+    ...     storer = store.get_storer("f")
+    ...     PandasWhere.of(storer, "index > 1 & b == 'x'").condition
+    ...     PandasWhere.of(storer, "columns = ['a']").in_memory
+    "((index > 1) & ((b == b'x')))"
+    'pandas applies the terms on columns in memory after the read'
+    """
+
+    text: str
+    condition: str | None
+    in_memory: str | None
+
+    @classmethod
+    def of(cls, storer: Any, where: str) -> PandasWhere:
+        """Translate ``where`` for ``storer`` (pandas' storer of an open table, ``HDFStore.get_storer``).
+
+        Raises what pandas raises for an invalid ``where``.
+        """
+        if Selection is None:  # pragma: no cover - another pandas
+            return cls(where, None, "this pandas has no pandas.io.pytables.Selection")
+        storer.infer_axes()
+        selection = Selection(storer, where=where)
+        if selection.coordinates is not None:
+            return cls(where, None, "where holds row numbers, which pandas reads itself")
+        condition = None if selection.condition is None else selection.condition.format()
+        if selection.filter is not None:
+            fields = ", ".join(sorted({str(field) for field, _, _ in selection.filter.format()}))
+            return cls(where, condition, f"pandas applies the terms on {fields} in memory after the read")
+        risky = _indexed_or_of_ands(storer, selection)
+        if risky:
+            return cls(
+                where,
+                condition,
+                f"it ORs AND-ed terms on the indexed columns {', '.join(risky)}: pandas reads it "
+                "itself, with its warning (PyTables' indexed query may miss rows, pandas GH#50598)",
+            )
+        return cls(where, condition, None)
+
+
+def _indexed_or_of_ands(storer: Any, selection: Any) -> list[str]:
+    """The indexed columns of an OR of AND-ed terms (the shape pandas warns about), if any."""
+    from pandas.io import pytables as pandas_tables
+
+    find = getattr(pandas_tables, "_or_of_ands_columns", None)
+    if find is None or selection.condition is None:  # pragma: no cover - another pandas
+        return []
+    table = storer.table
+    return sorted(
+        name
+        for name in find(selection.condition)
+        if name in table.colnames and table.colinstances[name].is_indexed
+    )
+
+
+class _Records:
+    """Stands for the PyTables ``Table`` a detached storer reads: its ``read`` gives records already read."""
+
+    def __init__(self, records: np.ndarray, attrs: types.SimpleNamespace) -> None:
+        self.records = records
+        self.attrs = attrs
+        self.nrows = len(records)
+
+    def read(self, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        return self.records[start:stop]
+
+
+class _Group:
+    """Stands for the group a detached storer belongs to: its attributes, and the records as its table."""
+
+    def __init__(self, table: _Records, attrs: types.SimpleNamespace) -> None:
+        self.table = table
+        self._v_attrs = attrs
+
+
+@dataclass(frozen=True, eq=False)
+class PandasConversion:
+    """pandas' conversion of one pandas table's records into its frame, detached from the file.
+
+    Build it with :meth:`of` while the store is open; :meth:`to_frame`
+    needs no file.
+
+    Attributes
+    ----------
+    storer : pandas.io.pytables.Table
+        pandas' storer of the table (``AppendableFrameTable``...), with its
+        axes inferred, and no store, group or PyTables objects left in it.
+    group_attrs, table_attrs : dict
+        The attributes of the frame's group and of its table, as pandas
+        reads them.
+    origin : tuple
+        The file and its fingerprint when this was built (its dask token).
+
+    Examples
+    --------
+    >>> import pandas as pd, tables
+    >>> frame = pd.DataFrame({"a": [1, 2, 3], "c": pd.Categorical(list("xyx"))})
+    >>> frame.to_hdf("conversion.h5", key="f", format="table")
+    >>> with pd.HDFStore("conversion.h5", "r") as store:
+    ...     conversion = PandasConversion.of(store.get_storer("f"), origin=("conversion.h5",))
+    >>> with tables.open_file("conversion.h5") as f:
+    ...     records = f.root.f.table.read(1, 3)
+    >>> conversion.to_frame(records)
+       a  c
+    1  2  y
+    2  3  x
+    """
+
+    storer: Any
+    group_attrs: dict[str, Any]
+    table_attrs: dict[str, Any]
+    origin: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, storer: Any, origin: tuple[Any, ...]) -> PandasConversion | None:
+        """Detach ``storer`` (of an open store); ``None`` if it converts otherwise than pandas' ``select``."""
+        if not storer.infer_axes():
+            return None
+        detached = copy.copy(storer)
+        detached.parent = None
+        detached.group = None
+        detached._cache = {"indexables": [_detached_axis(axis) for axis in storer.indexables]}
+        for name in ("index_axes", "values_axes"):  # rebuilt from the cached indexables
+            detached.__dict__.pop(name, None)
+        conversion = cls(detached, _attrs(storer.group._v_attrs), _attrs(storer.table.attrs), origin)
+        stop = min(CHECKED_ROWS, int(storer.table.nrows))
+        records = storer.table.read(0, stop)
+        expected = storer.parent.select(storer.group._v_pathname, start=0, stop=stop)
+        return conversion if _same(conversion.to_frame(records), expected) else None
+
+    def to_frame(
+        self, records: np.ndarray, columns: Sequence[Hashable] | None = None
+    ) -> pd.DataFrame | pd.Series:
+        """What pandas' ``select(columns=columns)`` returns for the rows ``records`` of the table."""
+        storer = copy.copy(self.storer)
+        storer._cache = {"indexables": [copy.copy(axis) for axis in self._axes(columns)]}
+        table = _Records(records, types.SimpleNamespace(**self.table_attrs))
+        storer.group = _Group(table, types.SimpleNamespace(**self.group_attrs))
+        return storer.read(columns=None if columns is None else list(columns))
+
+    def _axes(self, columns: Sequence[Hashable] | None) -> list[Any]:
+        """The axes to convert: the index, and the values axes that hold a column asked for."""
+        axes = self.storer._cache["indexables"]
+        if columns is None:
+            return axes
+        levels = self.group_attrs.get("levels")  # a MultiIndex's levels are columns too
+        wanted = {*columns, *(levels if isinstance(levels, list) else [])}
+        values = [a for a in axes if not a.is_an_indexable]
+        kept = [a for a in values if wanted.intersection(a.values)] or values[:1]
+        return [a for a in axes if a.is_an_indexable or any(a is k for k in kept)]
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return (type(self).__name__, type(self.storer).__name__, self.origin)
+
+
+def _detached_axis(axis: Any) -> Any:
+    """A copy of pandas' axis (``IndexCol``/``DataCol``) without PyTables objects, which do not pickle."""
+    axis = copy.copy(axis)
+    axis.table = None
+    if isinstance(axis.typ, tables.Col):  # convert() only checks it is set
+        axis.typ = axis.typ.dtype
+    return axis
+
+
+def _attrs(attrs: tables.AttributeSet) -> dict[str, Any]:
+    """The user attributes of a node, by name."""
+    return {name: getattr(attrs, name) for name in attrs._f_list("user")}
+
+
+def _same(ours: pd.DataFrame | pd.Series, theirs: pd.DataFrame | pd.Series) -> bool:
+    """Whether two of pandas' answers are equal: type, values, dtypes, index and column labels."""
+    if type(ours) is not type(theirs):
+        return False
+    check = (
+        pd.testing.assert_frame_equal if isinstance(ours, pd.DataFrame) else pd.testing.assert_series_equal
+    )
+    try:
+        check(ours, theirs, check_exact=True, check_freq=True, check_flags=True)
+    except AssertionError:
+        return False
+    return True

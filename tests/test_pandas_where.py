@@ -1,0 +1,258 @@
+"""read_table's ``where`` on pandas-written tables: on the direct path, equal to ``pd.read_hdf(where=...)``."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tables
+
+from dask_tables import diagnostics, read_table
+from dask_tables.frame.pandas_select import PandasConversion, PandasWhere
+
+N = 20_000
+DATA_COLUMNS = ["i", "u", "f", "s", "c", "d", "b", "td"]
+
+
+def mixed_frame(n: int = N) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "i": rng.integers(0, 1000, n),
+            "u": np.arange(n, dtype="u2"),
+            "f": rng.random(n),
+            "s": pd.array([None if k % 97 == 0 else f"s{k % 13}" for k in range(n)], dtype="str"),
+            "c": pd.Categorical([["a", "b", "c", None][k % 4] for k in range(n)]),
+            "d": pd.date_range("2020-01-01", periods=n, freq="h", tz="Europe/Paris"),
+            "b": np.arange(n) % 3 == 0,
+            "td": pd.to_timedelta(np.arange(n), unit="s"),
+            "f2": rng.random(n),
+            "s2": ["x" * (k % 5) for k in range(n)],
+            "c2": pd.Categorical([["p", "q"][k % 2] for k in range(n)]),
+        },
+        index=pd.date_range("2021-01-01", periods=n, freq="min", name="t"),
+    )
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["indexed", "unindexed"])
+def mixed_file(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp("where") / "mixed.h5"
+    mixed_frame().to_hdf(
+        path,
+        key="df",
+        format="table",
+        data_columns=DATA_COLUMNS,
+        complib="zlib",
+        complevel=1,
+        index=request.param,
+    )
+    with tables.open_file(path) as f:
+        assert f.root.df.table.colindexed["i"] is request.param
+    return path
+
+
+def expected(path, key="df", **kwargs):
+    frame = pd.read_hdf(path, key, **kwargs)
+
+    # dask turns text columns into pyarrow strings, as dask.dataframe.read_hdf does; pandas gives
+    # ``object`` for a text values block when no row matches (the dtype of its empty answer)
+    def text(dtype):
+        return dtype == "str" or (len(frame) == 0 and dtype == np.dtype("O"))
+
+    if isinstance(frame, pd.Series):
+        return frame.astype(pd.StringDtype("pyarrow")) if text(frame.dtype) else frame
+    return frame.astype({c: pd.StringDtype("pyarrow") for c in frame if text(frame[c].dtype)})
+
+
+def computed(path, key="df", scheduler="threads", **kwargs):
+    with diagnostics.collect() as stats:
+        got = read_table(path, key, chunksize=2000, **kwargs).compute(scheduler=scheduler)
+    return got, stats
+
+
+DIRECT_WHERES = [
+    "i > 500 & s == 's3'",
+    "index > '2021-01-05 05:00' & index < '2021-01-07'",
+    "index >= Timestamp('2021-01-10')",
+    "c == 'a'",
+    "c != 'b'",
+    "d > '2020-01-10'",
+    "d <= '2020-03-01 12:00+01:00'",
+    "s in ['s1', 's2']",
+    "s == 'nan'",
+    "b == True",
+    "td > '1h'",
+    "u < 100 | u > 19900",
+    "(i < 10 | i > 990) & (f < 0.5)",
+    "f > 0.999",
+    "i == 1001",  # nothing matches
+    "(s == 's1') | (c == 'c')",
+]
+
+
+@pytest.mark.parametrize("where", DIRECT_WHERES)
+def test_where_runs_directly_and_equals_read_hdf(mixed_file, where):
+    got, stats = computed(mixed_file, where=where)
+    pd.testing.assert_frame_equal(got, expected(mixed_file, where=where), check_exact=True)
+    assert stats["direct_chunks"] > 0 or len(got) == 0
+    assert stats["pipeline_reads"] == 0  # no partition went through pandas' select
+
+
+def test_index_reads_only_the_chunks_it_flags(mixed_file):
+    with tables.open_file(mixed_file) as f:
+        table = f.root.df.table
+        chunks, indexed = -(-table.nrows // table.chunkshape[0]), table.colindexed["index"]
+    where = "index > '2021-01-05 05:00' & index < '2021-01-06'"  # 1,135 clustered rows
+    got, stats = computed(mixed_file, where=where)
+    pd.testing.assert_frame_equal(got, expected(mixed_file, where=where), check_exact=True)
+    if indexed:
+        assert 0 < stats["direct_chunks"] < chunks / 3
+    else:
+        assert stats["direct_chunks"] == chunks
+
+
+@pytest.mark.parametrize(
+    ("where", "columns", "start", "stop"),
+    [
+        ("i > 500 & s == 's3'", ["f2", "s"], None, None),
+        ("c == 'a'", ["c", "c2", "td"], 1000, 15000),
+        ("index > '2021-01-03' & b == True", None, -5000, None),
+        ("f < 0.25", ["s2"], 3, 19999),
+    ],
+)
+def test_where_with_columns_and_row_window(mixed_file, where, columns, start, stop):
+    got, stats = computed(mixed_file, where=where, columns=columns, start=start, stop=stop)
+    want = expected(mixed_file, where=where, columns=columns, start=start, stop=stop)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert stats["pipeline_reads"] == 0
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "columns=['i', 'f']",  # a filter on the columns axis
+        "i > 990 & columns=['i', 'c2']",
+        f"i in [{','.join(map(str, range(0, 1000, 20)))}]",  # too many values for numexpr: a filter
+    ],
+)
+def test_where_pandas_evaluates_in_memory_is_read_by_pandas(mixed_file, where):
+    with pd.HDFStore(mixed_file, "r") as store:
+        assert PandasWhere.of(store.get_storer("df"), where).in_memory
+    got, stats = computed(mixed_file, where=where)
+    pd.testing.assert_frame_equal(got, expected(mixed_file, where=where), check_exact=True)
+    assert stats["direct_chunks"] == 0  # pandas read every partition itself
+
+
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        ("f2 > 0.5", r"mixed\.h5: node /df: invalid pandas where 'f2 > 0.5'"),  # not a data column
+        ("~(i > 5) | (f < 0.5)", r"invalid pandas where .*invert"),
+        ("i >> 3", r"invalid pandas where"),
+        ("nosuch == 1", r"invalid pandas where"),
+    ],
+)
+def test_where_pandas_refuses_is_refused_naming_file_and_node(mixed_file, where, error):
+    with pytest.raises(Exception):  # noqa: B017 - whatever pandas raises
+        pd.read_hdf(mixed_file, "df", where=where)
+    with pytest.raises(ValueError, match=error):
+        read_table(mixed_file, "df", where=where)
+
+
+@pytest.mark.filterwarnings("ignore:Querying with a nested:UserWarning")
+def test_or_of_ands_on_indexed_columns_is_read_by_pandas(mixed_file):
+    where = "(i > 500 & f < 0.1) | (u < 50 & b == True)"
+    with pd.HDFStore(mixed_file, "r") as store:
+        translated = PandasWhere.of(store.get_storer("df"), where)
+        indexed = store.get_storer("df").table.colindexed["i"]
+    assert (translated.in_memory is not None) == indexed
+    got, stats = computed(mixed_file, where=where)
+    pd.testing.assert_frame_equal(got, expected(mixed_file, where=where), check_exact=True)
+    assert (stats["direct_chunks"] == 0) == indexed
+
+
+def test_no_where_reads_every_dtype_directly(mixed_file):
+    got, stats = computed(mixed_file)
+    pd.testing.assert_frame_equal(got, expected(mixed_file), check_exact=True)
+    assert stats["direct_chunks"] > 0 and stats["pipeline_reads"] == 0
+    projected = read_table(mixed_file, "df", chunksize=2000)[["s2", "c"]].compute()
+    pd.testing.assert_frame_equal(projected, expected(mixed_file, columns=["s2", "c"]), check_exact=True)
+
+
+@pytest.mark.parametrize("scheduler", ["processes", "distributed"])
+def test_where_under_other_schedulers(mixed_file, scheduler, request):
+    where = "i > 500 & s == 's3' & index < '2021-01-10'"
+    if scheduler == "distributed":
+        client = request.getfixturevalue("cluster_client")
+        got = read_table(mixed_file, "df", where=where, chunksize=2000).compute(scheduler=client)
+    else:
+        got = read_table(mixed_file, "df", where=where, chunksize=2000).compute(scheduler=scheduler)
+    pd.testing.assert_frame_equal(got, expected(mixed_file, where=where), check_exact=True)
+
+
+def test_series_and_multiindex_frames(tmp_path):
+    path = tmp_path / "kinds.h5"
+    n = 5000
+    series = pd.Series(np.arange(n) * 1.5, index=pd.date_range("2022", periods=n, freq="s"), name="x")
+    series.to_hdf(path, key="series", format="table")
+    multi = pd.DataFrame(
+        {"v": np.arange(n), "w": [f"w{k % 7}" for k in range(n)]},
+        index=pd.MultiIndex.from_arrays([np.arange(n) % 10, np.arange(n)], names=["g", "k"]),
+    )
+    multi.to_hdf(path, key="multi", format="table", data_columns=["v"])
+    for key, where in [
+        ("series", "index > '2022-01-01 00:30' & x < 5000"),
+        ("series", "x > 7000"),
+        ("multi", "g == 3 & v > 100"),
+        ("multi", "k < 50"),
+    ]:
+        got, stats = computed(path, key, where=where)
+        want = expected(path, key, where=where)
+        if isinstance(want, pd.Series):
+            pd.testing.assert_series_equal(got, want, check_exact=True)
+        else:
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+        assert stats["direct_chunks"] > 0, (key, where)
+
+
+def test_conversion_pickles_and_equals_select(mixed_file):
+    with pd.HDFStore(mixed_file, "r") as store:
+        conversion = PandasConversion.of(store.get_storer("df"), origin=(str(mixed_file),))
+    assert conversion is not None
+    conversion = pickle.loads(pickle.dumps(conversion))
+    with tables.open_file(mixed_file) as f:
+        records = f.root.df.table.read(100, 400)
+    want = pd.read_hdf(mixed_file, "df", start=100, stop=400)
+    pd.testing.assert_frame_equal(conversion.to_frame(records), want, check_exact=True)
+    pd.testing.assert_frame_equal(
+        conversion.to_frame(records, ["c2", "i"]), want[["c2", "i"]], check_exact=True
+    )
+
+
+def test_frame_read_benchmark_runs_small_and_reports_ratios(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(root / "benchmarks" / "bench_frame_read.py"),
+            *("--rows", "20000", "--repeat", "1", "--dir", str(tmp_path), "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "targets:" in done.stdout
+    figures = json.loads(out.read_text())
+    assert set(figures["tasks"]) == {"scattered 1%", "clustered 1%", "projection"}
+    for task in figures["tasks"].values():
+        assert set(task["read_table"]) == {"vs pd.read_hdf", "vs dd.read_hdf + filter"}
+        assert all(seconds > 0 for seconds in task["seconds"].values())
+    assert not list(tmp_path.glob("*/*.h5")), "the data file is removed"
