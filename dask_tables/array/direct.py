@@ -36,7 +36,7 @@ __all__ = ["chunk_decoder", "read_direct"]
 
 
 def chunk_decoder(storage: StoredNode) -> FilterPipeline:
-    """The pipeline that decodes ``storage``'s chunks (:func:`dask_tables.filters.filter_pipeline`, cached).
+    """The pipeline that decodes ``storage``'s chunks (:func:`dask_tables.filters.pipeline.filter_pipeline`, cached).
 
     Raises
     ------

@@ -48,7 +48,7 @@ class StoredNode:
         dtype, in the file's byte order.
     filters : tuple of (name, params)
         The HDF5 filter pipeline in write order, read by filter id
-        (:func:`dask_tables.filters.stored_filters`).
+        (:func:`dask_tables.filters.stored.stored_filters`).
     cell_shape : tuple of int
         Shape of an atom with a shape (``Int32Atom(shape=(2,))``), else ``()``.
     memory : numpy.dtype or None
@@ -78,7 +78,7 @@ class StoredNode:
 
         Call with the file open and the process lock held (it calls into
         HDF5).  ``filters`` is what
-        :func:`dask_tables.filters.stored_filters` reads, by filter
+        :func:`dask_tables.filters.stored.stored_filters` reads, by filter
         id, for the same leaf.  Where members of both byte orders share one
         record (PyTables' byte order ``"mixed"``), ``stored`` is PyTables'
         record as it reports it.
@@ -101,7 +101,7 @@ class StoredNode:
 
     @property
     def dtype(self) -> np.dtype:
-        """One element as PyTables reads and writes it: ``memory`` where there is one, else ``stored``."""
+        """One element as PyTables reads and writes it (``memory`` where there is one, else ``stored``)."""
         return self.stored if self.memory is None else self.memory
 
     @property
