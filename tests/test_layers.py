@@ -1,0 +1,55 @@
+"""The package's layers: each subpackage imports only from the layers below it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "dask_tables"
+# lowest first; a module may import from its own layer, the layers before it and SHARED
+LAYERS = ["hdf5", "filters", "array", "frame", "write"]
+SHARED = {"errors", "registry", "diagnostics"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The dask_tables modules a file imports, as dotted paths relative to the package."""
+    package = path.relative_to(PACKAGE).parent.parts
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package[: len(package) - node.level + 1])
+                target = base + (node.module.split(".") if node.module else [])
+                found.add(".".join(target) if target else "")
+                if not node.module:  # from . import a, b
+                    found.update(".".join([*base, alias.name]) for alias in node.names)
+            elif node.module and node.module.startswith("dask_tables"):
+                found.add(node.module.removeprefix("dask_tables").lstrip("."))
+        elif isinstance(node, ast.Import):
+            found.update(
+                a.name.removeprefix("dask_tables").lstrip(".")
+                for a in node.names
+                if a.name.startswith("dask_tables")
+            )
+    return found
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_layer_imports_only_from_below(layer: str) -> None:
+    allowed = set(LAYERS[: LAYERS.index(layer) + 1])
+    wrong = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for module in imported_modules(path):
+            top = module.split(".")[0]
+            if top in allowed or top in SHARED or top == "":
+                continue
+            wrong.append(f"{path.relative_to(PACKAGE)} imports dask_tables.{module}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_shared_modules_import_no_layer() -> None:
+    for name in SHARED:
+        modules = imported_modules(PACKAGE / f"{name}.py")
+        assert not {m.split(".")[0] for m in modules} & set(LAYERS), (name, modules)
