@@ -14,7 +14,7 @@ import tables
 from . import diagnostics
 from .array.core import from_tables
 from .demo import default_cache_dir, run_demo
-from .errors import DaskTablesError
+from .errors import DaskTablesError, at_node
 from .info import format_table, inspect_file, to_json
 
 __all__ = ["main", "node_stats"]
@@ -175,7 +175,7 @@ def _run_stats(args: argparse.Namespace) -> int:
     x = from_tables(_files(args.file), args.node, chunks=args.chunks, field=args.field)
     if x.dtype.kind not in "biuf":
         hint = " (a table: choose a column with --field)" if x.dtype.names else ""
-        raise TypeError(f"{args.file}: node {args.node} holds {x.dtype}, not numbers{hint}")
+        raise TypeError(f"{at_node(args.file, args.node)} holds {x.dtype}, not numbers{hint}")
     with _profiling(args.scheduler) if args.profile else contextlib.nullcontext() as profile:
         result = node_stats(x, args.scheduler, progress=True)
     width = max(map(len, result))

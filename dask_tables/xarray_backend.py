@@ -36,6 +36,7 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from .array.source import TablesSource
+from .errors import at_node
 from .hdf5.dimscales import scale_dims
 from .hdf5.fields import take_field
 from .hdf5.pickles import refusing_pickles
@@ -384,7 +385,9 @@ class TablesBackendEntrypoint(BackendEntrypoint):
             groups = _survey(path, top, allow_pickles)
             chosen = [g for g in groups if g.path == top]
             if not chosen:
-                raise TypeError(f"{path}: node {top} is neither a group nor a Table; open its group instead")
+                raise TypeError(
+                    f"{at_node(path, top)} is neither a group nor a Table; open its group instead"
+                )
             return _dataset(
                 path, chosen[0], _phony_names(groups), _drop_set(drop_variables), direct, allow_pickles
             )

@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import tables
 
+from ..errors import at_node
 from ..hdf5.fields import take_field
 
 __all__ = ["ColumnSpec", "FrameLayout", "leaf_columns"]
@@ -100,14 +101,14 @@ def _decode(values: np.ndarray, path: str, node: str, column: str, first_row: in
                     err.object,
                     err.start,
                     err.end,
-                    f"{path}: node {node}: column {column!r}, row {first_row + row}: {value!r} "
+                    f"{at_node(path, node)}: column {column!r}, row {first_row + row}: {value!r} "
                     "is not UTF-8; read with encoding=None to get bytes",
                 ) from None
         raise  # pragma: no cover - np.strings.decode failed on valid UTF-8
 
 
 def _spec(table: tables.Table, path: str, dtype: np.dtype, encoding: str | None) -> ColumnSpec:
-    where = f"{table._v_file.filename}: node {table._v_pathname}"
+    where = at_node(table._v_file.filename, table._v_pathname)
     if dtype.subdtype is not None:
         raise ValueError(
             f"{where}: column {path!r} has cells of shape {dtype.shape}, which a data frame cannot "
@@ -169,7 +170,7 @@ class FrameLayout:
         encoding: str | None = "utf-8",
     ) -> FrameLayout:
         """The layout of ``table`` for ``columns`` (default: all) and ``index``."""
-        where = f"{table._v_file.filename}: node {table._v_pathname}"
+        where = at_node(table._v_file.filename, table._v_pathname)
         leaves = dict(leaf_columns(table.dtype))
         wanted = list(leaves) if columns is None else _expand(columns, leaves, where)
         if index is not None:

@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover - another PyTables
     _table__where_indexed = None
 
 from ..array.source import TablesSource
+from ..errors import at_node
 from ..hdf5.fields import take_field
 
 __all__ = ["Condition", "enum_names_to_values", "read_matching"]
@@ -95,7 +96,7 @@ class Condition:
             variable, is not boolean, or uses an unsupported operation;
             the message names the file and node.
         """
-        where = f"{table._v_file.filename}: node {table._v_pathname}"
+        where = at_node(table._v_file.filename, table._v_pathname)
         if not isinstance(text, str):
             raise TypeError(f"{where}: where={text!r} must be a PyTables condition string")
         own = {

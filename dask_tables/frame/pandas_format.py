@@ -43,7 +43,7 @@ import pandas as pd
 import tables
 
 from ..array.source import TablesSource
-from ..errors import REBUILD_FRAME, NotHDF5FileError, change_advice
+from ..errors import REBUILD_FRAME, NotHDF5FileError, at_node, change_advice
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
@@ -149,7 +149,7 @@ class PandasTableReader:
             frame = frame.set_index(self.index)
         if self.sorted_index and not frame.index.is_monotonic_increasing:
             raise ValueError(
-                f"{path}: node {self.key}: the index is not sorted in rows {start}..{stop - 1}, though the "
+                f"{at_node(path, self.key)}: the index is not sorted in rows {start}..{stop - 1}, though the "
                 "rows sampled when the frame was built were: read with sorted_index=False"
             )
         if self.selected is not None:
@@ -237,7 +237,7 @@ def _describe(
             storer = store.get_storer(key)
         if not storer.is_table:
             raise ValueError(
-                f"{path}: node {key} was written by pandas in the 'fixed' format, which has no rows "
+                f"{at_node(path, key)} was written by pandas in the 'fixed' format, which has no rows "
                 "to partition; read it with pandas.read_hdf, or write it with format='table'"
             )
         table = storer.table
@@ -248,7 +248,7 @@ def _describe(
         name = stored.name if series else None
         if series and (columns is not None or index is not None):
             raise ValueError(
-                f"{path}: node {key} holds a pandas Series (name {name!r}), which has no columns: "
+                f"{at_node(path, key)} holds a pandas Series (name {name!r}), which has no columns: "
                 "leave out columns= and index="
             )
         translated = None
@@ -270,7 +270,7 @@ def _refused_pickle_explained(path: str, key: str, allow_pickles: bool) -> Itera
         if allow_pickles:
             raise
         raise ValueError(
-            f"{path}: node {key}: pandas needs an attribute of this table that holds a pickled object "
+            f"{at_node(path, key)}: pandas needs an attribute of this table that holds a pickled object "
             f"dask_tables refuses to unpickle (such as a dateutil or pytz time zone) ({err}); pass "
             "allow_pickles=True if you trust the file"
         ) from None
@@ -291,7 +291,7 @@ def _invalid_where_explained(path: str, key: str, where: str) -> Iterator[None]:
         NotImplementedError,
     ) as err:
         kind = type(err) if isinstance(err, (SyntaxError, NameError, TypeError)) else ValueError
-        raise kind(f"{path}: node {key}: invalid pandas where {where!r}: {err}") from None
+        raise kind(f"{at_node(path, key)}: invalid pandas where {where!r}: {err}") from None
 
 
 def _sampled_labels(
@@ -332,7 +332,7 @@ def _divisions(
     if divisions is None and sorted_index:
         what = "the index" if index is None else f"the index column {index!r}"
         raise ValueError(
-            f"{paths[0]}: node {key}: sorted_index=True, but the values of {what} sampled when the frame "
+            f"{at_node(paths[0], key)}: sorted_index=True, but the values of {what} sampled when the frame "
             f"was built give no divisions: {reason}"
         )
     return divisions
@@ -361,7 +361,7 @@ def read_pandas_table(
     reader = _reader(paths, fingerprints, key, described, columns, where, index, direct, allow_pickles)
     meta = _meta(reader, paths[0], key, columns, index)
     first = described[0]
-    low, high = row_window(start, stop, sum(d.rows for d in described), f"{paths[0]}: node {key}")
+    low, high = row_window(start, stop, sum(d.rows for d in described), at_node(paths[0], key))
     rows = partition_rows(chunksize, first.chunk_rows, first.row_nbytes)
     parts = plan_partitions([d.rows for d in described], rows, low, high)
     divisions = _divisions(paths, key, parts, index, first.series, sorted_index, allow_pickles)
@@ -449,5 +449,5 @@ def _meta(
         return reader.select(0, 0, 0)
     except KeyError as err:
         raise KeyError(
-            f"{path}: node {key}: unknown column in columns={columns!r} or index={index!r}: {err}"
+            f"{at_node(path, key)}: unknown column in columns={columns!r} or index={index!r}: {err}"
         ) from None
