@@ -58,25 +58,6 @@ intersphinx_timeout = 10  # seconds per site, fetched in parallel; then the loca
 
 # Every reference must resolve: sphinx-build -W fails on a broken one.
 nitpicky = True
-# Pending: references in docstrings of modules that other branches are
-# rewriting (array/, frame/, write/, filters/): type phrases numpydoc does not
-# parse ("a list of them", "(name, params)", "str -> int") and names that no
-# longer exist.  Delete this list when they are fixed; the nitpicky build then
-# checks every reference.
-nitpick_ignore = [
-    ("py:class", "a list"),  # array/core.py:190, frame/core.py:231 "str, os.PathLike, or a list of them"
-    ("py:class", "them"),
-    ("py:class", "(str"),  # frame/conditions.py:59-63 "tuple of (str, str)"
-    ("py:class", "str)"),
-    ("py:class", "numpy.ndarray)"),
-    ("py:class", "type)"),
-    ("py:class", "(name"),  # array/direct.py:56
-    ("py:class", "params)"),
-    ("py:class", "node -> array"),  # write/store.py:298 "dict of node -> array, or a data frame"
-    ("py:class", "a data frame"),
-    ("py:class", "str -> int"),  # write/store.py:356
-    ("py:exc", "All"),  # write/store.py:385, a sentence in "Raises"
-]
 
 # autodoc names a type hint's class where it is defined (tables.leaf.Leaf);
 # the projects document it under its public name (tables.Leaf).  A class's

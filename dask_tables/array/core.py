@@ -189,7 +189,7 @@ def from_tables(
 
     Parameters
     ----------
-    path : str, os.PathLike, or a list of them
+    path : str, os.PathLike or list
         An HDF5 file, a glob pattern (``"runs/*.h5"``), or a list of files.
         Several files are concatenated along axis 0, in the order given
         (a glob's matches in sorted order); no dask block spans two files.
@@ -248,7 +248,11 @@ def from_tables(
     ------
     FileNotFoundError
         A file is missing, or a glob matches nothing.
-    IsADirectoryError, dask_tables.NotHDF5FileError
+    IsADirectoryError
+        A path is a directory, or not an HDF5 file; with ``validate=True``,
+        a file crashed or hung the probe (the first such file; the message
+        names the others).
+    dask_tables.NotHDF5FileError
         A path is a directory, or not an HDF5 file; with ``validate=True``,
         a file crashed or hung the probe (the first such file; the message
         names the others).

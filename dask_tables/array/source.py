@@ -230,7 +230,11 @@ class TablesSource:
 
         Raises
         ------
-        FileNotFoundError, IsADirectoryError, NotHDF5FileError
+        FileNotFoundError
+            ``path`` is missing, a directory, not HDF5, or damaged.
+        IsADirectoryError
+            ``path`` is missing, a directory, not HDF5, or damaged.
+        NotHDF5FileError
             ``path`` is missing, a directory, not HDF5, or damaged.
         tables.NoSuchNodeError
             ``node`` is not in the file.

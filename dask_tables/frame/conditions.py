@@ -60,12 +60,14 @@ class Condition:
     ----------
     text : str
         The condition, e.g. ``"(energy > 10.5) & (time < t0)"``.
-    columns : tuple of (str, str)
-        Variable name -> column path, for the variables that are columns.
-    values : tuple of (str, numpy.ndarray)
-        Variable name -> value, for the other variables.
-    types : tuple of (str, type)
-        Variable name -> numexpr type, to compile the condition again.
+    columns : tuple
+        ``(variable name, column path)`` pairs, for the variables that are
+        columns.
+    values : tuple
+        ``(variable name, numpy.ndarray)`` pairs, for the other variables.
+    types : tuple
+        ``(variable name, numexpr type)`` pairs, to compile the condition
+        again.
     indexed : bool
         PyTables would answer the condition from a column index.
 
@@ -91,7 +93,19 @@ class Condition:
 
         Raises
         ------
-        SyntaxError, NameError, TypeError, ValueError
+        SyntaxError
+            The condition does not parse, names an unknown column or
+            variable, is not boolean, or uses an unsupported operation;
+            the message names the file and node.
+        NameError
+            The condition does not parse, names an unknown column or
+            variable, is not boolean, or uses an unsupported operation;
+            the message names the file and node.
+        TypeError
+            The condition does not parse, names an unknown column or
+            variable, is not boolean, or uses an unsupported operation;
+            the message names the file and node.
+        ValueError
             The condition does not parse, names an unknown column or
             variable, is not boolean, or uses an unsupported operation;
             the message names the file and node.

@@ -173,7 +173,7 @@ def read_table(
 
     Parameters
     ----------
-    path : str, os.PathLike, or a list of them
+    path : str, os.PathLike or list
         An HDF5 file, a glob pattern (``"runs/*.h5"``, sorted), or a list of
         files; each file gives its own partitions, in order.
     node : str
@@ -231,7 +231,11 @@ def read_table(
 
     Raises
     ------
-    FileNotFoundError, IsADirectoryError, dask_tables.NotHDF5FileError
+    FileNotFoundError
+        A file is missing, a directory, not HDF5, or damaged.
+    IsADirectoryError
+        A file is missing, a directory, not HDF5, or damaged.
+    dask_tables.NotHDF5FileError
         A file is missing, a directory, not HDF5, or damaged.
     tables.NoSuchNodeError
         ``node`` is not in a file.
@@ -246,7 +250,9 @@ def read_table(
         ``columns``/``index`` for a pandas Series.
     IndexError
         ``start`` or ``stop`` out of range.
-    SyntaxError, NameError
+    SyntaxError
+        An invalid ``where`` condition, or an unknown variable in it.
+    NameError
         An invalid ``where`` condition, or an unknown variable in it.
 
     Examples

@@ -46,8 +46,8 @@ class StoredNode:
     stored : numpy.dtype
         One element as stored: the record of a table, or the atom's base
         dtype, in the file's byte order.
-    filters : tuple of (name, params)
-        The HDF5 filter pipeline in write order, read by filter id
+    filters : tuple
+        The HDF5 filter pipeline in write order, ``(name, params)`` pairs, read by filter id
         (:func:`dask_tables.filters.stored.stored_filters`).
     cell_shape : tuple of int
         Shape of an atom with a shape (``Int32Atom(shape=(2,))``), else ``()``.

@@ -322,8 +322,8 @@ def to_tables(
 
     Parameters
     ----------
-    x : dask.array.Array, numpy.ndarray, dict of node -> array, or a data frame
-        What to write.  A dict writes several nodes of ``path`` from one
+    x : dask.array.Array, numpy.ndarray, dict, dask.dataframe.DataFrame or pandas.DataFrame
+        What to write.  A dict (node name -> array) writes several nodes of ``path`` from one
         graph, with one final step (``node`` must then be ``None``).  A
         dask or pandas DataFrame or Series is written as a table.
     path : str or os.PathLike
@@ -380,8 +380,8 @@ def to_tables(
         Frames, ``format="pandas"``: add the rows to the existing table
         ``node``, whose schema the frame must match (else ``ValueError``
         naming the column).  Also all or nothing.
-    min_itemsize : dict of str -> int, optional
-        Frames: the stored size in bytes of string columns (a column name,
+    min_itemsize : dict, optional
+        Frames: column name -> the stored size in bytes of string columns (a column name,
         ``"index"``, or ``"values"`` for every string column that is not a
         data column); by default the longest string of any partition.
         A size smaller than a column's longest string raises ``ValueError``
@@ -400,19 +400,27 @@ def to_tables(
         ``node`` exists and ``overwrite`` is false.
     dask_tables.RegionMismatchError
         ``region`` does not fit the node, or the dtype does not.
-    dask_tables.NotHDF5FileError, IsADirectoryError, FileNotFoundError
+    dask_tables.NotHDF5FileError
+        ``path`` is not an HDF5 file, or its folder is missing.
+    IsADirectoryError
+        ``path`` is not an HDF5 file, or its folder is missing.
+    FileNotFoundError
         ``path`` is not an HDF5 file, or its folder is missing.
     tables.NoSuchNodeError
         ``region`` names a missing node, or a parent group is missing and
         ``createparents`` is false.
-    TypeError, ValueError
+    TypeError
+        ``x`` is not an array, has a dtype PyTables cannot store, or a bad
+        node name or chunk shape.
+    ValueError
         ``x`` is not an array, has a dtype PyTables cannot store, or a bad
         node name or chunk shape.
 
-    All of them before any task runs, and with the file untouched.
-
     Notes
     -----
+    Each of these errors is raised before any task runs, with the file
+    untouched.
+
     A failure in any task (an exception, a killed worker, a full disk)
     leaves the target file as it was: the blocks are staged in a hidden
     folder next to it (``.<name>.dask-tables-<token>``), which is removed
