@@ -13,7 +13,14 @@ from __future__ import annotations
 import numpy as np
 import tables
 
-from ..filters import DecodeError, UnsupportedFilterError, filter_class, hdf5_can_apply, stored_filters
+from ..filters import (
+    DecodeError,
+    UnsupportedFilterError,
+    filter_class,
+    hdf5_can_apply,
+    stored_filters,
+    stored_node,
+)
 from ..hdf5.calls import file_dtype
 from ..hdf5.storednode import StoredNode, hdf5_reads_as
 from ..hdf5.storedtypes import stored_as_read
@@ -46,7 +53,7 @@ def direct_storage(leaf: tables.Leaf) -> StoredNode | None:
     """
     if leaf.chunkshape is None:
         return None
-    storage = StoredNode.of(leaf, stored_filters(leaf))
+    storage = stored_node(leaf)
     if storage.memory is not None:
         return _records_laid_out_otherwise(leaf, storage)
     if leaf.byteorder not in ("little", "big", "irrelevant"):
@@ -148,7 +155,7 @@ def direct_read_reason(leaf: tables.Leaf) -> str | None:
     if undecoded is not None:
         return undecoded
     try:
-        chunk_decoder(StoredNode.of(leaf, stored_filters(leaf)))
+        chunk_decoder(stored_node(leaf))
     except UnsupportedFilterError as err:
         return str(err)
     if leaf.byteorder not in ("little", "big", "irrelevant"):

@@ -35,7 +35,7 @@ from .base import (
 )
 from .checksum import fletcher32
 from .pipeline import FilterPipeline, encoding_pipeline, filter_pipeline
-from .stored import StoredFilter, hdf5_can_apply, stored_filters
+from .stored import StoredFilter, hdf5_can_apply, stored_filters, stored_node
 
 __all__ = [
     "FILTERS",
@@ -51,4 +51,5 @@ __all__ = [
     "fletcher32",
     "hdf5_can_apply",
     "stored_filters",
+    "stored_node",
 ]

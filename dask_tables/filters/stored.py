@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..hdf5 import calls
+from ..hdf5.storednode import StoredNode
 from .base import FILTERS
 
-__all__ = ["StoredFilter", "hdf5_can_apply", "stored_filters"]
+__all__ = ["StoredFilter", "hdf5_can_apply", "stored_filters", "stored_node"]
 
 # Filters HDF5 defines that have no class here (they are read through HDF5's pipeline):
 # their names, for messages.
@@ -120,3 +121,23 @@ def hdf5_can_apply(filter_id: int) -> bool:
     """
     lib = calls.library()
     return lib is not None and filter_id >= 0 and lib.H5Zfilter_avail(filter_id) > 0
+
+
+def stored_node(leaf: Any) -> StoredNode:
+    """How ``leaf`` is stored, its filters read by id; a contiguous node has none.
+
+    The one place that pairs :class:`~dask_tables.hdf5.storednode.StoredNode`
+    with the filters HDF5 reports: the reader's verdict and the writer's
+    plan both describe a node through it.  Call it with the file open and
+    the registry lock held.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("stored.h5", "w") as f:
+    ...     x = f.create_carray("/", "x", obj=np.arange(4.0), chunkshape=(2,),
+    ...                         filters=tables.Filters(complevel=1, complib="zlib"))
+    ...     stored_node(x).filters
+    (('shuffle', (8,)), ('deflate', (1,)))
+    """
+    return StoredNode.of(leaf, stored_filters(leaf) if leaf.chunkshape is not None else ())

@@ -27,7 +27,7 @@ import numpy as np
 import tables
 
 from ..errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError, at_node
-from ..filters import UnsupportedEncoderError, encoding_pipeline, stored_filters
+from ..filters import UnsupportedEncoderError, encoding_pipeline, stored_node
 from ..hdf5.calls import file_dtype
 from ..hdf5.fingerprint import modes_open_here, same_file
 from ..hdf5.storednode import StoredNode, hdf5_reads_as
@@ -318,11 +318,6 @@ def _align_chunks(x: da.Array, chunkshape: tuple[int, ...], node: str) -> da.Arr
         stacklevel=4,
     )
     return x.rechunk(tuple(new))
-
-
-def stored_node(leaf: tables.Leaf) -> StoredNode:
-    """How ``leaf`` is stored, its filters read by id (call with the file open and the lock held)."""
-    return StoredNode.of(leaf, stored_filters(leaf) if leaf.chunkshape is not None else ())
 
 
 def check_built(leaf: tables.Leaf, write: NodeWrite, path: str) -> None:

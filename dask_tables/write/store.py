@@ -60,6 +60,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from ..errors import FileChangedError, RegionMismatchError, WriteInterruptedError
+from ..filters import stored_node
 from ..hdf5.fingerprint import same_file
 from ..registry import get_lock, synchronized_close_file, synchronized_file, synchronized_open_file
 from .locks import write_lock
@@ -83,7 +84,6 @@ from .plan import (
     inherited_options,
     plan_new_node,
     plan_region,
-    stored_node,
 )
 from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
 
