@@ -30,6 +30,7 @@ import pandas as pd
 import tables
 
 from ..registry import get_lock
+from .strings import fixed_utf8
 
 __all__ = [
     "FieldKey",
@@ -102,15 +103,32 @@ def block_key(table: tables.Table, name: str) -> FieldKey:
 
 
 def pandas_records(part: pd.DataFrame | pd.Series, data_columns: Sequence[str] | bool | None) -> Records:
-    """The records pandas writes for ``part`` (``HDFStore.append(format="table")``), by pandas itself.
+    """The records pandas writes for ``part`` (``HDFStore.append(format="table")``), as pandas writes them.
+
+    Text columns with no missing value are encoded here, outside every lock
+    and without pandas' per-value loop (:func:`dask_tables.write.strings.fixed_utf8`);
+    pandas converts the rest itself, on an in-memory HDF5 file.
 
     Examples
     --------
     >>> part = pd.DataFrame({"a": [1, 2], "s": ["x", "yz"]})
     >>> rec = pandas_records(part, ["s"])
-    >>> rec.records.dtype.names, rec.fields[("a",)], rec.string_sizes()
-    (('index', 'values_block_0', 's'), 'values_block_0', {'s': 2})
+    >>> rec.fields[("a",)], rec.string_sizes()
+    ('values_block_0', {'s': 2})
+    >>> rec.records[rec.fields["s"]]
+    array([b'x', b'yz'], dtype='|S2')
     """
+    text, rest = _text_columns(part, data_columns)
+    converted = _converted_by_pandas(rest, data_columns)
+    if not text:
+        return converted
+    return _with_text(converted, text)
+
+
+def _converted_by_pandas(
+    part: pd.DataFrame | pd.Series, data_columns: Sequence[str] | bool | None
+) -> Records:
+    """pandas' own records for ``part``: appended to an in-memory HDF5 file (with the lock held), read back."""
     name = f"dask-tables-frame-{uuid.uuid4().hex}.h5"
     with (
         get_lock(),
@@ -128,6 +146,72 @@ def pandas_records(part: pd.DataFrame | pd.Series, data_columns: Sequence[str] |
         if k not in nan_reps and records[n].dtype.base.kind == "S" and (records[n] == b"nan").any()
     )
     return Records(records, fields, nan_reps, literals)
+
+
+def _text_blocks(part: pd.DataFrame, data_columns: Sequence[str] | bool | None) -> list[list[Any]]:
+    """The columns pandas stores as one field each: a data column, or a block of the others.
+
+    As pandas groups them (``Table._get_blocks_and_items``): the non-data
+    columns by the frame's blocks, each data column alone.  Only the groups
+    that may hold text (object or string dtype) are returned.
+    """
+    columns = list(part.columns)
+    chosen = set(columns) if data_columns is True else set(data_columns or ())
+    others = [c for c in columns if c not in chosen]
+    # pandas' grouping of the non-data columns: the consolidated frame's blocks (Table._create_axes)
+    manager = part._consolidate().reindex(columns=others)._mgr
+    groups = [list(manager.items.take(block.mgr_locs)) for block in manager.blocks]
+    groups += [[c] for c in columns if c in chosen]
+    return [
+        g
+        for g in groups
+        if all(part[c].dtype == object or isinstance(part[c].dtype, pd.StringDtype) for c in g)
+    ]
+
+
+def _text_columns(
+    part: pd.DataFrame | pd.Series, data_columns: Sequence[str] | bool | None
+) -> tuple[list[tuple[FieldKey, np.ndarray]], pd.DataFrame | pd.Series]:
+    """The text fields encoded here (key, ``(rows,)`` or ``(rows, k)`` bytes), and the frame left to pandas."""
+    if not isinstance(part, pd.DataFrame) or not part.columns.is_unique or not len(part):
+        return [], part
+    if not all(isinstance(c, str) for c in part.columns):
+        return [], part
+    chosen = set(part.columns) if data_columns is True else set(data_columns or ())
+    text: list[tuple[FieldKey, np.ndarray]] = []
+    taken: list[Any] = []
+    for group in _text_blocks(part, data_columns):
+        encoded = [fixed_utf8(part[c]) for c in group]
+        if any(e is None for e in encoded):
+            continue  # a missing value, or not text: pandas converts the whole group
+        if len(group) == 1 and group[0] in chosen:
+            text.append((group[0], encoded[0]))
+        else:
+            width = max(e.dtype.itemsize for e in encoded)
+            text.append((tuple(group), np.stack([e.astype(f"S{width}") for e in encoded], axis=1)))
+        taken.extend(group)
+    if not taken or len(taken) == len(part.columns):
+        return [], part  # nothing to take, or nothing left for pandas (which writes the index)
+    return text, part.drop(columns=taken)
+
+
+def _with_text(converted: Records, text: Sequence[tuple[FieldKey, np.ndarray]]) -> Records:
+    """``converted``'s records with the text fields added (named ``text_<i>``)."""
+    names = [f"text_{i}" for i in range(len(text))]
+    base = converted.records.dtype
+    dtype = np.dtype(
+        [(n, base.fields[n][0]) for n in base.names]
+        + [(name, values.dtype, values.shape[1:]) for name, (_, values) in zip(names, text, strict=True)]
+    )
+    records = np.empty(len(converted.records), dtype)
+    for n in base.names:
+        records[n] = converted.records[n]
+    for name, (_, values) in zip(names, text, strict=True):
+        records[name] = values
+    fields = dict(converted.fields)
+    fields.update({key: name for name, (key, _) in zip(names, text, strict=True)})
+    literals = {key for key, values in text if (values == b"nan").any()}
+    return Records(records, fields, converted.nan_reps, converted.nan_literals | literals)
 
 
 def _string_values(values: pd.Series, column: str) -> np.ndarray:
