@@ -305,3 +305,38 @@ def test_tables_format_without_the_index_and_its_refusals(tmp_path):
         dask_tables.to_tables(frame(6)[["obj"]], tmp_path / "ours.h5", "/u", format="tables")
     with pytest.raises(ValueError, match="format="):
         dask_tables.to_tables(df, tmp_path / "ours.h5", "/u", format="parquet")
+
+
+def _index_nodes(path: Path) -> dict[str, tuple[object, dict[str, object]]]:
+    """Every node of the frame's indexes group: its values (leaves) and attributes."""
+    found = {}
+    with tables.open_file(path) as h5:
+        for node in h5.walk_nodes("/df/_i_table"):
+            attrs = {k: repr(node._v_attrs[k]) for k in node._v_attrs._v_attrnames}
+            found[node._v_pathname] = (node.read() if isinstance(node, tables.Leaf) else None, attrs)
+    return found
+
+
+@pytest.mark.parametrize("rows", [40, 45_000])
+def test_the_indexes_are_the_ones_pandas_appends_make(tmp_path, rows):
+    """pandas appending the frame partition by partition (as dd.to_hdf does) writes the same index arrays."""
+    whole = frame(rows, index="datetime").drop(columns=["obj"])
+    whole["text"] = pd.array([f"t{r % 977}" for r in range(rows)][::-1], dtype="str")
+    df = dd.from_pandas(whole, npartitions=3)
+    dask_tables.to_tables(df, tmp_path / "ours.h5", "/df", data_columns=["i", "text"])
+    with pd.HDFStore(tmp_path / "pandas.h5", mode="w") as store:
+        for part in df.partitions:
+            store.append("df", part.compute(), format="table", data_columns=["i", "text"])
+    ours, theirs = _index_nodes(tmp_path / "ours.h5"), _index_nodes(tmp_path / "pandas.h5")
+    assert ours.keys() == theirs.keys() and {"/df/_i_table/index", "/df/_i_table/text"} <= ours.keys()
+    for name, (values, attrs) in theirs.items():
+        assert attrs == ours[name][1], name
+        assert (values is None and ours[name][0] is None) or np.array_equal(values, ours[name][0]), name
+    with tables.open_file(tmp_path / "ours.h5") as h5:
+        table = h5.root.df.table
+        assert {c for c, on in table.colindexed.items() if on} == {"index", "i", "text"}
+        assert table.will_query_use_indexing("i < 5") == frozenset({"i"})
+    picked = pd.read_hdf(tmp_path / "ours.h5", "df", where="text == 't5' & i > 0")
+    pd.testing.assert_frame_equal(
+        picked, pd.read_hdf(tmp_path / "pandas.h5", "df", where="text == 't5' & i > 0"), check_freq=False
+    )

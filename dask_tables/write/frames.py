@@ -20,12 +20,14 @@ adds what a frame needs before its rows are chunks of a table.  One graph:
 4. **Encode** (one task per partition, reading only the staged records):
    records widened to the final dtype, cut into HDF5 chunks and encoded with
    no lock held (:func:`dask_tables.write.staging.block_pieces`) into a sidecar.
+   **Indexes** (one task, for a new pandas table, at the same time): the
+   PyTables indexes pandas makes (index and data columns), built from the
+   staged records in a side file (:mod:`dask_tables.write.indexes`).
 5. **Commit** (one task): the array writer's final step
    (:func:`dask_tables.write.store._commit_into_existing`): the node is built
-   under a temporary name and moved into place (a new file is built whole
-   in the work folder, then ``os.replace``-d); an append grows the table in
-   place.  PyTables indexes are made on the index and data columns, as
-   pandas makes them.
+   under a temporary name, with the indexes copied beside its table, and
+   moved into place (a new file is built whole in the work folder, then
+   ``os.replace``-d); an append grows the table in place and reindexes it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from ..registry import get_lock, synchronized_file
+from .indexes import build_indexes, copy_indexes
 from .locks import write_lock
 from .plan import (
     NodeWrite,
@@ -456,15 +459,35 @@ def _encode_part(plan: FramePlan, schema: FrameSchema, info: PartInfo, work: str
     return sidecar
 
 
+def _build_indexes(plan: FramePlan, schema: FrameSchema, infos: list[PartInfo], work: str) -> str | None:
+    """Task: the PyTables indexes of a new pandas table, built in a side file beside the encode tasks."""
+    if not schema.indexed or schema.spec is None or plan.existing is not None:
+        return None
+    if not os.path.isdir(work):
+        raise FileNotFoundError(f"{plan.path}: the work folder {work} is gone (the write was abandoned)")
+    columns = [
+        (key, name) for name in schema.indexed for key, field in schema.target.items() if field == name
+    ]
+    parts = [(i.file, i.fields) for i in sorted(infos, key=lambda i: i.number) if i.rows]
+    table_path = plan.node.rstrip("/") + "/table"  # its final path: the indexes' titles name it
+    return build_indexes(os.path.join(work, "indexes.h5"), table_path, schema.spec.dtype, columns, parts)
+
+
 def _fill_table(table: tables.Table, spec: NodeWrite, sidecars: Sequence[str]) -> None:
     for sidecar in sidecars:
         write_pieces(table, read_sidecar(sidecar, spec.dtype))
 
 
 def _make_pandas_node(
-    schema: FrameSchema, sidecars: Sequence[str], path: str, h5: tables.File, index: int, name: str
+    schema: FrameSchema,
+    sidecars: Sequence[str],
+    indexes: str | None,
+    path: str,
+    h5: tables.File,
+    index: int,
+    name: str,
 ) -> None:
-    """The pandas frame's group, made at ``/name`` of ``h5``: the template's, with the staged rows."""
+    """The pandas frame's group, made at ``/name`` of ``h5``: the template's, with the staged rows and indexes."""
     spec = dataclasses.replace(schema.spec, kind="table")
     with _memory_store(schema.template) as store:
         group = next(iter(store._handle.root._f_iter_nodes()))
@@ -478,12 +501,18 @@ def _make_pandas_node(
     check_built(table, spec, path)
     _fill_table(table, spec, sidecars)
     table.flush()
-    for column in schema.indexed:
-        table.colinstances[column].create_index()
+    if indexes is not None:
+        copy_indexes(indexes, schema.spec.node.rstrip("/") + "/table", copy)
 
 
 def _make_tables_node(
-    schema: FrameSchema, sidecars: Sequence[str], path: str, h5: tables.File, index: int, name: str
+    schema: FrameSchema,
+    sidecars: Sequence[str],
+    indexes: str | None,
+    path: str,
+    h5: tables.File,
+    index: int,
+    name: str,
 ) -> None:
     table = create_node(h5, "/", name, schema.spec, createparents=False)
     check_built(table, schema.spec, path)
@@ -512,7 +541,7 @@ def _append(plan: FramePlan, schema: FrameSchema, sidecars: Sequence[str]) -> No
                 table.reindex()  # write_chunk bypasses PyTables' index updates
 
 
-def _commit(plan: FramePlan, schema: FrameSchema, staged: list[str | None]) -> None:
+def _commit(plan: FramePlan, schema: FrameSchema, staged: list[str | None], indexes: str | None) -> None:
     """Task: the one step that changes the target file."""
     from .store import _commit_into_existing
 
@@ -528,13 +557,15 @@ def _commit(plan: FramePlan, schema: FrameSchema, staged: list[str | None]) -> N
         if plan.new_file:
             built = dataclasses.replace(wplan, path=wplan.temp_file)
             with get_lock():  # only this task knows the work file: no other writer's lock needed
-                _commit_into_existing(built, functools.partial(maker, schema, sidecars, built.path), {})
+                _commit_into_existing(
+                    built, functools.partial(maker, schema, sidecars, indexes, built.path), {}
+                )
             with write_lock(plan.path, os.path.dirname(plan.path)):
                 if not os.path.lexists(plan.path):
                     os.replace(wplan.temp_file, plan.path)
                     return
         with write_lock(plan.path, os.path.dirname(plan.path)):
-            _commit_into_existing(wplan, functools.partial(maker, schema, sidecars, plan.path), {})
+            _commit_into_existing(wplan, functools.partial(maker, schema, sidecars, indexes, plan.path), {})
     finally:
         shutil.rmtree(plan.work, ignore_errors=True)
 
@@ -691,11 +722,12 @@ def _existing_data_columns(existing: ExistingTable) -> tuple[str, ...] | None:
 
 
 def _graph(plan: FramePlan, df: dd.DataFrame | dd.Series) -> Delayed:
-    """prepare -> records per partition -> schema -> encode per partition -> commit."""
+    """prepare -> records per partition -> schema -> encode per partition, and indexes -> commit."""
     parts = df.to_delayed()
     token = plan.token
     prepare_key = f"to-tables-frame-prepare-{token}"
     schema_key = f"to-tables-frame-schema-{token}"
+    indexes_key = f"to-tables-frame-indexes-{token}"
     commit_key = f"to-tables-frame-{token}"
     layer: dict[Any, Any] = {prepare_key: (_prepare, plan)}
     infos, encoded = [], []
@@ -707,6 +739,7 @@ def _graph(plan: FramePlan, df: dd.DataFrame | dd.Series) -> Delayed:
         layer[encode_key] = (_encode_part, plan, schema_key, info_key, prepare_key)
         encoded.append(encode_key)
     layer[schema_key] = (_schema, plan, infos)
-    layer[commit_key] = (_commit, plan, schema_key, encoded)
+    layer[indexes_key] = (_build_indexes, plan, schema_key, infos, prepare_key)
+    layer[commit_key] = (_commit, plan, schema_key, encoded, indexes_key)
     graph = HighLevelGraph.from_collections(commit_key, layer, dependencies=parts)
     return Delayed(commit_key, graph)
