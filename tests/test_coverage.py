@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import run_python
+from helpers import pytables_read, run_python
 from numpy.testing import assert_array_equal
 
 h5py = pytest.importorskip("h5py")
@@ -382,8 +382,14 @@ def frame_columns(records, prefix=""):
 
 
 def same_frame(got, records, rows, index=None, columns=None):
-    """``got`` (a frame's columns) equals ``records[rows]``, with row numbers (or ``index``) as index."""
-    want = frame_columns(records[rows])
+    """``got`` (a frame's columns) equals ``records[rows]``, with row numbers (or ``index``) as index.
+
+    ``records`` is h5py's records, or a dict of columns named as the frame's.
+    """
+    if isinstance(records, dict):
+        want = {name: values[rows] for name, values in records.items()}
+    else:
+        want = frame_columns(records[rows])
     assert_array_equal(got["index"], np.flatnonzero(rows) if index is None else want[index])
     names = [c for c in want if c != index] if columns is None else columns
     assert sorted(got) == sorted(["index", *names])
@@ -476,3 +482,127 @@ def test_read_table_of_pytables_nested_type_with_gaps(tmp_path):
     same_frame(got["where"], data, (data["float"] >= 0) & (data["float"] < 1))
     same_frame(got["columns"], data, data["float"] == 0, columns=["compound/double"])
     same_frame(got["index"], data, np.ones(len(data), bool), index="float")
+
+
+# Fixed-size strings as h5py writes numpy's S: null-padded (PyTables writes them null-terminated).
+# Full-width strings (no null at all), empty ones, an embedded null, trailing spaces.
+STRINGS = np.array([b"abcd", b"ab", b"", b"a\x00c", b"wxyz", b"ab  ", b"\xc3\xa9t\xc3"[:3]] * 43, dtype="S4")
+STRING_FILTERS = {
+    "zstd": lambda: hdf5plugin.Zstd(),
+    "lz4": lambda: hdf5plugin.LZ4(),
+    "blosc": lambda: hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE),
+    "gzip": lambda: {"compression": "gzip", "shuffle": True},  # PyTables reads it too
+}
+
+
+def string_records(n):
+    rows = np.zeros(n, [("i", "<i4"), ("s", "S4"), ("x", "<f8")])
+    rows["i"], rows["s"], rows["x"] = np.arange(n), STRINGS[:n], np.arange(n) / 4
+    return rows
+
+
+def write_padded_strings(path, pad=None):
+    """``STRINGS`` and ``string_records`` under each of ``STRING_FILTERS``, as h5py writes them.
+
+    ``pad`` (an ``h5py.h5t.STR_*``) writes the arrays with that padding
+    instead of h5py's own, through h5py's low-level API.
+    """
+    with h5py.File(path, "w") as f:
+        for name, kwargs in STRING_FILTERS.items():
+            if pad is None:
+                f.create_dataset(f"a_{name}", data=STRINGS, chunks=(50,), **kwargs())
+                f.create_dataset(f"m_{name}", data=STRINGS[:300].reshape(30, 10), chunks=(7, 4), **kwargs())
+                f.create_dataset(f"t_{name}", data=string_records(len(STRINGS)), chunks=(64,), **kwargs())
+                continue
+            string = h5py.h5t.C_S1.copy()
+            string.set_size(4)
+            string.set_strpad(pad)
+            dcpl = f.create_dataset(
+                "probe", shape=(1,), dtype="S4", chunks=(1,), **kwargs()
+            ).id.get_create_plist()
+            del f["probe"]
+            dcpl.set_chunk((50,))
+            space = h5py.h5s.create_simple(STRINGS.shape)
+            dataset = h5py.h5d.create(f.id, f"a_{name}".encode(), string, space, dcpl=dcpl)
+            dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, STRINGS, mtype=string)
+    with h5py.File(path) as f:
+        return {"/" + name: f[name][...] for name in f}
+
+
+def test_null_padded_strings_are_what_h5py_writes_and_pytables_reads_as_stored(tmp_path):
+    """The premise: h5py writes S as NULLPAD, and PyTables reads them byte for byte (full width too)."""
+    path = tmp_path / "strings.h5"
+    expected = write_padded_strings(path)
+    with h5py.File(path) as f:
+        assert f["a_gzip"].id.get_type().get_strpad() == h5py.h5t.STR_NULLPAD
+        assert f["t_gzip"].id.get_type().get_member_type(1).get_strpad() == h5py.h5t.STR_NULLPAD
+    assert_array_equal(pytables_read(path, "/a_gzip"), expected["/a_gzip"])
+    assert_array_equal(pytables_read(path, "/t_gzip", field="s"), expected["/t_gzip"]["s"])
+    assert pytables_read(path, "/a_gzip")[0] == b"abcd"
+
+
+def test_null_padded_strings_with_plugin_filters_read_directly_as_h5py_reads_them(tmp_path):
+    path = tmp_path / "strings.h5"
+    expected = write_padded_strings(path)
+    got, direct = read_in_child(tmp_path, path, list(expected))
+    for node, want in expected.items():
+        same_records(got[node], want)
+        assert direct[node], f"{node}: not read on the direct path"
+
+
+def test_read_table_of_null_padded_strings_with_plugin_filters(tmp_path):
+    path = tmp_path / "strings.h5"
+    expected = write_padded_strings(path)
+    cases = {}
+    for name in STRING_FILTERS:
+        cases[name] = (f"t_{name}", {"chunksize": 128}, None)
+        cases[f"{name}-bytes"] = (f"t_{name}", {"where": "i % 7 != 2", "encoding": None}, ["s", "x"])
+        cases[f"{name}-where"] = (f"t_{name}", {"where": "(x > 3) & (i < 250)", "columns": ["s"]}, None)
+    got, _ = read_frames_in_child(tmp_path, path, cases)
+    for name in STRING_FILTERS:
+        data = expected[f"/t_{name}"]
+        text = np.array([s.decode("utf-8") for s in data["s"]], dtype=object)
+        every = np.ones(len(data), bool)
+        same_frame(got[name], {**frame_columns(data), "s": text}, every)
+        same_frame(got[f"{name}-bytes"], data, data["i"] % 7 != 2, columns=["s", "x"])
+        matches = (data["x"] > 3) & (data["i"] < 250)
+        same_frame(got[f"{name}-where"], {"s": text}, matches, columns=["s"])
+        assert got[name]["s"][0] == "abcd" and got[f"{name}-bytes"]["s"][0] == b"abcd"
+
+
+def test_space_padded_strings_stay_off_the_direct_path_with_the_reason(tmp_path):
+    """PyTables reads their spaces, h5py strips them: never read directly; where PyTables can, it reads them."""
+    import tables
+
+    from dask_tables.array.verdict import direct_read_reason
+
+    path = tmp_path / "spaces.h5"
+    expected = write_padded_strings(path, pad=h5py.h5t.STR_SPACEPAD)
+    assert expected["/a_gzip"][5] == b"ab"  # h5py strips the spaces
+    with tables.open_file(path) as f:
+        for node in expected:
+            assert "space-padded strings" in direct_read_reason(f.get_node(node)), node
+    done = run_python(
+        f"""
+        import numpy as np
+        import dask_tables
+        for node in {list(expected)!r}:
+            try:
+                got = dask_tables.from_tables({str(path)!r}, node).compute(scheduler="threads")
+                np.save({str(tmp_path)!r} + node + ".npy", got)
+                print(node, "read")
+            except dask_tables.MissingFilterError as err:
+                print(node, "refused", "space-padded" in str(err) and node in str(err))
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    assert outcome == {
+        "/a_zstd": "refused True",
+        "/a_lz4": "refused True",
+        "/a_blosc": "read",  # PyTables' own Blosc (id 32001)
+        "/a_gzip": "read",
+    }
+    for node in ("/a_blosc", "/a_gzip"):
+        assert_array_equal(np.load(str(tmp_path) + node + ".npy"), pytables_read(path, node))
