@@ -7,6 +7,12 @@ hdf5plugin's compiled filters); a filter nobody decodes raises
 :class:`~dask_tables.MissingFilterError` naming it by id and name.  Each
 file is read in a child process with a timeout: a crash must not kill pytest.
 Each filter's chunks, whole and damaged, are checked in ``test_codecs.py``.
+
+Records laid out otherwise in the file (gaps, padding, both byte orders),
+whose PyTables reads may corrupt memory, read through ``from_tables`` and
+``read_table`` (``where``, ``columns``, ``index``, never-written chunks) as
+h5py reads them.  Fixed-size strings as h5py writes them (null-padded) read
+directly under any filter; space-padded ones are refused with the reason.
 """
 
 from __future__ import annotations
@@ -606,3 +612,27 @@ def test_space_padded_strings_stay_off_the_direct_path_with_the_reason(tmp_path)
     }
     for node in ("/a_blosc", "/a_gzip"):
         assert_array_equal(np.load(str(tmp_path) + node + ".npy"), pytables_read(path, node))
+
+
+def test_pytables_never_answers_which_gapped_rows_match(tmp_path):
+    """Where an indexed query has no chunk map, PyTables' row numbers are asked only of packed tables."""
+    import tables
+
+    path = tmp_path / "gaps.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("gapped", data=gapped_records(300), chunks=(100,))
+    with tables.open_file(path, "a") as f:
+        f.create_table("/", "packed", obj=np.arange(300, dtype="<i2").view([("a", "<i2")]), chunkshape=(100,))
+    done = run_python(
+        f"""
+        import tables
+        from dask_tables.frame.conditions import Condition, _rows_answered
+        with tables.open_file({str(path)!r}) as f:
+            for table in (f.root.gapped, f.root.packed):
+                rows = _rows_answered(Condition.of(table, "a > 250"), table, 0, 300)
+                print(table.name, None if rows is None else len(rows))
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["gapped", "None", "packed", "49"]
