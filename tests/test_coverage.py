@@ -7,15 +7,22 @@ hdf5plugin's compiled filters); a filter nobody decodes raises
 :class:`~dask_tables.MissingFilterError` naming it by id and name.  Each
 file is read in a child process with a timeout: a crash must not kill pytest.
 Each filter's chunks, whole and damaged, are checked in ``test_codecs.py``.
+
+Records laid out otherwise in the file (gaps, padding, both byte orders),
+whose PyTables reads may corrupt memory, read through ``from_tables`` and
+``read_table`` (``where``, ``columns``, ``index``, never-written chunks) as
+h5py reads them.  Fixed-size strings as h5py writes them (null-padded) read
+directly under any filter; space-padded ones are refused with the reason.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
-from helpers import run_python
+from helpers import pytables_read, run_python
 from numpy.testing import assert_array_equal
 
 h5py = pytest.importorskip("h5py")
@@ -323,3 +330,309 @@ def test_a_packed_table_with_a_plugin_filter_reads_directly(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-2:] == ["0", "10"]
     same_records(np.load(tmp_path / "t.npy"), data)
+
+
+# read_table of gapped records: every read in a child process (PyTables' own reads of such
+# records corrupt the heap: glibc aborts).  Each case is read with the frame's column names as
+# keys ("case|column"), its index as "case|index", and compared with h5py's read filtered by numpy.
+FRAME_CHILD = """
+import json, sys
+import numpy as np
+import dask_tables
+
+path, out, cases = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+read, divisions = {}, {}
+for name, (node, kwargs, project) in cases.items():
+    df = dask_tables.read_table(path, node, **kwargs)
+    if project:
+        df = df[project]
+    divisions[name] = df.known_divisions
+    frame = df.compute(scheduler="threads", num_workers=2)
+    read[name + "|index"] = frame.index.to_numpy()
+    for column in frame.columns:
+        read[name + "|" + column] = frame[column].to_numpy()
+np.savez(out, **read)
+print(json.dumps(divisions))
+"""
+
+
+def read_frames_in_child(tmp_path, path, cases):
+    """``read_table(path, node, **kwargs)[project].compute()`` of each case, in a child process."""
+    script = tmp_path / "frame_child.py"
+    script.write_text(FRAME_CHILD)
+    out = tmp_path / "frames.npz"
+    done = run_python(
+        f"import runpy, sys; sys.argv = ['x', {str(path)!r}, {str(out)!r}, {json.dumps(cases)!r}]; "
+        f"runpy.run_path({str(script)!r}, run_name='__main__')",
+        timeout=300,
+    )
+    assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
+    divisions = json.loads(done.stdout.strip().splitlines()[-1])
+    frames = {}
+    with np.load(out, allow_pickle=True) as data:
+        for key in data.files:
+            case, column = key.split("|", 1)
+            frames.setdefault(case, {})[column] = data[key]
+    return frames, divisions
+
+
+def frame_columns(records, prefix=""):
+    """h5py's records as read_table names their columns: ``{"n/x": values, ...}``."""
+    columns = {}
+    for name in records.dtype.names:
+        if records.dtype[name].names:
+            columns.update(frame_columns(records[name], f"{prefix}{name}/"))
+        else:
+            columns[prefix + name] = records[name]
+    return columns
+
+
+def same_frame(got, records, rows, index=None, columns=None):
+    """``got`` (a frame's columns) equals ``records[rows]``, with row numbers (or ``index``) as index.
+
+    ``records`` is h5py's records, or a dict of columns named as the frame's.
+    """
+    if isinstance(records, dict):
+        want = {name: values[rows] for name, values in records.items()}
+    else:
+        want = frame_columns(records[rows])
+    assert_array_equal(got["index"], np.flatnonzero(rows) if index is None else want[index])
+    names = [c for c in want if c != index] if columns is None else columns
+    assert sorted(got) == sorted(["index", *names])
+    for name in names:
+        assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def write_gapped_tables(path, data):
+    """``data`` (GAPPED records) as h5py writes them: chunked, zlib, Zstd, contiguous, sparse."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("chunked", data=data, chunks=(100,))
+        f.create_dataset("zlib", data=data, chunks=(100,), compression="gzip", shuffle=True)
+        f.create_dataset("zstd", data=data, chunks=(64,), **hdf5plugin.Zstd())
+        f.create_dataset("contiguous", data=data)
+        # chunks 2..6 never written: HDF5 reads them as the fill value
+        sparse = f.create_dataset("sparse", shape=data.shape, dtype=GAPPED, chunks=(100,))
+        sparse[:150], sparse[700:] = data[:150], data[700:]
+    with h5py.File(path) as f:
+        return {name: f[name][...] for name in f}
+
+
+def test_read_table_where_on_gapped_records_never_reads_through_pytables(tmp_path):
+    path = tmp_path / "gaps.h5"
+    expected = write_gapped_tables(path, gapped_records(1001))
+    cases = {}
+    for node in expected:
+        cases[f"{node}-where"] = (node, {"where": "(b > 0) & (c < 100)", "chunksize": 300}, None)
+        cases[f"{node}-condvars"] = (
+            node,
+            {"where": "(a > lim) | (b < -lim / 400)", "condvars": {"lim": 900}},
+            None,
+        )
+        cases[f"{node}-columns"] = (
+            node,
+            {"where": "a > 500", "columns": ["n/y", "c"], "chunksize": 200},
+            None,
+        )
+        cases[f"{node}-project"] = (node, {"where": "b < 0", "chunksize": 300}, ["b", "n/x"])
+        cases[f"{node}-index"] = (node, {"index": "a", "where": "c > 20", "chunksize": 300}, None)
+        if node != "zstd":  # PyTables' HDF5 lacks Zstd: direct=False cannot read it
+            cases[f"{node}-pipeline"] = (node, {"where": "(b > 0) & (c < 100)", "direct": False}, None)
+    cases["contiguous-sorted"] = ("contiguous", {"index": "a", "chunksize": 300, "sorted_index": True}, None)
+    got, divisions = read_frames_in_child(tmp_path, path, cases)
+    for node, data in expected.items():
+        b, c = data["b"], data["c"]
+        same_frame(got[f"{node}-where"], data, (b > 0) & (c < 100))
+        same_frame(got[f"{node}-condvars"], data, (data["a"] > 900) | (b < -900 / 400))
+        same_frame(got[f"{node}-columns"], data, data["a"] > 500, columns=["n/y", "c"])
+        same_frame(got[f"{node}-project"], data, b < 0, columns=["b", "n/x"])
+        same_frame(got[f"{node}-index"], data, c > 20, index="a")
+        if node != "zstd":
+            same_frame(got[f"{node}-pipeline"], data, (b > 0) & (c < 100))
+        # the index column "a" rises over rows, except in the never-written chunks (zeros)
+        assert divisions[f"{node}-index"] == (node != "sparse"), node
+    same_frame(got["contiguous-sorted"], expected["contiguous"], np.ones(1001, bool), index="a")
+
+
+def test_an_indexed_column_of_gapped_records_answers_where(tmp_path):
+    """PyTables indexes a column of such a table; its chunk map is used, its row reads never."""
+    import tables
+
+    path = tmp_path / "gaps.h5"
+    data = gapped_records(1001)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("t", data=data, chunks=(100,))
+    with tables.open_file(path, "a") as f:
+        f.root.t.cols.a.create_csindex()
+    cases = {"indexed": ("t", {"where": "(a > 500) & (a < 560)", "chunksize": 300}, None)}
+    got, _ = read_frames_in_child(tmp_path, path, cases)
+    same_frame(got["indexed"], data, (data["a"] > 500) & (data["a"] < 560))
+
+
+def test_read_table_of_pytables_nested_type_with_gaps(tmp_path):
+    """PyTables' own test file, whose PyTables read aborts the process: read_table reads it as h5py does."""
+    import tables
+
+    path = os.path.join(os.path.dirname(tables.__file__), "tests", "nested-type-with-gaps.h5")
+    if not os.path.exists(path):
+        pytest.skip("PyTables' test files are not installed")
+    with h5py.File(path) as f:
+        data = f["nestedtype"][...]
+    cases = {
+        "all": ("/nestedtype", {}, None),
+        "where": ("/nestedtype", {"where": "(float >= 0) & (float < 1)", "chunksize": 10}, None),
+        "columns": ("/nestedtype", {"where": "float == 0", "columns": ["compound/double"]}, None),
+        "index": ("/nestedtype", {"index": "float", "chunksize": 10}, None),
+    }
+    got, _ = read_frames_in_child(tmp_path, path, cases)
+    same_frame(got["all"], data, np.ones(len(data), bool))
+    same_frame(got["where"], data, (data["float"] >= 0) & (data["float"] < 1))
+    same_frame(got["columns"], data, data["float"] == 0, columns=["compound/double"])
+    same_frame(got["index"], data, np.ones(len(data), bool), index="float")
+
+
+# Fixed-size strings as h5py writes numpy's S: null-padded (PyTables writes them null-terminated).
+# Full-width strings (no null at all), empty ones, an embedded null, trailing spaces.
+STRINGS = np.array([b"abcd", b"ab", b"", b"a\x00c", b"wxyz", b"ab  ", b"\xc3\xa9t\xc3"[:3]] * 43, dtype="S4")
+STRING_FILTERS = {
+    "zstd": lambda: hdf5plugin.Zstd(),
+    "lz4": lambda: hdf5plugin.LZ4(),
+    "blosc": lambda: hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE),
+    "gzip": lambda: {"compression": "gzip", "shuffle": True},  # PyTables reads it too
+}
+
+
+def string_records(n):
+    rows = np.zeros(n, [("i", "<i4"), ("s", "S4"), ("x", "<f8")])
+    rows["i"], rows["s"], rows["x"] = np.arange(n), STRINGS[:n], np.arange(n) / 4
+    return rows
+
+
+def write_padded_strings(path, pad=None):
+    """``STRINGS`` and ``string_records`` under each of ``STRING_FILTERS``, as h5py writes them.
+
+    ``pad`` (an ``h5py.h5t.STR_*``) writes the arrays with that padding
+    instead of h5py's own, through h5py's low-level API.
+    """
+    with h5py.File(path, "w") as f:
+        for name, kwargs in STRING_FILTERS.items():
+            if pad is None:
+                f.create_dataset(f"a_{name}", data=STRINGS, chunks=(50,), **kwargs())
+                f.create_dataset(f"m_{name}", data=STRINGS[:300].reshape(30, 10), chunks=(7, 4), **kwargs())
+                f.create_dataset(f"t_{name}", data=string_records(len(STRINGS)), chunks=(64,), **kwargs())
+                continue
+            string = h5py.h5t.C_S1.copy()
+            string.set_size(4)
+            string.set_strpad(pad)
+            dcpl = f.create_dataset(
+                "probe", shape=(1,), dtype="S4", chunks=(1,), **kwargs()
+            ).id.get_create_plist()
+            del f["probe"]
+            dcpl.set_chunk((50,))
+            space = h5py.h5s.create_simple(STRINGS.shape)
+            dataset = h5py.h5d.create(f.id, f"a_{name}".encode(), string, space, dcpl=dcpl)
+            dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, STRINGS, mtype=string)
+    with h5py.File(path) as f:
+        return {"/" + name: f[name][...] for name in f}
+
+
+def test_null_padded_strings_are_what_h5py_writes_and_pytables_reads_as_stored(tmp_path):
+    """The premise: h5py writes S as NULLPAD, and PyTables reads them byte for byte (full width too)."""
+    path = tmp_path / "strings.h5"
+    expected = write_padded_strings(path)
+    with h5py.File(path) as f:
+        assert f["a_gzip"].id.get_type().get_strpad() == h5py.h5t.STR_NULLPAD
+        assert f["t_gzip"].id.get_type().get_member_type(1).get_strpad() == h5py.h5t.STR_NULLPAD
+    assert_array_equal(pytables_read(path, "/a_gzip"), expected["/a_gzip"])
+    assert_array_equal(pytables_read(path, "/t_gzip", field="s"), expected["/t_gzip"]["s"])
+    assert pytables_read(path, "/a_gzip")[0] == b"abcd"
+
+
+def test_null_padded_strings_with_plugin_filters_read_directly_as_h5py_reads_them(tmp_path):
+    path = tmp_path / "strings.h5"
+    expected = write_padded_strings(path)
+    got, direct = read_in_child(tmp_path, path, list(expected))
+    for node, want in expected.items():
+        same_records(got[node], want)
+        assert direct[node], f"{node}: not read on the direct path"
+
+
+def test_read_table_of_null_padded_strings_with_plugin_filters(tmp_path):
+    path = tmp_path / "strings.h5"
+    expected = write_padded_strings(path)
+    cases = {}
+    for name in STRING_FILTERS:
+        cases[name] = (f"t_{name}", {"chunksize": 128}, None)
+        cases[f"{name}-bytes"] = (f"t_{name}", {"where": "i % 7 != 2", "encoding": None}, ["s", "x"])
+        cases[f"{name}-where"] = (f"t_{name}", {"where": "(x > 3) & (i < 250)", "columns": ["s"]}, None)
+    got, _ = read_frames_in_child(tmp_path, path, cases)
+    for name in STRING_FILTERS:
+        data = expected[f"/t_{name}"]
+        text = np.array([s.decode("utf-8") for s in data["s"]], dtype=object)
+        every = np.ones(len(data), bool)
+        same_frame(got[name], {**frame_columns(data), "s": text}, every)
+        same_frame(got[f"{name}-bytes"], data, data["i"] % 7 != 2, columns=["s", "x"])
+        matches = (data["x"] > 3) & (data["i"] < 250)
+        same_frame(got[f"{name}-where"], {"s": text}, matches, columns=["s"])
+        assert got[name]["s"][0] == "abcd" and got[f"{name}-bytes"]["s"][0] == b"abcd"
+
+
+def test_space_padded_strings_stay_off_the_direct_path_with_the_reason(tmp_path):
+    """PyTables reads their spaces, h5py strips them: never read directly; where PyTables can, it reads them."""
+    import tables
+
+    from dask_tables.array.verdict import direct_read_reason
+
+    path = tmp_path / "spaces.h5"
+    expected = write_padded_strings(path, pad=h5py.h5t.STR_SPACEPAD)
+    assert expected["/a_gzip"][5] == b"ab"  # h5py strips the spaces
+    with tables.open_file(path) as f:
+        for node in expected:
+            assert "space-padded strings" in direct_read_reason(f.get_node(node)), node
+    done = run_python(
+        f"""
+        import numpy as np
+        import dask_tables
+        for node in {list(expected)!r}:
+            try:
+                got = dask_tables.from_tables({str(path)!r}, node).compute(scheduler="threads")
+                np.save({str(tmp_path)!r} + node + ".npy", got)
+                print(node, "read")
+            except dask_tables.MissingFilterError as err:
+                print(node, "refused", "space-padded" in str(err) and node in str(err))
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    assert outcome == {
+        "/a_zstd": "refused True",
+        "/a_lz4": "refused True",
+        "/a_blosc": "read",  # PyTables' own Blosc (id 32001)
+        "/a_gzip": "read",
+    }
+    for node in ("/a_blosc", "/a_gzip"):
+        assert_array_equal(np.load(str(tmp_path) + node + ".npy"), pytables_read(path, node))
+
+
+def test_pytables_never_answers_which_gapped_rows_match(tmp_path):
+    """Where an indexed query has no chunk map, PyTables' row numbers are asked only of packed tables."""
+    import tables
+
+    path = tmp_path / "gaps.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("gapped", data=gapped_records(300), chunks=(100,))
+    with tables.open_file(path, "a") as f:
+        f.create_table("/", "packed", obj=np.arange(300, dtype="<i2").view([("a", "<i2")]), chunkshape=(100,))
+    done = run_python(
+        f"""
+        import tables
+        from dask_tables.frame.conditions import Condition, _rows_answered
+        with tables.open_file({str(path)!r}) as f:
+            for table in (f.root.gapped, f.root.packed):
+                rows = _rows_answered(Condition.of(table, "a > 250"), table, 0, 300)
+                print(table.name, None if rows is None else len(rows))
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["gapped", "None", "packed", "49"]

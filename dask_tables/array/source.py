@@ -22,7 +22,7 @@ import tables
 from .. import diagnostics
 from ..errors import MissingFilterError, NotHDF5FileError, at_node
 from ..filters import StoredFilter, filter_class, hdf5_can_apply, stored_filters
-from ..hdf5.calls import file_dtype, read_rows
+from ..hdf5.calls import other_record_layout, read_rows
 from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.pickles import refusing_pickles
@@ -428,8 +428,8 @@ class TablesSource:
     def _read_slab(self, leaf: tables.Leaf, slab: tuple[slice, ...]) -> np.ndarray:
         if isinstance(leaf, tables.Table):
             (rows,) = slab
-            in_file = file_dtype(leaf)
-            if in_file is not None and in_file.newbyteorder("=") != leaf.dtype.newbyteorder("="):
+            in_file = other_record_layout(leaf)
+            if in_file is not None:
                 # records laid out otherwise in the file: PyTables' read may corrupt memory
                 records = read_rows(leaf, range(rows.start, rows.stop, rows.step), in_file)
                 data = take_field(records, self.field) if self.field else repacked(records, leaf.dtype)

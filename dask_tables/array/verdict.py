@@ -61,7 +61,7 @@ def direct_storage(leaf: tables.Leaf) -> StoredNode | None:
     try:
         chunk_decoder(storage)
         if stored_as_read(leaf) is False:
-            return None  # HDF5 converts on read (12-bit integers, padded strings...)
+            return None  # HDF5 converts on read (12-bit integers, space-padded strings...)
         if all(storage.shape) and not _decodes_like_hdf5(leaf, storage):
             return None
     except _REFUSALS:
@@ -162,8 +162,9 @@ def direct_read_reason(leaf: tables.Leaf) -> str | None:
         return "mixed byte order: members of both byte orders in one record"
     if stored_as_read(leaf) is False:
         return (
-            "HDF5 converts on read: the stored type is not numpy's (e.g. 12-bit integers, "
-            "space-padded strings), or partial edge chunks are stored unfiltered"
+            "HDF5 converts on read: the stored type is not numpy's (e.g. 12-bit integers; "
+            "space-padded strings, whose spaces PyTables keeps and h5py strips), "
+            "or partial edge chunks are stored unfiltered"
         )
     try:
         leaf.chunk_info((0,) * len(leaf.shape))

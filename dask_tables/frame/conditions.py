@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - another PyTables
 
 from ..array.source import TablesSource
 from ..errors import at_node
+from ..hdf5.calls import other_record_layout
 from ..hdf5.fields import take_field
 
 __all__ = ["Condition", "enum_names_to_values", "read_matching"]
@@ -199,7 +200,10 @@ def read_matching(
     the registry lock) says which HDF5 chunks to read; the chunks are read
     like any others (decoded outside every lock where the direct path
     applies) and the condition is evaluated on them with no lock held.
-    Where the map is not available, PyTables answers which rows match.
+    Where the map is not available, PyTables answers which rows match
+    (except for records the file lays out otherwise than PyTables, with
+    gaps, padding or mixed byte order, whose PyTables reads may corrupt
+    memory: every chunk is then read and evaluated in kernel).
 
     Examples
     --------
@@ -215,10 +219,11 @@ def read_matching(
     if condition.indexed:
         chunk_map = source.with_leaf(lambda table: condition.chunk_map(table, start, stop))
         if chunk_map is None:
-            rows = source.with_leaf(lambda table: np.asarray(condition.rows(table, start, stop), np.int64))
-            first = int(rows[0]) if len(rows) else start
-            last = int(rows[-1]) + 1 if len(rows) else start
-            return source[first:last][rows - first], rows
+            rows = source.with_leaf(lambda table: _rows_answered(condition, table, start, stop))
+            if rows is not None:
+                first = int(rows[0]) if len(rows) else start
+                last = int(rows[-1]) + 1 if len(rows) else start
+                return source[first:last][rows - first], rows
     chunk_rows = source.chunkshape[0] if source.chunkshape else max(1, stop - start)
     records, rows = [source[0:0]], [np.zeros(0, np.int64)]
     for run_start, run_stop in _row_runs(start, stop, chunk_rows, chunk_map):
@@ -227,6 +232,19 @@ def read_matching(
         records.append(block[matches])
         rows.append(np.flatnonzero(matches) + run_start)
     return np.concatenate(records), np.concatenate(rows)
+
+
+def _rows_answered(condition: Condition, table: tables.Table, start: int, stop: int) -> np.ndarray | None:
+    """PyTables' numbers of the matching rows in ``[start, stop)``; ``None`` where it must not read ``table``.
+
+    PyTables' query reads rows with its own read, which may corrupt memory
+    on records the file lays out otherwise (gaps, padding, mixed byte
+    order): those are evaluated in kernel over every chunk instead,
+    decoded directly.  (Its chunk map reads only the index: it is used.)
+    """
+    if other_record_layout(table) is not None:
+        return None
+    return np.asarray(condition.rows(table, start, stop), np.int64)
 
 
 def or_of_ands(text: str) -> bool:

@@ -18,6 +18,10 @@ import numpy as np
 import pandas as pd
 from dask.utils import parse_bytes
 
+from ..errors import MissingFilterError
+from ..hdf5.calls import other_record_layout, read_rows
+from ..hdf5.fields import take_field
+
 __all__ = [
     "RowRange",
     "divisions_or_reason",
@@ -193,12 +197,43 @@ def sample_values(source: Any, field: str, parts: Sequence[RowRange]) -> list[np
     """Evenly spaced values of ``field`` in each of ``parts`` (all of one file), in one open.
 
     ``source`` is a :class:`~dask_tables.TablesSource` of the file's table.
+    PyTables reads them (``read_coordinates``), except where it must not or
+    cannot: records the file lays out otherwise than PyTables (gaps,
+    padding, mixed byte order), whose PyTables read may corrupt memory, are
+    read in the file's own layout, or decoded directly; a filter PyTables'
+    HDF5 lacks is decoded directly where the source can.
     """
+    if source.storage is not None and source.storage.memory is not None:
+        return [_sampled_directly(source, field, part) for part in parts]
 
     def read(table: Any) -> list[np.ndarray]:
+        in_file = other_record_layout(table)
+        if in_file is not None:
+            return [
+                np.concatenate([take_field(read_rows(table, range(r, r + 1), in_file), field) for r in rows])
+                for rows in (sample_rows(part).tolist() for part in parts)
+            ]
         return [np.asarray(table.read_coordinates(sample_rows(part), field=field)) for part in parts]
 
-    return source.with_leaf(read)
+    try:
+        return source.with_leaf(read)
+    except MissingFilterError:
+        if source.storage is None:
+            raise
+        return [_sampled_directly(source, field, part) for part in parts]
+
+
+def _sampled_directly(source: Any, field: str, part: RowRange) -> np.ndarray:
+    """The :func:`sample_rows` values of ``field`` in ``part``, each HDF5 chunk holding them decoded once."""
+    rows = sample_rows(part)
+    chunk_rows = source.chunkshape[0] if source.chunkshape else part.stop - part.start
+    values = []
+    for number in np.unique(rows // chunk_rows).tolist():
+        first = max(part.start, number * chunk_rows)
+        last = min(part.stop, (number + 1) * chunk_rows)
+        mine = rows[(rows >= first) & (rows < last)]
+        values.append(np.asarray(take_field(source[first:last], field))[mine - first])
+    return np.concatenate(values)
 
 
 def sample_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRange]) -> list[np.ndarray]:

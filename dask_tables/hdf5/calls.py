@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["copy_object", "file_dtype", "library", "read_rows"]
+__all__ = ["copy_object", "file_dtype", "library", "other_record_layout", "read_rows"]
 
 _HID = ctypes.c_int64
 _SIZE = ctypes.c_size_t
@@ -149,6 +149,33 @@ def file_dtype(leaf: Any) -> np.dtype | None:
         return _dtype(lib, type_id)
     finally:
         lib.H5Tclose(type_id)
+
+
+def other_record_layout(leaf: Any) -> np.dtype | None:
+    """The file's record type of table ``leaf``, where it is not the packed record PyTables reads.
+
+    Gaps between members, padding, members of both byte orders (files
+    written by h5py with an offsets dtype, PyTables' own
+    ``nested-type-with-gaps.h5``): PyTables' reads of such a table
+    (``read``, ``read_where``, ``read_coordinates``...) may corrupt memory,
+    so read its rows with :func:`read_rows` in this type instead.  ``None``
+    where the file stores PyTables' record (in some byte order), for a
+    node that is not a table, or where :func:`file_dtype` cannot tell.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     other_record_layout(f.create_table("/", "t", obj=np.zeros(3, "i4,f8"), byteorder="big"))
+    """
+    import tables
+
+    if not isinstance(leaf, tables.Table):
+        return None
+    in_file = file_dtype(leaf)
+    if in_file is None or in_file.newbyteorder("=") == leaf.dtype.newbyteorder("="):
+        return None
+    return in_file
 
 
 def _dtype(lib: Any, type_id: int) -> np.dtype | None:

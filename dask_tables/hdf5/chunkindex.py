@@ -51,6 +51,7 @@ from dask.utils import parse_bytes
 from .. import diagnostics
 from ..errors import at_node
 from ..registry import get_lock, synchronized_file
+from .calls import other_record_layout, read_rows
 from .fingerprint import Fingerprint, check_unchanged, same_file
 from .storedtypes import _loaded_libhdf5
 
@@ -309,7 +310,9 @@ def _fill_value(leaf: tables.Leaf, grid: tuple[int, ...], keys: np.ndarray | Non
 
     An array's atom carries HDF5's fill value (PyTables reads it into
     ``atom.dflt``).  A table's is not exposed: read one record of the first
-    never-written chunk through HDF5 (every such chunk holds the same).
+    never-written chunk through HDF5 (every such chunk holds the same), in
+    the file's own record layout where PyTables' is another (PyTables'
+    read of such records may corrupt memory: :func:`other_record_layout`).
     """
     if keys is None:
         return None
@@ -319,6 +322,9 @@ def _fill_value(leaf: tables.Leaf, grid: tuple[int, ...], keys: np.ndarray | Non
     present[keys] = True
     missing = int(np.argmin(present))
     row = missing * int(leaf.chunkshape[0])
+    in_file = other_record_layout(leaf)
+    if in_file is not None:
+        return read_rows(leaf, range(row, row + 1), in_file).reshape(())
     return leaf.read(row, row + 1).reshape(())
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import tables
 
-from .calls import file_dtype
+from .calls import other_record_layout
 from .fields import same_values
 
 __all__ = ["StoredNode", "hdf5_reads_as"]
@@ -88,8 +88,8 @@ class StoredNode:
         pipeline = tuple((str(f.name), tuple(int(p) for p in f.params)) for f in filters)
         if isinstance(leaf, tables.Table):
             stored, cell_shape = leaf.dtype, ()
-            in_file = file_dtype(leaf)
-            if in_file is not None and in_file.newbyteorder("=") != leaf.dtype.newbyteorder("="):
+            in_file = other_record_layout(leaf)
+            if in_file is not None:
                 memory = np.dtype(leaf.dtype).newbyteorder("=")
                 return cls(shape, chunkshape, in_file, pipeline, (), memory)
         else:

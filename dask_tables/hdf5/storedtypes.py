@@ -1,11 +1,17 @@
 """Are a dataset's chunks stored exactly as numpy reads them?  Ask PyTables' own HDF5 library.
 
 HDF5 converts a stored type into the memory type PyTables asks for: a 12-bit
-integer is sign-extended, a space-padded string has its padding rewritten.
-The direct path copies stored bytes as they are, so it must only read
-datasets whose stored type *is* a plain numpy type: full-precision integers
-and IEEE floats, null-terminated strings, and compounds, enums and arrays of
-those.
+integer is sign-extended.  The direct path copies stored bytes as they are,
+so it must only read datasets whose stored type *is* a plain numpy type:
+full-precision integers and IEEE floats, fixed-size strings padded with
+nulls, and compounds, enums and arrays of those.
+
+Fixed-size strings: PyTables writes them null-terminated (``NULLTERM``),
+h5py null-padded (``NULLPAD``, numpy's own ``S`` layout).  Both store the
+bytes numpy's ``S`` holds, and PyTables reads either as stored (a string
+that fills the whole width keeps its last byte: measured, PyTables 3.11);
+so does h5py for ``NULLPAD``.  A space-padded string (``SPACEPAD``) stays
+off the direct path: PyTables reads its spaces, h5py strips them.
 
 PyTables does not expose a dataset's stored type, so this module calls
 ``H5Dget_type`` and friends through :mod:`ctypes` on the very HDF5 library
@@ -27,7 +33,8 @@ import tables
 __all__ = ["stored_as_read"]
 
 _INTEGER, _FLOAT, _STRING, _BITFIELD, _COMPOUND, _ENUM, _ARRAY = 0, 1, 3, 4, 6, 8, 10
-_STR_NULLTERM = 0
+# string paddings whose stored bytes are numpy's S (SPACEPAD, 2, is not)
+_STR_NULLTERM, _STR_NULLPAD = 0, 1
 # (sign, exponent position, exponent size, mantissa position, mantissa size) of IEEE floats by size
 _IEEE_FIELDS = {2: (15, 10, 5, 0, 10), 4: (31, 23, 8, 0, 23), 8: (63, 52, 11, 0, 52)}
 
@@ -97,7 +104,7 @@ def _plain(lib: Any, type_id: int) -> bool:
             and tuple(f.value for f in fields) == _IEEE_FIELDS.get(size)
         )
     if kind == _STRING:
-        return lib.H5Tget_strpad(type_id) == _STR_NULLTERM
+        return lib.H5Tget_strpad(type_id) in (_STR_NULLTERM, _STR_NULLPAD)
     if kind in (_ENUM, _ARRAY):
         return _with(lib, lib.H5Tget_super(type_id), _plain)
     if kind == _COMPOUND:
