@@ -65,6 +65,7 @@ nitpicky = True
 _PUBLIC_NAMES = {
     "Path": "pathlib.Path",
     "tables.leaf.Leaf": "tables.Leaf",
+    "tables.group.Group": "tables.Group",
     "tables.table.Table": "tables.Table",
     "tables.file.File": "tables.File",
     "dask.array.core.Array": "dask.array.Array",

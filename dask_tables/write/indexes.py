@@ -55,12 +55,13 @@ def build_indexes(
         title names it).
     dtype : numpy.dtype
         The final table's record dtype.
-    columns : sequence of (FieldKey, str)
-        What each indexed column holds, and its field in ``dtype``, in the
-        order the indexes are made.
-    parts : sequence of (str, dict)
-        Each partition's staged records (an ``.npy`` file) and its fields, in
-        row order: one append each, as pandas appends them.
+    columns : sequence of tuple
+        ``(key, field)``: what each indexed column holds, and its field in
+        ``dtype``, in the order the indexes are made.
+    parts : sequence of tuple
+        ``(file, fields)``: each partition's staged records (an ``.npy``
+        file) and its fields, in row order: one append each, as pandas
+        appends them.
 
     Returns
     -------
