@@ -323,10 +323,11 @@ def test_the_indexes_are_the_ones_pandas_appends_make(tmp_path, rows):
     whole = frame(rows, index="datetime").drop(columns=["obj"])
     whole["text"] = pd.array([f"t{r % 977}" for r in range(rows)][::-1], dtype="str")
     df = dd.from_pandas(whole, npartitions=3)
-    dask_tables.to_tables(df, tmp_path / "ours.h5", "/df", data_columns=["i", "text"])
     with pd.HDFStore(tmp_path / "pandas.h5", mode="w") as store:
         for part in df.partitions:
             store.append("df", part.compute(), format="table", data_columns=["i", "text"])
+        chunkshape = store.get_storer("df").table.chunkshape[0]  # the index records table chunks
+    dask_tables.to_tables(df, tmp_path / "ours.h5", "/df", data_columns=["i", "text"], chunkshape=chunkshape)
     ours, theirs = _index_nodes(tmp_path / "ours.h5"), _index_nodes(tmp_path / "pandas.h5")
     assert ours.keys() == theirs.keys() and {"/df/_i_table/index", "/df/_i_table/text"} <= ours.keys()
     for name, (values, attrs) in theirs.items():
@@ -340,3 +341,35 @@ def test_the_indexes_are_the_ones_pandas_appends_make(tmp_path, rows):
     pd.testing.assert_frame_equal(
         picked, pd.read_hdf(tmp_path / "pandas.h5", "df", where="text == 't5' & i > 0"), check_freq=False
     )
+
+
+def test_indexed_queries_find_the_rows_whatever_the_chunk_shape(tmp_path):
+    """The indexes are built on a side table of the indexed columns alone: its chunks must be the table's.
+
+    A PyTables index records the table chunk of each value: built on a table
+    whose chunks hold other rows, its queries return the wrong rows or raise.
+    """
+    rows = 300_000
+    code = np.arange(rows) % 1000
+    whole = pd.DataFrame(
+        {"i": code, "s": np.array([f"{c:04d}" + "x" * 196 for c in code], dtype=object)},
+        index=pd.date_range("2020-01-01", periods=rows, freq="s", name="time"),
+    )
+    df = dd.from_pandas(whole, npartitions=3)
+    dask_tables.to_tables(df, tmp_path / "a.h5", "/df", data_columns=["i", "s"])
+    wanted = "0010" + "x" * 196
+    where = f"index >= '2020-01-02 10:00' & index < '2020-01-03 11:00' & s == '{wanted}'"
+    inside = (whole.index >= "2020-01-02 10:00") & (whole.index < "2020-01-03 11:00")
+    expected = whole[inside & (whole.s == wanted)]
+    assert len(expected) == 90
+    with tables.open_file(tmp_path / "a.h5") as h5:
+        table = h5.root.df.table
+        assert table.will_query_use_indexing("s == b'x'") == frozenset({"s"})
+        found = table.get_where_list(f"s == b'{wanted}'")  # through the index's chunk map
+        assert np.array_equal(found, np.flatnonzero(whole.s == wanted))
+    for got in (
+        pd.read_hdf(tmp_path / "a.h5", "df", where=where),
+        dask_tables.read_table(tmp_path / "a.h5", "df", where=where).compute(),
+    ):
+        assert got.index.equals(expected.index) and got["i"].tolist() == expected["i"].tolist()
+        assert got["s"].astype(object).tolist() == expected["s"].tolist()

@@ -470,7 +470,8 @@ def _build_indexes(plan: FramePlan, schema: FrameSchema, infos: list[PartInfo], 
     ]
     parts = [(i.file, i.fields) for i in sorted(infos, key=lambda i: i.number) if i.rows]
     table_path = plan.node.rstrip("/") + "/table"  # its final path: the indexes' titles name it
-    return build_indexes(os.path.join(work, "indexes.h5"), table_path, schema.spec.dtype, columns, parts)
+    side = os.path.join(work, "indexes.h5")
+    return build_indexes(side, table_path, schema.spec.dtype, schema.spec.chunkshape, columns, parts)
 
 
 def _fill_table(table: tables.Table, spec: NodeWrite, sidecars: Sequence[str]) -> None:

@@ -11,8 +11,9 @@ take no lock):
 
 1. :func:`build_indexes`: the indexed columns of every partition's staged
    records go into a table of their own, in a side file, with the same path,
-   column dtypes and partitions as the final table, indexed as pandas'
-   appends index them: every index array is the one pandas would write.
+   column dtypes, chunk shape and partitions as the final table, indexed as
+   pandas' appends index them: every index array is the one pandas would
+   write into that table.
 2. :func:`copy_indexes`: the commit copies the indexes group (``_i_<table>``)
    beside the final table.  PyTables knows a column is indexed from that
    group alone, so the table opens indexed.
@@ -41,6 +42,7 @@ def build_indexes(
     path: str,
     table_path: str,
     dtype: np.dtype,
+    chunkshape: tuple[int, ...],
     columns: Sequence[tuple[FieldKey, str]],
     parts: Sequence[tuple[str, dict[FieldKey, str]]],
 ) -> str:
@@ -55,6 +57,11 @@ def build_indexes(
         title names it).
     dtype : numpy.dtype
         The final table's record dtype.
+    chunkshape : tuple of int
+        The final table's chunk shape.  A PyTables index records, for its
+        lighter kinds (all but ``"full"``), the table *chunk* of each value,
+        not its row: built on a table with other chunks, it points to the
+        wrong rows.
     columns : sequence of tuple
         ``(key, field)``: what each indexed column holds, and its field in
         ``dtype``, in the order the indexes are made.
@@ -74,8 +81,8 @@ def build_indexes(
     >>> folder = tempfile.mkdtemp()
     >>> staged = os.path.join(folder, "records-0.npy")
     >>> np.save(staged, np.array([(3, 1.5), (1, 2.5)], [("index", "<i8"), ("v", "<f8")]))
-    >>> side = build_indexes(os.path.join(folder, "idx.h5"), "/df/table",
-    ...     np.dtype([("index", "<i8"), ("v", "<f8")]), [("index", "index")], [(staged, {"index": "index"})])
+    >>> side = build_indexes(os.path.join(folder, "idx.h5"), "/df/table", np.dtype([("index", "<i8"),
+    ...     ("v", "<f8")]), (1024,), [("index", "index")], [(staged, {"index": "index"})])
     >>> with tables.open_file(side) as h5:
     ...     h5.root.df.table.cols.index.is_indexed, int(h5.root.df.table.nrows)
     (True, 2)
@@ -84,7 +91,9 @@ def build_indexes(
     target = {key: field for key, field in columns}
     with get_lock(), synchronized_file(path, "w") as h5:  # every HDF5 call of the task, under the lock
         parent, name = table_path.rsplit("/", 1)
-        table = h5.create_table(parent or "/", name, description=indexed, createparents=True)
+        table = h5.create_table(
+            parent or "/", name, description=indexed, chunkshape=chunkshape, createparents=True
+        )
         for number, (file, fields) in enumerate(parts):
             staged = np.load(file, mmap_mode="r", allow_pickle=False)
             picked = {matching_key(fields, key): fields[matching_key(fields, key)] for key in target}
