@@ -162,7 +162,7 @@ class PandasTableReader:
         """The direct path: records read like any table's (``where``'s in kernel), converted by pandas' code."""
         source = self.tables[number]
         condition = self.conditions[number] if self.conditions else None
-        if condition is None:
+        if condition is None or stop <= start:  # no rows (the meta): no index lookup
             records = source[start:stop]
         else:
             records, _ = read_matching(source, condition, start, stop)
