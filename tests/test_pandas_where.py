@@ -256,3 +256,24 @@ def test_frame_read_benchmark_runs_small_and_reports_ratios(tmp_path):
         assert set(task["read_table"]) == {"vs pd.read_hdf", "vs dd.read_hdf + filter"}
         assert all(seconds > 0 for seconds in task["seconds"].values())
     assert not list(tmp_path.glob("*/*.h5")), "the data file is removed"
+
+
+def test_a_rewritten_file_gets_its_own_chunk_map(tmp_path):
+    """The chunk map the partitions share is the file's as it is now, not as an earlier read found it."""
+    path = tmp_path / "rewritten.h5"
+    rows = 40_000
+
+    def write(first: bool) -> pd.DataFrame:
+        values = np.arange(rows) if first else np.arange(rows)[::-1]  # the matches at the start, then the end
+        frame = pd.DataFrame({"a": values, "b": np.arange(rows) * 0.5})
+        frame.to_hdf(path, key="df", format="table", data_columns=["a"], mode="w")
+        with tables.open_file(path) as h5:
+            assert h5.root.df.table.chunkshape[0] < rows // 2  # the two files' matches in other chunks
+        return frame
+
+    for first in (True, False):
+        frame = write(first)
+        got = read_table(path, "df", where="a < 10", chunksize=5000).compute(scheduler="threads")
+        expected = frame[frame.a < 10]
+        assert len(expected) == 10
+        pd.testing.assert_frame_equal(got, expected)
