@@ -469,9 +469,15 @@ def _build_indexes(plan: FramePlan, schema: FrameSchema, infos: list[PartInfo], 
         (key, name) for name in schema.indexed for key, field in schema.target.items() if field == name
     ]
     parts = [(i.file, i.fields) for i in sorted(infos, key=lambda i: i.number) if i.rows]
-    table_path = plan.node.rstrip("/") + "/table"  # its final path: the indexes' titles name it
     side = os.path.join(work, "indexes.h5")
-    return build_indexes(side, table_path, schema.spec.dtype, schema.spec.chunkshape, columns, parts)
+    return build_indexes(
+        side, _table_path(plan.node), schema.spec.dtype, schema.spec.chunkshape, columns, parts
+    )
+
+
+def _table_path(node: str) -> str:
+    """The final path of a pandas frame's table (the indexes' titles name it)."""
+    return node.rstrip("/") + "/table"
 
 
 def _fill_table(table: tables.Table, spec: NodeWrite, sidecars: Sequence[str]) -> None:
@@ -503,7 +509,7 @@ def _make_pandas_node(
     _fill_table(table, spec, sidecars)
     table.flush()
     if indexes is not None:
-        copy_indexes(indexes, schema.spec.node.rstrip("/") + "/table", copy)
+        copy_indexes(indexes, _table_path(schema.spec.node), copy)
 
 
 def _make_tables_node(
