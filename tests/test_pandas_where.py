@@ -277,3 +277,29 @@ def test_a_rewritten_file_gets_its_own_chunk_map(tmp_path):
         expected = frame[frame.a < 10]
         assert len(expected) == 10
         pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("index", "column"),
+    [
+        (pd.date_range("2021-03-01", periods=30_000, freq="s", tz="Europe/Paris", name="t"), None),
+        (pd.date_range("2021-03-01", periods=30_000, freq="ms", unit="ms"), None),
+        (pd.Index(np.arange(30_000) * 3, name="n"), None),
+        (pd.RangeIndex(30_000), "k"),
+    ],
+    ids=["tz-aware", "ms-unit", "integers", "index-column"],
+)
+def test_sampled_divisions_read_directly_are_the_partitions_first_labels(tmp_path, index, column):
+    """The divisions, sampled on the direct path and converted by pandas' code, are each partition's first label."""
+    path = tmp_path / "sorted.h5"
+    frame = pd.DataFrame({"k": np.arange(30_000) * 2.5, "v": np.arange(30_000) % 7}, index=index)
+    frame.to_hdf(path, key="df", format="table", data_columns=["k"], complib="zlib", complevel=1)
+    df = read_table(path, "df", index=column, chunksize=4000)
+    assert df.known_divisions and df.npartitions > 2
+    labels = frame.index if column is None else pd.Index(frame[column])
+    assert df.divisions[-1] == labels[-1]
+    for number in range(df.npartitions):
+        part = df.get_partition(number).compute()
+        assert part.index[0] == df.divisions[number]
+        assert isinstance(part.index[0], pd.Timestamp) == isinstance(df.divisions[number], pd.Timestamp)
+        assert getattr(df.divisions[number], "tz", None) == getattr(labels[0], "tz", None)
