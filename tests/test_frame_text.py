@@ -46,6 +46,9 @@ def frames() -> dict[str, pd.DataFrame]:
                 "o2": pd.Series(_text("b"), dtype=object),
             }
         ),
+        "a data column named like a text field": pd.DataFrame(
+            base | {"text_0": rows * 2, "s": pd.Series(_text("s"), dtype=object)}
+        ),
         "datetime index": pd.DataFrame(
             base | {"s": pd.array(_text("s"), dtype="str")},
             index=pd.date_range("2020-01-01", periods=N, freq="s", name="time"),
@@ -53,7 +56,7 @@ def frames() -> dict[str, pd.DataFrame]:
     }
 
 
-CASES = [(name, dc) for name in frames() for dc in (None, ["s", "o2", "e", "m"], True)]
+CASES = [(name, dc) for name in frames() for dc in (None, ["s", "o2", "e", "m", "text_0"], True)]
 
 
 def _data_columns(part: pd.DataFrame, dc: list[str] | bool | None) -> list[str] | bool | None:

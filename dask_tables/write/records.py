@@ -197,8 +197,13 @@ def _text_columns(
 
 def _with_text(converted: Records, text: Sequence[tuple[FieldKey, np.ndarray]]) -> Records:
     """``converted``'s records with the text fields added (named ``text_<i>``)."""
-    names = [f"text_{i}" for i in range(len(text))]
     base = converted.records.dtype
+    names = []
+    for i in range(len(text)):
+        name = f"text_{i}"
+        while name in base.names:  # a data column of that name
+            name = f"_{name}"
+        names.append(name)
     dtype = np.dtype(
         [(n, base.fields[n][0]) for n in base.names]
         + [(name, values.dtype, values.shape[1:]) for name, (_, values) in zip(names, text, strict=True)]
