@@ -107,18 +107,23 @@ print(json.dumps(direct))
 """
 
 
-def read_in_child(tmp_path, path, nodes):
-    """``from_tables(...).compute(scheduler="threads")`` of each node in a child process."""
-    script = tmp_path / "read_child.py"
-    script.write_text(READ_CHILD)
-    out = tmp_path / "read.npz"
+def run_child_script(tmp_path, name, source, path, argument):
+    """Run ``source`` as a script in a child process with ``path, out, argument``: its JSON line, and ``out``."""
+    script = tmp_path / f"{name}.py"
+    script.write_text(source)
+    out = tmp_path / f"{name}.npz"
     done = run_python(
-        f"import runpy, sys; sys.argv = ['x', {str(path)!r}, {str(out)!r}, {','.join(nodes)!r}]; "
+        f"import runpy, sys; sys.argv = ['x', {str(path)!r}, {str(out)!r}, {argument!r}]; "
         f"runpy.run_path({str(script)!r}, run_name='__main__')",
         timeout=300,
     )
     assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
-    direct = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1]), out
+
+
+def read_in_child(tmp_path, path, nodes):
+    """``from_tables(...).compute(scheduler="threads")`` of each node in a child process."""
+    direct, out = run_child_script(tmp_path, "read_child", READ_CHILD, path, ",".join(nodes))
     with np.load(out) as data:
         return {"/" + k: data[k] for k in data.files}, direct
 
@@ -358,16 +363,7 @@ print(json.dumps(divisions))
 
 def read_frames_in_child(tmp_path, path, cases):
     """``read_table(path, node, **kwargs)[project].compute()`` of each case, in a child process."""
-    script = tmp_path / "frame_child.py"
-    script.write_text(FRAME_CHILD)
-    out = tmp_path / "frames.npz"
-    done = run_python(
-        f"import runpy, sys; sys.argv = ['x', {str(path)!r}, {str(out)!r}, {json.dumps(cases)!r}]; "
-        f"runpy.run_path({str(script)!r}, run_name='__main__')",
-        timeout=300,
-    )
-    assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
-    divisions = json.loads(done.stdout.strip().splitlines()[-1])
+    divisions, out = run_child_script(tmp_path, "frame_child", FRAME_CHILD, path, json.dumps(cases))
     frames = {}
     with np.load(out, allow_pickle=True) as data:
         for key in data.files:
