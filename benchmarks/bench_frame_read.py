@@ -24,9 +24,16 @@ Every answer is checked against pandas'.  Prints seconds (best of
 ``--repeat``) and each method's speed relative to ``pd.read_hdf`` and to
 ``dd.read_hdf + filter`` (higher is faster).
 
+With ``--baseline CHECKOUT`` (a folder holding another version's
+``dask_tables``, e.g. from ``git worktree add``), ``read_table`` of that
+version and of this one each run every task in a fresh process on the same
+file: the first read (the process's caches empty) and the best of
+``--repeat``, so "no slower than before" is measured, not recalled.
+
 Run: ``python benchmarks/bench_frame_read.py`` (options: ``--rows``,
-``--repeat``, ``--dir``, ``--json``).  Targets (2 cores): scattered 1% at
-least 1x ``pd.read_hdf`` and 2x ``dd.read_hdf + filter``.
+``--repeat``, ``--dir``, ``--json``, ``--baseline``).  Targets (2 cores):
+scattered 1% at least 1x ``pd.read_hdf`` and 2x ``dd.read_hdf + filter``;
+clustered 1% and projection no slower than the baseline.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,6 +52,7 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+from harness import in_child
 
 import dask_tables
 
@@ -100,12 +109,52 @@ def check(got: pd.DataFrame, expected: pd.DataFrame, what: str) -> None:
             raise AssertionError(f"{what}: column {name!r} differs from pandas'")
 
 
+def child(path: str, rows: int, repeat: int) -> None:
+    """In a fresh process: each task's ``read_table``, first read and best of ``repeat`` (prints JSON)."""
+    seconds = {}
+    for task, (where, columns, _) in tasks(rows).items():
+        times = []
+        for _ in range(1 + repeat):
+            start = time.perf_counter()
+            dask_tables.read_table(path, "df", where=where, columns=columns).compute(scheduler="threads")
+            times.append(time.perf_counter() - start)
+        seconds[task] = {"first": times[0], "best": min(times[1:])}
+    print(json.dumps({"dask_tables": dask_tables.__file__, "seconds": seconds}))
+
+
+def against_baseline(path: Path, rows: int, repeat: int, baseline: str) -> dict[str, Any]:
+    """``read_table`` of the ``baseline`` checkout and of this one, each in fresh processes; prints them."""
+    runs = {
+        "baseline": in_child(__file__, path, rows, repeat, timeout=3600, pythonpath=baseline),
+        "this": in_child(__file__, path, rows, repeat, timeout=3600),
+    }
+    for name, run in runs.items():
+        if "error" in run:
+            raise RuntimeError(f"{name} read_table failed: {run['error']}")
+    print(f"  baseline: {runs['baseline']['dask_tables']}")
+    for task in tasks(rows):
+        old, new = runs["baseline"]["seconds"][task], runs["this"]["seconds"][task]
+        print(
+            f"  {task:13s} first read {old['first']:6.3f} -> {new['first']:6.3f} s "
+            f"({old['first'] / new['first']:.2f}x), best {old['best']:6.3f} -> {new['best']:6.3f} s "
+            f"({old['best'] / new['best']:.2f}x)",
+            flush=True,
+        )
+    return runs
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default=None, help="folder for the file (default: a temporary one)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument(
+        "--baseline", default=None, help="a folder holding another version's dask_tables, timed against this"
+    )
     args = parser.parse_args()
     print(
         f"{args.rows:,} rows; dask {dask.__version__}, pandas {pd.__version__}; load {os.getloadavg()[0]:.2f}"
@@ -137,6 +186,9 @@ def main() -> None:
                 f"  {task}: read_table " + ", ".join(f"{r:.2f}x {m}" for m, r in ratios.items()), flush=True
             )
             figures["tasks"][task] = {"seconds": seconds, "read_table": ratios, "rows": len(expected)}
+        if args.baseline:
+            print("read_table, each version in fresh processes (baseline -> this; speed-up):", flush=True)
+            figures["baseline"] = against_baseline(path, args.rows, args.repeat, args.baseline)
         figures["load"] = os.getloadavg()[0]
     scattered = figures["tasks"]["scattered 1%"]["read_table"]
     print(

@@ -53,21 +53,27 @@ def machine() -> dict[str, Any]:
     }
 
 
-def in_child(script: str, *args: Any, timeout: float) -> dict[str, Any]:
+def in_child(script: str, *args: Any, timeout: float, pythonpath: str | None = None) -> dict[str, Any]:
     """Run ``python script --child ARGS...`` and return the JSON object its last line prints.
 
     A fresh process per measurement: no cache, lock or thread pool of one
     method helps the next.  A child that fails gives ``{"error": its last
     line of stderr}``, so one broken anchor does not lose the other figures.
+    ``pythonpath`` puts a folder first on the child's path: another checkout
+    of dask_tables, timed against this one.
 
     >>> "No such file" in in_child("no-such-benchmark.py", timeout=60)["error"]
     True
     """
+    env = None
+    if pythonpath is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([pythonpath, os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
         [sys.executable, script, "--child", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()

@@ -25,6 +25,7 @@ from .errors import (
     MissingFilterError,
     NodeExistsError,
     NotHDF5FileError,
+    RecordLayoutError,
     RegionMismatchError,
     WriteInterruptedError,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "NodeExistsError",
     "NotHDF5FileError",
     "RechunkWarning",
+    "RecordLayoutError",
     "RegionMismatchError",
     "TablesSource",
     "WriteInterruptedError",

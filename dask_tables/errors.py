@@ -12,6 +12,7 @@ __all__ = [
     "MissingFilterError",
     "NodeExistsError",
     "NotHDF5FileError",
+    "RecordLayoutError",
     "RegionMismatchError",
     "WriteInterruptedError",
 ]
@@ -155,6 +156,55 @@ class MissingFilterError(DaskTablesError, ValueError):
 
     def __reduce__(self):
         return (type(self), (self.path, self.node, self.filter_id, self.filter_name, self.why))
+
+
+class RecordLayoutError(DaskTablesError, TypeError):
+    """A table whose stored records neither PyTables nor dask_tables can read safely.
+
+    The file lays its records out otherwise than the record PyTables reads
+    them into (gaps between members, padding, a nested record packed
+    differently), and PyTables' read of such records may corrupt memory
+    and crash the process.  dask_tables reads such tables in the file's own
+    layout, but one member here has a type it cannot describe bit for bit
+    (a space-padded or variable-length string, a reference, a bit field...),
+    so the table is refused rather than read through PyTables.  h5py reads it.
+
+    Parameters
+    ----------
+    path, node : str
+        The file and the table.
+    stored : str
+        The stored record's size (``"24 bytes a record"``).
+    itemsize : int
+        The size of PyTables' record.
+    member : str
+        The member with the type that cannot be described (``"outer/inner"``).
+
+    Attributes
+    ----------
+    reason : str
+        The message without the node's prefix (what ``dask-tables info`` shows).
+
+    Examples
+    --------
+    >>> err = RecordLayoutError("data.h5", "/t", "21 bytes a record", 16, "compound/s")
+    >>> print(err)  # doctest: +NORMALIZE_WHITESPACE
+    data.h5: node /t: the stored records (21 bytes a record) are laid out otherwise than PyTables'
+    (16 bytes), whose read of them may crash the process, and member 'compound/s' has a type
+    dask_tables cannot read in the file's layout; h5py reads this table
+    """
+
+    def __init__(self, path: str, node: str, stored: str, itemsize: int, member: str) -> None:
+        self.path, self.node, self.stored, self.itemsize, self.member = path, node, stored, itemsize, member
+        self.reason = (
+            f"the stored records ({stored}) are laid out otherwise than PyTables' ({itemsize} bytes), "
+            f"whose read of them may crash the process, and member {member!r} has a type dask_tables "
+            "cannot read in the file's layout; h5py reads this table"
+        )
+        super().__init__(f"{at_node(path, node)}: {self.reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.node, self.stored, self.itemsize, self.member))
 
 
 class NodeExistsError(DaskTablesError, FileExistsError):

@@ -20,7 +20,7 @@ from typing import Any
 import tables
 
 from .array.verdict import direct_read_reason
-from .errors import NotHDF5FileError
+from .errors import NotHDF5FileError, RecordLayoutError
 from .filters import stored_filters
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
@@ -101,7 +101,10 @@ def _leaf_info(leaf: tables.Leaf, depth: int) -> NodeInfo:
         "size_on_disk": _size_on_disk(leaf),
     }
     if isinstance(leaf, (tables.Table, tables.Array)):
-        reason = direct_read_reason(leaf)
+        try:
+            reason = direct_read_reason(leaf)
+        except RecordLayoutError as err:  # refused: neither read is safe
+            return NodeInfo(**common, dtype=_record_summary(leaf), reason=err.reason)
         return NodeInfo(
             **common,
             dtype=str(leaf.dtype) if not isinstance(leaf, tables.Table) else _record_summary(leaf),

@@ -632,3 +632,135 @@ def test_pytables_never_answers_which_gapped_rows_match(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["gapped", "None", "packed", "49"]
+
+
+def spacepad(size):
+    """HDF5's fixed-size string of ``size`` bytes, space-padded (a type numpy cannot describe)."""
+    string = h5py.h5t.C_S1.copy()
+    string.set_size(size)
+    string.set_strpad(h5py.h5t.STR_SPACEPAD)
+    return string
+
+
+def write_compound(path, name, hdf5_type, data, chunks):
+    """``data`` stored with ``hdf5_type`` (built by hand: h5py makes no space-padded member)."""
+    with h5py.File(path, "a") as f:
+        plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        plist.set_chunk(chunks)
+        dataset = h5py.h5d.create(
+            f.id, name.encode(), hdf5_type, h5py.h5s.create_simple(data.shape), dcpl=plist
+        )
+        dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=hdf5_type)
+
+
+def write_undescribed_members(path):
+    """``/nested``: PyTables' nested-type-with-gaps with a space-padded string in the inner record
+    (PyTables packs the outer record, not the inner: its read returns garbage, then segfaults);
+    ``/flat``: gaps and a space-padded string, which PyTables reads with the file's offsets."""
+    inner = h5py.h5t.create(h5py.h5t.COMPOUND, 12)
+    inner.insert(b"char", 2, h5py.h5t.STD_I8LE)
+    inner.insert(b"s", 4, spacepad(4))
+    outer = h5py.h5t.create(h5py.h5t.COMPOUND, 21)
+    outer.insert(b"float", 1, h5py.h5t.IEEE_F32LE)
+    outer.insert(b"compound", 7, inner)
+    inner_dtype = np.dtype(
+        {"names": ["char", "s"], "formats": ["i1", "S4"], "offsets": [2, 4], "itemsize": 12}
+    )
+    nested = np.zeros(
+        40,
+        {"names": ["float", "compound"], "formats": ["<f4", inner_dtype], "offsets": [1, 7], "itemsize": 21},
+    )
+    nested["float"], nested["compound"]["char"], nested["compound"]["s"] = (
+        np.arange(40),
+        np.arange(40),
+        b"ab  ",
+    )
+    write_compound(path, "nested", outer, nested, (10,))
+    flat_type = h5py.h5t.create(h5py.h5t.COMPOUND, 24)
+    flat_type.insert(b"a", 0, h5py.h5t.STD_I32LE)
+    flat_type.insert(b"s", 8, spacepad(4))
+    flat_type.insert(b"x", 16, h5py.h5t.IEEE_F64LE)
+    flat = np.zeros(
+        300,
+        {"names": ["a", "s", "x"], "formats": ["<i4", "S4", "<f8"], "offsets": [0, 8, 16], "itemsize": 24},
+    )
+    flat["a"], flat["s"], flat["x"] = np.arange(300), [b"ab  ", b"abcd", b"x   "] * 100, np.arange(300) / 2
+    write_compound(path, "flat", flat_type, flat, (100,))
+
+
+def test_gapped_records_with_a_member_numpy_cannot_describe_are_refused_never_read_by_pytables(tmp_path):
+    """Neither readable in the file's layout nor safely by PyTables: refused, naming the member; never a crash.
+
+    A table whose stored layout PyTables' record matches (``/flat``) still
+    reads, through PyTables, equal to PyTables' own read.
+    """
+    path = tmp_path / "undescribed.h5"
+    write_undescribed_members(path)
+    done = run_python(
+        f"""
+        import numpy as np
+        import dask_tables
+        path = {str(path)!r}
+        for name, read in [
+            ("from_tables", lambda: dask_tables.from_tables(path, "/nested").compute(scheduler="threads")),
+            ("field", lambda: dask_tables.from_tables(path, "/nested", field="float").compute()),
+            ("read_table", lambda: dask_tables.read_table(path, "/nested").compute(scheduler="threads")),
+            ("where", lambda: dask_tables.read_table(path, "/nested", where="float > 3").compute()),
+        ]:
+            try:
+                read()
+                print(name, "read")
+            except dask_tables.RecordLayoutError as err:
+                print(name, "refused", str(err).startswith(path + ": node /nested:"), err.member)
+        np.save({str(tmp_path / "flat.npy")!r}, dask_tables.from_tables(path, "/flat", chunks=64).compute())
+        print("flat", len(dask_tables.read_table(path, "/flat", where="a < 7").compute()))
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
+    refused = "refused True compound/s"
+    assert done.stdout.strip().splitlines() == [
+        f"from_tables {refused}",
+        f"field {refused}",
+        f"read_table {refused}",
+        f"where {refused}",
+        "flat 7",
+    ]
+    assert_array_equal(np.load(tmp_path / "flat.npy"), pytables_read(path, "/flat"))
+
+
+def test_the_layout_compared_is_every_stored_value_s_offset_and_size(tmp_path):
+    """The stored record's byte spans against PyTables' record's: equal for ``/flat``, not for ``/nested``."""
+    import tables
+
+    from dask_tables.hdf5.calls import _stored_layout, dtype_layout, library
+
+    path = tmp_path / "undescribed.h5"
+    write_undescribed_members(path)
+    with tables.open_file(path) as f:
+        spans = {}
+        for node in (f.root.flat, f.root.nested):
+            type_id = library().H5Dget_type(node._v_objectid)
+            spans[node.name] = (_stored_layout(library(), type_id, 0), dtype_layout(node.dtype))
+            library().H5Tclose(type_id)
+    assert spans["flat"][0] == spans["flat"][1] == ((-1, 24), (0, 4), (8, 4), (16, 8))
+    assert spans["nested"][0] == ((-1, 21), (1, 4), (9, 1), (11, 4))
+    assert spans["nested"][1] == ((-1, 12), (0, 4), (6, 1), (8, 4))  # PyTables packs the outer record only
+
+
+def test_info_gives_the_refusal_of_undescribed_gapped_records(tmp_path):
+    path = tmp_path / "undescribed.h5"
+    write_undescribed_members(path)
+    done = run_python(
+        f"""
+        import sys
+        from dask_tables.cli import main
+        sys.exit(main(["info", "--json", {str(path)!r}]))
+        """,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
+    nodes = {node["path"]: node for node in json.loads(done.stdout)}
+    assert nodes["/nested"]["read"] is None
+    assert "member 'compound/s'" in nodes["/nested"]["reason"] and "crash" in nodes["/nested"]["reason"]
+    assert nodes["/flat"]["read"] == "hdf5"  # PyTables' record is the file's: PyTables reads it

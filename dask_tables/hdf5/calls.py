@@ -160,7 +160,15 @@ def other_record_layout(leaf: Any) -> np.dtype | None:
     (``read``, ``read_where``, ``read_coordinates``...) may corrupt memory,
     so read its rows with :func:`read_rows` in this type instead.  ``None``
     where the file stores PyTables' record (in some byte order), for a
-    node that is not a table, or where :func:`file_dtype` cannot tell.
+    node that is not a table, or where :func:`file_dtype` cannot tell and
+    the stored values sit where PyTables' record puts them
+    (:func:`dtype_layout`).
+
+    Raises
+    ------
+    RecordLayoutError
+        :func:`file_dtype` cannot tell (a member numpy cannot describe) and
+        the stored values sit elsewhere than in PyTables' record.
 
     Examples
     --------
@@ -173,9 +181,131 @@ def other_record_layout(leaf: Any) -> np.dtype | None:
     if not isinstance(leaf, tables.Table):
         return None
     in_file = file_dtype(leaf)
-    if in_file is None or in_file.newbyteorder("=") == leaf.dtype.newbyteorder("="):
+    if in_file is None:
+        _refuse_misread_records(leaf)
+        return None
+    if in_file.newbyteorder("=") == leaf.dtype.newbyteorder("="):
         return None
     return in_file
+
+
+def _refuse_misread_records(leaf: Any) -> None:
+    """Raise :class:`RecordLayoutError` where ``leaf``'s stored records sit otherwise than PyTables' dtype.
+
+    For a table :func:`file_dtype` cannot describe: with neither PyTables'
+    read (which may corrupt memory on such records) nor a read in the
+    file's own layout, the table is refused, naming the member.
+    """
+    from ..errors import RecordLayoutError
+
+    lib = library()
+    if lib is None:  # pragma: no cover - PyTables' wheels export these
+        return
+    type_id = lib.H5Dget_type(leaf._v_objectid)
+    if type_id < 0:
+        return
+    try:
+        stored = _stored_layout(lib, type_id, 0)
+        member = _undescribed_member(lib, type_id)
+    finally:
+        lib.H5Tclose(type_id)
+    if stored is None or stored == dtype_layout(leaf.dtype):
+        return
+    size = stored[0][1]  # the (-1, itemsize) entry sorts first
+    raise RecordLayoutError(
+        leaf._v_file.filename, leaf._v_pathname, f"{size} bytes a record", leaf.dtype.itemsize, member
+    )
+
+
+def dtype_layout(dtype: np.dtype, at: int = 0) -> tuple[tuple[int, int], ...]:
+    """Where the bytes of one record of ``dtype`` sit: ``(-1, itemsize)``, then ``(offset, size)`` per value.
+
+    Compared with the stored type's (the same from HDF5) to tell whether
+    PyTables' record lays its bytes out as the file does.
+
+    Examples
+    --------
+    >>> dtype_layout(np.dtype({"names": ["a", "b"], "formats": ["i1", "f8"], "offsets": [0, 4]}))
+    ((-1, 12), (0, 1), (4, 8))
+    """
+    return ((-1, dtype.itemsize), *sorted(_value_spans(dtype, at)))
+
+
+def _value_spans(dtype: np.dtype, at: int) -> list[tuple[int, int]]:
+    if dtype.names is not None:
+        spans = []
+        for name in dtype.names:
+            field, offset = dtype.fields[name][:2]
+            spans += _value_spans(field, at + offset)
+        return spans
+    if dtype.subdtype is not None and dtype.subdtype[0].names is not None:
+        base, shape = dtype.subdtype
+        return [s for i in range(int(np.prod(shape))) for s in _value_spans(base, at + i * base.itemsize)]
+    return [(at, dtype.itemsize)]
+
+
+def _stored_layout(lib: Any, type_id: int, at: int) -> tuple[tuple[int, int], ...] | None:
+    """:func:`dtype_layout` of an HDF5 type; ``None`` where HDF5 does not answer."""
+    spans = _stored_spans(lib, type_id, at)
+    return None if spans is None else ((-1, int(lib.H5Tget_size(type_id))), *sorted(spans))
+
+
+def _stored_spans(lib: Any, type_id: int, at: int) -> list[tuple[int, int]] | None:
+    kind, size = lib.H5Tget_class(type_id), int(lib.H5Tget_size(type_id))
+    if kind == _COMPOUND:
+        spans: list[tuple[int, int]] = []
+        for i in range(max(lib.H5Tget_nmembers(type_id), 0)):
+            member = lib.H5Tget_member_type(type_id, i)
+            if member < 0:
+                return None
+            try:
+                found = _stored_spans(lib, member, at + int(lib.H5Tget_member_offset(type_id, i)))
+            finally:
+                lib.H5Tclose(member)
+            if found is None:
+                return None
+            spans += found
+        return spans
+    if kind == _ARRAY:
+        base = lib.H5Tget_super(type_id)
+        if base < 0:
+            return None
+        try:
+            if lib.H5Tget_class(base) != _COMPOUND:
+                return [(at, size)]
+            step = int(lib.H5Tget_size(base))
+            spans = []
+            for i in range(size // step if step else 0):
+                found = _stored_spans(lib, base, at + i * step)
+                if found is None:
+                    return None
+                spans += found
+            return spans
+        finally:
+            lib.H5Tclose(base)
+    return [(at, size)]
+
+
+def _undescribed_member(lib: Any, type_id: int, prefix: str = "") -> str:
+    """The path (``"outer/inner"``) of the first member of a compound that :func:`file_dtype` cannot describe."""
+    for i in range(max(lib.H5Tget_nmembers(type_id), 0)):
+        pointer = lib.H5Tget_member_name(type_id, i)
+        if not pointer:
+            return prefix or "?"
+        try:
+            name = prefix + ctypes.string_at(pointer).decode("utf-8", "replace")
+        finally:
+            lib.H5free_memory(pointer)
+        member = lib.H5Tget_member_type(type_id, i)
+        if member < 0:
+            return name
+        try:
+            if _dtype(lib, member) is None:
+                inner = lib.H5Tget_class(member) == _COMPOUND
+                return _undescribed_member(lib, member, name + "/") if inner else name
+        finally:
+            lib.H5Tclose(member)
+    return prefix.rstrip("/") or "?"
 
 
 def _dtype(lib: Any, type_id: int) -> np.dtype | None:
