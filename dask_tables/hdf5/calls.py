@@ -57,6 +57,7 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "H5Tget_nmembers": ([_HID], _INT),
     "H5Tget_member_name": ([_HID, _UINT], ctypes.c_void_p),
     "H5Tget_member_offset": ([_HID, _UINT], _SIZE),
+    "H5Tget_member_index": ([_HID, ctypes.c_char_p], _INT),
     "H5Tget_member_type": ([_HID, _UINT], _HID),
     "H5Tget_super": ([_HID], _HID),
     "H5Tget_array_ndims": ([_HID], _INT),
@@ -162,7 +163,7 @@ def other_record_layout(leaf: Any) -> np.dtype | None:
     where the file stores PyTables' record (in some byte order), for a
     node that is not a table, or where :func:`file_dtype` cannot tell and
     the stored values sit where PyTables' record puts them
-    (:func:`dtype_layout`).
+    (:func:`same_layout`).
 
     Raises
     ------
@@ -205,85 +206,70 @@ def _refuse_misread_records(leaf: Any) -> None:
     if type_id < 0:
         return
     try:
-        stored = _stored_layout(lib, type_id, 0)
-        member = _undescribed_member(lib, type_id)
+        if same_layout(lib, type_id, leaf.dtype):
+            return
+        size, member = int(lib.H5Tget_size(type_id)), _undescribed_member(lib, type_id)
     finally:
         lib.H5Tclose(type_id)
-    if stored is None or stored == dtype_layout(leaf.dtype):
-        return
-    size = stored[0][1]  # the (-1, itemsize) entry sorts first
     raise RecordLayoutError(
         leaf._v_file.filename, leaf._v_pathname, f"{size} bytes a record", leaf.dtype.itemsize, member
     )
 
 
-def dtype_layout(dtype: np.dtype, at: int = 0) -> tuple[tuple[int, int], ...]:
-    """Where the bytes of one record of ``dtype`` sit: ``(-1, itemsize)``, then ``(offset, size)`` per value.
+def same_layout(lib: Any, type_id: int, dtype: np.dtype) -> bool:
+    """Whether the HDF5 type ``type_id`` puts every member where ``dtype`` does.
 
-    Compared with the stored type's (the same from HDF5) to tell whether
-    PyTables' record lays its bytes out as the file does.
+    Record by record, member by member (by name): the same item size and
+    the same offsets, nested records and arrays of records included.  A
+    value numpy holds whole (a number, a string, a complex, which HDF5
+    stores as a record of two floats) only needs the same size.
 
     Examples
     --------
-    >>> dtype_layout(np.dtype({"names": ["a", "b"], "formats": ["i1", "f8"], "offsets": [0, 4]}))
-    ((-1, 12), (0, 1), (4, 8))
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     t = f.create_table("/", "t", obj=np.zeros(2, "i4,c16,?"))
+    ...     type_id = library().H5Dget_type(t._v_objectid)
+    ...     same_layout(library(), type_id, t.dtype), same_layout(library(), type_id, np.dtype("i4,f8"))
+    (True, False)
+    >>> library().H5Tclose(type_id)
+    0
     """
-    return ((-1, dtype.itemsize), *sorted(_value_spans(dtype, at)))
-
-
-def _value_spans(dtype: np.dtype, at: int) -> list[tuple[int, int]]:
+    if int(lib.H5Tget_size(type_id)) != dtype.itemsize:
+        return False
     if dtype.names is not None:
-        spans = []
-        for name in dtype.names:
-            field, offset = dtype.fields[name][:2]
-            spans += _value_spans(field, at + offset)
-        return spans
+        return lib.H5Tget_class(type_id) == _COMPOUND and _same_members(lib, type_id, dtype)
     if dtype.subdtype is not None and dtype.subdtype[0].names is not None:
-        base, shape = dtype.subdtype
-        return [s for i in range(int(np.prod(shape))) for s in _value_spans(base, at + i * base.itemsize)]
-    return [(at, dtype.itemsize)]
-
-
-def _stored_layout(lib: Any, type_id: int, at: int) -> tuple[tuple[int, int], ...] | None:
-    """:func:`dtype_layout` of an HDF5 type; ``None`` where HDF5 does not answer."""
-    spans = _stored_spans(lib, type_id, at)
-    return None if spans is None else ((-1, int(lib.H5Tget_size(type_id))), *sorted(spans))
-
-
-def _stored_spans(lib: Any, type_id: int, at: int) -> list[tuple[int, int]] | None:
-    kind, size = lib.H5Tget_class(type_id), int(lib.H5Tget_size(type_id))
-    if kind == _COMPOUND:
-        spans: list[tuple[int, int]] = []
-        for i in range(max(lib.H5Tget_nmembers(type_id), 0)):
-            member = lib.H5Tget_member_type(type_id, i)
-            if member < 0:
-                return None
-            try:
-                found = _stored_spans(lib, member, at + int(lib.H5Tget_member_offset(type_id, i)))
-            finally:
-                lib.H5Tclose(member)
-            if found is None:
-                return None
-            spans += found
-        return spans
-    if kind == _ARRAY:
+        if lib.H5Tget_class(type_id) != _ARRAY:
+            return False
         base = lib.H5Tget_super(type_id)
         if base < 0:
-            return None
+            return False
         try:
-            if lib.H5Tget_class(base) != _COMPOUND:
-                return [(at, size)]
-            step = int(lib.H5Tget_size(base))
-            spans = []
-            for i in range(size // step if step else 0):
-                found = _stored_spans(lib, base, at + i * step)
-                if found is None:
-                    return None
-                spans += found
-            return spans
+            return same_layout(lib, base, dtype.subdtype[0])
         finally:
             lib.H5Tclose(base)
-    return [(at, size)]
+    return True
+
+
+def _same_members(lib: Any, type_id: int, dtype: np.dtype) -> bool:
+    """Each of ``dtype``'s fields is a member of the compound ``type_id`` at the same offset, laid out alike."""
+    if lib.H5Tget_nmembers(type_id) != len(dtype.names):
+        return False
+    for name in dtype.names:
+        field, offset = dtype.fields[name][:2]
+        index = lib.H5Tget_member_index(type_id, name.encode("utf-8"))
+        if index < 0 or int(lib.H5Tget_member_offset(type_id, index)) != offset:
+            return False
+        member = lib.H5Tget_member_type(type_id, index)
+        if member < 0:
+            return False
+        try:
+            if not same_layout(lib, member, field):
+                return False
+        finally:
+            lib.H5Tclose(member)
+    return True
 
 
 def _undescribed_member(lib: Any, type_id: int, prefix: str = "") -> str:
