@@ -18,7 +18,8 @@ with ``from_tables``' default chunks (what a user gets without ``chunks=``).
 Three more ratios tell where a shortfall comes from.  ``dask ceiling``:
 the same ``x.sum()`` graph, its tasks sleeping as long as this filter's
 take on the synchronous scheduler (no CPU, no memory used): the speed-up
-dask's scheduler leaves at that task size.  Then 2 plain threads against
+dask's scheduler leaves at that task size (a little more, as that time
+includes the scheduler's own share).  Then 2 plain threads against
 1, no dask:
 
 * ``without dask``: from_tables' own read (its ``TablesSource`` slabs of 8

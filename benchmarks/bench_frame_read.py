@@ -26,9 +26,10 @@ Every answer is checked against pandas'.  Prints seconds (best of
 
 With ``--baseline CHECKOUT`` (a folder holding another version's
 ``dask_tables``, e.g. from ``git worktree add``), ``read_table`` of that
-version and of this one each run every task in a fresh process on the same
-file: the first read (the process's caches empty) and the best of
-``--repeat``, so "no slower than before" is measured, not recalled.
+version and of this one run each task in a fresh process of its own on the
+same file: the first read (the process's caches empty) and the best of
+``--repeat``, each answer's row count checked against pandas', so "no
+slower than before" is measured, not recalled.
 
 Run: ``python benchmarks/bench_frame_read.py`` (options: ``--rows``,
 ``--repeat``, ``--dir``, ``--json``, ``--baseline``).  Targets (2 cores):
@@ -109,43 +110,50 @@ def check(got: pd.DataFrame, expected: pd.DataFrame, what: str) -> None:
             raise AssertionError(f"{what}: column {name!r} differs from pandas'")
 
 
-def child(path: str, rows: int, repeat: int) -> None:
-    """In a fresh process: each task's ``read_table``, first read and best of ``repeat`` (prints JSON)."""
-    seconds = {}
-    for task, (where, columns, _) in tasks(rows).items():
-        times = []
-        for _ in range(1 + repeat):
-            start = time.perf_counter()
-            dask_tables.read_table(path, "df", where=where, columns=columns).compute(scheduler="threads")
-            times.append(time.perf_counter() - start)
-        seconds[task] = {"first": times[0], "best": min(times[1:])}
-    print(json.dumps({"dask_tables": dask_tables.__file__, "seconds": seconds}))
+def child(path: str, rows: int, repeat: int, task: str) -> None:
+    """In a fresh process: ``task``'s ``read_table``, the first read and the best of ``repeat`` (prints JSON)."""
+    where, columns, _ = tasks(rows)[task]
+    times = []
+    for _ in range(1 + repeat):
+        start = time.perf_counter()
+        got = dask_tables.read_table(path, "df", where=where, columns=columns).compute(scheduler="threads")
+        times.append(time.perf_counter() - start)
+    found = {"first": times[0], "best": min(times[1:]), "rows": len(got)}
+    print(json.dumps({"dask_tables": dask_tables.__file__, **found}))
 
 
-def against_baseline(path: Path, rows: int, repeat: int, baseline: str) -> dict[str, Any]:
-    """``read_table`` of the ``baseline`` checkout and of this one, each in fresh processes; prints them."""
-    runs = {
-        "baseline": in_child(__file__, path, rows, repeat, timeout=3600, pythonpath=baseline),
-        "this": in_child(__file__, path, rows, repeat, timeout=3600),
-    }
-    for name, run in runs.items():
-        if "error" in run:
-            raise RuntimeError(f"{name} read_table failed: {run['error']}")
-    print(f"  baseline: {runs['baseline']['dask_tables']}")
+def against_baseline(
+    path: Path, rows: int, repeat: int, baseline: str, expected: dict[str, int]
+) -> dict[str, Any]:
+    """``read_table`` of the ``baseline`` checkout and of this one, a fresh process per task; prints them.
+
+    ``expected``: each task's row count (pandas'), which both versions must return.
+    """
+    runs: dict[str, dict[str, Any]] = {"baseline": {}, "this": {}}
     for task in tasks(rows):
-        old, new = runs["baseline"]["seconds"][task], runs["this"]["seconds"][task]
+        for name, folder in (("baseline", baseline), ("this", None)):
+            run = in_child(__file__, path, rows, repeat, task, timeout=3600, pythonpath=folder)
+            if "error" in run:
+                raise RuntimeError(f"{name} read_table, {task}: {run['error']}")
+            if run["rows"] != expected[task]:
+                raise AssertionError(
+                    f"{name} read_table, {task}: {run['rows']} rows, pandas {expected[task]}"
+                )
+            runs[name][task] = run
+        old, new = runs["baseline"][task], runs["this"][task]
         print(
             f"  {task:13s} first read {old['first']:6.3f} -> {new['first']:6.3f} s "
             f"({old['first'] / new['first']:.2f}x), best {old['best']:6.3f} -> {new['best']:6.3f} s "
             f"({old['best'] / new['best']:.2f}x)",
             flush=True,
         )
+    print(f"  baseline: {runs['baseline'][task]['dask_tables']}")
     return runs
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -188,7 +196,8 @@ def main() -> None:
             figures["tasks"][task] = {"seconds": seconds, "read_table": ratios, "rows": len(expected)}
         if args.baseline:
             print("read_table, each version in fresh processes (baseline -> this; speed-up):", flush=True)
-            figures["baseline"] = against_baseline(path, args.rows, args.repeat, args.baseline)
+            expected = {task: figures["tasks"][task]["rows"] for task in figures["tasks"]}
+            figures["baseline"] = against_baseline(path, args.rows, args.repeat, args.baseline, expected)
         figures["load"] = os.getloadavg()[0]
     scattered = figures["tasks"]["scattered 1%"]["read_table"]
     print(

@@ -67,7 +67,8 @@ def in_child(script: str, *args: Any, timeout: float, pythonpath: str | None = N
     """
     env = None
     if pythonpath is not None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([pythonpath, os.environ.get("PYTHONPATH", "")])}
+        paths = [pythonpath, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     done = subprocess.run(
         [sys.executable, script, "--child", *map(str, args)],
         capture_output=True,

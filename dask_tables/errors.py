@@ -173,10 +173,8 @@ class RecordLayoutError(DaskTablesError, TypeError):
     ----------
     path, node : str
         The file and the table.
-    stored : str
-        The stored record's size (``"24 bytes a record"``).
-    itemsize : int
-        The size of PyTables' record.
+    stored, itemsize : int
+        The bytes of a stored record, and of PyTables' record.
     member : str
         The member with the type that cannot be described (``"outer/inner"``).
 
@@ -187,19 +185,19 @@ class RecordLayoutError(DaskTablesError, TypeError):
 
     Examples
     --------
-    >>> err = RecordLayoutError("data.h5", "/t", "21 bytes a record", 16, "compound/s")
+    >>> err = RecordLayoutError("data.h5", "/t", 21, 12, "compound/s")
     >>> print(err)  # doctest: +NORMALIZE_WHITESPACE
-    data.h5: node /t: the stored records (21 bytes a record) are laid out otherwise than PyTables'
-    (16 bytes), whose read of them may crash the process, and member 'compound/s' has a type
-    dask_tables cannot read in the file's layout; h5py reads this table
+    data.h5: node /t: the stored records (21 bytes) put their members elsewhere than PyTables'
+    record (12 bytes), and PyTables' read of such records may crash the process; member
+    'compound/s' has a type dask_tables cannot read in the file's layout; h5py reads this table
     """
 
-    def __init__(self, path: str, node: str, stored: str, itemsize: int, member: str) -> None:
+    def __init__(self, path: str, node: str, stored: int, itemsize: int, member: str) -> None:
         self.path, self.node, self.stored, self.itemsize, self.member = path, node, stored, itemsize, member
         self.reason = (
-            f"the stored records ({stored}) are laid out otherwise than PyTables' ({itemsize} bytes), "
-            f"whose read of them may crash the process, and member {member!r} has a type dask_tables "
-            "cannot read in the file's layout; h5py reads this table"
+            f"the stored records ({stored} bytes) put their members elsewhere than PyTables' record "
+            f"({itemsize} bytes), and PyTables' read of such records may crash the process; member "
+            f"{member!r} has a type dask_tables cannot read in the file's layout; h5py reads this table"
         )
         super().__init__(f"{at_node(path, node)}: {self.reason}")
 

@@ -104,7 +104,7 @@ def _leaf_info(leaf: tables.Leaf, depth: int) -> NodeInfo:
         try:
             reason = direct_read_reason(leaf)
         except RecordLayoutError as err:  # refused: neither read is safe
-            return NodeInfo(**common, dtype=_record_summary(leaf), reason=err.reason)
+            return NodeInfo(**common, dtype=_record_summary(leaf), reason=f"refused: {err.reason}")
         return NodeInfo(
             **common,
             dtype=str(leaf.dtype) if not isinstance(leaf, tables.Table) else _record_summary(leaf),

@@ -260,6 +260,9 @@ def from_tables(
         ``node`` is not in a file.
     TypeError
         ``node`` is not array-like: a ``Group``, ``VLArray``, ...
+    dask_tables.RecordLayoutError
+        (a ``TypeError``) A table whose stored records neither PyTables nor
+        dask_tables reads safely (names the member).
     ValueError
         Bad ``chunks``, a ``field`` that does not exist, or files whose
         other dimensions or dtype differ.

@@ -241,6 +241,9 @@ def read_table(
         ``node`` is not in a file.
     TypeError
         ``node`` is not a ``Table``.
+    dask_tables.RecordLayoutError
+        (a ``TypeError``) A table whose stored records neither PyTables nor
+        dask_tables reads safely (names the member).
     KeyError
         An unknown column in ``columns`` or ``index``.
     ValueError

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["copy_object", "file_dtype", "library", "other_record_layout", "read_rows"]
+__all__ = ["copy_object", "file_dtype", "library", "other_record_layout", "read_rows", "same_layout"]
 
 _HID = ctypes.c_int64
 _SIZE = ctypes.c_size_t
@@ -197,32 +197,49 @@ def _refuse_misread_records(leaf: Any) -> None:
     read (which may corrupt memory on such records) nor a read in the
     file's own layout, the table is refused, naming the member.
     """
-    from ..errors import RecordLayoutError
+    import tables
+
+    from ..errors import RecordLayoutError, at_node
 
     lib = library()
     if lib is None:  # pragma: no cover - PyTables' wheels export these
         return
     type_id = lib.H5Dget_type(leaf._v_objectid)
-    if type_id < 0:
-        return
+    if type_id < 0:  # no answer: never guess that PyTables' read is safe
+        raise tables.HDF5ExtError(
+            f"{at_node(leaf._v_file.filename, leaf._v_pathname)}: HDF5 cannot give the stored record type"
+        )
     try:
         if same_layout(lib, type_id, leaf.dtype):
             return
         size, member = int(lib.H5Tget_size(type_id)), _undescribed_member(lib, type_id)
     finally:
         lib.H5Tclose(type_id)
-    raise RecordLayoutError(
-        leaf._v_file.filename, leaf._v_pathname, f"{size} bytes a record", leaf.dtype.itemsize, member
-    )
+    raise RecordLayoutError(leaf._v_file.filename, leaf._v_pathname, size, leaf.dtype.itemsize, member)
 
 
 def same_layout(lib: Any, type_id: int, dtype: np.dtype) -> bool:
     """Whether the HDF5 type ``type_id`` puts every member where ``dtype`` does.
 
     Record by record, member by member (by name): the same item size and
-    the same offsets, nested records and arrays of records included.  A
-    value numpy holds whole (a number, a string, a complex, which HDF5
-    stores as a record of two floats) only needs the same size.
+    the same offsets, nested records included.  A value numpy holds whole
+    (a number, a string, an array of numbers, a complex, which HDF5 stores
+    as a record of two floats) only needs the same size.
+
+    Parameters
+    ----------
+    lib : object
+        :func:`library`.
+    type_id : int
+        An open HDF5 datatype (the caller closes it).
+    dtype : numpy.dtype
+        The record PyTables reads into (``Table.dtype``).
+
+    Returns
+    -------
+    bool
+        ``True`` where each member of ``dtype`` sits at the stored offset
+        with the stored size.
 
     Examples
     --------
@@ -237,19 +254,9 @@ def same_layout(lib: Any, type_id: int, dtype: np.dtype) -> bool:
     """
     if int(lib.H5Tget_size(type_id)) != dtype.itemsize:
         return False
-    if dtype.names is not None:
-        return lib.H5Tget_class(type_id) == _COMPOUND and _same_members(lib, type_id, dtype)
-    if dtype.subdtype is not None and dtype.subdtype[0].names is not None:
-        if lib.H5Tget_class(type_id) != _ARRAY:
-            return False
-        base = lib.H5Tget_super(type_id)
-        if base < 0:
-            return False
-        try:
-            return same_layout(lib, base, dtype.subdtype[0])
-        finally:
-            lib.H5Tclose(base)
-    return True
+    if dtype.names is None:
+        return True
+    return lib.H5Tget_class(type_id) == _COMPOUND and _same_members(lib, type_id, dtype)
 
 
 def _same_members(lib: Any, type_id: int, dtype: np.dtype) -> bool:
