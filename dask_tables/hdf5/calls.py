@@ -282,13 +282,10 @@ def _same_members(lib: Any, type_id: int, dtype: np.dtype) -> bool:
 def _undescribed_member(lib: Any, type_id: int, prefix: str = "") -> str:
     """The path (``"outer/inner"``) of the first member of a compound that :func:`file_dtype` cannot describe."""
     for i in range(max(lib.H5Tget_nmembers(type_id), 0)):
-        pointer = lib.H5Tget_member_name(type_id, i)
-        if not pointer:
+        name = _member_name(lib, type_id, i)
+        if name is None:
             return prefix or "?"
-        try:
-            name = prefix + ctypes.string_at(pointer).decode("utf-8", "replace")
-        finally:
-            lib.H5free_memory(pointer)
+        name = prefix + name
         member = lib.H5Tget_member_type(type_id, i)
         if member < 0:
             return name
@@ -354,16 +351,26 @@ def _array(lib: Any, type_id: int) -> np.dtype | None:
     return None if base is None else np.dtype((base, tuple(int(d) for d in dims)))
 
 
+def _member_name(lib: Any, type_id: int, i: int) -> str | None:
+    """The name of member ``i`` of the compound ``type_id``; ``None`` where HDF5 gives none (or not UTF-8)."""
+    pointer = lib.H5Tget_member_name(type_id, i)
+    if not pointer:
+        return None
+    try:
+        return ctypes.string_at(pointer).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    finally:
+        lib.H5free_memory(pointer)
+
+
 def _compound(lib: Any, type_id: int, size: int) -> np.dtype | None:
     names, formats, offsets = [], [], []
     for i in range(max(lib.H5Tget_nmembers(type_id), 0)):
-        pointer = lib.H5Tget_member_name(type_id, i)
-        if not pointer:
+        name = _member_name(lib, type_id, i)
+        if name is None:
             return None
-        try:
-            names.append(ctypes.string_at(pointer).decode("utf-8"))
-        finally:
-            lib.H5free_memory(pointer)
+        names.append(name)
         member = lib.H5Tget_member_type(type_id, i)
         if member < 0:
             return None
