@@ -179,42 +179,43 @@ def other_record_layout(leaf: Any) -> np.dtype | None:
     """
     import tables
 
+    from ..errors import at_node
+
     if not isinstance(leaf, tables.Table):
         return None
-    in_file = file_dtype(leaf)
-    if in_file is None:
-        _refuse_misread_records(leaf)
-        return None
-    if in_file.newbyteorder("=") == leaf.dtype.newbyteorder("="):
-        return None
-    return in_file
-
-
-def _refuse_misread_records(leaf: Any) -> None:
-    """Raise :class:`RecordLayoutError` where ``leaf``'s stored records sit otherwise than PyTables' dtype.
-
-    For a table :func:`file_dtype` cannot describe: with neither PyTables'
-    read (which may corrupt memory on such records) nor a read in the
-    file's own layout, the table is refused, naming the member.
-    """
-    import tables
-
-    from ..errors import RecordLayoutError, at_node
-
     lib = library()
     if lib is None:  # pragma: no cover - PyTables' wheels export these
-        return
+        return None
     type_id = lib.H5Dget_type(leaf._v_objectid)
     if type_id < 0:  # no answer: never guess that PyTables' read is safe
         raise tables.HDF5ExtError(
             f"{at_node(leaf._v_file.filename, leaf._v_pathname)}: HDF5 cannot give the stored record type"
         )
     try:
-        if same_layout(lib, type_id, leaf.dtype):
-            return
-        size, member = int(lib.H5Tget_size(type_id)), _undescribed_member(lib, type_id)
+        in_file = _dtype(lib, type_id)  # file_dtype, on the type opened once
+        if in_file is None:
+            _refuse_misread_records(lib, type_id, leaf)
+            return None
     finally:
         lib.H5Tclose(type_id)
+    if in_file.newbyteorder("=") == leaf.dtype.newbyteorder("="):
+        return None
+    return in_file
+
+
+def _refuse_misread_records(lib: Any, type_id: int, leaf: Any) -> None:
+    """Raise :class:`RecordLayoutError` where the stored type ``type_id`` of table ``leaf`` puts its members
+    elsewhere than PyTables' dtype.
+
+    For a table :func:`file_dtype` cannot describe: with neither PyTables'
+    read (which may corrupt memory on such records) nor a read in the
+    file's own layout, the table is refused, naming the member.
+    """
+    from ..errors import RecordLayoutError
+
+    if same_layout(lib, type_id, leaf.dtype):
+        return
+    size, member = int(lib.H5Tget_size(type_id)), _undescribed_member(lib, type_id)
     raise RecordLayoutError(leaf._v_file.filename, leaf._v_pathname, size, leaf.dtype.itemsize, member)
 
 

@@ -196,7 +196,8 @@ def _text_columns(
 
 
 def _with_text(converted: Records, text: Sequence[tuple[FieldKey, np.ndarray]]) -> Records:
-    """``converted``'s records with the text fields added (named ``text_<i>``)."""
+    """``converted``'s records with the text fields added (named ``text_<i>``, with leading ``_`` where a
+    data column has that name)."""
     base = converted.records.dtype
     names = []
     for i in range(len(text)):
