@@ -579,7 +579,7 @@ def test_a_preparation_run_again_keeps_the_chunks_already_staged(tmp_path):
     _prepare(plan)  # as after a lost worker
     with tables.open_file(plan.temp_file) as f:
         np.testing.assert_array_equal(f.root.x[0], np.arange(10.0))
-    dask_tables.write.store._remove_work(plan.work)
+    dask_tables.write.engine.remove_work(plan.job.work)
 
 
 def test_record_fields_are_matched_by_name_not_position(tmp_path):
@@ -697,7 +697,8 @@ def test_a_preparation_that_runs_after_a_failed_call_does_not_make_the_work_fold
     (prepare,) = [
         t for k, t in dict(delayed.__dask_graph__()).items() if str(k).startswith("to-tables-prepare")
     ]
-    abandoned = dataclasses.replace(prepare[1], work_made_by_caller=True)
+    plan = prepare[1]
+    abandoned = dataclasses.replace(plan, job=dataclasses.replace(plan.job, made_by_caller=True))
     with pytest.raises(FileNotFoundError, match="the write was abandoned"):
         _prepare(abandoned)
     assert list(tmp_path.iterdir()) == []

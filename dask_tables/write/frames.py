@@ -36,13 +36,11 @@ import contextlib
 import dataclasses
 import functools
 import os
-import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
@@ -53,8 +51,10 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from ..registry import get_lock, synchronized_file
+from .engine import Job, commit, new_job, prepare, remove_work, require_space, run
 from .indexes import build_indexes, copy_indexes
 from .locks import write_lock
+from .nodes import add_nodes, write_staged
 from .plan import (
     NodeWrite,
     WritePlan,
@@ -80,7 +80,7 @@ from .records import (
     same_key,
     widen,
 )
-from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
+from .staging import append_rows, block_pieces, write_sidecar
 
 __all__ = ["frame_to_tables"]
 
@@ -102,7 +102,7 @@ class ExistingTable:
 class FramePlan:
     """One frame write: everything its tasks need, picklable, nothing open."""
 
-    path: str
+    job: Job
     node: str  # the pandas key (a group holding "table"), or the table
     fmt: str
     data_columns: tuple[str, ...] | bool | None
@@ -113,16 +113,16 @@ class FramePlan:
     title: str
     overwrite: bool
     createparents: bool
-    new_file: bool
-    work: str
-    token: str
     categories: tuple[tuple[str, tuple[Any, ...], bool], ...]  # column, categories, ordered
     existing: ExistingTable | None = None
-    work_made_by_caller: bool = False
+
+    @property
+    def path(self) -> str:
+        return self.job.path
 
     def write_plan(self, spec: NodeWrite) -> WritePlan:
         """The array writer's plan of the node ``spec``."""
-        return WritePlan(self.path, self.new_file, self.work, self.token, (spec,), self.work_made_by_caller)
+        return WritePlan(self.job, (spec,))
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,7 @@ def _without_freq(sample: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
 
 def _stage_records(plan: FramePlan, part: Any, number: int, work: str) -> PartInfo:
     """Task: one partition as table records, saved raw in the work folder (the one pass over the data)."""
-    if not os.path.isdir(work):
-        raise FileNotFoundError(f"{plan.path}: the work folder {work} is gone (the write was abandoned)")
+    plan.job.check_work()
     if len(part) == 0:
         return PartInfo(number, 0, None, {}, None, None)
     _check_categories(plan, part)
@@ -449,8 +448,7 @@ def _encode_part(plan: FramePlan, schema: FrameSchema, info: PartInfo, work: str
     """Task: one partition's staged records widened to the final dtype, encoded (no lock held) into a sidecar."""
     if not info.rows or schema.spec is None:
         return None
-    if not os.path.isdir(work):
-        raise FileNotFoundError(f"{plan.path}: the work folder {work} is gone (the write was abandoned)")
+    plan.job.check_work()
     records = np.load(info.file, mmap_mode="r", allow_pickle=False)
     rows = widen(Records(records, info.fields), schema.spec.dtype, schema.target)
     spec = schema.spec if schema.spec.kind != "frame" else dataclasses.replace(schema.spec, kind="table")
@@ -463,8 +461,7 @@ def _build_indexes(plan: FramePlan, schema: FrameSchema, infos: list[PartInfo], 
     """Task: the PyTables indexes of a new pandas table, built in a side file beside the encode tasks."""
     if not schema.indexed or schema.spec is None or plan.existing is not None:
         return None
-    if not os.path.isdir(work):
-        raise FileNotFoundError(f"{plan.path}: the work folder {work} is gone (the write was abandoned)")
+    plan.job.check_work()
     columns = [
         (key, name) for name in schema.indexed for key, field in schema.target.items() if field == name
     ]
@@ -478,11 +475,6 @@ def _build_indexes(plan: FramePlan, schema: FrameSchema, infos: list[PartInfo], 
 def _table_path(node: str) -> str:
     """The final path of a pandas frame's table (the indexes' titles name it)."""
     return node.rstrip("/") + "/table"
-
-
-def _fill_table(table: tables.Table, spec: NodeWrite, sidecars: Sequence[str]) -> None:
-    for sidecar in sidecars:
-        write_pieces(table, read_sidecar(sidecar, spec.dtype))
 
 
 def _make_pandas_node(
@@ -506,7 +498,7 @@ def _make_pandas_node(
         table = create_node(h5, copy._v_pathname, "table", spec, createparents=False)
         template_table.attrs._f_copy(table)
     check_built(table, spec, path)
-    _fill_table(table, spec, sidecars)
+    write_staged(table, spec, sidecars)
     table.flush()
     if indexes is not None:
         copy_indexes(indexes, _table_path(schema.spec.node), copy)
@@ -523,67 +515,39 @@ def _make_tables_node(
 ) -> None:
     table = create_node(h5, "/", name, schema.spec, createparents=False)
     check_built(table, schema.spec, path)
-    _fill_table(table, schema.spec, sidecars)
+    write_staged(table, schema.spec, sidecars)
 
 
-def _append(plan: FramePlan, schema: FrameSchema, sidecars: Sequence[str]) -> None:
-    """Grow the existing table in place and write the staged rows; on an error, shrink it back."""
+def _append(plan: FramePlan, schema: FrameSchema, sidecars: Sequence[str], h5: tables.File) -> None:
+    """The staged rows appended to the table in ``h5`` (the new version of the file), its indexes updated once."""
     assert plan.existing is not None and schema.spec is not None
-    with write_lock(plan.path, os.path.dirname(plan.path)), synchronized_file(plan.path, "a") as h5:
-        table = h5.get_node(plan.node + "/table")
-        if int(table.nrows) != plan.existing.rows or table.dtype != plan.existing.spec.dtype:
-            raise ValueError(
-                f"{plan.path}: node {plan.node}: the table changed while the append was computed "
-                f"({plan.existing.rows} rows when planned, {int(table.nrows)} now)"
-            )
-        try:
-            table.truncate(schema.spec.shape[0])
-            _fill_table(table, schema.spec, sidecars)
-            table.flush()
-        except BaseException:
-            table.truncate(plan.existing.rows)
-            raise
-        finally:
-            if table.indexed:
-                table.reindex()  # write_chunk bypasses PyTables' index updates
+    table = h5.get_node(plan.node + "/table")
+    if int(table.nrows) != plan.existing.rows or table.dtype != plan.existing.spec.dtype:
+        raise ValueError(
+            f"{plan.path}: node {plan.node}: the table changed while the append was computed "
+            f"({plan.existing.rows} rows when planned, {int(table.nrows)} now)"
+        )
+    append_rows(table, schema.spec, sidecars)
 
 
 def _commit(plan: FramePlan, schema: FrameSchema, staged: list[str | None], indexes: str | None) -> None:
-    """Task: the one step that changes the target file."""
-    from .store import _commit_into_existing
-
-    try:
-        if schema.spec is None:
-            return
-        sidecars = [s for s in staged if s is not None]
-        if plan.existing is not None:
-            _append(plan, schema, sidecars)
-            return
-        maker = _make_pandas_node if plan.fmt == "pandas" else _make_tables_node
-        wplan = plan.write_plan(schema.spec)
-        if plan.new_file:
-            built = dataclasses.replace(wplan, path=wplan.temp_file)
-            with get_lock():  # only this task knows the work file: no other writer's lock needed
-                _commit_into_existing(
-                    built, functools.partial(maker, schema, sidecars, indexes, built.path), {}
-                )
-            with write_lock(plan.path, os.path.dirname(plan.path)):
-                if not os.path.lexists(plan.path):
-                    os.replace(wplan.temp_file, plan.path)
-                    return
-        with write_lock(plan.path, os.path.dirname(plan.path)):
-            _commit_into_existing(wplan, functools.partial(maker, schema, sidecars, indexes, plan.path), {})
-    finally:
-        shutil.rmtree(plan.work, ignore_errors=True)
+    """Task: the one step that changes the target (:func:`dask_tables.write.engine.commit`)."""
+    if schema.spec is None:
+        remove_work(plan.job.work)
+        return
+    sidecars = [s for s in staged if s is not None]
+    if plan.existing is not None:
+        commit(plan.job, functools.partial(_append, plan, schema, sidecars))
+        return
+    maker = _make_pandas_node if plan.fmt == "pandas" else _make_tables_node
+    wplan = plan.write_plan(schema.spec)
+    make_node = functools.partial(maker, schema, sidecars, indexes, plan.path)
+    commit(plan.job, lambda h5: add_nodes(h5, wplan, make_node, {}))
 
 
 def _prepare(plan: FramePlan) -> str:
     """Task: the work folder."""
-    if not plan.work_made_by_caller:
-        os.makedirs(plan.work, exist_ok=True)
-    elif not os.path.isdir(plan.work):
-        raise FileNotFoundError(f"{plan.path}: the work folder {plan.work} is gone (the write was abandoned)")
-    return plan.work
+    return prepare(plan.job)
 
 
 # ---------------------------------------------------------------- the plan
@@ -687,10 +651,8 @@ def frame_to_tables(
         else:
             check_replaceable(found, path, node, overwrite, frame=format == "pandas")
             check_parents(h5, path, node, createparents)
-    token = uuid.uuid4().hex[:16]
-    folder, base = os.path.split(path)
     plan = FramePlan(
-        path=path,
+        job=new_job(path, made_by_caller=compute),
         node=node,
         fmt=format,
         data_columns=_data_columns(data_columns, min_itemsize) if existing is None else True,
@@ -701,25 +663,17 @@ def frame_to_tables(
         title=title,
         overwrite=overwrite,
         createparents=createparents,
-        new_file=not exists,
-        work=os.path.join(folder, f".{base[:100]}.dask-tables-{token}"),
-        token=token,
         categories=categories,
         existing=existing,
-        work_made_by_caller=compute,
     )
     if existing is not None:
         plan = dataclasses.replace(plan, data_columns=_existing_data_columns(existing))
+    copy = 0 if plan.job.new_file else os.path.getsize(plan.path)
+    require_space(os.path.dirname(plan.path), copy, plan.path)  # the rest is checked once the rows are known
     result = _graph(plan, df)
     if not compute:
         return result
-    from .store import _remove_work
-
-    os.mkdir(plan.work)
-    try:
-        dask.compute(result)
-    finally:
-        _remove_work(plan.work)
+    run(result, plan.job)
     return None
 
 
@@ -731,7 +685,7 @@ def _existing_data_columns(existing: ExistingTable) -> tuple[str, ...] | None:
 def _graph(plan: FramePlan, df: dd.DataFrame | dd.Series) -> Delayed:
     """prepare -> records per partition -> schema -> encode per partition, and indexes -> commit."""
     parts = df.to_delayed()
-    token = plan.token
+    token = plan.job.token
     prepare_key = f"to-tables-frame-prepare-{token}"
     schema_key = f"to-tables-frame-schema-{token}"
     indexes_key = f"to-tables-frame-indexes-{token}"

@@ -32,6 +32,7 @@ from ..hdf5.calls import file_dtype
 from ..hdf5.fingerprint import modes_open_here, same_file
 from ..hdf5.storednode import StoredNode, hdf5_reads_as
 from ..registry import get_lock, synchronized_close_file, synchronized_open_file
+from .engine import Job
 
 __all__ = [
     "NodeWrite",
@@ -156,28 +157,32 @@ class NodeWrite:
 
 @dataclass(frozen=True)
 class WritePlan:
-    """One call of :func:`to_tables`: the target file, its nodes, where work is staged."""
+    """One call of :func:`to_tables` with arrays: its :class:`~dask_tables.write.engine.Job` and its nodes."""
 
-    path: str  # absolute
-    new_file: bool  # build the whole file in the work folder, then os.replace it
-    work: str  # the hidden work folder next to the target
-    token: str
+    job: Job
     nodes: tuple[NodeWrite, ...]
-    # True: the caller made the work folder before computing, and removes it
-    # after; a task that finds it gone (a failed write) must not make it again.
-    work_made_by_caller: bool = False
+
+    @property
+    def path(self) -> str:
+        return self.job.path
+
+    @property
+    def new_file(self) -> bool:
+        # build the whole file in the work folder, then os.replace it
+        return self.job.new_file
 
     @property
     def temp_file(self) -> str:
-        return os.path.join(self.work, "target.h5")
+        """The new file the stage tasks build (a write of a new file)."""
+        return os.path.join(self.job.work, "target.h5")
 
     @property
     def marker(self) -> str:
         # Exists while a task holds temp_file open for writing.
-        return os.path.join(self.work, "writing")
+        return os.path.join(self.job.work, "writing")
 
     def temp_name(self, i: int) -> str:
-        return f"{TMP_PREFIX}{self.token}_{i}"
+        return f"{TMP_PREFIX}{self.job.token}_{i}"
 
 
 # ---------------------------------------------------------------- checks done before any task runs

@@ -14,7 +14,7 @@ import itertools
 import os
 import struct
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from tables.utils import quantize
 from ..filters import encoding_pipeline
 from .plan import NodeWrite
 
-__all__ = ["Piece", "block_pieces", "read_sidecar", "write_pieces", "write_sidecar"]
+__all__ = ["Piece", "append_rows", "block_pieces", "read_sidecar", "write_pieces", "write_sidecar"]
 
 
 @dataclass(frozen=True)
@@ -142,3 +142,76 @@ def write_pieces(leaf: tables.Leaf, pieces: Iterator[Piece] | list[Piece]) -> No
         else:
             region = tuple(slice(s, s + n) for s, n in zip(piece.start, piece.data.shape, strict=True))
             leaf[region] = piece.data
+
+
+def append_rows(table: tables.Table, write: NodeWrite, sidecars: Sequence[str]) -> None:
+    """The staged rows of ``sidecars`` (in row order) added at the end of ``table``, its indexes updated once.
+
+    Linear in the rows added.  Raw pieces (parts of chunks, where partitions
+    meet) are gathered into whole chunks and encoded here, so every chunk is
+    written once with ``write_chunk`` and no row goes through
+    ``Table.modify_rows`` (which, on an indexed table, rebuilds every index
+    after each call).  The first chunk starts with the table's last rows.
+    Then PyTables adds the new rows to each column index, as after its own
+    ``Table.append``.  Each sidecar is removed once written.  Without
+    encoders (filters only HDF5 encodes), each staged block is one raw
+    piece, appended with ``Table.append``.
+    """
+    first = int(table.nrows)
+    total = write.shape[0]
+    if not write.encode or write.chunkshape is None:
+        for sidecar in sidecars:
+            for piece in read_sidecar(sidecar, write.dtype):
+                table.append(piece.data)
+            os.unlink(sidecar)
+        table.flush()
+        return
+    table.truncate(total)
+    gathered = _ChunkGatherer(table, write, first, total)
+    for sidecar in sidecars:
+        for piece in read_sidecar(sidecar, write.dtype):
+            if piece.encoded:
+                table.write_chunk(piece.start, piece.data)
+            else:
+                gathered.add(piece.start[0], piece.data)
+        os.unlink(sidecar)
+    gathered.check_done()
+    if table.indexed:
+        # What PyTables computes when it opens a table: the rows its indexes
+        # do not hold yet.  Table.flush then adds them, as after an append.
+        table._unsaved_indexedrows = table.nrows - table._indexedrows
+    table.flush()
+
+
+class _ChunkGatherer:
+    """Whole chunks gathered from raw pieces of rows, encoded and written once each is complete."""
+
+    def __init__(self, table: tables.Table, write: NodeWrite, first: int, total: int) -> None:
+        self.table = table
+        self.rows = write.chunkshape[0]
+        self.total = total
+        self.dtype = write.dtype
+        self.encoder = encoding_pipeline(write.storage.filters)
+        self.pending: dict[int, tuple[np.ndarray, int]] = {}  # chunk origin -> (rows, how many are set)
+        origin = first // self.rows * self.rows
+        if origin < first:  # the table's last chunk, partly filled: its rows start the first new chunk
+            self.add(origin, table.read(origin, first))
+
+    def add(self, start: int, rows: np.ndarray) -> None:
+        origin = start // self.rows * self.rows
+        if start + len(rows) > origin + self.rows:
+            raise ValueError(f"rows {start}..{start + len(rows)} cross a chunk boundary")
+        buffer, filled = self.pending.pop(origin, (None, 0))
+        if buffer is None:
+            buffer = np.zeros(self.rows, dtype=self.dtype)  # HDF5 stores edge chunks whole, padded
+        buffer[start - origin : start - origin + len(rows)] = rows
+        filled += len(rows)
+        if filled < min(self.rows, self.total - origin):
+            self.pending[origin] = (buffer, filled)
+            return
+        raw = buffer.view(np.uint8).reshape(-1)
+        self.table.write_chunk((origin,), self.encoder.encode(raw.data))
+
+    def check_done(self) -> None:
+        if self.pending:
+            raise RuntimeError(f"chunks at rows {sorted(self.pending)} were never completed")

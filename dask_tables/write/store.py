@@ -47,23 +47,21 @@ import contextlib
 import functools
 import itertools
 import os
-import shutil
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-import dask
 import numpy as np
 import tables
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from ..errors import FileChangedError, RegionMismatchError, WriteInterruptedError
-from ..filters import stored_node
+from ..errors import FileChangedError, WriteInterruptedError
 from ..hdf5.fingerprint import same_file
-from ..registry import get_lock, synchronized_close_file, synchronized_file, synchronized_open_file
+from ..registry import get_lock, synchronized_file
+from .engine import commit, new_job, os_errors, prepare, remove_work, require_space, run
 from .locks import write_lock
+from .nodes import add_nodes, write_staged
 from .plan import (
     WRITE_ONCE_ADVICE,
     NodeWrite,
@@ -85,7 +83,7 @@ from .plan import (
     plan_new_node,
     plan_region,
 )
-from .staging import block_pieces, read_sidecar, write_pieces, write_sidecar
+from .staging import block_pieces, write_pieces, write_sidecar
 
 __all__ = ["RechunkWarning", "to_tables"]
 
@@ -100,18 +98,15 @@ class Staged(NamedTuple):
 
 
 def _prepare(plan: WritePlan) -> str:
-    """Task: make the work folder; for a new file, the new file with its (empty) nodes."""
-    if not plan.work_made_by_caller:
-        os.makedirs(plan.work, exist_ok=True)
-    elif not os.path.isdir(plan.work):  # the call failed and cleaned up before this task ran
-        raise FileNotFoundError(f"{plan.path}: the work folder {plan.work} is gone (the write was abandoned)")
+    """Task: the work folder; for a new file, the new file with its (empty) nodes."""
+    work = prepare(plan.job)
     if plan.new_file and not os.path.exists(plan.temp_file):
         # Built aside and linked into place: a preparation run again (the
         # scheduler recomputes it after losing a worker) never empties a
         # file that stage tasks have already written chunks into.
         building = f"{plan.temp_file}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            with get_lock(), synchronized_file(building, "w") as h5:
+            with os_errors(plan.path, "building the new file"), get_lock(), synchronized_file(building, "w") as h5:
                 for write in plan.nodes:
                     parent, name = write.node.rsplit("/", 1)
                     leaf = create_node(h5, parent or "/", name, write, createparents=True)
@@ -121,7 +116,7 @@ def _prepare(plan: WritePlan) -> str:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(building)
-    return plan.work
+    return work
 
 
 def _stage_block(
@@ -129,11 +124,11 @@ def _stage_block(
 ) -> Staged:
     """Task: encode one block's chunks (no lock held) and stage them."""
     write = plan.nodes[index]
-    if not os.path.isdir(work):
-        raise FileNotFoundError(f"{plan.path}: the work folder {work} is gone (the write was abandoned)")
+    plan.job.check_work()
     if not plan.new_file:
         sidecar = os.path.join(work, f"block-{index}-{key}")
-        write_sidecar(sidecar, block_pieces(block, write, start), len(write.shape))
+        with os_errors(plan.path, "staging a block"):
+            write_sidecar(sidecar, block_pieces(block, write, start), len(write.shape))
         return Staged(index, sidecar)
     pieces = list(block_pieces(block, write, start))
     with write_lock(plan.temp_file, work):
@@ -142,7 +137,7 @@ def _stage_block(
         with open(plan.marker, "x"):
             pass
         try:
-            with synchronized_file(plan.temp_file, "r+") as h5:
+            with os_errors(plan.path, "writing the new file"), synchronized_file(plan.temp_file, "r+") as h5:
                 write_pieces(h5.get_node(write.node), pieces)
         finally:  # only a process that dies here leaves the marker behind
             os.unlink(plan.marker)
@@ -150,52 +145,32 @@ def _stage_block(
 
 
 def _commit(plan: WritePlan, staged: list[Staged]) -> None:
-    """Task: the one short step that changes the target file."""
-    try:
-        _commit_under_lock(plan, staged)
-    finally:
-        # The commit is the last task: whether it wrote or failed, the staged work is done with.
-        shutil.rmtree(plan.work, ignore_errors=True)
+    """Task: the one step that changes the target (:func:`dask_tables.write.engine.commit`)."""
+    sidecars: dict[int, list[str]] = {}
+    for index, sidecar in staged:
+        if sidecar is not None:
+            sidecars.setdefault(index, []).append(sidecar)
+
+    def apply(h5: tables.File) -> None:
+        if not plan.new_file:
+            add_nodes(h5, plan, functools.partial(_node_from_sidecars, plan, sidecars), sidecars)
+            return
+        # Another write (a second lazy to_tables of the same new file, say)
+        # created the file meanwhile: add these nodes to it, with the checks
+        # of any write into an existing file, rather than replace it.
+        with synchronized_file(plan.temp_file, "r") as built:
+            add_nodes(h5, plan, functools.partial(_node_from_built, plan, built), {})
+
+    if plan.new_file and os.path.exists(plan.marker):
+        # every stage task has ended: a marker left now is one of a process that died
+        remove_work(plan.job.work)
+        raise WriteInterruptedError(plan.path)
+    commit(plan.job, apply, built=plan.temp_file if plan.new_file else None)
 
 
 def _commit_after(plan: WritePlan, work: str) -> None:
     """Task: the commit of a write without blocks (zero-size arrays)."""
     _commit(plan, [])
-
-
-def _commit_under_lock(plan: WritePlan, staged: list[Staged]) -> None:
-    with write_lock(plan.path, os.path.dirname(plan.path)):
-        if not plan.new_file:
-            sidecars: dict[int, list[str]] = {}
-            for index, sidecar in staged:
-                if sidecar is not None:
-                    sidecars.setdefault(index, []).append(sidecar)
-            _commit_into_existing(plan, functools.partial(_node_from_sidecars, plan, sidecars), sidecars)
-        elif os.path.exists(plan.marker):
-            # every stage task has ended: a marker left now is one of a process that died
-            raise WriteInterruptedError(plan.path)
-        elif os.path.lexists(plan.path) and not _is_hdf5_file(plan.path):
-            raise FileExistsError(
-                f"{plan.path}: something that is not an HDF5 file appeared there while the write was "
-                "computed; nothing was written"
-            )
-        elif os.path.lexists(plan.path):
-            # Another write (a second lazy to_tables of the same new file, say)
-            # created the file meanwhile: add these nodes to it, with the checks
-            # of any write into an existing file, rather than replace it.
-            with synchronized_file(plan.temp_file, "r") as built:
-                _commit_into_existing(plan, functools.partial(_node_from_built, plan, built), {})
-        else:
-            os.replace(plan.temp_file, plan.path)
-
-
-def _is_hdf5_file(path: str) -> bool:
-    with get_lock():
-        return os.path.isfile(path) and bool(tables.is_hdf5_file(path))
-
-
-# Makes the plan's node ``index``, with its data, as ``name`` at the root of the open target.
-NodeMaker = Callable[[tables.File, int, str], None]
 
 
 def _node_from_sidecars(
@@ -205,81 +180,12 @@ def _node_from_sidecars(
     write = plan.nodes[index]
     leaf = create_node(h5, "/", name, write, createparents=False)
     check_built(leaf, write, plan.path)
-    _write_staged(leaf, write, sidecars.get(index, []))
+    write_staged(leaf, write, sidecars.get(index, []))
 
 
 def _node_from_built(plan: WritePlan, built: tables.File, h5: tables.File, index: int, name: str) -> None:
     """A new node copied from the file the stage tasks built (its filters and chunk shape kept)."""
     built.get_node(plan.nodes[index].node).copy(h5.root, name)
-
-
-def _write_staged(leaf: tables.Leaf, write: NodeWrite, sidecars: list[str]) -> None:
-    for sidecar in sidecars:
-        write_pieces(leaf, read_sidecar(sidecar, write.dtype))
-
-
-def _commit_into_existing(plan: WritePlan, make_node: NodeMaker, sidecars: dict[int, list[str]]) -> None:
-    """Add (or replace) the plan's nodes in the existing target, each checked before anything is replaced.
-
-    Each new node is made whole under a temporary name at the root by
-    ``make_node``; only when all are complete is an existing node removed
-    (``overwrite=True``) and each moved to its name.  The staged values of
-    a ``region`` are written into the existing node in place.  On an
-    error, the nodes made so far are removed again.
-    """
-    h5 = synchronized_open_file(plan.path, "a")
-    created: list[str] = []
-    try:
-        for index, write in enumerate(plan.nodes):
-            if write.kind == "region":
-                _write_region(h5, plan.path, write, sidecars.get(index, []))
-                continue
-            created.append(_free_temp_name(h5, plan, index))
-            make_node(h5, index, plan.temp_name(index))
-        _move_into_place(h5, plan)  # only now is anything that existed before changed
-        created.clear()
-    finally:
-        try:
-            for tmp in created:
-                with contextlib.suppress(tables.NoSuchNodeError, tables.HDF5ExtError):
-                    h5.remove_node(tmp, recursive=True)
-        finally:
-            synchronized_close_file(h5)
-
-
-def _write_region(h5: tables.File, path: str, write: NodeWrite, sidecars: list[str]) -> None:
-    """The staged values of a region, written into the existing node, checked unchanged since the plan."""
-    leaf = h5.get_node(write.node)
-    now = stored_node(leaf)
-    if now.shape != write.shape or now.dtype != write.dtype:
-        raise RegionMismatchError(path, write.node, "the node changed while the write was computed")
-    _write_staged(leaf, write, sidecars)
-
-
-def _free_temp_name(h5: tables.File, plan: WritePlan, index: int) -> str:
-    """The temporary path of the plan's node ``index``, free; its final place is checked again first.
-
-    Another writer may have changed the file since the plan.
-    """
-    write = plan.nodes[index]
-    found = existing_node(h5, write.node)
-    check_replaceable(found, plan.path, write.node, write.overwrite, frame=write.kind == "frame")
-    check_parents(h5, plan.path, write.node, write.createparents)
-    tmp = "/" + plan.temp_name(index)
-    if existing_node(h5, tmp) is not None:  # left by a commit whose worker was killed
-        h5.remove_node(tmp, recursive=True)
-    return tmp
-
-
-def _move_into_place(h5: tables.File, plan: WritePlan) -> None:
-    """Each new node from its temporary name to its own, replacing what was there."""
-    for index, write in enumerate(plan.nodes):
-        if write.kind == "region":
-            continue
-        if existing_node(h5, write.node) is not None:
-            h5.remove_node(write.node, recursive=True)
-        parent, name = write.node.rsplit("/", 1)
-        h5.move_node("/" + plan.temp_name(index), parent or "/", name, createparents=True)
 
 
 # ---------------------------------------------------------------- the public function
@@ -489,21 +395,20 @@ def to_tables(
         check_reads_unchanged(arrays, path)
     options = _NewNodeOptions(filters, chunkshape, title, createparents, overwrite, extendable)
     writes, arrays = _plan_writes(path, exists, names, arrays, region, options)
-    token = uuid.uuid4().hex[:16]  # every call stages into its own folder
-    folder, base = os.path.split(path)
-    plan = WritePlan(
-        path=path,
-        new_file=not exists,
-        work=os.path.join(folder, f".{base[:100]}.dask-tables-{token}"),  # within NAME_MAX (255)
-        token=token,
-        nodes=tuple(writes),
-        work_made_by_caller=compute,
-    )
+    plan = WritePlan(job=new_job(path, made_by_caller=compute), nodes=tuple(writes))
+    require_space(os.path.dirname(plan.path), _space_needed(plan, arrays), plan.path)
     result = _write_graph(plan, arrays)
     if not compute:
         return result
     _run(result, plan)
     return None
+
+
+def _space_needed(plan: WritePlan, arrays: list[Any]) -> int:
+    """An upper bound of a write's extra disk: the arrays uncompressed, and a copy of an existing file."""
+    written = sum(int(a.nbytes) for a in arrays)
+    copy = 0 if plan.new_file else os.path.getsize(plan.path)
+    return written + copy
 
 
 def _refuse_frame_options(
@@ -605,13 +510,13 @@ def _write_graph(plan: WritePlan, arrays: list[Any]) -> Delayed:
 
     Written out, not built with ``dask.delayed`` (which walks the plan once per task).
     """
-    prepare_key = f"to-tables-prepare-{plan.token}"
-    commit_key = f"to-tables-{plan.token}"
+    prepare_key = f"to-tables-prepare-{plan.job.token}"
+    commit_key = f"to-tables-{plan.job.token}"
     layer: dict[Any, Any] = {prepare_key: (_prepare, plan)}
     staged: list[tuple[Any, ...]] = []
     for i, (write, array) in enumerate(zip(plan.nodes, arrays, strict=True)):
         for index, start in _block_starts(write, array):
-            key = (f"to-tables-stage-{plan.token}", i, *index)
+            key = (f"to-tables-stage-{plan.job.token}", i, *index)
             block_name = "_".join(map(str, index))
             layer[key] = (_stage_block, plan, (array.name, *index), i, block_name, start, prepare_key)
             staged.append(key)
@@ -622,16 +527,13 @@ def _write_graph(plan: WritePlan, arrays: list[Any]) -> Delayed:
 
 
 def _run(result: Delayed, plan: WritePlan) -> None:
-    """Compute the write in the work folder made for it, removed afterwards whatever happens."""
-    os.mkdir(plan.work)
+    """Compute the write (:func:`dask_tables.write.engine.run`), with advice for a graph that read the file."""
     try:
-        dask.compute(result)
+        run(result, plan.job)
     except FileChangedError as err:
         if same_file(err.path, plan.path):  # the array read the file an earlier write changed
             raise err.with_advice(WRITE_ONCE_ADVICE) from None
         raise
-    finally:
-        _remove_work(plan.work)
 
 
 def _is_frame(x: Any) -> bool:
@@ -643,16 +545,3 @@ def _is_frame(x: Any) -> bool:
     import pandas as pd
 
     return isinstance(x, (pd.DataFrame, pd.Series, dd.DataFrame, dd.Series))
-
-
-def _remove_work(work: str, attempts: int = 5) -> None:
-    """Remove the work folder, also while tasks that still run after a failure add to it.
-
-    Such tasks find the folder gone and fail; one that had just created a
-    file in it makes ``rmtree`` leave the folder, so try again a few times.
-    """
-    for attempt in range(attempts):
-        shutil.rmtree(work, ignore_errors=True)
-        if not os.path.lexists(work):
-            return
-        time.sleep(0.05 * (attempt + 1))
