@@ -99,6 +99,7 @@ class RegistryLock:
         self._owner = threading.get_ident()
         self._depth = 1
         diagnostics.lock_acquired(self._since - asked)
+        _silence_hdf5_in_this_thread()
         return True
 
     def release(self) -> None:
@@ -134,6 +135,20 @@ class RegistryLock:
         self._rlock = threading.RLock()
         self._owner = None
         self._depth = 0
+
+
+# Threads in which HDF5's automatic error printing is off.  HDF5 built
+# thread-safe keeps that setting per thread, and PyTables turns it off only
+# in the thread that imported it: without this, a full disk printed ~2,000
+# ``HDF5-DIAG`` lines from dask's worker threads.  Every HDF5 call of
+# dask_tables holds the lock, so the first acquisition in a thread suffices.
+_silenced = threading.local()
+
+
+def _silence_hdf5_in_this_thread() -> None:
+    if not getattr(_silenced, "done", False):
+        tables.silence_hdf5_messages(True)
+        _silenced.done = True
 
 
 # The one lock of this process.  Guards: PyTables' registry

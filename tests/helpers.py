@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -39,12 +40,13 @@ def registry_is_empty() -> bool:
     return len(registry._handlers) == 0 and len(registry._name_mapping) == 0
 
 
-def run_python(code: str, timeout: float = 120, cwd=None) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter (for crashes, hangs, exit hooks)."""
+def run_python(code: str, timeout: float = 120, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (for crashes, hangs, exit hooks); ``env`` adds variables."""
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )

@@ -113,7 +113,9 @@ class Job:
     def check_work(self) -> None:
         """Raise if the work folder is gone (the write was abandoned: a task must not go on)."""
         if not os.path.isdir(self.work):
-            raise FileNotFoundError(f"{self.path}: the work folder {self.work} is gone (the write was abandoned)")
+            raise FileNotFoundError(
+                f"{self.path}: the work folder {self.work} is gone (the write was abandoned)"
+            )
 
 
 def new_job(path: str, made_by_caller: bool) -> Job:
@@ -238,7 +240,11 @@ def remove_abandoned(path: str) -> list[str]:
     removed = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
-            if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False) and _is_abandoned(entry.path):
+            if (
+                entry.name.startswith(prefix)
+                and entry.is_dir(follow_symlinks=False)
+                and _is_abandoned(entry.path)
+            ):
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed.append(entry.path)
     return removed

@@ -106,7 +106,11 @@ def _prepare(plan: WritePlan) -> str:
         # file that stage tasks have already written chunks into.
         building = f"{plan.temp_file}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            with os_errors(plan.path, "building the new file"), get_lock(), synchronized_file(building, "w") as h5:
+            with (
+                os_errors(plan.path, "building the new file"),
+                get_lock(),
+                synchronized_file(building, "w") as h5,
+            ):
                 for write in plan.nodes:
                     parent, name = write.node.rsplit("/", 1)
                     leaf = create_node(h5, parent or "/", name, write, createparents=True)
