@@ -15,17 +15,29 @@ it writes them); pandas gets the whole frame, built before the clock starts.
 * ``to_tables-processes``: the same on the processes scheduler.
 
 Every file is read back with ``pandas.read_hdf`` and compared with the frame.
-Prints seconds and the ratio of each to ``dd.to_hdf`` (higher is faster).
+Prints seconds and the ratio of each to ``dd.to_hdf`` (higher is faster),
+and each method's peak extra disk (every file in the folder, sampled every
+5 ms while it writes) against the bytes the write added to the folder.
+
+``--append``: appends instead.  A pandas table of ``--existing`` rows with
+every column a data column (indexed, as pandas indexes them) is written
+first; each method then appends the frame to it, with 1 and with
+``--partitions`` partitions (pandas' ``to_hdf(append=True)`` of the whole
+frame; ``dd.to_hdf(append=True)``; ``to_tables(append=True)``).
 
 Run: ``python benchmarks/bench_frame_write.py`` (options: ``--rows``,
-``--partitions``, ``--cases``, ``--methods``, ``--dir``).
+``--partitions``, ``--cases``, ``--methods``, ``--dir``, ``--append``,
+``--existing``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -76,6 +88,88 @@ def write(method: str, path: Path, case: str, rows: int, partitions: int, whole:
             dask_tables.to_tables(dask_frame(rows, partitions), path, "/df", filters=filters)
 
 
+def append(method: str, path: Path, rows: int, partitions: int, whole: pd.DataFrame) -> None:
+    """Append the frame to the table at ``path`` (zlib 1 + shuffle, as the table was written)."""
+    if method == "pandas":
+        whole.to_hdf(path, key="df", format="table", append=True, data_columns=True)
+    elif method == "dd.to_hdf":
+        dask_frame(rows, partitions).to_hdf(path, "/df", format="table", append=True, scheduler="threads")
+    else:
+        scheduler = "processes" if method.endswith("processes") else "threads"
+        with dask.config.set(scheduler=scheduler):
+            dask_tables.to_tables(dask_frame(rows, partitions), path, "/df", append=True)
+
+
+def folder_bytes(folder: str) -> int:
+    """Bytes every file under ``folder`` takes on disk (allocated blocks)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+class PeakDisk:
+    """The largest extra disk use of a folder while the block runs (sampled every 5 ms)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.start = folder_bytes(folder)
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, folder_bytes(self.folder))
+
+    def __enter__(self) -> PeakDisk:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.end = folder_bytes(self.folder)
+
+    def ratio(self) -> float:
+        """Peak extra disk over the bytes the write added (pandas: about 1.0)."""
+        return (self.peak - self.start) / max(self.end - self.start, 1)
+
+
+def run_appends(args: argparse.Namespace, folder: str) -> None:
+    existing = partition(10_000, args.existing)
+    existing.index = existing.index - pd.Timedelta(days=3650)  # before every appended row
+    base = Path(folder) / "base.h5"
+    existing.to_hdf(base, key="df", format="table", data_columns=True, complib="zlib", complevel=1)
+    for parts in sorted({1, args.partitions}):
+        rows = args.rows // parts * parts
+        whole = dask_frame(rows, parts).compute(scheduler="threads")
+        print(f"append {rows:,} rows in {parts} partition(s) to a table of {len(existing):,} rows:")
+        seconds: dict[str, float] = {}
+        for method in args.methods:
+            work = Path(folder) / method
+            work.mkdir()
+            path = work / "f.h5"
+            shutil.copyfile(base, path)
+            start = time.perf_counter()
+            with PeakDisk(str(work)) as disk:
+                append(method, path, rows, parts, whole)
+            seconds[method] = time.perf_counter() - start
+            back = pd.read_hdf(path, "df")
+            check_equal(back.iloc[len(existing) :], whole)
+            print(
+                f"  {method:20s} {seconds[method]:7.2f} s  peak extra disk {disk.ratio():.2f}x the bytes added",
+                flush=True,
+            )
+            shutil.rmtree(work)
+        anchor = seconds.get("pandas")
+        if anchor:
+            ratios = ", ".join(f"{m} {anchor / s:.2f}x" for m, s in seconds.items() if m != "pandas")
+            print(f"  speed vs pandas: {ratios}")
+
+
 def check_equal(back: pd.DataFrame, whole: pd.DataFrame) -> None:
     """``back`` holds ``whole``'s values (``assert_frame_equal`` boxes every categorical value: minutes)."""
     assert back.index.equals(whole.index) and list(back.columns) == list(whole.columns)
@@ -95,7 +189,13 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--dir", default=None, help="folder for the files (default: a temporary one)")
+    parser.add_argument("--append", action="store_true", help="time appends to an existing table")
+    parser.add_argument("--existing", type=int, default=100_000, help="rows of the table appended to")
     args = parser.parse_args()
+    if args.append:
+        with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+            run_appends(args, folder)
+        return
     rows = args.rows // args.partitions * args.partitions
     whole = dask_frame(rows, args.partitions).compute(scheduler="threads")
     print(f"{rows:,} rows in {args.partitions} partitions; dask {dask.__version__}, pandas {pd.__version__}")
@@ -103,14 +203,21 @@ def main() -> None:
         for case in args.cases:
             seconds: dict[str, float] = {}
             for method in args.methods:
-                path = Path(folder) / f"{case}-{method}.h5"
+                work = Path(folder) / f"{case}-{method}"
+                work.mkdir()
+                path = work / "f.h5"
                 start = time.perf_counter()
-                write(method, path, case, rows, args.partitions, whole)
+                with PeakDisk(str(work)) as disk:
+                    write(method, path, case, rows, args.partitions, whole)
                 seconds[method] = time.perf_counter() - start
                 check_equal(pd.read_hdf(path, "df"), whole)
                 size = os.path.getsize(path) / 2**20
-                print(f"  {case:13s} {method:20s} {seconds[method]:7.2f} s  {size:7.1f} MiB", flush=True)
-                path.unlink()
+                print(
+                    f"  {case:13s} {method:20s} {seconds[method]:7.2f} s  {size:7.1f} MiB  "
+                    f"peak disk {disk.ratio():.2f}x the file",
+                    flush=True,
+                )
+                shutil.rmtree(work)
             anchor = seconds.get("dd.to_hdf")
             if anchor:
                 ratios = ", ".join(f"{m} {anchor / s:.2f}x" for m, s in seconds.items() if m != "dd.to_hdf")
