@@ -12,7 +12,12 @@ compute under every dask scheduler, ``distributed`` included.
 Dimension names come from HDF5 dimension scales where a dataset has them
 (:mod:`dask_tables.hdf5.dimscales`), else from phony names shared by equal
 lengths, as h5netcdf's ``phony_dims="sort"`` makes them (numbered across
-the whole file, so that one name is one length everywhere in it).
+the whole file, so that one name is one length everywhere in it).  The
+scales are coordinate variables, read once when the dataset opens (PyTables
+cannot load them: :mod:`dask_tables.hdf5.foreign` reads them).  Attributes
+are what h5netcdf gives (text as ``str``, one-element arrays as their
+element, netCDF-4's bookkeeping left out), numbers read through HDF5
+directly where PyTables misreads them.
 
 Nested table columns are named with a dot (``"pos.x"`` for the column
 PyTables calls ``"pos/x"``): xarray's DataTree forbids ``/`` in variable
@@ -24,6 +29,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import pickletools
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,8 +43,9 @@ from xarray.core import indexing
 
 from .array.source import TablesSource
 from .errors import at_node
-from .hdf5.dimscales import scale_dims
+from .hdf5.dimscales import NOT_A_VARIABLE, dataset_dims, scale_dims
 from .hdf5.fields import take_field
+from .hdf5.foreign import UNREADABLE, attribute_names, opened_dataset, read_attribute, read_dataset
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 
@@ -46,8 +53,23 @@ __all__ = ["TablesBackendArray", "TablesBackendEntrypoint"]
 
 ROW_DIM = "row"
 EXTENSIONS = (".h5", ".hdf5", ".h5f")
-# Attributes of the HDF5 dimension-scale convention: structure, not user metadata.
-_SCALE_ATTRS = frozenset({"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME"})
+# Attributes of the HDF5 dimension-scale convention and netCDF-4's bookkeeping: structure, not
+# user metadata (the attributes h5netcdf hides).
+_HIDDEN_ATTRS = frozenset(
+    {
+        "DIMENSION_LIST",
+        "REFERENCE_LIST",
+        "CLASS",
+        "NAME",
+        "_Netcdf4Dimid",
+        "_Netcdf4Coordinates",
+        "_NCProperties",
+        "_nc3_strict",
+    }
+)
+# Attributes xarray's netCDF backends leave as bytes (a fill value of a bytes variable).
+_RAW_ATTRS = frozenset({"_FillValue", "missing_value"})
+_LINK_DEPTH = 16  # links followed from group= before giving up (HDF5's own limit is 16 too)
 
 
 class TablesBackendArray(BackendArray):
@@ -121,6 +143,7 @@ class _Member:
     shape: tuple[int, ...]
     labels: tuple[str | None, ...]  # per axis: a dimension's name, or None for a phony one
     attrs: dict[str, Any]
+    values: np.ndarray | None = None  # read at open: a dimension scale PyTables cannot load
 
 
 @dataclass
@@ -146,26 +169,114 @@ def _quiet_pytables() -> Iterator[None]:
         yield
 
 
-def _plain(value: Any) -> Any:
-    """numpy strings as Python ``str`` and ``bytes`` (what netCDF backends give); other values as read."""
+def _is_pickle(data: bytes) -> bool:
+    """Whether ``data`` is a whole pickle: PyTables left it as bytes because the pickle gate refused it."""
+    try:
+        *_, (opcode, _, position) = pickletools.genops(data)
+    except Exception:  # any malformed opcode stream: text, not a pickle
+        return False
+    return opcode.name == "STOP" and position == len(data) - 1
+
+
+def _text(value: bytes, name: str) -> str | bytes:
+    """Stored text as ``str`` (UTF-8), as netCDF backends give it; refused pickles and undecodable bytes stay bytes."""
+    if name in _RAW_ATTRS or _is_pickle(value):
+        return bytes(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return bytes(value)
+
+
+def _netcdf_value(name: str, value: Any) -> Any:
+    """An attribute as h5netcdf gives it to xarray: text as ``str`` (a list of them for an array of
+    text), and a one-element array as its element."""
+    if isinstance(value, bytes):
+        return _text(value, name)
     if isinstance(value, np.str_):
         return str(value)
-    if isinstance(value, np.bytes_):
-        return bytes(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SUO" and value.ndim == 1:
+        value = [_text(v, name) if isinstance(v, bytes) else str(v) for v in value.tolist()]
+    if isinstance(value, (list, np.ndarray)) and np.ndim(value) == 1 and len(value) == 1:
+        return value[0]
     return value
 
 
+def _needs_reread(value: Any) -> bool:
+    """Whether PyTables' read of an attribute may be wrong: ``None`` (a type it cannot read, as an enum),
+    a number (big-endian ones come back byte-swapped, an empty attribute as 0)."""
+    return value is None or (isinstance(value, (np.generic, np.ndarray)) and value.dtype.kind in "biufc")
+
+
 def _user_attrs(node: tables.Node) -> dict[str, Any]:
-    """The node's own attributes (not PyTables' nor the dimension scales'), as PyTables reads them."""
+    """The node's own attributes (not PyTables' nor the dimension scales'), as h5netcdf gives them.
+
+    Text and pickles as PyTables reads them (through the pickle gate);
+    numbers and what PyTables cannot read through HDF5 directly
+    (:mod:`dask_tables.hdf5.foreign`).
+    """
     attrs = node._v_attrs
-    return {name: _plain(attrs[name]) for name in attrs._v_attrnamesuser if name not in _SCALE_ATTRS}
+    found = {}
+    for name in attrs._v_attrnamesuser:
+        if name in _HIDDEN_ATTRS:
+            continue
+        value = attrs[name]
+        if _needs_reread(value):
+            stored = read_attribute(node._v_objectid, name)
+            value = value if stored is UNREADABLE else stored
+        found[name] = _netcdf_value(name, value)
+    return found
+
+
+def _foreign_attrs(object_id: int) -> dict[str, Any]:
+    """The attributes of a dataset PyTables cannot load, read through HDF5 directly."""
+    found = {}
+    for name in attribute_names(object_id):
+        if name not in _HIDDEN_ATTRS:
+            value = read_attribute(object_id, name)
+            if value is not UNREADABLE:
+                found[name] = _netcdf_value(name, value)
+    return found
+
+
+def _scale_kind(object_id: int) -> str | None:
+    """``"variable"`` for a dimension scale, ``"dimension"`` for netCDF's scale of a dimension
+    without a coordinate variable, ``None`` for any other dataset."""
+    try:
+        kind = read_attribute(object_id, "CLASS")
+    except KeyError:
+        return None
+    if not (isinstance(kind, bytes) and kind == b"DIMENSION_SCALE"):
+        return None
+    try:
+        name = read_attribute(object_id, "NAME")
+    except KeyError:
+        return "variable"
+    return "dimension" if isinstance(name, bytes) and name.startswith(NOT_A_VARIABLE) else "variable"
 
 
 def _array_member(leaf: tables.Array) -> _Member:
     shape = tuple(int(n) for n in leaf.shape) + tuple(int(n) for n in leaf.atom.dtype.shape)
-    labels = scale_dims(leaf) or (None,) * len(leaf.shape)
-    labels = tuple(labels) + (None,) * (len(shape) - len(labels))
-    return _Member(leaf._v_name, leaf._v_pathname, None, shape, labels, _user_attrs(leaf))
+    labels = list(scale_dims(leaf) or (None,) * len(leaf.shape))
+    if labels and _scale_kind(leaf._v_objectid) == "variable":
+        labels[0] = leaf._v_name  # a dimension scale is its dimension's coordinate
+    labels += [None] * (len(shape) - len(labels))
+    return _Member(leaf._v_name, leaf._v_pathname, None, shape, tuple(labels), _user_attrs(leaf))
+
+
+def _scale_member(group: tables.Group, name: str) -> _Member | None:
+    """A dimension scale PyTables cannot load, as a coordinate variable read now; ``None`` for other
+    datasets PyTables cannot load, and for netCDF's scales of dimensions without a variable."""
+    with opened_dataset(group._v_objectid, name) as dataset:
+        if dataset is None or _scale_kind(dataset) != "variable":
+            return None
+        values = read_dataset(dataset)
+        if values is UNREADABLE or np.ndim(values) == 0:
+            return None
+        labels = list(dataset_dims(dataset, values.ndim) or (None,) * values.ndim)
+        labels[0] = name
+        path = group._v_pathname.rstrip("/") + "/" + name
+        return _Member(name, path, None, values.shape, tuple(labels), _foreign_attrs(dataset), values)
 
 
 def _table_group(table: tables.Table) -> _Group:
@@ -203,24 +314,59 @@ def _survey_group(group: tables.Group) -> Iterator[_Group]:
             tables_here.append(_table_group(leaf))
         elif isinstance(leaf, tables.Array):
             here.members.append(_array_member(leaf))
+        elif leaf is None:
+            scale = _scale_member(group, name)
+            if scale is not None:
+                here.members.append(scale)
     yield here
     yield from tables_here
 
 
-def _survey(path: str, top: str, allow_pickles: bool) -> list[_Group]:
-    """Every group and table of the file, in a fixed order, read in one open under the lock."""
-    with (
-        refusing_pickles(not allow_pickles),
-        get_lock(),
-        synchronized_file(path, "r") as h5,
-        _quiet_pytables(),
-    ):
-        if top not in h5:
-            raise tables.NoSuchNodeError(f"{path}: no group or table {top!r} in the file")
-        found: list[_Group] = []
-        for group in sorted(h5.walk_groups("/"), key=lambda g: g._v_pathname):
-            found.extend(_survey_group(group))
-    return found
+def _link_target(h5: tables.File, path: str, top: str) -> tuple[str, str] | None:
+    """Where ``top`` leads if it is a soft or external link: ``(file, node)``; ``None`` if it is no link."""
+    if top not in h5:
+        raise tables.NoSuchNodeError(f"{path}: no group or table {top!r} in the file")
+    node = h5.get_node(top)
+    if isinstance(node, tables.link.SoftLink):
+        target = node.target if node.target.startswith("/") else node._v_parent._g_join(node.target)
+        return path, target
+    if isinstance(node, tables.link.ExternalLink):
+        filename, _, inner = node.target.partition(":/")
+        return _external_file(path, filename), "/" + inner
+    return None
+
+
+def _external_file(path: str, filename: str) -> str:
+    """The file an external link of ``path`` names: as HDF5 looks for a relative name, next to ``path``
+    first, then in the working directory."""
+    if os.path.isabs(filename):
+        return filename
+    beside = os.path.join(os.path.dirname(path), filename)
+    return beside if os.path.exists(beside) else os.path.abspath(filename)
+
+
+def _survey(path: str, top: str, allow_pickles: bool) -> tuple[str, str, list[_Group]]:
+    """Every group and table of the file, in a fixed order, read in one open under the lock.
+
+    Where ``top`` is a soft or external link, the file and group it leads
+    to (links followed as h5py follows them): returns that file, that
+    group's path and the groups of that file.
+    """
+    for _ in range(_LINK_DEPTH):
+        with (
+            refusing_pickles(not allow_pickles),
+            get_lock(),
+            synchronized_file(path, "r") as h5,
+            _quiet_pytables(),
+        ):
+            target = _link_target(h5, path, top)
+            if target is None:
+                found: list[_Group] = []
+                for group in sorted(h5.walk_groups("/"), key=lambda g: g._v_pathname):
+                    found.extend(_survey_group(group))
+                return path, top, found
+        path, top = _normalize(target[0]), target[1]
+    raise ValueError(f"{at_node(path, top)}: more than {_LINK_DEPTH} links in a row")
 
 
 def _phony_names(groups: list[_Group]) -> dict[tuple[str, str], tuple[str, ...]]:
@@ -260,6 +406,9 @@ def _phony_names(groups: list[_Group]) -> dict[tuple[str, str], tuple[str, ...]]
 def _variable(
     path: str, member: _Member, dims: tuple[str, ...], direct: bool | None, allow_pickles: bool
 ) -> xr.Variable:
+    if member.values is not None:  # a dimension scale, read when the file was surveyed
+        encoding = {"source": path, "node": member.node, "dtype": member.values.dtype}
+        return xr.Variable(dims, member.values, member.attrs, encoding)
     source = TablesSource.open(path, member.node, member.field, direct, allow_pickles)
     data = indexing.LazilyIndexedArray(TablesBackendArray(source))
     encoding: dict[str, Any] = {"source": path, "node": member.node, "dtype": source.dtype}
@@ -382,7 +531,7 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         path = _normalize(filename_or_obj)
         top = _node_path(group)
         with _quiet_pytables():
-            groups = _survey(path, top, allow_pickles)
+            path, top, groups = _survey(path, top, allow_pickles)
             chosen = [g for g in groups if g.path == top]
             if not chosen:
                 raise TypeError(
@@ -410,7 +559,7 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         top = _node_path(group)
         drop = _drop_set(drop_variables)
         with _quiet_pytables():
-            groups = _survey(path, top, allow_pickles)
+            path, top, groups = _survey(path, top, allow_pickles)
             dims = _phony_names(groups)
             result = {}
             for g in groups:

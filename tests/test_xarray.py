@@ -289,7 +289,7 @@ def test_dimension_scales_name_the_dimensions(tmp_path):
     assert_array_equal(ds.v.values, values)
     tree = xr.open_datatree(path, engine="tables")
     assert tree["g"]["w"].dims == ("time",)
-    assert sorted(ds.data_vars) == ["half", "v"]  # the scales PyTables cannot load are not variables
+    assert sorted(ds.data_vars) == ["half", "v"]  # the scales are coordinates (tests/test_xarray_netcdf.py)
 
 
 # ---------------------------------------------------------------- many files, pickles, clusters

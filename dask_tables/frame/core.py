@@ -18,6 +18,7 @@ from ..errors import REBUILD_FRAME, change_advice
 from ..hdf5.paths import PathSpec, expand_paths
 from .columns import FrameLayout
 from .conditions import Condition, read_matching
+from .pandas_fixed import is_pandas_fixed, read_pandas_fixed
 from .pandas_format import is_pandas_node, is_pandas_table, read_pandas_table
 from .partitions import (
     RowRange,
@@ -178,7 +179,9 @@ def read_table(
         files; each file gives its own partitions, in order.
     node : str
         Path of the ``Table`` (``"/detector/events"``), or the key of a
-        table that pandas wrote with ``HDFStore(format="table")``.
+        table that pandas wrote with ``HDFStore(format="table")``, or of a
+        frame or Series in pandas' default ``fixed`` format
+        (``dask_tables.frame.pandas_fixed``).
     columns : list of str, optional
         The columns to read (default: all).  Nested columns are named with
         ``/`` (``"pos/x"``); a nested group's name means all its columns.
@@ -296,6 +299,21 @@ def read_table(
     if condvars is not None:
         as_pandas_table = functools.partial(_no_condvars_for_pandas, files[0], node, condvars)
     opened = _open_tables(files, node, inspect, direct, allow_pickles)
+    if opened is None and is_pandas_fixed(files[0], node):  # pandas' default format, not a table
+        return read_pandas_fixed(
+            files,
+            node,
+            columns=columns,
+            where=where,
+            condvars=condvars,
+            chunksize=chunksize,
+            index=index,
+            sorted_index=sorted_index,
+            start=start,
+            stop=stop,
+            direct=direct,
+            allow_pickles=allow_pickles,
+        )
     if opened is None:
         return as_pandas_table()
     sources = tuple(source for source, _ in opened)

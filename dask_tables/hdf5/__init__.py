@@ -5,7 +5,8 @@ reads and writes alike, and the one check that HDF5 agrees with our filters
 (:mod:`.storednode`), the stored types and the checks on them
 (:mod:`.storedtypes`), the fields of records (:mod:`.fields`), calls into PyTables' own HDF5 library
 (:mod:`.calls`), each node's chunk index (:mod:`.chunkindex`), dimension
-scales (:mod:`.dimscales`), the pickle gate for attributes (:mod:`.pickles`)
+scales (:mod:`.dimscales`), attributes and datasets PyTables misreads or
+cannot load (:mod:`.foreign`), the pickle gate for attributes (:mod:`.pickles`)
 and file-name patterns (:mod:`.paths`).  The synchronized registry and its
 lock stay at :mod:`dask_tables.registry`, their public home.
 """

@@ -82,6 +82,25 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "H5Sclose": ([_HID], _INT),
     "H5Dread": ([_HID, _HID, _HID, _HID, _HID, ctypes.c_void_p], _INT),
     "H5Ocopy": ([_HID, ctypes.c_char_p, _HID, ctypes.c_char_p, _HID, _HID], _INT),
+    # attributes and datasets PyTables misreads or cannot load (dask_tables.hdf5.foreign)
+    "H5Dopen2": ([_HID, ctypes.c_char_p, _HID], _HID),
+    "H5Dclose": ([_HID], _INT),
+    "H5Aget_num_attrs": ([_HID], _INT),
+    "H5Aget_name_by_idx": (
+        [_HID, ctypes.c_char_p, _INT, _INT, ctypes.c_uint64, ctypes.c_char_p, _SIZE, _HID],
+        ctypes.c_ssize_t,
+    ),
+    "H5Aexists": ([_HID, ctypes.c_char_p], _INT),
+    "H5Aopen": ([_HID, ctypes.c_char_p, _HID], _HID),
+    "H5Aget_type": ([_HID], _HID),
+    "H5Aget_space": ([_HID], _HID),
+    "H5Aread": ([_HID, _HID, ctypes.c_void_p], _INT),
+    "H5Aclose": ([_HID], _INT),
+    "H5Sget_simple_extent_type": ([_HID], _INT),
+    "H5Sget_simple_extent_ndims": ([_HID], _INT),
+    "H5Sget_simple_extent_dims": ([_HID, ctypes.POINTER(ctypes.c_uint64), ctypes.c_void_p], _INT),
+    "H5Tget_cset": ([_HID], _INT),
+    "H5Treclaim": ([_HID, _HID, _HID, ctypes.c_void_p], _INT),
 }
 
 # HDF5's H5T_class_t, H5T_order_t, H5T_sign_t, H5T_str_t values used here

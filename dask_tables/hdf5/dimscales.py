@@ -25,7 +25,10 @@ import tables
 
 from .storedtypes import _library
 
-__all__ = ["scale_dims"]
+__all__ = ["NOT_A_VARIABLE", "dataset_dims", "scale_dims"]
+
+# How netCDF-4 marks a dimension without a coordinate variable: the scale's NAME starts so.
+NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable"
 
 _hid = ctypes.c_int64
 _H5P_DEFAULT = 0
@@ -165,15 +168,26 @@ def scale_dims(leaf: tables.Leaf) -> tuple[str | None, ...] | None:
     Considerations
     --------------
     Only the first scale attached to an axis names it (HDF5 allows several).
-    The scale datasets themselves load in PyTables as ``UnImplemented``
-    nodes (their ``REFERENCE_LIST`` attribute holds references), so their
-    values are not read: the dimensions have names but no coordinates.
+    PyTables cannot load the scale datasets themselves (their
+    ``REFERENCE_LIST`` attribute holds references):
+    :mod:`dask_tables.hdf5.foreign` reads them.
+    """
+    return dataset_dims(leaf._v_objectid, len(leaf.shape))
+
+
+def dataset_dims(dataset_id: int, ndim: int) -> tuple[str | None, ...] | None:
+    """:func:`scale_dims` of a dataset by its HDF5 id and number of axes (for datasets PyTables cannot load).
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     print(dataset_dims(f.create_array("/", "x", np.arange(4.0))._v_objectid, 1))
+    None
     """
     lib = _functions()
-    ndim = len(leaf.shape)
     if lib is None or ndim == 0:
         return None
-    dataset_id = leaf._v_objectid
     if lib.H5Aexists(dataset_id, b"DIMENSION_LIST") <= 0:
         return None
     names = _read_dimension_list(lib, dataset_id, ndim)

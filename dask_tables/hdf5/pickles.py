@@ -1,4 +1,4 @@
-"""Refuse to run pickled objects found in HDF5 attributes while dask_tables reads a file.
+"""Refuse to run pickled objects found in HDF5 attributes (and object VLArrays) while dask_tables reads a file.
 
 PyTables unpickles every attribute of every node it opens (``AttributeSet``
 reads them all), so merely opening a hostile file can run code.  While a
@@ -6,7 +6,9 @@ thread is inside :func:`refusing_pickles`, the unpickling PyTables does for
 that thread only rebuilds plain data (builtins, numpy arrays and scalars,
 PyTables' own ``Filters``); any other object is refused, and PyTables then
 keeps the attribute as its raw bytes, as it does for any pickle it cannot
-load.  Other threads unpickle as before.
+load.  The rows of a ``VLArray`` of ``ObjectAtom`` (where pandas' fixed
+format pickles its object columns) pass the same gate: a refused row
+raises ``pickle.UnpicklingError``.  Other threads unpickle as before.
 
 pandas pickles the ``freq`` and ``tz`` of a ``DatetimeIndex`` into a table's
 ``info`` attribute: its date offsets (``Hour``, ``MonthEnd``, ...) and time
@@ -24,6 +26,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import tables.atom
 import tables.attributeset
 
 __all__ = ["refusing_pickles"]
@@ -91,7 +94,7 @@ class _DataOnlyUnpickler(pickle.Unpickler):
 
 
 class _PickleGate:
-    """Stands in for the :mod:`pickle` module inside ``tables.attributeset``."""
+    """Stands in for the :mod:`pickle` module inside ``tables.attributeset`` and ``tables.atom``."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(pickle, name)
@@ -109,8 +112,9 @@ def _install() -> None:
     # Guarded by _install_lock: the gate is installed once and stays; it only
     # changes behaviour for threads inside refusing_pickles().
     with _install_lock:
-        if not isinstance(tables.attributeset.pickle, _PickleGate):
-            tables.attributeset.pickle = _PickleGate()
+        for module in (tables.attributeset, tables.atom):
+            if not isinstance(module.pickle, _PickleGate):
+                module.pickle = _PickleGate()
 
 
 @contextlib.contextmanager

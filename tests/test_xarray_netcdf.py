@@ -1,0 +1,301 @@
+"""engine="tables" on netCDF-4 and h5py files: what engine="h5netcdf" gives, raw and after CF decoding.
+
+Issue 24, items 12-15: text attributes netCDF-C writes (fixed-length
+strings), dimension scales as coordinate variables, attributes PyTables
+misreads (enums, big-endian numbers, one-element arrays, netCDF's
+bookkeeping), and groups reached through links.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tables
+from helpers import registry_is_empty
+
+xr = pytest.importorskip("xarray")
+h5py = pytest.importorskip("h5py")
+pytest.importorskip("h5netcdf")
+
+# PyTables warns about the dimension scales' references it cannot load.
+pytestmark = pytest.mark.filterwarnings("ignore::tables.exceptions.DataTypeWarning")
+
+
+def open_tables(path, **kwargs):
+    return xr.open_dataset(path, engine="tables", **kwargs)
+
+
+def open_h5netcdf(path, **kwargs):
+    return xr.open_dataset(path, engine="h5netcdf", phony_dims="sort", **kwargs)
+
+
+def as_h5netcdf_raw(ds):
+    """What xarray's netCDF backends do even with ``decode_cf=False``: bools (``dtype: bool``) and byte order."""
+    return xr.decode_cf(
+        ds,
+        mask_and_scale=False,
+        decode_times=False,
+        concat_characters=False,
+        decode_coords=False,
+        decode_timedelta=False,
+    )
+
+
+def assert_same_as_h5netcdf(path, **kwargs):
+    """The dataset equals h5netcdf's: raw (values, dims, coordinates, attributes), and CF-decoded."""
+    ours = open_tables(path, **kwargs)
+    xr.testing.assert_identical(as_h5netcdf_raw(ours), open_h5netcdf(path, decode_cf=False, **kwargs))
+    xr.testing.assert_identical(xr.decode_cf(ours), open_h5netcdf(path, **kwargs))
+    return ours
+
+
+def cf_dataset(n_time=30, start="2000-01-01"):
+    """A CF dataset: a time axis with bounds, bools, packed values, a scalar coordinate."""
+    time = pd.date_range(start, periods=n_time, freq="D")
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset(
+        {
+            "temp": (("time", "lat"), rng.normal(size=(n_time, 50)).astype("f4"), {"units": "K"}),
+            "flag": ("time", np.arange(n_time) % 2 == 0),
+            "packed": ("lat", np.linspace(0, 1, 50)),
+            "time_bnds": (("time", "nv"), np.stack([time, time + pd.Timedelta("1D")], axis=1)),
+        },
+        coords={"time": time, "lat": np.arange(50.0), "height": 2.0},
+        attrs={"title": "a CF file", "history": "made by a test."},
+    )
+    ds.time.attrs["bounds"] = "time_bnds"
+    ds.time.encoding.update(units="days since 2000-01-01", calendar="proleptic_gregorian")
+    ds.time_bnds.encoding.update(units="days since 2000-01-01", calendar="proleptic_gregorian")
+    ds.packed.encoding.update(dtype="i2", scale_factor=0.01, _FillValue=-1)
+    return ds
+
+
+@pytest.fixture
+def netcdf_c_file(tmp_path):
+    """A file netCDF-C writes (through the netCDF4 package): fixed-length text attributes."""
+    pytest.importorskip("netCDF4")
+    path = tmp_path / "netcdf_c.nc"
+    cf_dataset().to_netcdf(path, engine="netcdf4")
+    return path
+
+
+# ---------------------------------------------------------------- 12: text attributes
+
+
+def test_netcdf_c_text_attributes_are_str_and_decode_as_with_h5netcdf(netcdf_c_file):
+    with h5py.File(netcdf_c_file) as f:  # what the issue is about: netCDF-C's fixed-length strings
+        assert isinstance(f["temp"].attrs["units"], np.bytes_)
+    ds = assert_same_as_h5netcdf(netcdf_c_file)
+    assert ds.temp.attrs["units"] == "K" and type(ds.temp.attrs["units"]) is str
+    assert type(ds.attrs["title"]) is str and ds.attrs["history"] == "made by a test."
+    decoded = xr.decode_cf(ds)
+    expected = cf_dataset()
+    assert decoded.time.dtype.kind == "M"
+    np.testing.assert_array_equal(decoded.time.values, expected.time.values)
+    np.testing.assert_array_equal(decoded.time_bnds.values, expected.time_bnds.values)
+    assert decoded.flag.dtype == bool
+    np.testing.assert_array_equal(decoded.flag.values, expected.flag.values)
+    assert "height" in decoded.coords  # the `coordinates` attribute applied
+    np.testing.assert_allclose(decoded.packed.values, expected.packed.values, atol=0.005)
+    assert registry_is_empty()
+
+
+def test_fixed_length_text_of_old_pytables_files_decodes(tmp_path):
+    """PyTables returns np.bytes_ for fixed-length strings, the text attributes of old PyTables files."""
+    path = tmp_path / "old.h5"
+    with tables.open_file(path, "w") as f:
+        time = f.create_array("/", "time", obj=np.arange(3.0))
+        time.attrs.units = np.bytes_(b"hours since 2001-02-03")
+        time.attrs.calendar = np.bytes_(b"standard")
+        flag = f.create_array("/", "flag", obj=np.array([1, 0, 1], dtype="i1"))
+        flag.attrs.dtype = np.bytes_(b"bool")
+        flag.attrs.coordinates = np.bytes_(b"time")
+        f.root._v_attrs.note = np.bytes_("d\u00e9j\u00e0 vu".encode())
+    ds = open_tables(path)
+    assert ds.attrs["note"] == "d\u00e9j\u00e0 vu"
+    decoded = xr.decode_cf(ds)
+    np.testing.assert_array_equal(
+        decoded.time.values, pd.date_range("2001-02-03", periods=3, freq="h").values
+    )
+    assert decoded.flag.dtype == bool
+    assert "time" in decoded.coords
+
+
+# ---------------------------------------------------------------- 13: dimension scales
+
+
+def write_scaled(path, time, values, *, bounds=True):
+    """A file h5py writes as netCDF tools do: dimension scales time and lat attached to v."""
+    with h5py.File(path, "w") as f:
+        t = f.create_dataset("time", data=time)
+        t.make_scale("time")
+        t.attrs["units"] = "days since 2000-01-01"
+        lat = f.create_dataset("lat", data=np.linspace(-45, 45, values.shape[1]))
+        lat.make_scale("lat")
+        lat.attrs["units"] = "degrees_north"
+        v = f.create_dataset("v", data=values, chunks=(5, values.shape[1]), compression="gzip")
+        v.dims[0].attach_scale(t)
+        v.dims[1].attach_scale(lat)
+        if bounds:
+            t.attrs["bounds"] = "time_bnds"
+            b = f.create_dataset("time_bnds", data=np.stack([time, time + 1.0], axis=1))
+            nv = f.create_dataset("nv", data=np.zeros(2, dtype="f4"))
+            nv.make_scale("This is a netCDF dimension but not a netCDF variable.         2")
+            b.dims[0].attach_scale(t)
+            b.dims[1].attach_scale(nv)
+            b.attrs["units"] = "days since 2000-01-01"
+
+
+def test_dimension_scales_are_coordinates_and_sel_is_by_label(tmp_path):
+    path = tmp_path / "scales.h5"
+    values = np.arange(30 * 50, dtype="f8").reshape(30, 50)
+    write_scaled(path, np.arange(100.0, 130.0) - 100, values)
+    ds = assert_same_as_h5netcdf(path)
+    assert set(ds.coords) == {"time", "lat"} and ds.indexes["time"].size == 30
+    assert ds.v.sel(time=slice(10, 20)).shape == (11, 50)  # by label, as with h5netcdf
+    assert (
+        ds.v.sel(time=slice(10, 20)).shape
+        == open_h5netcdf(path, decode_cf=False).v.sel(time=slice(10, 20)).shape
+    )
+    np.testing.assert_array_equal(ds.v.sel(time=slice(10, 20)).values, values[10:21])
+    decoded = xr.decode_cf(ds)  # the bounds variable decodes with its coordinate
+    assert decoded.time.dtype.kind == "M" and decoded.time_bnds.dtype.kind == "M"
+    assert decoded.time.attrs["bounds"] == "time_bnds"
+    chunked = open_tables(path, chunks={})
+    np.testing.assert_array_equal(chunked.v.sel(lat=slice(-45, 0)).values, values[:, :25])
+    assert registry_is_empty()
+
+
+def test_open_mfdataset_with_its_defaults_combines_by_coordinates(tmp_path):
+    parts = []
+    for i in range(2):
+        values = np.full((10, 4), float(i))
+        write_scaled(tmp_path / f"part{i}.h5", np.arange(10.0) + 10 * i, values, bounds=False)
+        parts.append(values)
+    paths = [tmp_path / "part1.h5", tmp_path / "part0.h5"]  # out of order: combined by coordinate
+    ours = xr.open_mfdataset(paths, engine="tables")
+    theirs = xr.open_mfdataset(paths, engine="h5netcdf", decode_cf=False)
+    np.testing.assert_array_equal(ours.time.values, np.arange(20.0))
+    np.testing.assert_array_equal(ours.v.values, np.concatenate(parts))
+    xr.testing.assert_identical(ours.compute(), theirs.compute())
+    ours.close()
+    theirs.close()
+
+
+def test_netcdf_dimensions_without_variables_stay_without_coordinates(netcdf_c_file):
+    ds = open_tables(netcdf_c_file)
+    assert ds.time_bnds.dims == ("time", "nv")
+    assert "nv" not in ds.variables  # netCDF's scale of a dimension without a variable
+    assert set(ds.indexes) == {"time", "lat"}
+
+
+# ---------------------------------------------------------------- 14: attributes
+
+
+@pytest.fixture
+def h5py_attrs_file(tmp_path):
+    path = tmp_path / "attrs.h5"
+    with h5py.File(path, "w") as f:
+        x = f.create_dataset("x", data=np.arange(3.0))
+        x.attrs["flag"] = np.bool_(True)  # h5py writes numpy bools as an HDF5 enum
+        x.attrs["flags"] = np.array([True, False])
+        x.attrs["complex_big"] = np.array(4.3 + 1j, dtype=">c16")
+        x.attrs["complex_one"] = np.array([4.3 - 2j], dtype=">c8")
+        x.attrs["float_big"] = np.array(2.5, dtype=">f8")
+        x.attrs["ints_big"] = np.array([7, 8], dtype=">i4")
+        x.attrs["scale_factor"] = np.array([0.5])  # netCDF-C writes scalars as 1-element arrays
+        x.attrs["_FillValue"] = np.array([-1.0])
+        x.attrs["empty"] = h5py.Empty("f8")
+        x.attrs["text"] = "variable length"
+        x.attrs["texts"] = ["a", "bc"]
+        x.attrs["fixed"] = np.bytes_(b"fixed")
+        x.attrs["fixeds"] = np.array([b"ab", b"cde"])
+        x.attrs["_Netcdf4Dimid"] = np.int32(0)
+        x.attrs["_Netcdf4Coordinates"] = np.array([0], dtype="i4")
+        f.attrs["_NCProperties"] = np.bytes_(b"version=2,netcdf=4.9.2,hdf5=1.14.3")
+        f.attrs["count"] = np.array([3], dtype=">u2")
+    return path
+
+
+def test_attributes_pytables_misreads_are_read_as_h5netcdf_reads_them(h5py_attrs_file):
+    ds = assert_same_as_h5netcdf(h5py_attrs_file)
+    attrs = ds.x.attrs
+    assert attrs["flag"] is np.True_
+    np.testing.assert_array_equal(attrs["flags"], [True, False])
+    assert attrs["complex_big"] == 4.3 + 1j and attrs["complex_one"] == np.complex64(4.3 - 2j)
+    assert attrs["float_big"] == 2.5
+    np.testing.assert_array_equal(attrs["ints_big"], [7, 8])
+    assert attrs["scale_factor"] == 0.5 and np.ndim(attrs["scale_factor"]) == 0
+    assert attrs["_FillValue"] == -1.0 and np.ndim(attrs["_FillValue"]) == 0
+    assert attrs["empty"].shape == (0,)
+    assert attrs["texts"] == ["a", "bc"] and attrs["fixeds"] == ["ab", "cde"]
+    assert "_Netcdf4Dimid" not in attrs and "_Netcdf4Coordinates" not in attrs
+    assert ds.attrs == {"count": 3}  # no _NCProperties
+
+
+def test_attributes_write_back_to_netcdf(h5py_attrs_file, tmp_path):
+    ds = open_tables(h5py_attrs_file).load()
+    out = tmp_path / "out.nc"
+    ds.to_netcdf(out, engine="h5netcdf", invalid_netcdf=True)  # bools are not netCDF: h5netcdf's flag
+    back = xr.open_dataset(out, engine="h5netcdf", decode_cf=False)
+    assert back.x.attrs["flag"] is np.True_ and back.x.attrs["complex_big"] == 4.3 + 1j
+    back.close()
+
+
+def test_refused_pickles_stay_bytes_and_text_ending_in_a_dot_is_text(tmp_path):
+    class Marker:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    path = tmp_path / "pickles.h5"
+    with tables.open_file(path, "w") as f:
+        x = f.create_array("/", "x", obj=np.arange(3))
+        x.attrs.evil = Marker()
+        x.attrs.sentence = np.bytes_(b"Made by a test.")
+        x.attrs.short = np.bytes_(b"N.")  # a valid pickle: PyTables unpickles it, as always
+    attrs = open_tables(path).x.attrs
+    assert type(attrs["evil"]) is bytes and attrs["evil"].endswith(b".")
+    assert attrs["sentence"] == "Made by a test."
+
+
+# ---------------------------------------------------------------- 15: links
+
+
+@pytest.fixture
+def linked_files(tmp_path):
+    target = tmp_path / "target.h5"
+    with tables.open_file(target, "w") as f:
+        data = f.create_group("/", "data")
+        data._v_attrs.note = "outside"
+        f.create_array(data, "x", obj=np.arange(5.0))
+    path = tmp_path / "links.h5"
+    with tables.open_file(path, "w") as f:
+        real = f.create_group("/", "real")
+        real._v_attrs.note = "inside"
+        f.create_carray(real, "y", obj=np.arange(12).reshape(3, 4), chunkshape=(1, 4))
+        f.create_table(real, "t", obj=np.zeros(4, "i4,f8"))
+        f.create_soft_link("/", "soft", "/real")
+        f.create_soft_link("/", "soft_to_soft", "soft")
+        f.create_soft_link("/real", "relative", "t")
+        f.create_soft_link("/", "dangling", "/nowhere")
+        f.create_external_link("/", "external", "target.h5:/data")
+    return path, target
+
+
+def test_groups_reached_through_soft_and_external_links(linked_files, monkeypatch, tmp_path):
+    path, target = linked_files
+    real = open_tables(path, group="/real")
+    for link in ("soft", "/soft_to_soft"):
+        xr.testing.assert_identical(open_tables(path, group=link), real)
+    xr.testing.assert_identical(open_tables(path, group="/real/relative"), open_tables(path, group="/real/t"))
+    monkeypatch.chdir(tmp_path.parent)  # a relative external name is looked for next to the file first
+    outside = open_tables(path, group="external", chunks={})
+    xr.testing.assert_identical(outside, open_tables(target, group="/data", chunks={}))
+    assert outside.attrs == {"note": "outside"}
+    np.testing.assert_array_equal(outside.x.values, np.arange(5.0))
+    tree = xr.open_datatree(path, engine="tables", group="soft")
+    assert sorted(tree.children) == ["t"] and tree.attrs == {"note": "inside"}
+    with pytest.raises(tables.NoSuchNodeError, match="nowhere"):
+        open_tables(path, group="dangling")
+    assert registry_is_empty()
