@@ -49,9 +49,10 @@ import tables
 from dask.dataframe.utils import has_known_categories
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from numpy.lib.recfunctions import repack_fields
 
 from ..registry import get_lock, synchronized_file
-from .engine import Job, commit, new_job, prepare, remove_work, require_space, run
+from .engine import Job, commit, new_job, os_errors, prepare, remove_work, require_space, run
 from .indexes import build_indexes, copy_indexes
 from .locks import write_lock
 from .nodes import add_nodes, write_staged
@@ -80,7 +81,7 @@ from .records import (
     same_key,
     widen,
 )
-from .staging import append_rows, block_pieces, write_sidecar
+from .staging import append_rows, block_pieces, load_records, save_records, write_sidecar
 
 __all__ = ["frame_to_tables"]
 
@@ -131,12 +132,13 @@ class PartInfo:
 
     number: int
     rows: int
-    file: str | None  # the staged records (.npy)
+    file: str | None  # the staged records (save_records), removed once encoded
     fields: dict[FieldKey, str]
     dtype: np.dtype | None
     sample: pd.DataFrame | pd.Series | None  # its first row (pandas format)
     nan_reps: dict[FieldKey, str] = dataclasses.field(default_factory=dict)
     nan_literals: frozenset[FieldKey] = frozenset()
+    index_file: str | None = None  # the columns pandas may index, for the indexes task
 
 
 @dataclass(frozen=True)
@@ -216,10 +218,15 @@ def _stage_records(plan: FramePlan, part: Any, number: int, work: str) -> PartIn
         records = frame_records(part, plan.fmt, plan.data_columns, plan.index)
     except (TypeError, ValueError) as err:
         raise type(err)(f"{plan.path}: node {plan.node}: {err}") from None
-    file = os.path.join(work, f"records-{number}.npy")
-    tmp = f"{file}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npy"
-    np.save(tmp, records.records, allow_pickle=False)
-    os.replace(tmp, file)  # a retried task finds either nothing or the whole file
+    file = os.path.join(work, f"records-{number}.rec")
+    builds_indexes = plan.fmt == "pandas" and plan.index and plan.existing is None
+    index_file = os.path.join(work, f"indexed-{number}.rec") if builds_indexes else None
+    with os_errors(plan.path, "staging a partition's records"):
+        save_records(file, records.records)
+        if index_file is not None:
+            save_records(
+                index_file, repack_fields(records.records[list(_indexable(records.fields).values())])
+            )
     sample = _without_freq(part.iloc[:1]) if plan.fmt == "pandas" else None
     return PartInfo(
         number,
@@ -230,7 +237,13 @@ def _stage_records(plan: FramePlan, part: Any, number: int, work: str) -> PartIn
         sample,
         records.nan_reps,
         records.nan_literals,
+        index_file,
     )
+
+
+def _indexable(fields: Mapping[FieldKey, str]) -> dict[FieldKey, str]:
+    """The fields pandas may index: the index and the data columns (each a column of its own)."""
+    return {key: name for key, name in fields.items() if isinstance(key, str)}
 
 
 def _string_sizes(parts: Sequence[PartInfo]) -> dict[FieldKey, int]:
@@ -377,9 +390,16 @@ def _schema(plan: FramePlan, infos: list[PartInfo]) -> FrameSchema:
     if not parts:
         return FrameSchema(None, {}, offsets)
     sizes = _apply_min_itemsize(plan, _string_sizes(parts))
-    if plan.existing is not None:
-        return _append_schema(plan, plan.existing, parts, sizes, offsets)
-    return _new_schema(plan, parts, sizes, offsets)
+    schema = (
+        _append_schema(plan, plan.existing, parts, sizes, offsets)
+        if plan.existing is not None
+        else _new_schema(plan, parts, sizes, offsets)
+    )
+    # Before any chunk is staged: the rows uncompressed, and the copy of an existing file.
+    copy = 0 if plan.job.new_file else os.path.getsize(plan.path)
+    rows = sum(i.rows for i in parts) * schema.spec.dtype.itemsize
+    require_space(os.path.dirname(plan.path), rows + copy, plan.path)
+    return schema
 
 
 def _append_schema(
@@ -449,26 +469,41 @@ def _encode_part(plan: FramePlan, schema: FrameSchema, info: PartInfo, work: str
     if not info.rows or schema.spec is None:
         return None
     plan.job.check_work()
-    records = np.load(info.file, mmap_mode="r", allow_pickle=False)
+    sidecar = os.path.join(work, f"part-{info.number}")
+    if os.path.exists(sidecar):  # run again (a lost worker): the sidecar is whole, the records may be gone
+        return sidecar
+    records = load_records(info.file)
     rows = widen(Records(records, info.fields), schema.spec.dtype, schema.target)
     spec = schema.spec if schema.spec.kind != "frame" else dataclasses.replace(schema.spec, kind="table")
-    sidecar = os.path.join(work, f"part-{info.number}")
-    write_sidecar(sidecar, block_pieces(rows, spec, (schema.offsets[info.number],)), 1)
+    with os_errors(plan.path, "staging a partition's chunks"):
+        write_sidecar(sidecar, block_pieces(rows, spec, (schema.offsets[info.number],)), 1)
+    os.unlink(info.file)  # disk: the indexes task reads its own copy of the indexed columns
     return sidecar
+
+
+def _builds_indexes(plan: FramePlan, schema: FrameSchema) -> bool:
+    """Whether the indexes task reads the staged records too."""
+    return bool(schema.indexed) and schema.spec is not None and plan.existing is None
 
 
 def _build_indexes(plan: FramePlan, schema: FrameSchema, infos: list[PartInfo], work: str) -> str | None:
     """Task: the PyTables indexes of a new pandas table, built in a side file beside the encode tasks."""
-    if not schema.indexed or schema.spec is None or plan.existing is not None:
+    if not _builds_indexes(plan, schema):
         return None
     plan.job.check_work()
     columns = [
         (key, name) for name in schema.indexed for key, field in schema.target.items() if field == name
     ]
-    parts = [(i.file, i.fields) for i in sorted(infos, key=lambda i: i.number) if i.rows]
+    parts = [(i.index_file, _indexable(i.fields)) for i in sorted(infos, key=lambda i: i.number) if i.rows]
     side = os.path.join(work, "indexes.h5")
     return build_indexes(
-        side, _table_path(plan.node), schema.spec.dtype, schema.spec.chunkshape, columns, parts
+        side,
+        _table_path(plan.node),
+        schema.spec.dtype,
+        schema.spec.chunkshape,
+        columns,
+        parts,
+        after_part=os.unlink,  # disk
     )
 
 
@@ -498,10 +533,13 @@ def _make_pandas_node(
         table = create_node(h5, copy._v_pathname, "table", spec, createparents=False)
         template_table.attrs._f_copy(table)
     check_built(table, spec, path)
+    if indexes is not None:
+        # Copied first and removed (disk: the side file and its copy never sit beside the whole table).
+        # The table object was made without indexes, so writing its rows below leaves them alone.
+        copy_indexes(indexes, _table_path(schema.spec.node), copy)
+        os.unlink(indexes)
     write_staged(table, spec, sidecars)
     table.flush()
-    if indexes is not None:
-        copy_indexes(indexes, _table_path(schema.spec.node), copy)
 
 
 def _make_tables_node(

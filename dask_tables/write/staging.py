@@ -26,7 +26,16 @@ from tables.utils import quantize
 from ..filters import encoding_pipeline
 from .plan import NodeWrite
 
-__all__ = ["Piece", "append_rows", "block_pieces", "read_sidecar", "write_pieces", "write_sidecar"]
+__all__ = [
+    "Piece",
+    "append_rows",
+    "block_pieces",
+    "load_records",
+    "read_sidecar",
+    "save_records",
+    "write_pieces",
+    "write_sidecar",
+]
 
 
 @dataclass(frozen=True)
@@ -215,3 +224,75 @@ class _ChunkGatherer:
     def check_done(self) -> None:
         if self.pending:
             raise RuntimeError(f"chunks at rows {sorted(self.pending)} were never completed")
+
+
+# ---------------------------------------------------------------- staged records (frame writes)
+
+_RECORDS_MAGIC = b"DTREC1\n"
+_RECORDS_BLOCK = 2**28  # bytes of records compressed per Blosc2 call (its limit is 2 GiB)
+
+
+def save_records(path: str, records: np.ndarray) -> None:
+    """Stage ``records`` at ``path``, compressed (Blosc2 Zstd + shuffle, level 1): written whole or not at all.
+
+    Staged raw, a frame's records took more disk than the table they become.
+
+    Examples
+    --------
+    >>> rows = np.array([(1, 2.5), (3, 4.5)], dtype=[("i", "<i8"), ("f", "<f8")])
+    >>> save_records("part.rec", rows)
+    >>> load_records("part.rec").tolist()
+    [(1, 2.5), (3, 4.5)]
+    """
+    import blosc2
+
+    records = np.ascontiguousarray(records)
+    descr = repr(np.lib.format.dtype_to_descr(records.dtype)).encode()
+    raw = records.reshape(-1).view(np.uint8)
+    step = max(
+        records.dtype.itemsize, _RECORDS_BLOCK // max(records.dtype.itemsize, 1) * records.dtype.itemsize
+    )
+    typesize = records.dtype.itemsize if 0 < records.dtype.itemsize < 256 else 1
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "xb") as out:
+            out.write(_RECORDS_MAGIC + struct.pack("<QQ", len(descr), len(records)) + descr)
+            for start in range(0, raw.size, step):
+                block = blosc2.compress2(
+                    raw[start : start + step].data,
+                    typesize=typesize,
+                    clevel=1,
+                    codec=blosc2.Codec.ZSTD,
+                    filters=[blosc2.Filter.SHUFFLE],
+                )
+                out.write(struct.pack("<Q", len(block)))
+                out.write(block)
+        os.replace(tmp, path)  # a retried task finds either nothing or the whole file
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_records(path: str) -> np.ndarray:
+    """The records :func:`save_records` staged at ``path``."""
+    import ast
+
+    import blosc2
+
+    with open(path, "rb") as f:
+        if f.read(len(_RECORDS_MAGIC)) != _RECORDS_MAGIC:
+            raise ValueError(f"{path}: not a file of staged records")
+        size, rows = struct.unpack("<QQ", f.read(16))
+        dtype = np.lib.format.descr_to_dtype(ast.literal_eval(f.read(size).decode()))
+        out = np.empty(rows, dtype=dtype)
+        flat = out.reshape(-1).view(np.uint8)
+        at = 0
+        while header := f.read(8):
+            (length,) = struct.unpack("<Q", header)
+            block = blosc2.decompress2(f.read(length))
+            flat[at : at + len(block)] = np.frombuffer(block, dtype=np.uint8)
+            at += len(block)
+    if at != flat.size:
+        raise ValueError(f"{path}: staged records cut short ({at} of {flat.size} bytes)")
+    return out
