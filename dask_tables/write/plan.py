@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import math
 import os
 import uuid
@@ -210,6 +211,8 @@ def check_node_name(node: Any) -> str:
 
 def check_writable(path: str, node: str, exists: bool) -> None:
     folder = os.path.dirname(path)
+    if os.path.isdir(folder) and os.statvfs(folder).f_flag & os.ST_RDONLY:
+        raise OSError(errno.EROFS, f"{path}: the file system is read-only (asked to write node {node})", path)
     if exists:
         if os.path.isdir(path):
             raise IsADirectoryError(f"{path}: is a directory, not an HDF5 file (asked to write node {node})")
