@@ -2,11 +2,11 @@
 
 Every write, of arrays and of frames alike, is one :class:`Job`:
 
-1. **Plan** (in the caller): the front end (:mod:`~dask_tables.write.store`
-   for arrays, :mod:`~dask_tables.write.frames` for frames) checks its
-   inputs and makes a :class:`Job` with :func:`new_job`, which also removes
+1. **Plan** (in the caller): the front end (``write/store.py``
+   for arrays, ``write/frames.py`` for frames) checks its
+   inputs and makes a :class:`Job` with ``new_job``, which also removes
    what writers that died left next to the target (:func:`remove_abandoned`).
-2. **Prepare** (a task, :func:`prepare`): the hidden work folder next to the
+2. **Prepare** (a task, ``prepare``): the hidden work folder next to the
    target, ``.<name>.dask-tables-<token>``, made whole by a rename with its
    ``owner`` file inside, locked by the process that made it.
 3. **Stage** (the front end's tasks): chunks encoded outside every lock, in

@@ -75,7 +75,7 @@ def build_indexes(
         ``dtype``, in the order the indexes are made.
     parts : sequence of tuple
         ``(file, fields)``: each partition's staged records (a file of
-        :func:`~dask_tables.write.staging.save_records`) and its fields, in
+        ``write.staging.save_records``) and its fields, in
         row order: one append each, as pandas appends them.
     after_part : callable, optional
         Called with each partition's file once it is read.
