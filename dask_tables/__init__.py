@@ -27,6 +27,7 @@ from .errors import (
     NotHDF5FileError,
     RecordLayoutError,
     RegionMismatchError,
+    SlowChunkIndexWarning,
     WriteInterruptedError,
 )
 from .registry import (
@@ -66,6 +67,7 @@ __all__ = [
     "RechunkWarning",
     "RecordLayoutError",
     "RegionMismatchError",
+    "SlowChunkIndexWarning",
     "TablesSource",
     "WriteInterruptedError",
     "__version__",

@@ -14,6 +14,7 @@ __all__ = [
     "NotHDF5FileError",
     "RecordLayoutError",
     "RegionMismatchError",
+    "SlowChunkIndexWarning",
     "WriteInterruptedError",
 ]
 
@@ -82,6 +83,18 @@ class FileChangedError(DaskTablesError):
 
     def __reduce__(self):
         return (type(self), (self.path, self.node, self.what, self.advice))
+
+
+class SlowChunkIndexWarning(UserWarning):
+    """Chunk indexes are read chunk by chunk: the compiled module is missing (no C compiler at install).
+
+    Issued once per process, the first time a chunk index is read that way.
+
+    Examples
+    --------
+    >>> issubclass(SlowChunkIndexWarning, UserWarning)
+    True
+    """
 
 
 class NotHDF5FileError(DaskTablesError, OSError):
