@@ -14,6 +14,7 @@ from helpers import registry_is_empty, run_python
 
 import dask_tables
 from dask_tables import FileChangedError, read_table
+from dask_tables.info import inspect_file
 
 Color = tables.Enum({"red": 3, "green": 1, "blue": 7})
 
@@ -105,8 +106,8 @@ def pytables_rows(path, condition=None, condvars=None, start=None, stop=None):
 @pytest.mark.parametrize("direct", [True, False])
 def test_whole_table_equals_pytables(events, direct):
     df = read_table(events, "/detector/events", chunksize=1000, direct=direct)
-    assert df.npartitions == 5  # 1000 rows round to 1024: whole 256-row chunks
-    assert df.divisions == (0, 1024, 2048, 3072, 4096, N - 1)
+    assert df.npartitions == 7  # at most 1000 rows: 768, whole 256-row chunks
+    assert df.divisions == (*range(0, N, 768), N - 1)
     result = df.compute(scheduler="threads")
     records, rows = pytables_rows(events)
     pd.testing.assert_frame_equal(result, expected_frame(records, rows))
@@ -347,11 +348,17 @@ def test_start_and_stop(events):
 
 
 @pytest.mark.parametrize(
-    ("start", "stop", "error"),
-    [(N + 1, None, IndexError), (None, N + 1, IndexError), (-N - 1, None, IndexError), (10, 5, ValueError)],
+    ("start", "stop", "phrase"),
+    [
+        (N + 1, None, "is above or equal to the number of rows"),
+        (None, N + 1, "exceeds the number of rows"),
+        (-N - 1, None, "is before the first row"),
+        (10, 5, "is above or equal to stop=5"),
+    ],
 )
-def test_start_stop_out_of_range(events, start, stop, error):
-    with pytest.raises(error, match=r"events\.h5: node /detector/events"):
+def test_start_stop_out_of_range(events, start, stop, phrase):
+    # ValueError in dask's words ("number of rows", "is above or equal to"), as dd.read_hdf raises
+    with pytest.raises(ValueError, match=rf"events\.h5: node /detector/events: .*{phrase}"):
         read_table(events, "/detector/events", start=start, stop=stop)
 
 
@@ -706,7 +713,8 @@ def test_pandas_index_column_divisions(pandas_file):
     assert df.known_divisions
     expected = pandas_expected(pandas_file).set_index("C")[["A", "s"]]
     pd.testing.assert_frame_equal(df.compute(), expected)
-    _check_divisions(df, expected, _chunk_rows(pandas_file, "frame"))
+    chunk = _chunk_rows(pandas_file, "frame")
+    _check_divisions(df, expected, 1000 // chunk * chunk or 1000)  # at most 1000 rows, whole chunks if any
 
 
 def test_pandas_sorted_index_true_names_the_real_cause(tmp_path):
@@ -821,3 +829,49 @@ def test_where_with_a_name_not_in_the_enum(events):
         read_table(events, "/detector/events", where="(color == 'purple') | flag")
     with pytest.raises(ValueError, match=r"events\.h5: .*'color' compares with its names by == or != only"):
         read_table(events, "/detector/events", where="color < 'blue'")
+
+
+# ---------------------------------------------------------------- what dask and pandas users expect
+
+
+def test_home_folder_and_bytes_paths_read_as_pandas_reads_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_events(tmp_path / "t.h5", n=100)
+    frame = pd.DataFrame({"a": np.arange(10)})
+    frame.to_hdf(tmp_path / "p.h5", key="df", format="table")
+    for path in ("~/t.h5", os.fsencode(tmp_path / "t.h5"), [b"~/t.h5"]):
+        assert len(read_table(path, "/detector/events").compute()) == 100
+        assert dask_tables.from_tables(path, "/array").compute().tolist() == list(range(10))
+    pd.testing.assert_frame_equal(read_table("~/p.h5", "df").compute(), pd.read_hdf("~/p.h5", "df"))
+    assert [n.path for n in inspect_file(b"~/t.h5", "/array")] == ["/array"]
+
+
+def test_chunksize_is_a_maximum_in_whole_chunks_where_it_allows(tmp_path):
+    path = tmp_path / "t.h5"
+    write_events(path, n=1000, chunkshape=(100,))
+    for chunksize, rows in ((2, 2), (250, 200), (100, 100), (1000, 1000)):
+        df = read_table(path, "/detector/events", chunksize=chunksize)
+        lengths = df.map_partitions(len).compute().tolist()
+        assert lengths == [rows] * (1000 // rows), chunksize
+    pandas = tmp_path / "p.h5"
+    data = pd.DataFrame({"x": [1, 2, 3, 4], "y": [1.0, 2.0, 3.0, 4.0]}, index=[1.0, 2.0, 3.0, 4.0])
+    data.to_hdf(pandas, key="data", format="table")
+    df = read_table(pandas, "/data", chunksize=2)  # pandas' table has chunks of thousands of rows
+    assert df.npartitions == 2
+    assert df.divisions == (1.0, 3.0, 4.0)
+    pd.testing.assert_frame_equal(df.compute(), data)
+
+
+def test_bad_arguments_raise_value_errors_in_dasks_words(tmp_path):
+    path = tmp_path / "p.h5"
+    pd.DataFrame({"y": [1, 2, 3, 4]}).to_hdf(path, key="data", format="table")
+    write_events(tmp_path / "t.h5", n=4)
+    for file, node in ((path, "/data"), (tmp_path / "t.h5", "/detector/events")):
+        with pytest.raises(ValueError, match="number of rows"):
+            read_table(file, node, stop=10)
+        with pytest.raises(ValueError, match="is above or equal to"):
+            read_table(file, node, start=10)
+        with pytest.raises(ValueError, match="positive integer"):
+            read_table(file, node, chunksize=-1)
+    with pytest.raises(ValueError, match="the list of paths is empty"):
+        read_table([], "/data")

@@ -25,6 +25,7 @@ from ..filters import StoredFilter, filter_class, hdf5_can_apply, stored_filters
 from ..hdf5.calls import other_record_layout, read_rows
 from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
+from ..hdf5.paths import PathLike, file_path
 from ..hdf5.pickles import refusing_pickles
 from ..hdf5.storednode import StoredNode
 from ..registry import get_lock, synchronized_file
@@ -198,7 +199,7 @@ class TablesSource:
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        path: PathLike,
         node: str,
         field: str | None = None,
         direct: bool | None = None,
@@ -208,7 +209,7 @@ class TablesSource:
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, bytes or os.PathLike
             An HDF5 file.
         node : str
             Path of an ``Array``, ``CArray``, ``EArray`` or ``Table`` in it
@@ -257,7 +258,7 @@ class TablesSource:
     @classmethod
     def open_inspecting(
         cls,
-        path: str | os.PathLike[str],
+        path: PathLike,
         node: str,
         inspect: Callable[[tables.Leaf], T],
         field: str | None = None,
@@ -279,7 +280,7 @@ class TablesSource:
         >>> names
         ['f0', 'f1']
         """
-        path = os.path.abspath(os.fspath(path))
+        path = os.path.abspath(file_path(path))
         node = node if node.startswith("/") else "/" + node
         _check_readable_file(path, node)
         before = Fingerprint.of(path)

@@ -173,8 +173,8 @@ def read_table(
 
     Parameters
     ----------
-    path : str, os.PathLike or list
-        An HDF5 file, a glob pattern (``"runs/*.h5"``, sorted), or a list of
+    path : str, bytes, os.PathLike or list
+        An HDF5 file (``~`` is the home folder), a glob pattern (``"runs/*.h5"``, sorted), or a list of
         files; each file gives its own partitions, in order.
     node : str
         Path of the ``Table`` (``"/detector/events"``), or the key of a
@@ -195,8 +195,10 @@ def read_table(
         Values of the condition's variables (numbers, arrays, or
         ``tables.Column`` objects of the table, kept by path).
     chunksize : int, optional
-        Rows per partition, rounded to whole HDF5 chunks.  Default: about
-        dask's ``array.chunk-size`` (128 MiB) of records.
+        The most rows a partition holds (as in ``dask.dataframe.read_hdf``):
+        rounded down to whole HDF5 chunks where it holds one, else taken as
+        is.  Default: about dask's ``array.chunk-size`` (128 MiB) of records,
+        in whole HDF5 chunks.
     index : str, optional
         A column to use as the index.  Default: the row numbers of the table
         (of the files concatenated), with known divisions; for a pandas
@@ -248,11 +250,11 @@ def read_table(
         An unknown column in ``columns`` or ``index``.
     ValueError
         A multidimensional column (read it with ``from_tables(field=...)``),
-        bad ``chunksize``, files whose tables differ, ``start`` after ``stop``,
-        a name that is not in an enum column's enum in ``where``,
+        bad ``chunksize`` ("positive integer"), files whose tables differ,
+        ``start``/``stop`` out of range ("number of rows", "is above or
+        equal to", as ``dask.dataframe.read_hdf`` says), an empty list of
+        files, a name that is not in an enum column's enum in ``where``,
         ``columns``/``index`` for a pandas Series.
-    IndexError
-        ``start`` or ``stop`` out of range.
     SyntaxError
         An invalid ``where`` condition, or an unknown variable in it.
     NameError

@@ -2,8 +2,9 @@
 
 A partition is a row range ``[start, stop)`` of one file's table.  Partitions
 are cut at multiples of ``rows`` counted from the table's first row, and
-``rows`` is a multiple of the table's HDF5 chunk rows, so no HDF5 chunk is
-read by two partitions (except where ``start``/``stop`` cut one).
+``rows`` is a multiple of the table's HDF5 chunk rows where the asked
+``chunksize`` holds a chunk, so no HDF5 chunk is read by two partitions
+(except where ``start``/``stop`` cut one, or ``chunksize`` is below a chunk).
 """
 
 from __future__ import annotations
@@ -51,27 +52,38 @@ class RowRange:
 
 
 def partition_rows(chunksize: int | None, chunk_rows: int, row_nbytes: int) -> int:
-    """Rows per partition: ``chunksize`` or dask's ``array.chunk-size`` in bytes, in whole HDF5 chunks.
+    """Rows per partition: at most ``chunksize`` (as in ``dd.read_hdf``), in whole HDF5 chunks where it allows.
+
+    ``chunksize`` is rounded down to whole HDF5 chunks when it holds one at
+    least, else taken as is (partitions then share chunks).  Without it:
+    about dask's ``array.chunk-size`` in bytes, in whole HDF5 chunks.
 
     Examples
     --------
     >>> partition_rows(1000, 64, 8)
-    1024
+    960
+    >>> partition_rows(2, 3855, 8)  # never more rows than asked
+    2
     >>> partition_rows(None, 1000, 1024)  # 128 MiB of 1 KiB rows
     131000
     """
+    chunk_rows = max(1, chunk_rows)
     if chunksize is None:
         target = parse_bytes(dask.config.get("array.chunk-size")) // max(1, row_nbytes)
-    else:
-        if int(chunksize) != chunksize or chunksize < 1:
-            raise ValueError(f"chunksize={chunksize!r} must be a positive number of rows")
-        target = int(chunksize)
-    chunk_rows = max(1, chunk_rows)
-    return max(chunk_rows, round(target / chunk_rows) * chunk_rows)
+        return max(chunk_rows, round(target / chunk_rows) * chunk_rows)
+    if isinstance(chunksize, bool) or int(chunksize) != chunksize or chunksize < 1:
+        raise ValueError(
+            f"chunksize={chunksize!r}: the chunksize must be a positive integer (rows per partition)"
+        )
+    chunksize = int(chunksize)
+    return chunksize // chunk_rows * chunk_rows if chunksize >= chunk_rows else chunksize
 
 
 def row_window(start: int | None, stop: int | None, total: int, where: str) -> tuple[int, int]:
     """``start``/``stop`` (negative ones count from the end) checked against ``total`` rows.
+
+    Out of range raises :class:`ValueError` in dask's words (``dd.read_hdf``'s
+    "number of rows", "is above or equal to"), which users' code matches.
 
     Examples
     --------
@@ -80,7 +92,11 @@ def row_window(start: int | None, stop: int | None, total: int, where: str) -> t
     >>> row_window(0, 11, 10, "t.h5: node /t")
     Traceback (most recent call last):
     ...
-    IndexError: t.h5: node /t: stop=11 is out of range for 10 rows
+    ValueError: t.h5: node /t: stop=11 exceeds the number of rows (10)
+    >>> row_window(12, None, 10, "t.h5: node /t")
+    Traceback (most recent call last):
+    ...
+    ValueError: t.h5: node /t: start=12 is above or equal to the number of rows (10)
     """
     bounds = []
     for name, value, default in (("start", start, 0), ("stop", stop, total)):
@@ -90,12 +106,18 @@ def row_window(start: int | None, stop: int | None, total: int, where: str) -> t
         if int(value) != value:
             raise TypeError(f"{where}: {name}={value!r} must be an integer")
         position = int(value) + total if value < 0 else int(value)
-        if not 0 <= position <= total:
-            raise IndexError(f"{where}: {name}={value!r} is out of range for {total} rows")
+        if position < 0:
+            raise ValueError(
+                f"{where}: {name}={value!r} is before the first row (the number of rows is {total})"
+            )
+        if position > total:
+            if name == "stop":
+                raise ValueError(f"{where}: stop={value!r} exceeds the number of rows ({total})")
+            raise ValueError(f"{where}: start={value!r} is above or equal to the number of rows ({total})")
         bounds.append(position)
     low, high = bounds
     if low > high:
-        raise ValueError(f"{where}: start={start!r} is after stop={stop!r}")
+        raise ValueError(f"{where}: start={start!r} is above or equal to stop={stop!r} (row {high})")
     return low, high
 
 
