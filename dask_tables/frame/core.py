@@ -333,7 +333,9 @@ def _open_tables(
     opened = []
     for file in files:
         try:
-            source, info = TablesSource.open_inspecting(file, node, inspect, None, direct, allow_pickles)
+            source, info = TablesSource.open_inspecting(
+                file, node, inspect, None, direct, allow_pickles, made_by="read_table"
+            )
         except TypeError:
             if is_pandas_table(file, node):  # pandas' group, not its table
                 return None

@@ -43,7 +43,7 @@ import pandas as pd
 import tables
 
 from ..array.source import TablesSource
-from ..errors import REBUILD_FRAME, NotHDF5FileError, at_node, change_advice
+from ..errors import REBUILD_FRAME, at_node, change_advice, unreadable_file
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
@@ -388,8 +388,9 @@ def _describe_files(
             _describe(path, fingerprint, key, where, read_columns, index, allow_pickles)
             for path, fingerprint in zip(paths, fingerprints, strict=True)
         ]
-    except tables.HDF5ExtError as err:  # pragma: no cover - damaged after the first open
-        raise NotHDF5FileError(f"{paths[0]}: damaged HDF5 file (asked for node {node}): {err}") from err
+    except tables.HDF5ExtError as err:  # pragma: no cover - locked or damaged after the first open
+        damaged = f"{paths[0]}: damaged HDF5 file (asked for node {node})"
+        raise unreadable_file(paths[0], node, err, damaged) from err
     for path, fingerprint in zip(paths, fingerprints, strict=True):
         check_unchanged(path, key, fingerprint)
     return described
@@ -439,7 +440,9 @@ def _open_table(
     def condition(table: tables.Table) -> Condition | None:
         return None if where is None or where.condition is None else Condition.of(table, where.condition)
 
-    return TablesSource.open_inspecting(path, key + "/table", condition, None, direct, allow_pickles)
+    return TablesSource.open_inspecting(
+        path, key + "/table", condition, None, direct, allow_pickles, made_by="read_table"
+    )
 
 
 def _meta(
