@@ -282,7 +282,7 @@ def test_unsorted_index_column_has_unknown_divisions(events):
     assert len(df.compute()) == N
 
 
-def test_index_sorted_only_where_sampled_is_refused_by_the_task(tmp_path):
+def test_index_sorted_only_where_sampled_gives_unknown_divisions_found_when_built(tmp_path):
     path = tmp_path / "edges.h5"
     rows = np.zeros(2000, dtype=[("k", "i8"), ("v", "f8")])
     rows["k"] = np.arange(2000)
@@ -290,14 +290,34 @@ def test_index_sorted_only_where_sampled_is_refused_by_the_task(tmp_path):
     with tables.open_file(path, "w") as f:
         f.create_table("/", "t", obj=rows, chunkshape=(1000,))
     df = read_table(path, "/t", index="k", chunksize=1000)
-    assert df.divisions == (0, 1000, 1999)
+    assert not df.known_divisions
+    assert df.compute().index.tolist() == rows["k"].tolist()
     with pytest.raises(
-        ValueError, match=r"edges\.h5: node /t: index column 'k' is not sorted in rows 0\.\.999"
+        ValueError, match=r"edges\.h5: node /t: sorted_index=True.*not sorted: it falls in rows 0\.\.999"
     ):
-        df.compute()
-    unsorted = read_table(path, "/t", index="k", chunksize=1000, sorted_index=False)
-    assert not unsorted.known_divisions
-    assert unsorted.compute().index.tolist() == rows["k"].tolist()
+        read_table(path, "/t", index="k", chunksize=1000, sorted_index=True)
+
+
+def test_almost_sorted_pandas_index_reads_as_pandas_reads_it(tmp_path):
+    path = tmp_path / "late.h5"
+    index = np.arange(400_000)
+    index[[1000, 200_000, 300_000]] -= 500  # three late rows
+    frame = pd.DataFrame({"a": np.arange(400_000) / 2}, index=index)
+    frame.to_hdf(path, key="df", format="table")
+    df = read_table(path, "df")
+    assert not df.known_divisions
+    pd.testing.assert_frame_equal(df.compute(), pd.read_hdf(path, "df"))
+    by_column = read_table(path, "df", index="a")  # a sorted column packed with others: known
+    assert by_column.known_divisions
+    assert by_column.compute().index.equals(pd.Index(frame["a"], name="a"))
+    with pytest.raises(ValueError, match=r"late\.h5: node /df: sorted_index=True.*the index is not sorted"):
+        read_table(path, "df", sorted_index=True)
+    sorted_frame = frame.sort_index()
+    sorted_frame.to_hdf(path, key="sorted", format="table")
+    df = read_table(path, "sorted", chunksize=100_000)
+    chunk = _chunk_rows(path, "sorted")
+    _check_divisions(df, sorted_frame, 100_000 // chunk * chunk)
+    pd.testing.assert_frame_equal(df.compute(), sorted_frame)
 
 
 def test_sorted_index_true_refuses_an_unsorted_column(events):
@@ -547,7 +567,7 @@ def test_numeric_pandas_tables_decode_directly(tmp_path, index, known, complib):
     assert df.e.sum().compute() == pytest.approx(np.arange(4000).sum())
 
 
-def test_pandas_index_sorted_only_at_partition_edges_is_refused(tmp_path):
+def test_pandas_index_sorted_only_at_partition_edges_gives_unknown_divisions(tmp_path):
     path = tmp_path / "edges.h5"
     labels = np.arange(4000)
     labels[5], labels[6] = labels[6], labels[5]  # between two sampled rows
@@ -556,13 +576,10 @@ def test_pandas_index_sorted_only_at_partition_edges_is_refused(tmp_path):
         chunk_rows = f.root.frame.table.chunkshape[0]
     assert chunk_rows < 3000
     df = read_table(path, "frame", chunksize=chunk_rows)
-    assert df.known_divisions
-    with pytest.raises(ValueError, match=r"edges\.h5: node /frame: the index is not sorted in rows 0\.\."):
-        df.compute()
-    pd.testing.assert_frame_equal(
-        read_table(path, "frame", chunksize=chunk_rows, sorted_index=False).compute(),
-        pd.read_hdf(path, "frame"),
-    )
+    assert not df.known_divisions  # found when the frame is built, never by a task
+    pd.testing.assert_frame_equal(df.compute(), pd.read_hdf(path, "frame"))
+    with pytest.raises(ValueError, match=r"edges\.h5: node /frame: sorted_index=True.*falls in rows 0\.\."):
+        read_table(path, "frame", chunksize=chunk_rows, sorted_index=True)
 
 
 @pytest.mark.parametrize("autoindex", [True, False])
@@ -732,16 +749,15 @@ def test_pandas_sorted_index_true_names_the_real_cause(tmp_path):
     assert not read_table(path, "words", chunksize=1000).known_divisions
 
 
-def test_pandas_index_unsorted_between_samples_is_refused_with_strings(tmp_path):
+def test_pandas_index_unsorted_between_samples_gives_unknown_divisions_with_strings(tmp_path):
     path = tmp_path / "edges.h5"
     labels = np.arange(4000)
     labels[5], labels[6] = labels[6], labels[5]  # between two sampled rows
     frame = pd.DataFrame({"s": [f"s{i}" for i in range(4000)]}, index=labels)
     frame.to_hdf(path, key="frame", format="table")
     df = read_table(path, "frame", chunksize=1000)
-    assert df.known_divisions
-    with pytest.raises(ValueError, match=r"edges\.h5: node /frame: the index is not sorted in rows 0\.\."):
-        df.compute()
+    assert not df.known_divisions
+    pd.testing.assert_frame_equal(df.compute(), _arrow_strings(pd.read_hdf(path, "frame")))
 
 
 def test_pandas_time_zone_that_must_be_unpickled_says_how_to_read_it(tmp_path):

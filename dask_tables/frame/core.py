@@ -24,8 +24,10 @@ from .partitions import (
     divisions_or_reason,
     partition_rows,
     plan_partitions,
+    read_index_values,
     row_window,
     sample_divisions,
+    unsorted_reason,
 )
 
 __all__ = ["TablePartitionReader", "read_table"]
@@ -77,7 +79,8 @@ class TablePartitionReader:
     conditions : tuple of (Condition or None)
         The ``where`` condition, checked against each file's table.
     sorted_index : bool
-        The divisions assume the index column is sorted: check each partition.
+        The divisions assume the index column is sorted (checked on every value
+        when the frame was built): check each partition again, as a guard.
     """
 
     sources: tuple[TablesSource, ...]
@@ -124,7 +127,13 @@ def _names(columns: str | Sequence[str], available: Sequence[str]) -> list[str]:
 def _divisions(
     sources: Sequence[TablesSource], layout: FrameLayout, parts: Sequence[RowRange], sorted_index: bool | None
 ) -> tuple[tuple[Any, ...] | None, bool]:
-    """Known divisions and whether tasks must check the index is sorted."""
+    """Known divisions, only where the index column is sorted, and whether tasks check it again.
+
+    16 sampled rows a partition refute an unsorted column cheaply; where
+    they look sorted, every value of the column is read once (one pass over
+    the table's chunks, as a compute would) so that the divisions are true
+    and no task can find them false.
+    """
     if all(p.start == p.stop for p in parts):
         return None, False
     if layout.index is None:
@@ -138,12 +147,21 @@ def _divisions(
     else:
         samples = sample_divisions(sources, layout.index.path, parts)
         divisions, reason = divisions_or_reason(samples)
+        if divisions is not None:  # the samples cannot see between them: every value, once
+            field = layout.index.path
+            every = (v for n, s in enumerate(sources) for v in read_index_values(s, field, _of(parts, n)))
+            reason = unsorted_reason(every)
+            divisions = None if reason else divisions
     if divisions is None and sorted_index:
         raise ValueError(
             f"{sources[0].path}: node {sources[0].node}: sorted_index=True, but the index column "
             f"{layout.index.path!r} gives no divisions: {reason}"
         )
     return divisions, divisions is not None
+
+
+def _of(parts: Sequence[RowRange], file: int) -> list[RowRange]:
+    return [p for p in parts if p.file == file]
 
 
 def read_table(
@@ -168,8 +186,9 @@ def read_table(
     through the synchronized registry (chunks decoded outside every lock
     where the direct path applies, see :func:`dask_tables.from_tables`), so
     it computes under every dask scheduler and leaves no file open.  Building
-    the frame opens each file once and reads no rows (except the first and
-    last index value of each partition with ``index=``).
+    the frame opens each file once and reads no rows, except the index
+    column's values with ``index=`` (or a pandas table's index), to know
+    whether divisions are true (see ``sorted_index``).
 
     Parameters
     ----------
@@ -205,13 +224,14 @@ def read_table(
         table, its own index.
     sorted_index : bool, optional
         Whether the index values rise with the rows, giving known divisions.
-        ``None`` (default): find out from 16 evenly spaced rows of each
-        partition (a numeric index; for a pandas table, its numeric or
-        datetime index, whatever its columns); each task checks its own rows
-        too, and raises ``ValueError`` if they are not sorted after all.
-        ``False``: unknown divisions, no check.  ``True``: as ``None``, but
-        raise ``ValueError`` naming the cause when the frame is built if the
-        samples give no divisions.
+        ``None`` (default): find out when the frame is built (a numeric
+        index; for a pandas table, its numeric or datetime index, whatever
+        its columns): 16 evenly spaced rows of each partition refute an
+        unsorted index cheaply, and where they look sorted every value is
+        read once, so divisions are known only when true and no task fails
+        for them.  ``False``: unknown divisions, no check.  ``True``: as
+        ``None``, but raise ``ValueError`` naming the cause when the frame is
+        built if the index gives no divisions.
     start, stop : int, optional
         Read only these rows (of all files concatenated; negative ones count
         from the end).

@@ -56,6 +56,7 @@ from .partitions import (
     plan_partitions,
     row_window,
     sample_rows,
+    unsorted_reason,
 )
 
 __all__ = ["PandasTableReader", "is_pandas_node", "is_pandas_table", "read_pandas_table"]
@@ -311,6 +312,25 @@ def _sampled_labels(
     return [labels[end - len(r) : end] for r, end in zip(rows, ends, strict=True)]
 
 
+def _index_values(
+    path: str, key: str, parts: Sequence[RowRange], index: str | None, allow_pickles: bool
+) -> Iterator[tuple[RowRange, pd.Index]]:
+    """Each of ``parts`` (of one file) with all its index labels (or ``index`` column values), as pandas reads them.
+
+    pandas reads the one column (``select_column``: the table's index, or a
+    data column); an ``index`` column packed with others is read with them.
+    """
+    with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
+        for part in parts:
+            if part.stop <= part.start:
+                continue
+            try:
+                values = store.select_column(key, index or "index", start=part.start, stop=part.stop)
+            except (KeyError, ValueError):  # not a column of its own
+                values = store.select(key, columns=[index], start=part.start, stop=part.stop)[index]
+            yield part, pd.Index(values)
+
+
 def _divisions(
     paths: Sequence[str],
     key: str,
@@ -320,7 +340,13 @@ def _divisions(
     sorted_index: bool | None,
     allow_pickles: bool,
 ) -> tuple[Any, ...] | None:
-    """Known divisions from sampled index values, or ``None``; raise if ``sorted_index=True`` and unknown."""
+    """Known divisions, only where the index is sorted, or ``None``; raise if ``sorted_index=True`` and unknown.
+
+    Sampled rows refute an unsorted index cheaply; where they look sorted,
+    every label is read once (pandas' ``select_column``: 3 ms for 400,000
+    rows of a narrow table) so that the divisions are true and no task
+    can find them false.
+    """
     if sorted_index is False or all(p.stop == p.start for p in parts):
         return None
     samples: list[pd.Index] = []
@@ -329,6 +355,16 @@ def _divisions(
         if mine:
             samples += _sampled_labels(path, key, mine, index, series, allow_pickles)
     divisions, reason = divisions_or_reason(samples)
+    if divisions is not None:  # the samples cannot see between them: every value, once
+        every = (
+            value
+            for number, path in enumerate(paths)
+            for value in _index_values(
+                path, key, [p for p in parts if p.file == number], index, allow_pickles
+            )
+        )
+        reason = unsorted_reason(every)
+        divisions = None if reason else divisions
     if divisions is None and sorted_index:
         what = "the index" if index is None else f"the index column {index!r}"
         raise ValueError(

@@ -10,7 +10,7 @@ are cut at multiples of ``rows`` counted from the table's first row, and
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "sample_divisions",
     "sample_rows",
     "sorted_divisions",
+    "unsorted_reason",
 ]
 
 
@@ -189,6 +190,37 @@ def divisions_or_reason(samples: Sequence[Any]) -> tuple[tuple[Any, ...] | None,
     return (*(_scalar(s[0]) for s in labels), _scalar(labels[-1][-1])), ""
 
 
+def unsorted_reason(values: Iterable[tuple[RowRange, Any]]) -> str:
+    """Why index values read in full are not sorted for divisions, or ``""`` if they are.
+
+    ``values`` gives each non-empty partition with all its index values,
+    in order.  Sorted means never falling within a partition and rising
+    strictly from one partition to the next, with no NaN or NaT: exactly
+    what known divisions promise.  Stops at the first partition that breaks it.
+
+    Examples
+    --------
+    >>> parts = [RowRange(0, 0, 3, 0), RowRange(0, 3, 6, 0)]
+    >>> unsorted_reason(zip(parts, [[1, 2, 3], [4, 5, 6]]))
+    ''
+    >>> unsorted_reason(zip(parts, [[1, 2, 3], [4, 9, 6]]))
+    'the index is not sorted: it falls in rows 3..5 of file 0'
+    """
+    last = None
+    for part, read in values:
+        labels = read if isinstance(read, pd.Index) else pd.Index(np.asarray(read))
+        where = f"rows {part.start}..{part.stop - 1} of file {part.file}"
+        if labels.hasnans:
+            return f"the index holds NaN or NaT values in {where}"
+        if not labels.is_monotonic_increasing:
+            return f"the index is not sorted: it falls in {where}"
+        if len(labels) and last is not None and not last < labels[0]:
+            return f"the index is not sorted, or an index value spans two partitions, at the start of {where}"
+        if len(labels):
+            last = labels[-1]
+    return ""
+
+
 def _scalar(value: Any) -> Any:
     """A numpy scalar as a Python number; a ``pandas.Timestamp`` unchanged."""
     return value.item() if isinstance(value, np.generic) else value
@@ -266,6 +298,15 @@ def sample_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRang
         if mine:
             samples += sample_values(source, field, mine)
     return samples
+
+
+def read_index_values(
+    source: Any, field: str, parts: Sequence[RowRange]
+) -> Iterator[tuple[RowRange, np.ndarray]]:
+    """Each of ``parts`` (of ``source``'s file) with all the values of its ``field``: read directly where possible."""
+    for part in parts:
+        if part.stop > part.start:
+            yield part, np.asarray(take_field(source[part.start : part.stop], field))
 
 
 def sorted_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRange]) -> tuple[Any, ...] | None:
