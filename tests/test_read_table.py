@@ -891,3 +891,32 @@ def test_bad_arguments_raise_value_errors_in_dasks_words(tmp_path):
             read_table(file, node, chunksize=-1)
     with pytest.raises(ValueError, match="the list of paths is empty"):
         read_table([], "/data")
+
+
+def test_node_patterns_read_every_matching_key_as_one_frame(tmp_path):
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    frames = {
+        key: pd.DataFrame({"y": np.arange(5) + i * 10}, index=np.arange(5) + i * 5)
+        for i, key in enumerate("abc")
+    }
+    frames["a"].to_hdf(one, key="/foo/data", format="table")
+    frames["b"].to_hdf(two, key="/bar/data", format="table")
+    frames["c"].to_hdf(two, key="/foo/data", format="table")
+    frames["a"].to_hdf(two, key="/data1", format="table")
+    frames["b"].to_hdf(two, key="/data2", format="table")
+    with tables.open_file(two, "a") as f:  # a PyTables table matches too, a pandas group's "table" does not
+        f.create_table("/", "data3", obj=np.zeros(3, dtype=[("y", "i8")]))
+    df = read_table(two, "/*/data", chunksize=2)
+    assert df.npartitions == 3 + 3
+    pd.testing.assert_frame_equal(df.compute(), pd.concat([frames["b"], frames["c"]]))
+    every = read_table(str(tmp_path / "*.h5"), "/*/data", chunksize=2).compute()
+    pd.testing.assert_frame_equal(every, pd.concat([frames[k] for k in "abc"]))
+    pandas_keys = read_table(two, "/data[12]").compute()
+    pd.testing.assert_frame_equal(pandas_keys, pd.concat([frames["a"], frames["b"]]))
+    assert len(read_table(two, "/data*", columns=["y"]).compute()) == 5 + 5 + 3
+    single = read_table(one, "/*/data", start=1, stop=3).compute()
+    pd.testing.assert_frame_equal(single, pd.read_hdf(one, "/foo/data", start=1, stop=3))
+    with pytest.raises(ValueError, match="ambiguous"):
+        read_table(two, "/*/data", start=1)
+    with pytest.raises(tables.NoSuchNodeError, match=r"no table matches the node pattern '/nothing\*'"):
+        read_table(two, "/nothing*")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import functools
+import glob
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,8 @@ from dask.base import tokenize
 from ..array.source import TablesSource
 from ..errors import REBUILD_FRAME, change_advice
 from ..hdf5.paths import PathSpec, expand_paths
+from ..hdf5.pickles import refusing_pickles
+from ..registry import get_lock, synchronized_file
 from .columns import FrameLayout
 from .conditions import Condition, read_matching
 from .pandas_format import is_pandas_node, is_pandas_table, read_pandas_table
@@ -197,7 +201,10 @@ def read_table(
         files; each file gives its own partitions, in order.
     node : str
         Path of the ``Table`` (``"/detector/events"``), or the key of a
-        table that pandas wrote with ``HDFStore(format="table")``.
+        table that pandas wrote with ``HDFStore(format="table")``.  A
+        pattern (``"/*/data"``, ``"/data*"``) reads every matching table or
+        pandas key of each file, in order, as one frame (as
+        :func:`dask.dataframe.read_hdf`).
     columns : list of str, optional
         The columns to read (default: all).  Nested columns are named with
         ``/`` (``"pos/x"``); a nested group's name means all its columns.
@@ -298,6 +305,13 @@ def read_table(
     """
     files = expand_paths(path, node)
     node = node if node.startswith("/") else "/" + node
+    if glob.has_magic(node):
+        arguments = {
+            "columns": columns, "where": where, "condvars": condvars, "chunksize": chunksize,
+            "index": index, "sorted_index": sorted_index, "start": start, "stop": stop,
+            "encoding": encoding, "direct": direct, "allow_pickles": allow_pickles,
+        }  # fmt: skip
+        return _read_matching_nodes(files, node, arguments)
     inspect = functools.partial(
         _inspect_table, columns=columns, index=index, where=where, condvars=condvars, encoding=encoding
     )
@@ -340,6 +354,50 @@ def read_table(
         label="read-table",
         enforce_metadata=False,
     )
+
+
+def matching_nodes(path: str, pattern: str, allow_pickles: bool = False) -> list[str]:
+    """The nodes of ``path`` that ``pattern`` matches (``fnmatch``) and that read as frames, in tree order.
+
+    As ``dask.dataframe.read_hdf`` expands a key: each frame pandas wrote
+    (its group: the key), and each other ``Table``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> for key in ("/a/data", "/b/data", "/b/other"):
+    ...     pd.DataFrame({"x": [1, 2]}).to_hdf("keys.h5", key=key, format="table")
+    >>> matching_nodes("keys.h5", "/*/data")
+    ['/a/data', '/b/data']
+    """
+    with refusing_pickles(not allow_pickles), get_lock(), synchronized_file(path, "r") as h5:
+        found = []
+        for node in h5.walk_nodes("/"):
+            frame = isinstance(node, tables.Table) or (
+                isinstance(node, tables.Group) and is_pandas_node(node)
+            )
+            pandas_table = isinstance(node, tables.Table) and is_pandas_node(node)
+            if frame and not pandas_table and fnmatch.fnmatchcase(node._v_pathname, pattern):
+                found.append(node._v_pathname)
+        return found
+
+
+def _read_matching_nodes(
+    files: Sequence[str], pattern: str, arguments: dict[str, Any]
+) -> dd.DataFrame | dd.Series:
+    """Every node ``pattern`` matches in each of ``files``, in order, as one frame (``dd.read_hdf``'s key patterns)."""
+    pairs = [(f, n) for f in files for n in matching_nodes(f, pattern, arguments["allow_pickles"])]
+    if not pairs:
+        raise tables.NoSuchNodeError(
+            f"{files[0]}: no table matches the node pattern {pattern!r} in {len(files)} file(s)"
+        )
+    if len(pairs) > 1 and (arguments["start"] is not None or arguments["stop"] is not None):
+        raise ValueError(
+            f"{pairs[0][0]}: start/stop with a node pattern that matches {len(pairs)} nodes is ambiguous "
+            "(rows of each node, or of all?): read the nodes one by one"
+        )
+    frames = [read_table(f, n, **arguments) for f, n in pairs]
+    return frames[0] if len(frames) == 1 else dd.concat(frames)
 
 
 def _open_tables(
