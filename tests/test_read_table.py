@@ -499,7 +499,7 @@ def test_pandas_bad_input(pandas_file, tmp_path):
         read_table(pandas_file, "frame", where="B > lim", condvars={"lim": 3})
     fixed = tmp_path / "fixed.h5"
     pd.DataFrame({"a": [1, 2]}).to_hdf(fixed, key="f", format="fixed")
-    with pytest.raises(ValueError, match=r"fixed.h5: node /f was written by pandas in the 'fixed' format"):
+    with pytest.raises(TypeError, match=r"fixed.h5: node /f was written by pandas in the 'fixed' format"):
         read_table(fixed, "f")
 
 

@@ -269,7 +269,8 @@ def read_table(
     tables.NoSuchNodeError
         ``node`` is not in a file.
     TypeError
-        ``node`` is not a ``Table``.
+        ``node`` is not a ``Table``, or is a pandas store in the "fixed"
+        format (in ``dask.dataframe.read_hdf``'s words).
     dask_tables.RecordLayoutError
         (a ``TypeError``) A table whose stored records neither PyTables nor
         dask_tables reads safely (names the member).
@@ -312,6 +313,28 @@ def read_table(
             "encoding": encoding, "direct": direct, "allow_pickles": allow_pickles,
         }  # fmt: skip
         return _read_matching_nodes(files, node, arguments)
+    return _read_node(
+        files, node, columns, where, condvars, chunksize, index, sorted_index, start, stop, encoding, direct,
+        allow_pickles,
+    )  # fmt: skip
+
+
+def _read_node(
+    files: Sequence[str],
+    node: str,
+    columns: Sequence[str] | None,
+    where: str | None,
+    condvars: Mapping[str, Any] | None,
+    chunksize: int | None,
+    index: str | None,
+    sorted_index: bool | None,
+    start: int | None,
+    stop: int | None,
+    encoding: str | None,
+    direct: bool | None,
+    allow_pickles: bool,
+) -> dd.DataFrame | dd.Series:
+    """:func:`read_table` of one node (no pattern) of ``files``, each file's own partitions in order."""
     inspect = functools.partial(
         _inspect_table, columns=columns, index=index, where=where, condvars=condvars, encoding=encoding
     )
@@ -391,12 +414,12 @@ def _read_matching_nodes(
         raise tables.NoSuchNodeError(
             f"{files[0]}: no table matches the node pattern {pattern!r} in {len(files)} file(s)"
         )
-    if len(pairs) > 1 and (arguments["start"] is not None or arguments["stop"] is not None):
+    if len(pairs) > 1 and (arguments["start"] or arguments["stop"] is not None):  # start=0: every row
         raise ValueError(
             f"{pairs[0][0]}: start/stop with a node pattern that matches {len(pairs)} nodes is ambiguous "
             "(rows of each node, or of all?): read the nodes one by one"
         )
-    frames = [read_table(f, n, **arguments) for f, n in pairs]
+    frames = [_read_node([f], n, **arguments) for f, n in pairs]  # n literally, though it may hold "*"
     return frames[0] if len(frames) == 1 else dd.concat(frames)
 
 

@@ -62,6 +62,13 @@ from .partitions import (
 __all__ = ["PandasTableReader", "is_pandas_node", "is_pandas_table", "read_pandas_table"]
 
 
+# dask.dataframe.read_hdf's message for a 'fixed' store, word for word: users' code matches it.
+FIXED_FORMAT = """
+This HDFStore is not partitionable and can only be use monolithically with
+pandas.  In the future when creating HDFStores use the ``format='table'``
+option to ensure that your dataset can be parallelized"""
+
+
 def is_pandas_node(node: tables.Node) -> bool:
     """Whether ``node`` is a pandas ``format="table"`` frame (its group, or the table in it)."""
     group = node if isinstance(node, tables.Group) else node._v_parent
@@ -237,9 +244,9 @@ def _describe(
         with _refused_pickle_explained(path, key, allow_pickles):
             storer = store.get_storer(key)
         if not storer.is_table:
-            raise ValueError(
+            raise TypeError(
                 f"{at_node(path, key)} was written by pandas in the 'fixed' format, which has no rows "
-                "to partition; read it with pandas.read_hdf, or write it with format='table'"
+                f"to partition; read it with pandas.read_hdf, or write it with format='table'.{FIXED_FORMAT}"
             )
         table = storer.table
         sizes = int(table.nrows), int(table.chunkshape[0]) if table.chunkshape else 1, int(table.rowsize)
