@@ -15,6 +15,7 @@ from . import diagnostics
 from .array.core import from_tables
 from .demo import default_cache_dir, run_demo
 from .errors import DaskTablesError, at_node
+from .hdf5.chunkindex import slow_index_reason
 from .info import format_table, inspect_file, to_json
 
 __all__ = ["main", "node_stats"]
@@ -87,6 +88,9 @@ def _add_info_parser(commands: Any) -> None:
 def _run_info(args: argparse.Namespace) -> int:
     infos = inspect_file(args.file, args.node)
     print(to_json(infos) if args.json else format_table(infos))
+    slow = slow_index_reason()
+    if slow is not None:  # after the table (stderr beside JSON, which stays parseable)
+        print(f"\nchunk index: read chunk by chunk: {slow}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

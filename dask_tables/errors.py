@@ -9,16 +9,33 @@ __all__ = [
     "CorruptChunkError",
     "DaskTablesError",
     "FileChangedError",
+    "FileLockedError",
     "MissingFilterError",
     "NodeExistsError",
     "NotHDF5FileError",
     "RecordLayoutError",
     "RegionMismatchError",
+    "SlowChunkIndexWarning",
     "WriteInterruptedError",
 ]
 
 REBUILD_ARRAY = "rebuild the array with from_tables"
 REBUILD_FRAME = "rebuild the frame with read_table"
+# What to call again after a file changed, by the call that built the collection.
+_REBUILD = {"from_tables": REBUILD_ARRAY, "read_table": REBUILD_FRAME}
+
+
+def rebuild_advice(call: str) -> str:
+    """What a :class:`FileChangedError` advises: the call the user made, to make again.
+
+    Examples
+    --------
+    >>> rebuild_advice("from_tables")
+    'rebuild the array with from_tables'
+    >>> rebuild_advice("xarray.open_dataset")
+    'call xarray.open_dataset again'
+    """
+    return _REBUILD.get(call, f"call {call} again")
 
 
 def at_node(path: str | None, node: str) -> str:
@@ -84,6 +101,18 @@ class FileChangedError(DaskTablesError):
         return (type(self), (self.path, self.node, self.what, self.advice))
 
 
+class SlowChunkIndexWarning(UserWarning):
+    """Chunk indexes are read chunk by chunk: the compiled module is missing (no C compiler at install).
+
+    Issued once per process, the first time a chunk index is read that way.
+
+    Examples
+    --------
+    >>> issubclass(SlowChunkIndexWarning, UserWarning)
+    True
+    """
+
+
 class NotHDF5FileError(DaskTablesError, OSError):
     """The file exists but is not an HDF5 file that PyTables can open (or it is damaged).
 
@@ -92,6 +121,58 @@ class NotHDF5FileError(DaskTablesError, OSError):
     >>> issubclass(NotHDF5FileError, OSError)
     True
     """
+
+
+class FileLockedError(DaskTablesError, OSError):
+    """Another process holds the file open for writing, and HDF5's file locking refuses to open it.
+
+    The file is not damaged.  HDF5 (1.10 and later) locks a file that a
+    process opened for writing; close it there first.  Readers that accept
+    reading a file while it may change can set ``HDF5_USE_FILE_LOCKING=FALSE``
+    in their environment before they start.
+
+    Examples
+    --------
+    >>> print(FileLockedError("data.h5", "/x"))  # doctest: +NORMALIZE_WHITESPACE
+    data.h5: the file is locked by another process, which has it open for writing (HDF5: unable to
+    lock file), asked for node /x; close the file in that process first, or, for readers that accept
+    the risk of reading a file while it is written, set HDF5_USE_FILE_LOCKING=FALSE in their
+    environment before they start (the file is not damaged)
+    """
+
+    def __init__(self, path: str, node: str) -> None:
+        self.path = path
+        self.node = node
+        super().__init__(
+            f"{path}: the file is locked by another process, which has it open for writing (HDF5: "
+            f"unable to lock file), asked for node {node}; close the file in that process first, or, "
+            "for readers that accept the risk of reading a file while it is written, set "
+            "HDF5_USE_FILE_LOCKING=FALSE in their environment before they start (the file is not damaged)"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.node))
+
+
+def unreadable_file(path: str, node: str, err: BaseException, damaged: str) -> OSError:
+    """The error for an HDF5 file PyTables failed to open or read: locked by a writer, else damaged.
+
+    A file that another process holds open for writing is not damaged:
+    :class:`FileLockedError`.  Otherwise :class:`NotHDF5FileError` with the
+    message ``damaged``, then HDF5's last line.
+
+    Examples
+    --------
+    >>> type(unreadable_file("d.h5", "/x", OSError("unable to lock file, errno = 11"), "d.h5: damaged"))
+    <class 'dask_tables.errors.FileLockedError'>
+    >>> print(unreadable_file("d.h5", "/x", OSError("bad symbol table"), "d.h5: damaged HDF5 file"))
+    d.h5: damaged HDF5 file: bad symbol table
+    """
+    text = str(err)
+    if "unable to lock file" in text:
+        return FileLockedError(path, node)
+    reason = text.strip().splitlines()[-1] if text.strip() else type(err).__name__
+    return NotHDF5FileError(f"{damaged}: {reason}")
 
 
 class CorruptChunkError(DaskTablesError):

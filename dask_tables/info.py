@@ -22,6 +22,7 @@ import tables
 from .array.verdict import direct_read_reason
 from .errors import NotHDF5FileError, RecordLayoutError
 from .filters import stored_filters
+from .hdf5.paths import file_path
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 
@@ -157,8 +158,8 @@ def inspect_file(
 
     Parameters
     ----------
-    path : str or os.PathLike
-        An HDF5 file.
+    path : str, bytes or os.PathLike
+        An HDF5 file (``~`` is the home folder).
     node : str, optional
         A group (its subtree is described) or a leaf.
     allow_pickles : bool, optional
@@ -190,7 +191,7 @@ def inspect_file(
     >>> inspect_file("example.h5", "/x")[0].ratio > 10
     True
     """
-    path = os.fspath(path)
+    path = file_path(path)
     node = node if node.startswith("/") else "/" + node
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")

@@ -251,3 +251,19 @@ def test_write_benchmark_runs_and_reports_ratios(tmp_path):
         assert methods["serial"]["vs serial"] == 1.0 and methods["to_hdf5"]["vs to_hdf5"] == 1.0
         assert all(row["GB/s"] > 0 for row in methods.values())
     assert not list(tmp_path.glob("*/*.h5")), "the data files are removed"
+
+
+def test_every_pip_install_in_the_docs_works_from_a_checkout():
+    """dask-tables is installed from its checkout: ``pip install ".[xarray]"``, never by its name."""
+    commands = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.rst"))]:
+        commands += [(doc.name, c) for c in re.findall(r"pip install ([^`\n&#]+)", doc.read_text())]
+    assert len(commands) >= 4
+    for doc, command in commands:
+        for argument in command.split():
+            if argument.startswith("-"):
+                continue
+            requirement = argument.strip("\"'")
+            assert requirement.startswith("."), (
+                f"{doc}: pip install {command}: {requirement} is not the checkout"
+            )

@@ -14,6 +14,7 @@ from helpers import registry_is_empty, run_python
 
 import dask_tables
 from dask_tables import FileChangedError, read_table
+from dask_tables.info import inspect_file
 
 Color = tables.Enum({"red": 3, "green": 1, "blue": 7})
 
@@ -105,8 +106,8 @@ def pytables_rows(path, condition=None, condvars=None, start=None, stop=None):
 @pytest.mark.parametrize("direct", [True, False])
 def test_whole_table_equals_pytables(events, direct):
     df = read_table(events, "/detector/events", chunksize=1000, direct=direct)
-    assert df.npartitions == 5  # 1000 rows round to 1024: whole 256-row chunks
-    assert df.divisions == (0, 1024, 2048, 3072, 4096, N - 1)
+    assert df.npartitions == 7  # at most 1000 rows: 768, whole 256-row chunks
+    assert df.divisions == (*range(0, N, 768), N - 1)
     result = df.compute(scheduler="threads")
     records, rows = pytables_rows(events)
     pd.testing.assert_frame_equal(result, expected_frame(records, rows))
@@ -281,7 +282,7 @@ def test_unsorted_index_column_has_unknown_divisions(events):
     assert len(df.compute()) == N
 
 
-def test_index_sorted_only_where_sampled_is_refused_by_the_task(tmp_path):
+def test_index_sorted_only_where_sampled_gives_unknown_divisions_found_when_built(tmp_path):
     path = tmp_path / "edges.h5"
     rows = np.zeros(2000, dtype=[("k", "i8"), ("v", "f8")])
     rows["k"] = np.arange(2000)
@@ -289,14 +290,34 @@ def test_index_sorted_only_where_sampled_is_refused_by_the_task(tmp_path):
     with tables.open_file(path, "w") as f:
         f.create_table("/", "t", obj=rows, chunkshape=(1000,))
     df = read_table(path, "/t", index="k", chunksize=1000)
-    assert df.divisions == (0, 1000, 1999)
+    assert not df.known_divisions
+    assert df.compute().index.tolist() == rows["k"].tolist()
     with pytest.raises(
-        ValueError, match=r"edges\.h5: node /t: index column 'k' is not sorted in rows 0\.\.999"
+        ValueError, match=r"edges\.h5: node /t: sorted_index=True.*not sorted: it falls in rows 0\.\.999"
     ):
-        df.compute()
-    unsorted = read_table(path, "/t", index="k", chunksize=1000, sorted_index=False)
-    assert not unsorted.known_divisions
-    assert unsorted.compute().index.tolist() == rows["k"].tolist()
+        read_table(path, "/t", index="k", chunksize=1000, sorted_index=True)
+
+
+def test_almost_sorted_pandas_index_reads_as_pandas_reads_it(tmp_path):
+    path = tmp_path / "late.h5"
+    index = np.arange(400_000)
+    index[[1000, 200_000, 300_000]] -= 500  # three late rows
+    frame = pd.DataFrame({"a": np.arange(400_000) / 2}, index=index)
+    frame.to_hdf(path, key="df", format="table")
+    df = read_table(path, "df")
+    assert not df.known_divisions
+    pd.testing.assert_frame_equal(df.compute(), pd.read_hdf(path, "df"))
+    by_column = read_table(path, "df", index="a")  # a sorted column packed with others: known
+    assert by_column.known_divisions
+    assert by_column.compute().index.equals(pd.Index(frame["a"], name="a"))
+    with pytest.raises(ValueError, match=r"late\.h5: node /df: sorted_index=True.*the index is not sorted"):
+        read_table(path, "df", sorted_index=True)
+    sorted_frame = frame.sort_index()
+    sorted_frame.to_hdf(path, key="sorted", format="table")
+    df = read_table(path, "sorted", chunksize=100_000)
+    chunk = _chunk_rows(path, "sorted")
+    _check_divisions(df, sorted_frame, 100_000 // chunk * chunk)
+    pd.testing.assert_frame_equal(df.compute(), sorted_frame)
 
 
 def test_sorted_index_true_refuses_an_unsorted_column(events):
@@ -347,11 +368,17 @@ def test_start_and_stop(events):
 
 
 @pytest.mark.parametrize(
-    ("start", "stop", "error"),
-    [(N + 1, None, IndexError), (None, N + 1, IndexError), (-N - 1, None, IndexError), (10, 5, ValueError)],
+    ("start", "stop", "phrase"),
+    [
+        (N + 1, None, "is above or equal to the number of rows"),
+        (None, N + 1, "exceeds the number of rows"),
+        (-N - 1, None, "is before the first row"),
+        (10, 5, "is above or equal to stop=5"),
+    ],
 )
-def test_start_stop_out_of_range(events, start, stop, error):
-    with pytest.raises(error, match=r"events\.h5: node /detector/events"):
+def test_start_stop_out_of_range(events, start, stop, phrase):
+    # ValueError in dask's words ("number of rows", "is above or equal to"), as dd.read_hdf raises
+    with pytest.raises(ValueError, match=rf"events\.h5: node /detector/events: .*{phrase}"):
         read_table(events, "/detector/events", start=start, stop=stop)
 
 
@@ -542,7 +569,7 @@ def test_numeric_pandas_tables_decode_directly(tmp_path, index, known, complib):
     assert df.e.sum().compute() == pytest.approx(np.arange(4000).sum())
 
 
-def test_pandas_index_sorted_only_at_partition_edges_is_refused(tmp_path):
+def test_pandas_index_sorted_only_at_partition_edges_gives_unknown_divisions(tmp_path):
     path = tmp_path / "edges.h5"
     labels = np.arange(4000)
     labels[5], labels[6] = labels[6], labels[5]  # between two sampled rows
@@ -551,13 +578,10 @@ def test_pandas_index_sorted_only_at_partition_edges_is_refused(tmp_path):
         chunk_rows = f.root.frame.table.chunkshape[0]
     assert chunk_rows < 3000
     df = read_table(path, "frame", chunksize=chunk_rows)
-    assert df.known_divisions
-    with pytest.raises(ValueError, match=r"edges\.h5: node /frame: the index is not sorted in rows 0\.\."):
-        df.compute()
-    pd.testing.assert_frame_equal(
-        read_table(path, "frame", chunksize=chunk_rows, sorted_index=False).compute(),
-        pd.read_hdf(path, "frame"),
-    )
+    assert not df.known_divisions  # found when the frame is built, never by a task
+    pd.testing.assert_frame_equal(df.compute(), pd.read_hdf(path, "frame"))
+    with pytest.raises(ValueError, match=r"edges\.h5: node /frame: sorted_index=True.*falls in rows 0\.\."):
+        read_table(path, "frame", chunksize=chunk_rows, sorted_index=True)
 
 
 @pytest.mark.parametrize("autoindex", [True, False])
@@ -708,7 +732,8 @@ def test_pandas_index_column_divisions(pandas_file):
     assert df.known_divisions
     expected = pandas_expected(pandas_file).set_index("C")[["A", "s"]]
     pd.testing.assert_frame_equal(df.compute(), expected)
-    _check_divisions(df, expected, _chunk_rows(pandas_file, "frame"))
+    chunk = _chunk_rows(pandas_file, "frame")
+    _check_divisions(df, expected, 1000 // chunk * chunk or 1000)  # at most 1000 rows, whole chunks if any
 
 
 def test_pandas_sorted_index_true_names_the_real_cause(tmp_path):
@@ -726,16 +751,15 @@ def test_pandas_sorted_index_true_names_the_real_cause(tmp_path):
     assert not read_table(path, "words", chunksize=1000).known_divisions
 
 
-def test_pandas_index_unsorted_between_samples_is_refused_with_strings(tmp_path):
+def test_pandas_index_unsorted_between_samples_gives_unknown_divisions_with_strings(tmp_path):
     path = tmp_path / "edges.h5"
     labels = np.arange(4000)
     labels[5], labels[6] = labels[6], labels[5]  # between two sampled rows
     frame = pd.DataFrame({"s": [f"s{i}" for i in range(4000)]}, index=labels)
     frame.to_hdf(path, key="frame", format="table")
     df = read_table(path, "frame", chunksize=1000)
-    assert df.known_divisions
-    with pytest.raises(ValueError, match=r"edges\.h5: node /frame: the index is not sorted in rows 0\.\."):
-        df.compute()
+    assert not df.known_divisions
+    pd.testing.assert_frame_equal(df.compute(), _arrow_strings(pd.read_hdf(path, "frame")))
 
 
 def test_pandas_time_zone_that_must_be_unpickled_says_how_to_read_it(tmp_path):
@@ -823,3 +847,78 @@ def test_where_with_a_name_not_in_the_enum(events):
         read_table(events, "/detector/events", where="(color == 'purple') | flag")
     with pytest.raises(ValueError, match=r"events\.h5: .*'color' compares with its names by == or != only"):
         read_table(events, "/detector/events", where="color < 'blue'")
+
+
+# ---------------------------------------------------------------- what dask and pandas users expect
+
+
+def test_home_folder_and_bytes_paths_read_as_pandas_reads_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_events(tmp_path / "t.h5", n=100)
+    frame = pd.DataFrame({"a": np.arange(10)})
+    frame.to_hdf(tmp_path / "p.h5", key="df", format="table")
+    for path in ("~/t.h5", os.fsencode(tmp_path / "t.h5"), [b"~/t.h5"]):
+        assert len(read_table(path, "/detector/events").compute()) == 100
+        assert dask_tables.from_tables(path, "/array").compute().tolist() == list(range(10))
+    pd.testing.assert_frame_equal(read_table("~/p.h5", "df").compute(), pd.read_hdf("~/p.h5", "df"))
+    assert [n.path for n in inspect_file(b"~/t.h5", "/array")] == ["/array"]
+
+
+def test_chunksize_is_a_maximum_in_whole_chunks_where_it_allows(tmp_path):
+    path = tmp_path / "t.h5"
+    write_events(path, n=1000, chunkshape=(100,))
+    for chunksize, rows in ((2, 2), (250, 200), (100, 100), (1000, 1000)):
+        df = read_table(path, "/detector/events", chunksize=chunksize)
+        lengths = df.map_partitions(len).compute().tolist()
+        assert lengths == [rows] * (1000 // rows), chunksize
+    pandas = tmp_path / "p.h5"
+    data = pd.DataFrame({"x": [1, 2, 3, 4], "y": [1.0, 2.0, 3.0, 4.0]}, index=[1.0, 2.0, 3.0, 4.0])
+    data.to_hdf(pandas, key="data", format="table")
+    df = read_table(pandas, "/data", chunksize=2)  # pandas' table has chunks of thousands of rows
+    assert df.npartitions == 2
+    assert df.divisions == (1.0, 3.0, 4.0)
+    pd.testing.assert_frame_equal(df.compute(), data)
+
+
+def test_bad_arguments_raise_value_errors_in_dasks_words(tmp_path):
+    path = tmp_path / "p.h5"
+    pd.DataFrame({"y": [1, 2, 3, 4]}).to_hdf(path, key="data", format="table")
+    write_events(tmp_path / "t.h5", n=4)
+    for file, node in ((path, "/data"), (tmp_path / "t.h5", "/detector/events")):
+        with pytest.raises(ValueError, match="number of rows"):
+            read_table(file, node, stop=10)
+        with pytest.raises(ValueError, match="is above or equal to"):
+            read_table(file, node, start=10)
+        with pytest.raises(ValueError, match="positive integer"):
+            read_table(file, node, chunksize=-1)
+    with pytest.raises(ValueError, match="the list of paths is empty"):
+        read_table([], "/data")
+
+
+def test_node_patterns_read_every_matching_key_as_one_frame(tmp_path):
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    frames = {
+        key: pd.DataFrame({"y": np.arange(5) + i * 10}, index=np.arange(5) + i * 5)
+        for i, key in enumerate("abc")
+    }
+    frames["a"].to_hdf(one, key="/foo/data", format="table")
+    frames["b"].to_hdf(two, key="/bar/data", format="table")
+    frames["c"].to_hdf(two, key="/foo/data", format="table")
+    frames["a"].to_hdf(two, key="/data1", format="table")
+    frames["b"].to_hdf(two, key="/data2", format="table")
+    with tables.open_file(two, "a") as f:  # a PyTables table matches too, a pandas group's "table" does not
+        f.create_table("/", "data3", obj=np.zeros(3, dtype=[("y", "i8")]))
+    df = read_table(two, "/*/data", chunksize=2)
+    assert df.npartitions == 3 + 3
+    pd.testing.assert_frame_equal(df.compute(), pd.concat([frames["b"], frames["c"]]))
+    every = read_table(str(tmp_path / "*.h5"), "/*/data", chunksize=2).compute()
+    pd.testing.assert_frame_equal(every, pd.concat([frames[k] for k in "abc"]))
+    pandas_keys = read_table(two, "/data[12]").compute()
+    pd.testing.assert_frame_equal(pandas_keys, pd.concat([frames["a"], frames["b"]]))
+    assert len(read_table(two, "/data*", columns=["y"]).compute()) == 5 + 5 + 3
+    single = read_table(one, "/*/data", start=1, stop=3).compute()
+    pd.testing.assert_frame_equal(single, pd.read_hdf(one, "/foo/data", start=1, stop=3))
+    with pytest.raises(ValueError, match="ambiguous"):
+        read_table(two, "/*/data", start=1)
+    with pytest.raises(tables.NoSuchNodeError, match=r"no table matches the node pattern '/nothing\*'"):
+        read_table(two, "/nothing*")

@@ -189,8 +189,8 @@ def from_tables(
 
     Parameters
     ----------
-    path : str, os.PathLike or list
-        An HDF5 file, a glob pattern (``"runs/*.h5"``), or a list of files.
+    path : str, bytes, os.PathLike or list
+        An HDF5 file (``~`` is the home folder), a glob pattern (``"runs/*.h5"``), or a list of files.
         Several files are concatenated along axis 0, in the order given
         (a glob's matches in sorted order); no dask block spans two files.
     node : str
@@ -264,8 +264,8 @@ def from_tables(
         (a ``TypeError``) A table whose stored records neither PyTables nor
         dask_tables reads safely (names the member).
     ValueError
-        Bad ``chunks``, a ``field`` that does not exist, or files whose
-        other dimensions or dtype differ.
+        Bad ``chunks``, a ``field`` that does not exist, files whose
+        other dimensions or dtype differ, or an empty list of files.
 
     Notes
     -----

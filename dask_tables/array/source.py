@@ -20,11 +20,19 @@ import numpy as np
 import tables
 
 from .. import diagnostics
-from ..errors import MissingFilterError, NotHDF5FileError, at_node
+from ..errors import (
+    MissingFilterError,
+    NotHDF5FileError,
+    at_node,
+    change_advice,
+    rebuild_advice,
+    unreadable_file,
+)
 from ..filters import StoredFilter, filter_class, hdf5_can_apply, stored_filters
 from ..hdf5.calls import other_record_layout, read_rows
 from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
+from ..hdf5.paths import PathLike, file_path
 from ..hdf5.pickles import refusing_pickles
 from ..hdf5.storednode import StoredNode
 from ..registry import get_lock, synchronized_file
@@ -170,6 +178,10 @@ class TablesSource:
     allow_pickles : bool
         Let PyTables unpickle any object stored in the file's attributes
         (by default only plain data: see :mod:`dask_tables.hdf5.pickles`).
+    made_by : str
+        The call the user made to build the collection (``"from_tables"``,
+        ``"read_table"``, ``"xarray.open_dataset"``): a
+        :class:`~dask_tables.FileChangedError` says to make it again.
 
     Examples
     --------
@@ -194,21 +206,24 @@ class TablesSource:
     storage: StoredNode | None = None
     row_nbytes: int | None = None
     allow_pickles: bool = False
+    made_by: str = "from_tables"
 
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        path: PathLike,
         node: str,
         field: str | None = None,
         direct: bool | None = None,
         allow_pickles: bool = False,
+        *,
+        made_by: str = "from_tables",
     ) -> TablesSource:
         """Open ``path`` once, read the metadata of ``node`` and close it.
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, bytes or os.PathLike
             An HDF5 file.
         node : str
             Path of an ``Array``, ``CArray``, ``EArray`` or ``Table`` in it
@@ -223,6 +238,10 @@ class TablesSource:
             Let PyTables unpickle arbitrary objects from the file's
             attributes, which runs code stored in the file.  Only for files
             you trust; by default only plain data is unpickled.
+        made_by : str, optional
+            The call the user made (``"from_tables"``, ``"read_table"``,
+            ``"xarray.open_dataset"``...), which a
+            :class:`~dask_tables.FileChangedError` names as the one to make again.
 
         Returns
         -------
@@ -251,18 +270,20 @@ class TablesSource:
         >>> TablesSource.open("example.h5", "/t", field="f1").dtype
         dtype('float64')
         """
-        source, _ = cls.open_inspecting(path, node, _nothing, field, direct, allow_pickles)
+        source, _ = cls.open_inspecting(path, node, _nothing, field, direct, allow_pickles, made_by=made_by)
         return source
 
     @classmethod
     def open_inspecting(
         cls,
-        path: str | os.PathLike[str],
+        path: PathLike,
         node: str,
         inspect: Callable[[tables.Leaf], T],
         field: str | None = None,
         direct: bool | None = None,
         allow_pickles: bool = False,
+        *,
+        made_by: str = "from_tables",
     ) -> tuple[TablesSource, T]:
         """Like :meth:`open`, and also return ``inspect(leaf)``, called while the file is open.
 
@@ -279,7 +300,7 @@ class TablesSource:
         >>> names
         ['f0', 'f1']
         """
-        path = os.path.abspath(os.fspath(path))
+        path = os.path.abspath(file_path(path))
         node = node if node.startswith("/") else "/" + node
         _check_readable_file(path, node)
         before = Fingerprint.of(path)
@@ -291,13 +312,13 @@ class TablesSource:
                 if direct is None:
                     direct = dask.config.get("dask_tables.direct", True)
                 storage = direct_storage(leaf) if direct else None
-                source = dataclasses.replace(source, storage=storage, allow_pickles=allow_pickles)
+                source = dataclasses.replace(
+                    source, storage=storage, allow_pickles=allow_pickles, made_by=made_by
+                )
                 found = inspect(leaf)
         except DAMAGED_FILE_ERRORS as err:
-            reason = str(err).strip().splitlines()[-1]
-            raise NotHDF5FileError(
-                f"{path}: damaged or unreadable HDF5 file (asked for node {node}): {reason}"
-            ) from err
+            damaged = f"{path}: damaged or unreadable HDF5 file (asked for node {node})"
+            raise unreadable_file(path, node, err, damaged) from err
         check_unchanged(path, node, before)  # nothing changed while the metadata was read
         return source, found
 
@@ -344,7 +365,7 @@ class TablesSource:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         slab, remainder = plan_read(key, self.shape, self.read_ndim)
-        with refusing_pickles(not self.allow_pickles):
+        with refusing_pickles(not self.allow_pickles), change_advice(rebuild_advice(self.made_by)):
             if self.storage is not None:
                 data = read_direct(self.path, self.node, self.fingerprint, self.storage, slab, self.field)
             else:
@@ -386,7 +407,11 @@ class TablesSource:
         >>> TablesSource.open("example.h5", "/array").with_leaf(lambda leaf: int(leaf.nrows))
         3
         """
-        with refusing_pickles(not self.allow_pickles), get_lock():
+        with (
+            refusing_pickles(not self.allow_pickles),
+            change_advice(rebuild_advice(self.made_by)),
+            get_lock(),
+        ):
             self.check_unchanged()
             try:
                 with synchronized_file(self.path, "r") as h5:
@@ -399,10 +424,8 @@ class TablesSource:
                         raise
             except DAMAGED_FILE_ERRORS as err:
                 self.check_unchanged()  # a file changed underneath says so first
-                reason = str(err).strip().splitlines()[-1]
-                raise NotHDF5FileError(
-                    f"{at_node(self.path, self.node)}: HDF5 could not read it (damaged file?): {reason}"
-                ) from err
+                damaged = f"{at_node(self.path, self.node)}: HDF5 could not read it (damaged file?)"
+                raise unreadable_file(self.path, self.node, err, damaged) from err
             self.check_unchanged()
         return result
 
@@ -423,7 +446,8 @@ class TablesSource:
         ...
         dask_tables.errors.FileChangedError: ...
         """
-        check_unchanged(self.path, self.node, self.fingerprint)
+        with change_advice(rebuild_advice(self.made_by)):
+            check_unchanged(self.path, self.node, self.fingerprint)
 
     def _read_slab(self, leaf: tables.Leaf, slab: tuple[slice, ...]) -> np.ndarray:
         if isinstance(leaf, tables.Table):

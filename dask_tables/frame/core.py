@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import functools
+import glob
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,8 @@ from dask.base import tokenize
 from ..array.source import TablesSource
 from ..errors import REBUILD_FRAME, change_advice
 from ..hdf5.paths import PathSpec, expand_paths
+from ..hdf5.pickles import refusing_pickles
+from ..registry import get_lock, synchronized_file
 from .columns import FrameLayout
 from .conditions import Condition, read_matching
 from .pandas_fixed import is_pandas_fixed, read_pandas_fixed
@@ -25,8 +29,10 @@ from .partitions import (
     divisions_or_reason,
     partition_rows,
     plan_partitions,
+    read_index_values,
     row_window,
     sample_divisions,
+    unsorted_reason,
 )
 
 __all__ = ["TablePartitionReader", "read_table"]
@@ -78,7 +84,8 @@ class TablePartitionReader:
     conditions : tuple of (Condition or None)
         The ``where`` condition, checked against each file's table.
     sorted_index : bool
-        The divisions assume the index column is sorted: check each partition.
+        The divisions assume the index column is sorted (checked on every value
+        when the frame was built): check each partition again, as a guard.
     """
 
     sources: tuple[TablesSource, ...]
@@ -125,7 +132,13 @@ def _names(columns: str | Sequence[str], available: Sequence[str]) -> list[str]:
 def _divisions(
     sources: Sequence[TablesSource], layout: FrameLayout, parts: Sequence[RowRange], sorted_index: bool | None
 ) -> tuple[tuple[Any, ...] | None, bool]:
-    """Known divisions and whether tasks must check the index is sorted."""
+    """Known divisions, only where the index column is sorted, and whether tasks check it again.
+
+    16 sampled rows a partition refute an unsorted column cheaply; where
+    they look sorted, every value of the column is read once (one pass over
+    the table's chunks, as a compute would) so that the divisions are true
+    and no task can find them false.
+    """
     if all(p.start == p.stop for p in parts):
         return None, False
     if layout.index is None:
@@ -139,12 +152,21 @@ def _divisions(
     else:
         samples = sample_divisions(sources, layout.index.path, parts)
         divisions, reason = divisions_or_reason(samples)
+        if divisions is not None:  # the samples cannot see between them: every value, once
+            field = layout.index.path
+            every = (v for n, s in enumerate(sources) for v in read_index_values(s, field, _of(parts, n)))
+            reason = unsorted_reason(every)
+            divisions = None if reason else divisions
     if divisions is None and sorted_index:
         raise ValueError(
             f"{sources[0].path}: node {sources[0].node}: sorted_index=True, but the index column "
             f"{layout.index.path!r} gives no divisions: {reason}"
         )
     return divisions, divisions is not None
+
+
+def _of(parts: Sequence[RowRange], file: int) -> list[RowRange]:
+    return [p for p in parts if p.file == file]
 
 
 def read_table(
@@ -169,19 +191,22 @@ def read_table(
     through the synchronized registry (chunks decoded outside every lock
     where the direct path applies, see :func:`dask_tables.from_tables`), so
     it computes under every dask scheduler and leaves no file open.  Building
-    the frame opens each file once and reads no rows (except the first and
-    last index value of each partition with ``index=``).
+    the frame opens each file once and reads no rows, except the index
+    column's values with ``index=`` (or a pandas table's index), to know
+    whether divisions are true (see ``sorted_index``).
 
     Parameters
     ----------
-    path : str, os.PathLike or list
-        An HDF5 file, a glob pattern (``"runs/*.h5"``, sorted), or a list of
+    path : str, bytes, os.PathLike or list
+        An HDF5 file (``~`` is the home folder), a glob pattern (``"runs/*.h5"``, sorted), or a list of
         files; each file gives its own partitions, in order.
     node : str
         Path of the ``Table`` (``"/detector/events"``), or the key of a
         table that pandas wrote with ``HDFStore(format="table")``, or of a
         frame or Series in pandas' default ``fixed`` format
-        (``dask_tables.frame.pandas_fixed``).
+        (``dask_tables.frame.pandas_fixed``).  A pattern (``"/*/data"``,
+        ``"/data*"``) reads every matching table or pandas key of each file,
+        in order, as one frame (as :func:`dask.dataframe.read_hdf`).
     columns : list of str, optional
         The columns to read (default: all).  Nested columns are named with
         ``/`` (``"pos/x"``); a nested group's name means all its columns.
@@ -198,21 +223,24 @@ def read_table(
         Values of the condition's variables (numbers, arrays, or
         ``tables.Column`` objects of the table, kept by path).
     chunksize : int, optional
-        Rows per partition, rounded to whole HDF5 chunks.  Default: about
-        dask's ``array.chunk-size`` (128 MiB) of records.
+        The most rows a partition holds (as in ``dask.dataframe.read_hdf``):
+        rounded down to whole HDF5 chunks where it holds one, else taken as
+        is.  Default: about dask's ``array.chunk-size`` (128 MiB) of records,
+        in whole HDF5 chunks.
     index : str, optional
         A column to use as the index.  Default: the row numbers of the table
         (of the files concatenated), with known divisions; for a pandas
         table, its own index.
     sorted_index : bool, optional
         Whether the index values rise with the rows, giving known divisions.
-        ``None`` (default): find out from 16 evenly spaced rows of each
-        partition (a numeric index; for a pandas table, its numeric or
-        datetime index, whatever its columns); each task checks its own rows
-        too, and raises ``ValueError`` if they are not sorted after all.
-        ``False``: unknown divisions, no check.  ``True``: as ``None``, but
-        raise ``ValueError`` naming the cause when the frame is built if the
-        samples give no divisions.
+        ``None`` (default): find out when the frame is built (a numeric
+        index; for a pandas table, its numeric or datetime index, whatever
+        its columns): 16 evenly spaced rows of each partition refute an
+        unsorted index cheaply, and where they look sorted every value is
+        read once, so divisions are known only when true and no task fails
+        for them.  ``False``: unknown divisions, no check.  ``True``: as
+        ``None``, but raise ``ValueError`` naming the cause when the frame is
+        built if the index gives no divisions.
     start, stop : int, optional
         Read only these rows (of all files concatenated; negative ones count
         from the end).
@@ -243,7 +271,8 @@ def read_table(
     tables.NoSuchNodeError
         ``node`` is not in a file.
     TypeError
-        ``node`` is not a ``Table``.
+        ``node`` is not a ``Table``, or is a pandas store in the "fixed"
+        format (in ``dask.dataframe.read_hdf``'s words).
     dask_tables.RecordLayoutError
         (a ``TypeError``) A table whose stored records neither PyTables nor
         dask_tables reads safely (names the member).
@@ -251,11 +280,11 @@ def read_table(
         An unknown column in ``columns`` or ``index``.
     ValueError
         A multidimensional column (read it with ``from_tables(field=...)``),
-        bad ``chunksize``, files whose tables differ, ``start`` after ``stop``,
-        a name that is not in an enum column's enum in ``where``,
+        bad ``chunksize`` ("positive integer"), files whose tables differ,
+        ``start``/``stop`` out of range ("number of rows", "is above or
+        equal to", as ``dask.dataframe.read_hdf`` says), an empty list of
+        files, a name that is not in an enum column's enum in ``where``,
         ``columns``/``index`` for a pandas Series.
-    IndexError
-        ``start`` or ``stop`` out of range.
     SyntaxError
         An invalid ``where`` condition, or an unknown variable in it.
     NameError
@@ -279,6 +308,35 @@ def read_table(
     """
     files = expand_paths(path, node)
     node = node if node.startswith("/") else "/" + node
+    if glob.has_magic(node):
+        arguments = {
+            "columns": columns, "where": where, "condvars": condvars, "chunksize": chunksize,
+            "index": index, "sorted_index": sorted_index, "start": start, "stop": stop,
+            "encoding": encoding, "direct": direct, "allow_pickles": allow_pickles,
+        }  # fmt: skip
+        return _read_matching_nodes(files, node, arguments)
+    return _read_node(
+        files, node, columns, where, condvars, chunksize, index, sorted_index, start, stop, encoding, direct,
+        allow_pickles,
+    )  # fmt: skip
+
+
+def _read_node(
+    files: Sequence[str],
+    node: str,
+    columns: Sequence[str] | None,
+    where: str | None,
+    condvars: Mapping[str, Any] | None,
+    chunksize: int | None,
+    index: str | None,
+    sorted_index: bool | None,
+    start: int | None,
+    stop: int | None,
+    encoding: str | None,
+    direct: bool | None,
+    allow_pickles: bool,
+) -> dd.DataFrame | dd.Series:
+    """:func:`read_table` of one node (no pattern) of ``files``, each file's own partitions in order."""
     inspect = functools.partial(
         _inspect_table, columns=columns, index=index, where=where, condvars=condvars, encoding=encoding
     )
@@ -338,6 +396,50 @@ def read_table(
     )
 
 
+def matching_nodes(path: str, pattern: str, allow_pickles: bool = False) -> list[str]:
+    """The nodes of ``path`` that ``pattern`` matches (``fnmatch``) and that read as frames, in tree order.
+
+    As ``dask.dataframe.read_hdf`` expands a key: each frame pandas wrote
+    (its group: the key), and each other ``Table``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> for key in ("/a/data", "/b/data", "/b/other"):
+    ...     pd.DataFrame({"x": [1, 2]}).to_hdf("keys.h5", key=key, format="table")
+    >>> matching_nodes("keys.h5", "/*/data")
+    ['/a/data', '/b/data']
+    """
+    with refusing_pickles(not allow_pickles), get_lock(), synchronized_file(path, "r") as h5:
+        found = []
+        for node in h5.walk_nodes("/"):
+            frame = isinstance(node, tables.Table) or (
+                isinstance(node, tables.Group) and is_pandas_node(node)
+            )
+            pandas_table = isinstance(node, tables.Table) and is_pandas_node(node)
+            if frame and not pandas_table and fnmatch.fnmatchcase(node._v_pathname, pattern):
+                found.append(node._v_pathname)
+        return found
+
+
+def _read_matching_nodes(
+    files: Sequence[str], pattern: str, arguments: dict[str, Any]
+) -> dd.DataFrame | dd.Series:
+    """Every node ``pattern`` matches in each of ``files``, in order, as one frame (``dd.read_hdf``'s key patterns)."""
+    pairs = [(f, n) for f in files for n in matching_nodes(f, pattern, arguments["allow_pickles"])]
+    if not pairs:
+        raise tables.NoSuchNodeError(
+            f"{files[0]}: no table matches the node pattern {pattern!r} in {len(files)} file(s)"
+        )
+    if len(pairs) > 1 and (arguments["start"] or arguments["stop"] is not None):  # start=0: every row
+        raise ValueError(
+            f"{pairs[0][0]}: start/stop with a node pattern that matches {len(pairs)} nodes is ambiguous "
+            "(rows of each node, or of all?): read the nodes one by one"
+        )
+    frames = [_read_node([f], n, **arguments) for f, n in pairs]  # n literally, though it may hold "*"
+    return frames[0] if len(frames) == 1 else dd.concat(frames)
+
+
 def _open_tables(
     files: Sequence[str],
     node: str,
@@ -349,7 +451,9 @@ def _open_tables(
     opened = []
     for file in files:
         try:
-            source, info = TablesSource.open_inspecting(file, node, inspect, None, direct, allow_pickles)
+            source, info = TablesSource.open_inspecting(
+                file, node, inspect, None, direct, allow_pickles, made_by="read_table"
+            )
         except TypeError:
             if is_pandas_table(file, node):  # pandas' group, not its table
                 return None

@@ -43,7 +43,7 @@ import pandas as pd
 import tables
 
 from ..array.source import TablesSource
-from ..errors import REBUILD_FRAME, NotHDF5FileError, at_node, change_advice
+from ..errors import REBUILD_FRAME, at_node, change_advice, unreadable_file
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
@@ -56,9 +56,17 @@ from .partitions import (
     plan_partitions,
     row_window,
     sample_rows,
+    unsorted_reason,
 )
 
 __all__ = ["PandasTableReader", "is_pandas_node", "is_pandas_table", "read_pandas_table"]
+
+
+# dask.dataframe.read_hdf's message for a 'fixed' store, word for word: users' code matches it.
+FIXED_FORMAT = """
+This HDFStore is not partitionable and can only be use monolithically with
+pandas.  In the future when creating HDFStores use the ``format='table'``
+option to ensure that your dataset can be parallelized"""
 
 
 def is_pandas_node(node: tables.Node) -> bool:
@@ -236,9 +244,9 @@ def _describe(
         with _refused_pickle_explained(path, key, allow_pickles):
             storer = store.get_storer(key)
         if not storer.is_table:
-            raise ValueError(
+            raise TypeError(
                 f"{at_node(path, key)} was written by pandas in the 'fixed' format, which has no rows "
-                "to partition; read it with pandas.read_hdf, or write it with format='table'"
+                f"to partition; read it with pandas.read_hdf, or write it with format='table'.{FIXED_FORMAT}"
             )
         table = storer.table
         sizes = int(table.nrows), int(table.chunkshape[0]) if table.chunkshape else 1, int(table.rowsize)
@@ -311,6 +319,25 @@ def _sampled_labels(
     return [labels[end - len(r) : end] for r, end in zip(rows, ends, strict=True)]
 
 
+def _index_values(
+    path: str, key: str, parts: Sequence[RowRange], index: str | None, allow_pickles: bool
+) -> Iterator[tuple[RowRange, pd.Index]]:
+    """Each of ``parts`` (of one file) with all its index labels (or ``index`` column values), as pandas reads them.
+
+    pandas reads the one column (``select_column``: the table's index, or a
+    data column); an ``index`` column packed with others is read with them.
+    """
+    with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
+        for part in parts:
+            if part.stop <= part.start:
+                continue
+            try:
+                values = store.select_column(key, index or "index", start=part.start, stop=part.stop)
+            except (KeyError, ValueError):  # not a column of its own
+                values = store.select(key, columns=[index], start=part.start, stop=part.stop)[index]
+            yield part, pd.Index(values)
+
+
 def _divisions(
     paths: Sequence[str],
     key: str,
@@ -320,7 +347,13 @@ def _divisions(
     sorted_index: bool | None,
     allow_pickles: bool,
 ) -> tuple[Any, ...] | None:
-    """Known divisions from sampled index values, or ``None``; raise if ``sorted_index=True`` and unknown."""
+    """Known divisions, only where the index is sorted, or ``None``; raise if ``sorted_index=True`` and unknown.
+
+    Sampled rows refute an unsorted index cheaply; where they look sorted,
+    every label is read once (pandas' ``select_column``: 3 ms for 400,000
+    rows of a narrow table) so that the divisions are true and no task
+    can find them false.
+    """
     if sorted_index is False or all(p.stop == p.start for p in parts):
         return None
     samples: list[pd.Index] = []
@@ -329,6 +362,16 @@ def _divisions(
         if mine:
             samples += _sampled_labels(path, key, mine, index, series, allow_pickles)
     divisions, reason = divisions_or_reason(samples)
+    if divisions is not None:  # the samples cannot see between them: every value, once
+        every = (
+            value
+            for number, path in enumerate(paths)
+            for value in _index_values(
+                path, key, [p for p in parts if p.file == number], index, allow_pickles
+            )
+        )
+        reason = unsorted_reason(every)
+        divisions = None if reason else divisions
     if divisions is None and sorted_index:
         what = "the index" if index is None else f"the index column {index!r}"
         raise ValueError(
@@ -388,8 +431,9 @@ def _describe_files(
             _describe(path, fingerprint, key, where, read_columns, index, allow_pickles)
             for path, fingerprint in zip(paths, fingerprints, strict=True)
         ]
-    except tables.HDF5ExtError as err:  # pragma: no cover - damaged after the first open
-        raise NotHDF5FileError(f"{paths[0]}: damaged HDF5 file (asked for node {node}): {err}") from err
+    except tables.HDF5ExtError as err:  # pragma: no cover - locked or damaged after the first open
+        damaged = f"{paths[0]}: damaged HDF5 file (asked for node {node})"
+        raise unreadable_file(paths[0], node, err, damaged) from err
     for path, fingerprint in zip(paths, fingerprints, strict=True):
         check_unchanged(path, key, fingerprint)
     return described
@@ -439,7 +483,9 @@ def _open_table(
     def condition(table: tables.Table) -> Condition | None:
         return None if where is None or where.condition is None else Condition.of(table, where.condition)
 
-    return TablesSource.open_inspecting(path, key + "/table", condition, None, direct, allow_pickles)
+    return TablesSource.open_inspecting(
+        path, key + "/table", condition, None, direct, allow_pickles, made_by="read_table"
+    )
 
 
 def _meta(

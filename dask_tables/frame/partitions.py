@@ -2,14 +2,15 @@
 
 A partition is a row range ``[start, stop)`` of one file's table.  Partitions
 are cut at multiples of ``rows`` counted from the table's first row, and
-``rows`` is a multiple of the table's HDF5 chunk rows, so no HDF5 chunk is
-read by two partitions (except where ``start``/``stop`` cut one).
+``rows`` is a multiple of the table's HDF5 chunk rows where the asked
+``chunksize`` holds a chunk, so no HDF5 chunk is read by two partitions
+(except where ``start``/``stop`` cut one, or ``chunksize`` is below a chunk).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "sample_divisions",
     "sample_rows",
     "sorted_divisions",
+    "unsorted_reason",
 ]
 
 
@@ -51,27 +53,38 @@ class RowRange:
 
 
 def partition_rows(chunksize: int | None, chunk_rows: int, row_nbytes: int) -> int:
-    """Rows per partition: ``chunksize`` or dask's ``array.chunk-size`` in bytes, in whole HDF5 chunks.
+    """Rows per partition: at most ``chunksize`` (as in ``dd.read_hdf``), in whole HDF5 chunks where it allows.
+
+    ``chunksize`` is rounded down to whole HDF5 chunks when it holds one at
+    least, else taken as is (partitions then share chunks).  Without it:
+    about dask's ``array.chunk-size`` in bytes, in whole HDF5 chunks.
 
     Examples
     --------
     >>> partition_rows(1000, 64, 8)
-    1024
+    960
+    >>> partition_rows(2, 3855, 8)  # never more rows than asked
+    2
     >>> partition_rows(None, 1000, 1024)  # 128 MiB of 1 KiB rows
     131000
     """
+    chunk_rows = max(1, chunk_rows)
     if chunksize is None:
         target = parse_bytes(dask.config.get("array.chunk-size")) // max(1, row_nbytes)
-    else:
-        if int(chunksize) != chunksize or chunksize < 1:
-            raise ValueError(f"chunksize={chunksize!r} must be a positive number of rows")
-        target = int(chunksize)
-    chunk_rows = max(1, chunk_rows)
-    return max(chunk_rows, round(target / chunk_rows) * chunk_rows)
+        return max(chunk_rows, round(target / chunk_rows) * chunk_rows)
+    if isinstance(chunksize, bool) or int(chunksize) != chunksize or chunksize < 1:
+        raise ValueError(
+            f"chunksize={chunksize!r}: the chunksize must be a positive integer (rows per partition)"
+        )
+    chunksize = int(chunksize)
+    return chunksize // chunk_rows * chunk_rows if chunksize >= chunk_rows else chunksize
 
 
 def row_window(start: int | None, stop: int | None, total: int, where: str) -> tuple[int, int]:
     """``start``/``stop`` (negative ones count from the end) checked against ``total`` rows.
+
+    Out of range raises :class:`ValueError` in dask's words (``dd.read_hdf``'s
+    "number of rows", "is above or equal to"), which users' code matches.
 
     Examples
     --------
@@ -80,7 +93,11 @@ def row_window(start: int | None, stop: int | None, total: int, where: str) -> t
     >>> row_window(0, 11, 10, "t.h5: node /t")
     Traceback (most recent call last):
     ...
-    IndexError: t.h5: node /t: stop=11 is out of range for 10 rows
+    ValueError: t.h5: node /t: stop=11 exceeds the number of rows (10)
+    >>> row_window(12, None, 10, "t.h5: node /t")
+    Traceback (most recent call last):
+    ...
+    ValueError: t.h5: node /t: start=12 is above or equal to the number of rows (10)
     """
     bounds = []
     for name, value, default in (("start", start, 0), ("stop", stop, total)):
@@ -90,12 +107,18 @@ def row_window(start: int | None, stop: int | None, total: int, where: str) -> t
         if int(value) != value:
             raise TypeError(f"{where}: {name}={value!r} must be an integer")
         position = int(value) + total if value < 0 else int(value)
-        if not 0 <= position <= total:
-            raise IndexError(f"{where}: {name}={value!r} is out of range for {total} rows")
+        if position < 0:
+            raise ValueError(
+                f"{where}: {name}={value!r} is before the first row (the number of rows is {total})"
+            )
+        if position > total:
+            if name == "stop":
+                raise ValueError(f"{where}: stop={value!r} exceeds the number of rows ({total})")
+            raise ValueError(f"{where}: start={value!r} is above or equal to the number of rows ({total})")
         bounds.append(position)
     low, high = bounds
     if low > high:
-        raise ValueError(f"{where}: start={start!r} is after stop={stop!r}")
+        raise ValueError(f"{where}: start={start!r} is above or equal to stop={stop!r} (row {high})")
     return low, high
 
 
@@ -165,6 +188,37 @@ def divisions_or_reason(samples: Sequence[Any]) -> tuple[tuple[Any, ...] | None,
     if any(a[-1] >= b[0] for a, b in itertools.pairwise(labels)):
         return None, "an index value spans two partitions"
     return (*(_scalar(s[0]) for s in labels), _scalar(labels[-1][-1])), ""
+
+
+def unsorted_reason(values: Iterable[tuple[RowRange, Any]]) -> str:
+    """Why index values read in full are not sorted for divisions, or ``""`` if they are.
+
+    ``values`` gives each non-empty partition with all its index values,
+    in order.  Sorted means never falling within a partition and rising
+    strictly from one partition to the next, with no NaN or NaT: exactly
+    what known divisions promise.  Stops at the first partition that breaks it.
+
+    Examples
+    --------
+    >>> parts = [RowRange(0, 0, 3, 0), RowRange(0, 3, 6, 0)]
+    >>> unsorted_reason(zip(parts, [[1, 2, 3], [4, 5, 6]]))
+    ''
+    >>> unsorted_reason(zip(parts, [[1, 2, 3], [4, 9, 6]]))
+    'the index is not sorted: it falls in rows 3..5 of file 0'
+    """
+    last = None
+    for part, read in values:
+        labels = read if isinstance(read, pd.Index) else pd.Index(np.asarray(read))
+        where = f"rows {part.start}..{part.stop - 1} of file {part.file}"
+        if labels.hasnans:
+            return f"the index holds NaN or NaT values in {where}"
+        if not labels.is_monotonic_increasing:
+            return f"the index is not sorted: it falls in {where}"
+        if len(labels) and last is not None and not last < labels[0]:
+            return f"the index is not sorted, or an index value spans two partitions, at the start of {where}"
+        if len(labels):
+            last = labels[-1]
+    return ""
 
 
 def _scalar(value: Any) -> Any:
@@ -244,6 +298,15 @@ def sample_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRang
         if mine:
             samples += sample_values(source, field, mine)
     return samples
+
+
+def read_index_values(
+    source: Any, field: str, parts: Sequence[RowRange]
+) -> Iterator[tuple[RowRange, np.ndarray]]:
+    """Each of ``parts`` (of ``source``'s file) with all the values of its ``field``: read directly where possible."""
+    for part in parts:
+        if part.stop > part.start:
+            yield part, np.asarray(take_field(source[part.start : part.stop], field))
 
 
 def sorted_divisions(sources: Sequence[Any], field: str, parts: Sequence[RowRange]) -> tuple[Any, ...] | None:

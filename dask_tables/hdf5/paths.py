@@ -6,9 +6,26 @@ import glob
 import os
 from collections.abc import Sequence
 
-__all__ = ["expand_paths"]
+__all__ = ["expand_paths", "file_path"]
 
-PathSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+PathSpec = PathLike | Sequence[PathLike]
+
+
+def file_path(path: PathLike) -> str:
+    """A path as ``str``, as pandas takes it: ``~`` expanded, bytes decoded with the file system's encoding.
+
+    Examples
+    --------
+    >>> import os
+    >>> file_path(b"data.h5")
+    'data.h5'
+    >>> file_path("~/data.h5") == os.path.join(os.path.expanduser("~"), "data.h5")
+    True
+    """
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"expected a path (str, bytes or os.PathLike), not {type(path).__name__}: {path!r}")
+    return os.path.expanduser(os.fsdecode(path))
 
 
 def _is_glob(path: str) -> bool:
@@ -25,8 +42,8 @@ def expand_paths(paths: PathSpec, node: str = "") -> list[str]:
 
     Parameters
     ----------
-    paths : str, os.PathLike, or sequence of them
-        What to expand.
+    paths : str, bytes, os.PathLike, or sequence of them
+        What to expand (``~`` is the home folder, as for pandas).
     node : str, optional
         The node that will be read, for error messages.
 
@@ -37,7 +54,9 @@ def expand_paths(paths: PathSpec, node: str = "") -> list[str]:
     Raises
     ------
     FileNotFoundError
-        A glob pattern matches nothing, or the list is empty.
+        A glob pattern matches nothing.
+    ValueError
+        The list is empty (as ``dask.dataframe.read_hdf``).
 
     Examples
     --------
@@ -48,12 +67,12 @@ def expand_paths(paths: PathSpec, node: str = "") -> list[str]:
     >>> expand_paths(["b.h5", "a.h5"])
     ['b.h5', 'a.h5']
     """
-    if isinstance(paths, (str, os.PathLike)):
-        items = [os.fspath(paths)]
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        items = [file_path(paths)]
     else:
-        items = [os.fspath(p) for p in paths]
+        items = [file_path(p) for p in paths]
         if not items:
-            raise FileNotFoundError(f"no files given (asked for node {node})")
+            raise ValueError(f"no files given: the list of paths is empty (asked for node {node})")
     expanded: list[str] = []
     for item in items:
         if _is_glob(item):
