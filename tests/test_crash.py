@@ -283,3 +283,49 @@ def test_no_hdf5_diagnostics_on_stderr_from_worker_threads(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "HDF5-DIAG" not in done.stderr, done.stderr[:2000]
+
+
+DISTRIBUTED_CHILD = """
+import sys
+import dask.dataframe as dd, numpy as np, pandas as pd
+from distributed import Client, LocalCluster
+from dask_tables import to_tables
+p = sys.argv[1]
+new_frame = dd.from_pandas(pd.DataFrame({{
+    "a": np.arange({old}, {old} + {new}, dtype="i8"),
+    "b": np.arange({new}, dtype="f8") / 7,
+    "s": ["row%d" % i for i in range({new})],
+}}, index=pd.RangeIndex({old}, {old} + {new})), npartitions=3)
+if __name__ == "__main__":
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \\
+            Client(cluster):
+        try:
+            to_tables(new_frame, p, "/df", append=True)
+            print("finished")
+        except Exception as err:
+            print("failed", type(err).__name__)
+"""
+
+
+@pytest.mark.parametrize("step", ["applied", "replaced"])
+def test_a_killed_worker_during_the_commit_on_a_cluster(tmp_path, step):
+    """distributed runs the commit again after its worker died: the file is old, or new exactly once."""
+    path = tmp_path / "f.h5"
+    make_file(path)
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(DISTRIBUTED_CHILD.format(old=OLD_ROWS, new=NEW_ROWS)))
+    done = subprocess.run(
+        [sys.executable, str(script), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, CRASH_ENV: f"commit:{step}"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    if step == "replaced":
+        # the retried commit finds the new version in place: the write succeeded, rows appended once
+        assert "finished" in done.stdout, done.stdout + done.stderr[-3000:]
+        assert state("append", path, tmp_path / "n.h5") == "new"
+    else:
+        assert "failed" in done.stdout  # every worker that tried was killed: KilledWorker
+        assert state("append", path, tmp_path / "n.h5") == "old"

@@ -83,6 +83,7 @@ CRASH_ENV = "DASK_TABLES_CRASH_AT"
 _WORK_MARK = ".dask-tables-"
 _OWNER = "owner"
 _COMMIT_FILE = "commit.h5"
+_COMMITTED = "committed"  # in the work folder: (device, inode) of the version that replaces the target
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
 
@@ -109,6 +110,10 @@ class Job:
     def commit_file(self) -> str:
         """The new version of the target, built by the commit."""
         return os.path.join(self.work, _COMMIT_FILE)
+
+    def copy_bytes(self) -> int:
+        """The disk the commit's copy of an existing target takes (0 for a new file)."""
+        return 0 if self.new_file else os.path.getsize(self.path)
 
     def check_work(self) -> None:
         """Raise if the work folder is gone (the write was abandoned: a task must not go on)."""
@@ -404,6 +409,8 @@ def commit(job: Job, apply: Apply | None, built: str | None = None) -> None:
     try:
         with write_lock(job.path, os.path.dirname(job.path)), _target_held(job.path) as before:
             crash_point("commit", "locked")
+            if _committed_before(job, before):
+                return  # a commit run again (its process was killed after the rename): done already
             with os_errors(job.path, "committing the write"):
                 _build_new_version(job, apply, built, before)
                 crash_point("commit", "applied")
@@ -411,6 +418,7 @@ def commit(job: Job, apply: Apply | None, built: str | None = None) -> None:
                 crash_point("commit", "synced")
                 _check_unchanged(job, before)
                 crash_point("commit", "checked")
+                _record_new_version(job)
                 os.replace(job.commit_file, job.path)
                 crash_point("commit", "replaced")
                 _fsync(os.path.dirname(job.path))
@@ -418,6 +426,23 @@ def commit(job: Job, apply: Apply | None, built: str | None = None) -> None:
     finally:
         # The commit is the last task: whether it wrote or failed, the staged work is done with.
         remove_work(job.work)
+
+
+def _record_new_version(job: Job) -> None:
+    """Note which file (device, inode) becomes the target, so that a commit run again knows it is done."""
+    st = os.stat(job.commit_file)
+    with open(os.path.join(job.work, _COMMITTED), "w") as f:
+        f.write(f"{st.st_dev} {st.st_ino}")
+
+
+def _committed_before(job: Job, before: tuple[int, ...] | None) -> bool:
+    """Whether an earlier run of this commit already replaced the target (a retry after a killed worker)."""
+    try:
+        with open(os.path.join(job.work, _COMMITTED)) as f:
+            dev, ino = map(int, f.read().split())
+    except (OSError, ValueError):
+        return False
+    return before is not None and before[:2] == (dev, ino)
 
 
 def _build_new_version(

@@ -51,17 +51,15 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from numpy.lib.recfunctions import repack_fields
 
-from ..registry import get_lock, synchronized_file
+from ..registry import get_lock
 from .engine import Job, commit, new_job, os_errors, prepare, remove_work, require_space, run
 from .indexes import build_indexes, copy_indexes
-from .locks import write_lock
 from .nodes import add_nodes, write_staged
 from .plan import (
     NodeWrite,
     WritePlan,
     check_built,
     check_node_name,
-    check_not_open_here,
     check_parents,
     check_replaceable,
     check_writable,
@@ -69,6 +67,7 @@ from .plan import (
     existing_node,
     plan_new_node,
     plan_region,
+    target_as_it_is,
 )
 from .records import (
     FieldKey,
@@ -396,9 +395,8 @@ def _schema(plan: FramePlan, infos: list[PartInfo]) -> FrameSchema:
         else _new_schema(plan, parts, sizes, offsets)
     )
     # Before any chunk is staged: the rows uncompressed, and the copy of an existing file.
-    copy = 0 if plan.job.new_file else os.path.getsize(plan.path)
     rows = sum(i.rows for i in parts) * schema.spec.dtype.itemsize
-    require_space(os.path.dirname(plan.path), rows + copy, plan.path)
+    require_space(os.path.dirname(plan.path), rows + plan.job.copy_bytes(), plan.path)
     return schema
 
 
@@ -676,11 +674,7 @@ def frame_to_tables(
     exists = os.path.lexists(path)
     check_writable(path, node, exists)
     existing = None
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(write_lock(path, os.path.dirname(path)))
-        if exists:
-            check_not_open_here(path, node)
-        h5 = stack.enter_context(synchronized_file(path, "r")) if exists else None
+    with target_as_it_is(path, node, exists) as h5:
         found = existing_node(h5, node)
         if append and found is not None:
             if format != "pandas":
@@ -706,8 +700,8 @@ def frame_to_tables(
     )
     if existing is not None:
         plan = dataclasses.replace(plan, data_columns=_existing_data_columns(existing))
-    copy = 0 if plan.job.new_file else os.path.getsize(plan.path)
-    require_space(os.path.dirname(plan.path), copy, plan.path)  # the rest is checked once the rows are known
+    # the rest is checked once the rows are known
+    require_space(os.path.dirname(plan.path), plan.job.copy_bytes(), plan.path)
     result = _graph(plan, df)
     if not compute:
         return result

@@ -32,8 +32,9 @@ from ..filters import UnsupportedEncoderError, encoding_pipeline, stored_node
 from ..hdf5.calls import file_dtype
 from ..hdf5.fingerprint import modes_open_here, same_file
 from ..hdf5.storednode import StoredNode, hdf5_reads_as
-from ..registry import get_lock, synchronized_close_file, synchronized_open_file
+from ..registry import get_lock, synchronized_close_file, synchronized_file, synchronized_open_file
 from .engine import Job
+from .locks import write_lock
 
 __all__ = [
     "NodeWrite",
@@ -475,6 +476,21 @@ def check_replaceable(
         )
     if not overwrite:
         raise NodeExistsError(path, node)
+
+
+@contextlib.contextmanager
+def target_as_it_is(path: str, node: str, exists: bool) -> Iterator[tables.File | None]:
+    """The target open read-only for the plan, under the writers' locks (``None``: no file yet).
+
+    Another writer's commit cannot run while the plan reads the file.
+    """
+    with write_lock(path, os.path.dirname(path)):
+        if not exists:
+            yield None
+            return
+        check_not_open_here(path, node)
+        with synchronized_file(path, "r") as h5:
+            yield h5
 
 
 def check_not_open_here(path: str, node: str) -> None:

@@ -71,7 +71,6 @@ from .plan import (
     check_built,
     check_dtype,
     check_node_name,
-    check_not_open_here,
     check_parents,
     check_reads_unchanged,
     check_replaceable,
@@ -82,6 +81,7 @@ from .plan import (
     inherited_options,
     plan_new_node,
     plan_region,
+    target_as_it_is,
 )
 from .staging import block_pieces, write_pieces, write_sidecar
 
@@ -411,8 +411,7 @@ def to_tables(
 def _space_needed(plan: WritePlan, arrays: list[Any]) -> int:
     """An upper bound of a write's extra disk: the arrays uncompressed, and a copy of an existing file."""
     written = sum(int(a.nbytes) for a in arrays)
-    copy = 0 if plan.new_file else os.path.getsize(plan.path)
-    return written + copy
+    return written + plan.job.copy_bytes()
 
 
 def _refuse_frame_options(
@@ -471,12 +470,7 @@ def _plan_writes(
     """Each node's write, planned against the file as it is (each array rechunked where it must be)."""
     writes: list[NodeWrite] = []
     planned: list[Any] = []
-    with contextlib.ExitStack() as stack:
-        # The writers' locks: another writer's commit cannot run while the plan reads the file.
-        stack.enter_context(write_lock(path, os.path.dirname(path)))
-        if exists:
-            check_not_open_here(path, names[0])
-        h5 = stack.enter_context(synchronized_file(path, "r")) if exists else None
+    with target_as_it_is(path, names[0], exists) as h5:
         for name, array in zip(names, arrays, strict=True):
             write, array = _plan_write(h5, path, name, array, region, options)
             writes.append(write)
