@@ -409,7 +409,9 @@ def _variable(
     if member.values is not None:  # a dimension scale, read when the file was surveyed
         encoding = {"source": path, "node": member.node, "dtype": member.values.dtype}
         return xr.Variable(dims, member.values, member.attrs, encoding)
-    source = TablesSource.open(path, member.node, member.field, direct, allow_pickles)
+    source = TablesSource.open(
+        path, member.node, member.field, direct, allow_pickles, made_by="xarray.open_dataset"
+    )
     data = indexing.LazilyIndexedArray(TablesBackendArray(source))
     encoding: dict[str, Any] = {"source": path, "node": member.node, "dtype": source.dtype}
     if member.field is not None:

@@ -550,10 +550,6 @@ def test_file_changed_error_names_the_call_that_built_the_collection(sample_file
             read()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="xarray_backend.py (another developer's) passes made_by='xarray.open_dataset' to TablesSource.open",
-)
 def test_file_changed_error_after_open_dataset_names_open_dataset(sample_file):
     xr = pytest.importorskip("xarray")
     ds = xr.open_dataset(sample_file, engine="tables")
