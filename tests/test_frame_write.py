@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -373,3 +374,99 @@ def test_indexed_queries_find_the_rows_whatever_the_chunk_shape(tmp_path):
     ):
         assert got.index.equals(expected.index) and got["i"].tolist() == expected["i"].tolist()
         assert got["s"].astype(object).tolist() == expected["s"].tolist()
+
+
+# ---------------------------------------------------------------- pandas' and dask's spellings (issue 24)
+
+
+def _small():
+    return pd.DataFrame({"x": list("abcd"), "y": [1, 2, 3, 4]}, index=[1.0, 2.0, 3.0, 4.0]).astype(
+        {"x": object}
+    )
+
+
+def test_relative_keys_and_pandas_format_names(tmp_path):
+    path = tmp_path / "f.h5"
+    frame = _small()
+    dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), path, "res", format="table")
+    dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), path, "short", format="t")
+    dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), path, "/plain", format="tables")
+    dask_tables.to_tables(
+        dd.from_pandas(frame, npartitions=2), path, "/plain2", format="pytables", index=False
+    )
+    for key in ("res", "short"):
+        pd.testing.assert_frame_equal(pd.read_hdf(path, key).astype({"x": object}), frame)
+    with tables.open_file(path) as f:
+        assert isinstance(f.root.plain, tables.Table) and f.root.plain2.colnames == ["x", "y"]
+    with pytest.raises(ValueError, match=r"fixed format stores a frame whole.*format='table'"):
+        dask_tables.to_tables(dd.from_pandas(frame, npartitions=1), path, "fx", format="fixed")
+
+
+def test_one_node_per_partition_with_a_star_in_the_key(tmp_path):
+    path = tmp_path / "f.h5"
+    frame = pd.DataFrame({"x": np.arange(16.0)}, index=np.arange(16))
+    dask_tables.to_tables(dd.from_pandas(frame, npartitions=4), path, "/data*")
+    with pd.HDFStore(path, "r") as store:
+        assert sorted(store.keys()) == ["/data0", "/data1", "/data2", "/data3"]
+    back = pd.concat([pd.read_hdf(path, f"data{i}") for i in range(4)])
+    pd.testing.assert_frame_equal(back, frame)
+    named = tmp_path / "named.h5"
+    dask_tables.to_tables(
+        dd.from_pandas(frame, npartitions=4), named, "/d_*", name_function=lambda i: "abcd"[i]
+    )
+    with pd.HDFStore(named, "r") as store:
+        assert sorted(store.keys()) == ["/d_a", "/d_b", "/d_c", "/d_d"]
+    with pytest.warns(UserWarning, match="name_function must preserve the order"):
+        dask_tables.to_tables(
+            dd.from_pandas(frame, npartitions=4), tmp_path / "w.h5", "/d_*", name_function=lambda i: "dcba"[i]
+        )
+
+
+def test_one_file_per_partition_with_a_star_in_the_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    frame = _small()
+    written = dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), "part*.h5", "key")
+    assert written == ["part0.h5", "part1.h5"]
+    back = pd.concat([pd.read_hdf(name, "key") for name in written]).astype({"x": object})
+    pd.testing.assert_frame_equal(back, frame)
+    with pytest.raises(ValueError, match="A maximum of one asterisk"):
+        dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), "p*.h5", "/k*")
+    assert sorted(os.listdir(tmp_path)) == ["part0.h5", "part1.h5"]
+
+
+def test_min_itemsize_as_an_int_sizes_every_string_column(tmp_path):
+    frame = pd.DataFrame({"A": ["a", "aaaa"], "B": ["b", "bb"]})
+    path = tmp_path / "f.h5"
+    dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), path, "foo4", min_itemsize=7)
+    pd.testing.assert_frame_equal(pd.read_hdf(path, "foo4").astype(object), frame.astype(object))
+    with tables.open_file(path) as f:
+        table_dtype = f.root.foo4.table.dtype
+        texts = [table_dtype[n].base for n in table_dtype.names if table_dtype[n].base.kind == "S"]
+        assert texts and all(t.itemsize == 7 for t in texts)
+
+
+def test_an_open_hdf_store_as_the_target_stays_usable(tmp_path):
+    path = tmp_path / "f.h5"
+    frame = _small()
+    with pd.HDFStore(path) as store:
+        store.put("before", frame, format="table")
+        dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), store, "/data*")
+        assert sorted(store.keys()) == ["/before", "/data0", "/data1"]  # it sees the new file
+        store.put("after", frame)
+    with pd.HDFStore(path, "r") as store:
+        assert sorted(store.keys()) == ["/after", "/before", "/data0", "/data1"]
+    with pd.HDFStore(path, "r") as store, pytest.raises(ValueError, match="read-only"):
+        dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), store, "/x")
+
+
+def test_mode_w_replaces_the_file_and_r_plus_needs_one(tmp_path):
+    path = tmp_path / "f.h5"
+    frame = _small()
+    frame.to_hdf(path, key="old", format="table")
+    dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), path, "new", mode="w")
+    with pd.HDFStore(path, "r") as store:
+        assert store.keys() == ["/new"]
+    with pytest.raises(FileNotFoundError, match="mode='r\\+'"):
+        dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), tmp_path / "none.h5", "k", mode="r+")
+    with pytest.raises(ValueError, match="mode='x'"):
+        dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), path, "k", mode="x")

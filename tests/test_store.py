@@ -438,7 +438,7 @@ def test_bad_inputs_raise_before_any_task_and_touch_nothing(tmp_path):
     x = da.ones((10, 10), chunks=5).map_blocks(touch(ran), dtype="f8")
     cases = [
         (TypeError, "not list", lambda: dask_tables.to_tables([1, 2, 3], path, "/y")),
-        (ValueError, "absolute", lambda: dask_tables.to_tables(x, path, "y")),
+        (ValueError, "absolute", lambda: dask_tables.to_tables(x, path, "")),
         (ValueError, "empty name", lambda: dask_tables.to_tables(x, path, "/a//b")),
         (ValueError, "reserved", lambda: dask_tables.to_tables(x, path, "/_dask_tables_tmp_x")),
         (TypeError, "either a dict", lambda: dask_tables.to_tables({"/a": x}, path, "/a")),
@@ -900,3 +900,8 @@ def test_a_non_hdf5_file_that_appears_at_a_new_files_path_is_left_alone(tmp_path
         dask.compute(lazy, scheduler="sync")
     assert path.read_text() == "someone else's notes\n"
     assert listing(tmp_path) == ["new.h5"]
+
+
+def test_a_relative_node_name_is_taken_from_the_root_as_pandas_takes_keys(tmp_path):
+    dask_tables.to_tables(da.arange(10.0, chunks=5), tmp_path / "f.h5", "g/x")
+    np.testing.assert_array_equal(pytables_read(tmp_path / "f.h5", "/g/x"), np.arange(10.0))

@@ -77,6 +77,7 @@ __all__ = [
     "remove_work",
     "require_space",
     "run",
+    "run_all",
 ]
 
 CRASH_ENV = "DASK_TABLES_CRASH_AT"
@@ -105,6 +106,8 @@ class Job:
     # True: the caller made the work folder before computing, and removes it
     # after; a task that finds it gone (a failed write) must not make it again.
     made_by_caller: bool = False
+    # True: the target's next version starts empty (pandas' mode="w"): what it held is not kept.
+    fresh: bool = False
 
     @property
     def commit_file(self) -> str:
@@ -113,7 +116,7 @@ class Job:
 
     def copy_bytes(self) -> int:
         """The disk the commit's copy of an existing target takes (0 for a new file)."""
-        return 0 if self.new_file else os.path.getsize(self.path)
+        return 0 if self.new_file or self.fresh else os.path.getsize(self.path)
 
     def check_work(self) -> None:
         """Raise if the work folder is gone (the write was abandoned: a task must not go on)."""
@@ -123,7 +126,7 @@ class Job:
             )
 
 
-def new_job(path: str, made_by_caller: bool) -> Job:
+def new_job(path: str, made_by_caller: bool, fresh: bool = False) -> Job:
     """The job of a write into ``path``, with a fresh work folder name; abandoned ones are removed first.
 
     Examples
@@ -137,7 +140,7 @@ def new_job(path: str, made_by_caller: bool) -> Job:
     remove_abandoned(path)
     token = uuid.uuid4().hex[:16]  # every call stages into its own folder
     work = os.path.join(folder, f".{base[:100]}{_WORK_MARK}{token}")  # within NAME_MAX (255)
-    return Job(path, not os.path.lexists(path), work, token, made_by_caller)
+    return Job(path, fresh or not os.path.lexists(path), work, token, made_by_caller, fresh)
 
 
 # ---------------------------------------------------------------- the work folder and its owner
@@ -260,11 +263,20 @@ def remove_abandoned(path: str) -> list[str]:
 
 def run(result: object, job: Job) -> None:
     """Compute ``result`` (a write's graph) in the work folder made for it, removed afterwards whatever happens."""
-    make_work(job)
+    run_all([result], [job])
+
+
+def run_all(results: list[object], jobs: list[Job]) -> None:
+    """Compute the graphs of several writes (one file each) at once, each in its work folder."""
+    made: list[Job] = []
     try:
-        dask.compute(result)
+        for job in jobs:
+            make_work(job)
+            made.append(job)
+        dask.compute(*results)
     finally:
-        remove_work(job.work)
+        for job in made:
+            remove_work(job.work)
 
 
 # ---------------------------------------------------------------- errors and space
@@ -450,7 +462,7 @@ def _build_new_version(
 ) -> None:
     """``commit.h5``: the target's next version (steps ``copied`` and ``applied``)."""
     job.check_work()
-    if before is not None:
+    if before is not None and not job.fresh:
         if not _is_hdf5(job.path):
             raise FileExistsError(
                 f"{job.path}: something that is not an HDF5 file appeared there while the write was "
@@ -463,7 +475,7 @@ def _build_new_version(
     crash_point("commit", "copied")
     if apply is None:
         return
-    h5 = synchronized_open_file(job.commit_file, "a" if before is not None else "w")
+    h5 = synchronized_open_file(job.commit_file, "a" if before is not None and not job.fresh else "w")
     try:
         apply(h5)
     finally:

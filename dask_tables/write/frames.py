@@ -37,9 +37,10 @@ import dataclasses
 import functools
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask.array as da
 import dask.dataframe as dd
@@ -52,7 +53,7 @@ from dask.highlevelgraph import HighLevelGraph
 from numpy.lib.recfunctions import repack_fields
 
 from ..registry import get_lock
-from .engine import Job, commit, new_job, os_errors, prepare, remove_work, require_space, run
+from .engine import Job, commit, new_job, os_errors, prepare, remove_work, require_space, run_all
 from .indexes import build_indexes, copy_indexes
 from .nodes import add_nodes, write_staged
 from .plan import (
@@ -84,7 +85,16 @@ from .staging import append_rows, block_pieces, load_records, save_records, writ
 
 __all__ = ["frame_to_tables"]
 
-FORMATS = ("pandas", "tables")
+FORMATS = ("pandas", "pytables")
+# Spellings of a format -> its name: pandas' own ("table", "t") and our older "tables" still work.
+_FORMAT_NAMES = {
+    "pandas": "pandas",
+    "table": "pandas",
+    "t": "pandas",
+    "pytables": "pytables",
+    "tables": "pytables",
+}
+ALL_STRINGS = "*"  # min_itemsize given as an int: every string column
 
 
 @dataclass(frozen=True)
@@ -115,10 +125,15 @@ class FramePlan:
     createparents: bool
     categories: tuple[tuple[str, tuple[Any, ...], bool], ...]  # column, categories, ordered
     existing: ExistingTable | None = None
+    label: str = ""  # prefix of this node's work files and task keys (several nodes in one write)
 
     @property
     def path(self) -> str:
         return self.job.path
+
+    def work_file(self, name: str) -> str:
+        """A file of this node's in the work folder."""
+        return os.path.join(self.job.work, f"{self.label}{name}")
 
     def write_plan(self, spec: NodeWrite) -> WritePlan:
         """The array writer's plan of the node ``spec``."""
@@ -217,9 +232,9 @@ def _stage_records(plan: FramePlan, part: Any, number: int, work: str) -> PartIn
         records = frame_records(part, plan.fmt, plan.data_columns, plan.index)
     except (TypeError, ValueError) as err:
         raise type(err)(f"{plan.path}: node {plan.node}: {err}") from None
-    file = os.path.join(work, f"records-{number}.rec")
+    file = plan.work_file(f"records-{number}.rec")
     builds_indexes = plan.fmt == "pandas" and plan.index and plan.existing is None
-    index_file = os.path.join(work, f"indexed-{number}.rec") if builds_indexes else None
+    index_file = plan.work_file(f"indexed-{number}.rec") if builds_indexes else None
     with os_errors(plan.path, "staging a partition's records"):
         save_records(file, records.records)
         if index_file is not None:
@@ -261,9 +276,15 @@ def _describe_key(key: FieldKey) -> str:
 
 
 def _apply_min_itemsize(plan: FramePlan, sizes: dict[FieldKey, int]) -> dict[FieldKey, int]:
-    """``min_itemsize`` sets a string column's size; smaller than its longest string raises."""
+    """``min_itemsize`` sets a string column's size; smaller than its longest string raises.
+
+    As an int (``ALL_STRINGS``), as in pandas: every string column at least that size.
+    """
     final = dict(sizes)
     for name, size in plan.min_itemsize:
+        if name == ALL_STRINGS:
+            final = {key: max(n, size) for key, n in final.items()}
+            continue
         keys = [k for k in sizes if (k == name if isinstance(k, str) else name == "values" or name in k)]
         if not keys and name != "values":
             raise ValueError(
@@ -467,7 +488,7 @@ def _encode_part(plan: FramePlan, schema: FrameSchema, info: PartInfo, work: str
     if not info.rows or schema.spec is None:
         return None
     plan.job.check_work()
-    sidecar = os.path.join(work, f"part-{info.number}")
+    sidecar = plan.work_file(f"part-{info.number}")
     if os.path.exists(sidecar):  # run again (a lost worker): the sidecar is whole, the records may be gone
         return sidecar
     records = load_records(info.file)
@@ -493,7 +514,7 @@ def _build_indexes(plan: FramePlan, schema: FrameSchema, infos: list[PartInfo], 
         (key, name) for name in schema.indexed for key, field in schema.target.items() if field == name
     ]
     parts = [(i.index_file, _indexable(i.fields)) for i in sorted(infos, key=lambda i: i.number) if i.rows]
-    side = os.path.join(work, "indexes.h5")
+    side = plan.work_file("indexes.h5")
     return build_indexes(
         side,
         _table_path(plan.node),
@@ -566,24 +587,45 @@ def _append(plan: FramePlan, schema: FrameSchema, sidecars: Sequence[str], h5: t
     append_rows(table, schema.spec, sidecars)
 
 
-def _commit(plan: FramePlan, schema: FrameSchema, staged: list[str | None], indexes: str | None) -> None:
-    """Task: the one step that changes the target (:func:`dask_tables.write.engine.commit`)."""
-    if schema.spec is None:
-        remove_work(plan.job.work)
+def _commit(
+    job: Job,
+    plans: list[FramePlan],
+    schemas: list[FrameSchema],
+    staged: list[list[str | None]],
+    indexes: list[str | None],
+) -> None:
+    """Task: the one step that changes the target (:func:`dask_tables.write.engine.commit`), for every node."""
+    steps = [
+        _node_step(plan, schema, [s for s in sidecars if s is not None], index)
+        for plan, schema, sidecars, index in zip(plans, schemas, staged, indexes, strict=True)
+        if schema.spec is not None
+    ]
+    if not steps and not job.fresh:
+        remove_work(job.work)
         return
-    sidecars = [s for s in staged if s is not None]
+
+    def apply(h5: tables.File) -> None:
+        for step in steps:
+            step(h5)
+
+    commit(job, apply)
+
+
+def _node_step(
+    plan: FramePlan, schema: FrameSchema, sidecars: list[str], indexes: str | None
+) -> Callable[[tables.File], None]:
+    """What the commit does for one node: append its rows, or place the new node."""
     if plan.existing is not None:
-        commit(plan.job, functools.partial(_append, plan, schema, sidecars))
-        return
+        return functools.partial(_append, plan, schema, sidecars)
     maker = _make_pandas_node if plan.fmt == "pandas" else _make_tables_node
     wplan = plan.write_plan(schema.spec)
     make_node = functools.partial(maker, schema, sidecars, indexes, plan.path)
-    commit(plan.job, lambda h5: add_nodes(h5, wplan, make_node, {}))
+    return lambda h5: add_nodes(h5, wplan, make_node, {})
 
 
-def _prepare(plan: FramePlan) -> str:
+def _prepare(job: Job) -> str:
     """Task: the work folder."""
-    return prepare(plan.job)
+    return prepare(job)
 
 
 # ---------------------------------------------------------------- the plan
@@ -619,7 +661,7 @@ def _data_columns(data_columns: Any, min_itemsize: Mapping[str, int]) -> tuple[s
     if data_columns is True:
         return True
     columns = list(data_columns or [])
-    columns += [k for k in min_itemsize if k not in ("values", "index") and k not in columns]
+    columns += [k for k in min_itemsize if k not in ("values", "index", ALL_STRINGS) and k not in columns]
     return tuple(columns) or None
 
 
@@ -655,58 +697,184 @@ def frame_to_tables(
     createparents: bool = True,
     append: bool = False,
     overwrite: bool = False,
-    min_itemsize: Mapping[str, int] | None = None,
+    min_itemsize: Mapping[str, int] | int | None = None,
     compute: bool = True,
-) -> Delayed | None:
+    mode: str = "a",
+    name_function: Callable[[int], str] | None = None,
+    shown_path: str | None = None,
+) -> Delayed | list[str] | None:
     """:func:`dask_tables.to_tables` for a dask (or pandas) DataFrame or Series; see there."""
-    if format not in FORMATS:
-        raise ValueError(f"{path}: node {node}: format={format!r}; give one of {FORMATS}")
-    node = check_node_name(node)
-    df = _as_frame(df, node)
-    min_itemsize = dict(min_itemsize or {})
-    if format == "tables" and data_columns:
-        raise ValueError(f"{path}: node {node}: data_columns is for format='pandas'")
+    fmt = _format_name(format, path, node)
+    if mode not in MODES:
+        raise ValueError(f"{path}: node {node}: mode={mode!r}; give one of {MODES} (as pandas)")
     if append and overwrite:
         raise ValueError(f"{path}: node {node}: give append=True or overwrite=True, not both")
-    if isinstance(df, dd.Series) and format == "pandas" and data_columns:
+    df = _as_frame(df, node)
+    targets = _targets(path, shown_path or path, node, df.npartitions, name_function)
+    options = _FrameOptions(
+        fmt, data_columns, index, filters, chunkshape, title, createparents, append, overwrite
+    )
+    sizes = _min_itemsize(min_itemsize)
+    writes = []
+    for file, (shown, pieces) in targets.items():
+        job, nodes = _plan_file(file, pieces, df, options, sizes, mode, compute)
+        writes.append((shown, job, _graph(job, nodes)))
+    if not compute:
+        return writes[0][2] if len(writes) == 1 else Delayed(*_gathered([w[2] for w in writes]))
+    run_all([w[2] for w in writes], [w[1] for w in writes])
+    if "*" in (shown_path or path):
+        return [shown for shown, _, _ in writes]  # the files written, as dd.to_hdf returns them
+    return None
+
+
+class _FrameOptions(NamedTuple):
+    fmt: str
+    data_columns: Sequence[str] | bool | None
+    index: bool
+    filters: tables.Filters | None
+    chunkshape: int | None
+    title: str
+    createparents: bool
+    append: bool
+    overwrite: bool
+
+
+MODES = ("a", "w", "r+")
+
+
+def _format_name(format: str, path: str, node: str) -> str:
+    """The format's name: pandas' spellings taken; pandas' "fixed" refused with what to use."""
+    if format in ("fixed", "f"):
+        raise ValueError(
+            f"{path}: node {node}: format={format!r}: pandas' fixed format stores a frame whole, so it "
+            "cannot be written by partitions; to_tables writes pandas' table format (format='table', "
+            "the default), which pandas.read_hdf reads the same way and can also query"
+        )
+    if format not in _FORMAT_NAMES:
+        raise ValueError(
+            f"{path}: node {node}: format={format!r}; give 'table' (pandas' table format) or 'pytables'"
+        )
+    return _FORMAT_NAMES[format]
+
+
+def _min_itemsize(min_itemsize: Mapping[str, int] | int | None) -> dict[str, int]:
+    """``min_itemsize`` as a dict; an int (as pandas takes it) applies to every string column."""
+    if min_itemsize is None:
+        return {}
+    if isinstance(min_itemsize, (int, np.integer)) and not isinstance(min_itemsize, bool):
+        return {ALL_STRINGS: int(min_itemsize)}
+    if not isinstance(min_itemsize, Mapping):
+        raise TypeError(
+            f"min_itemsize: give an int or a dict of column -> size, not {type(min_itemsize).__name__}"
+        )
+    return dict(min_itemsize)
+
+
+def _targets(
+    path: str, shown: str, node: str, partitions: int, name_function: Callable[[int], str] | None
+) -> dict[str, tuple[str, list[tuple[str, list[int] | None]]]]:
+    """Where each partition goes: file -> (its name as given, [(node, partitions or None: all)]).
+
+    As ``dask.dataframe.to_hdf``: one ``*`` in the path writes one file per
+    partition, in the key one node per partition, named by ``name_function``
+    (default: the partition number, zero-padded to sort in order).
+    """
+    stars = path.count("*") + node.count("*")
+    if stars > 1:
+        raise ValueError(
+            f"{shown}: node {node}: A maximum of one asterisk is accepted in file path and dataset key"
+        )
+    if not stars:
+        return {path: (shown, [(check_node_name(node), None)])}
+    if name_function is None:
+        from fsspec.utils import build_name_function  # dd.to_hdf's own
+
+        name_function = build_name_function(partitions - 1)
+    names = [name_function(i) for i in range(partitions)]
+    if names != sorted(names):
+        warnings.warn(
+            "To preserve order between partitions name_function must preserve the order of its input",
+            stacklevel=4,
+        )
+    if "*" in path:
+        return {
+            path.replace("*", name): (shown.replace("*", name), [(check_node_name(node), [i])])
+            for i, name in enumerate(names)
+        }
+    return {path: (shown, [(check_node_name(node.replace("*", name)), [i]) for i, name in enumerate(names)])}
+
+
+def _plan_file(
+    path: str,
+    pieces: list[tuple[str, list[int] | None]],
+    df: dd.DataFrame | dd.Series,
+    options: _FrameOptions,
+    min_itemsize: dict[str, int],
+    mode: str,
+    compute: bool,
+) -> tuple[Job, list[tuple[FramePlan, dd.DataFrame | dd.Series]]]:
+    """The job of one file, and each node written into it: its plan (checked against the file) and frame."""
+    exists = os.path.lexists(path)
+    if mode == "r+" and not exists:
+        raise FileNotFoundError(f"{path}: mode='r+' writes into an existing file, and there is none")
+    check_writable(path, pieces[0][0], exists)
+    fresh = mode == "w"  # the file is replaced by one holding only this write
+    job = new_job(path, made_by_caller=compute, fresh=fresh)
+    plans = []
+    with target_as_it_is(path, pieces[0][0], exists and not fresh) as h5:
+        for number, (node, parts) in enumerate(pieces):
+            part = df if parts is None else df.partitions[parts]
+            label = "" if len(pieces) == 1 else f"n{number}-"
+            plans.append((_plan_node(h5, job, node, part, options, min_itemsize, label), part))
+    # the rest is checked once the rows are known
+    require_space(os.path.dirname(job.path), job.copy_bytes(), job.path)
+    return job, plans
+
+
+def _plan_node(
+    h5: tables.File | None,
+    job: Job,
+    node: str,
+    df: dd.DataFrame | dd.Series,
+    options: _FrameOptions,
+    min_itemsize: dict[str, int],
+    label: str,
+) -> FramePlan:
+    """One node's plan: checked against the file as it is (``h5``; ``None``: written afresh)."""
+    path, fmt = job.path, options.fmt
+    if fmt == "pytables" and options.data_columns:
+        raise ValueError(f"{path}: node {node}: data_columns is for format='pandas'")
+    if isinstance(df, dd.Series) and fmt == "pandas" and options.data_columns:
         raise ValueError(f"{path}: node {node}: a Series has no data_columns")
     categories = _known_categories(df, path, node)
-    exists = os.path.lexists(path)
-    check_writable(path, node, exists)
     existing = None
-    with target_as_it_is(path, node, exists) as h5:
-        found = existing_node(h5, node)
-        if append and found is not None:
-            if format != "pandas":
-                raise ValueError(f"{path}: node {node}: append=True adds to a pandas table (format='pandas')")
-            existing = _existing_pandas_table(h5, path, node)
-        else:
-            check_replaceable(found, path, node, overwrite, frame=format == "pandas")
-            check_parents(h5, path, node, createparents)
+    found = existing_node(h5, node)
+    if options.append and found is not None:
+        if fmt != "pandas":
+            raise ValueError(f"{path}: node {node}: append=True adds to a pandas table (format='table')")
+        existing = _existing_pandas_table(h5, path, node)
+    else:
+        check_replaceable(found, path, node, options.overwrite, frame=fmt == "pandas")
+        check_parents(h5, path, node, options.createparents)
     plan = FramePlan(
-        job=new_job(path, made_by_caller=compute),
+        job=job,
         node=node,
-        fmt=format,
-        data_columns=_data_columns(data_columns, min_itemsize) if existing is None else True,
-        index=index,
-        filters=filters,
-        chunkshape=chunkshape,
+        fmt=fmt,
+        data_columns=_data_columns(options.data_columns, min_itemsize) if existing is None else True,
+        index=options.index,
+        filters=options.filters,
+        chunkshape=options.chunkshape,
         min_itemsize=tuple(min_itemsize.items()),
-        title=title,
-        overwrite=overwrite,
-        createparents=createparents,
+        title=options.title,
+        overwrite=options.overwrite,
+        createparents=options.createparents,
         categories=categories,
         existing=existing,
+        label=label,
     )
     if existing is not None:
         plan = dataclasses.replace(plan, data_columns=_existing_data_columns(existing))
-    # the rest is checked once the rows are known
-    require_space(os.path.dirname(plan.path), plan.job.copy_bytes(), plan.path)
-    result = _graph(plan, df)
-    if not compute:
-        return result
-    run(result, plan.job)
-    return None
+    return plan
 
 
 def _existing_data_columns(existing: ExistingTable) -> tuple[str, ...] | None:
@@ -714,25 +882,44 @@ def _existing_data_columns(existing: ExistingTable) -> tuple[str, ...] | None:
     return names or None
 
 
-def _graph(plan: FramePlan, df: dd.DataFrame | dd.Series) -> Delayed:
-    """prepare -> records per partition -> schema -> encode per partition, and indexes -> commit."""
-    parts = df.to_delayed()
-    token = plan.job.token
+def _graph(job: Job, nodes: list[tuple[FramePlan, dd.DataFrame | dd.Series]]) -> Delayed:
+    """prepare -> per node: records per partition -> schema -> encode per partition, and indexes -> one commit."""
+    token = job.token
     prepare_key = f"to-tables-frame-prepare-{token}"
-    schema_key = f"to-tables-frame-schema-{token}"
-    indexes_key = f"to-tables-frame-indexes-{token}"
     commit_key = f"to-tables-frame-{token}"
-    layer: dict[Any, Any] = {prepare_key: (_prepare, plan)}
-    infos, encoded = [], []
-    for number, part in enumerate(parts):
-        info_key = (f"to-tables-frame-records-{token}", number)
-        layer[info_key] = (_stage_records, plan, part.key, number, prepare_key)
-        infos.append(info_key)
-        encode_key = (f"to-tables-frame-encode-{token}", number)
-        layer[encode_key] = (_encode_part, plan, schema_key, info_key, prepare_key)
-        encoded.append(encode_key)
-    layer[schema_key] = (_schema, plan, infos)
-    layer[indexes_key] = (_build_indexes, plan, schema_key, infos, prepare_key)
-    layer[commit_key] = (_commit, plan, schema_key, encoded, indexes_key)
-    graph = HighLevelGraph.from_collections(commit_key, layer, dependencies=parts)
+    layer: dict[Any, Any] = {prepare_key: (_prepare, job)}
+    plans, schemas, encodes, indexes, dependencies = [], [], [], [], []
+    for plan, df in nodes:
+        parts = df.to_delayed()
+        dependencies += parts
+        name = f"{token}{plan.label}"
+        schema_key = f"to-tables-frame-schema-{name}"
+        indexes_key = f"to-tables-frame-indexes-{name}"
+        infos, encoded = [], []
+        for number, part in enumerate(parts):
+            info_key = (f"to-tables-frame-records-{name}", number)
+            layer[info_key] = (_stage_records, plan, part.key, number, prepare_key)
+            infos.append(info_key)
+            encode_key = (f"to-tables-frame-encode-{name}", number)
+            layer[encode_key] = (_encode_part, plan, schema_key, info_key, prepare_key)
+            encoded.append(encode_key)
+        layer[schema_key] = (_schema, plan, infos)
+        layer[indexes_key] = (_build_indexes, plan, schema_key, infos, prepare_key)
+        plans.append(plan)
+        schemas.append(schema_key)
+        encodes.append(encoded)
+        indexes.append(indexes_key)
+    layer[commit_key] = (_commit, job, plans, schemas, encodes, indexes)
+    graph = HighLevelGraph.from_collections(commit_key, layer, dependencies=dependencies)
     return Delayed(commit_key, graph)
+
+
+def _gathered(writes: list[Delayed]) -> tuple[str, HighLevelGraph]:
+    """One key that computes all ``writes`` (one file each)."""
+    key = f"to-tables-files-{writes[0].key}"
+    layer = {key: (_nothing, [w.key for w in writes])}
+    return key, HighLevelGraph.from_collections(key, layer, dependencies=writes)
+
+
+def _nothing(_: Any) -> None:
+    return None

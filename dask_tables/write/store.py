@@ -48,7 +48,7 @@ import functools
 import itertools
 import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -58,6 +58,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from ..errors import FileChangedError, WriteInterruptedError
 from ..hdf5.fingerprint import same_file
+from ..hdf5.paths import file_path
 from ..registry import get_lock, synchronized_file
 from .engine import commit, new_job, os_errors, prepare, remove_work, require_space, run
 from .locks import write_lock
@@ -212,8 +213,10 @@ def to_tables(
     data_columns: Sequence[str] | bool | None = None,
     index: bool = True,
     append: bool = False,
-    min_itemsize: Mapping[str, int] | None = None,
-) -> Delayed | None:
+    min_itemsize: Mapping[str, int] | int | None = None,
+    mode: str = "a",
+    name_function: Callable[[int], str] | None = None,
+) -> Delayed | list[str] | None:
     """Write a dask array into a PyTables node, compressing in parallel, all or nothing.
 
     Creates a ``CArray`` (an ``EArray`` with ``extendable=True``; a ``Table``
@@ -236,11 +239,19 @@ def to_tables(
         What to write.  A dict (node name -> array) writes several nodes of ``path`` from one
         graph, with one final step (``node`` must then be ``None``).  A
         dask or pandas DataFrame or Series is written as a table.
-    path : str or os.PathLike
-        The HDF5 file.  A new file is built whole under a temporary name
-        and moved into place; an existing one gets the new nodes.
+    path : str, os.PathLike or pandas.HDFStore
+        The HDF5 file (``~`` expanded).  Its next version is built whole in
+        a hidden folder beside it and moved into place by ``os.replace``: a
+        new file, or a copy of an existing one with the new nodes (see
+        ``docs/writing.rst``, "Crash safety").  For a frame, one ``*``
+        writes one file per partition, named by ``name_function``, as
+        ``dask.dataframe.to_hdf`` does.  An open ``HDFStore`` (mode "a" or
+        "w") is closed while the write commits and opened again on the new
+        file.
     node : str
-        Path of the node in the file, e.g. ``"/results/mean_field"``.
+        Path of the node in the file, e.g. ``"/results/mean_field"``
+        (``"res"`` is ``"/res"``, as pandas takes keys).  For a frame, one
+        ``*`` writes one node per partition.
     filters : tables.Filters, optional
         Compression of a new node (``tables.Filters(complib="blosc2:zstd",
         complevel=5, shuffle=True)``...).  Default: none; with
@@ -271,13 +282,15 @@ def to_tables(
     compute : bool, optional
         Run the write now (default) and return ``None``; ``False`` returns a
         ``dask.delayed.Delayed`` that writes when computed.
-    format : {"pandas", "tables"}, optional
-        Frames only.  ``"pandas"`` (default): pandas' ``HDFStore`` "table"
-        format under the key ``node`` (a group holding ``table``), read back
-        by ``pandas.read_hdf``, ``HDFStore.select(where=...)`` and
-        :func:`dask_tables.read_table`.  ``"tables"``: a plain ``Table``,
-        one column per frame column (``"a/b"`` nests ``b`` in ``a``),
-        strings as UTF-8 bytes.
+    format : {"pandas", "table", "t", "pytables"}, optional
+        Frames only.  ``"pandas"`` (default; pandas' own names ``"table"``
+        and ``"t"`` too): pandas' ``HDFStore`` "table" format under the key
+        ``node`` (a group holding ``table``), read back by
+        ``pandas.read_hdf``, ``HDFStore.select(where=...)`` and
+        :func:`dask_tables.read_table`.  ``"pytables"`` (formerly
+        ``"tables"``, still taken): a plain ``Table``, one column per frame
+        column (``"a/b"`` nests ``b`` in ``a``), strings as UTF-8 bytes.
+        pandas' ``"fixed"`` is refused with what to use instead.
     data_columns : list of str or True, optional
         Frames, ``format="pandas"``: the columns stored as their own table
         columns (queryable in ``where``), as in pandas.
@@ -290,17 +303,30 @@ def to_tables(
         Frames, ``format="pandas"``: add the rows to the existing table
         ``node``, whose schema the frame must match (else ``ValueError``
         naming the column).  Also all or nothing.
-    min_itemsize : dict, optional
-        Frames: column name -> the stored size in bytes of string columns (a column name,
+    min_itemsize : dict or int, optional
+        Frames: an int sizes every string column at least that many bytes,
+        as in pandas; a dict maps column name -> the stored size in bytes of string columns (a column name,
         ``"index"``, or ``"values"`` for every string column that is not a
         data column); by default the longest string of any partition.
         A size smaller than a column's longest string raises ``ValueError``
         naming the column.  As in pandas, a column named here becomes a data
         column.
 
+    mode : {"a", "w", "r+"}, optional
+        As pandas: ``"a"`` (default) adds to the file or creates it;
+        ``"w"`` replaces the file by one holding only this write (atomically,
+        at the commit); ``"r+"`` requires the file to exist.
+    name_function : callable, optional
+        Frames with a ``*`` in ``path`` or ``node``: partition number ->
+        the text in place of ``*`` (default: the number, zero-padded so
+        that names sort in partition order), as ``dask.dataframe.to_hdf``.
+
     Returns
     -------
-    None or dask.delayed.Delayed
+    None, list of str or dask.delayed.Delayed
+        ``None``; with a ``*`` in the path, the names of the files written,
+        as ``dask.dataframe.to_hdf`` returns them; with ``compute=False``, a
+        ``Delayed``.
 
     Raises
     ------
@@ -367,7 +393,16 @@ def to_tables(
     >>> pd.read_hdf("out.h5", "frame", where="a > 3")["s"].tolist()
     ['y', 'z']
     """
-    path = os.path.abspath(os.fspath(path))
+    if _is_hdf_store(path):
+        return _through_store(
+            x, path, node, filters=filters, chunkshape=chunkshape, title=title, createparents=createparents,
+            overwrite=overwrite, extendable=extendable, region=region, compute=compute, format=format,
+            data_columns=data_columns, index=index, append=append, min_itemsize=min_itemsize, mode=mode,
+            name_function=name_function,
+        )  # fmt: skip
+    shown = file_path(path)
+    path = os.path.abspath(shown)
+    node = _absolute(node)
     if _is_frame(x):
         from .frames import frame_to_tables
 
@@ -379,6 +414,9 @@ def to_tables(
             x,
             path,
             node,
+            mode=mode,
+            name_function=name_function,
+            shown_path=shown,
             format=format,
             data_columns=data_columns,
             index=index,
@@ -391,15 +429,22 @@ def to_tables(
             min_itemsize=min_itemsize,
             compute=compute,
         )
-    _refuse_frame_options(format, data_columns, index, append, min_itemsize)
+    _refuse_frame_options(format, data_columns, index, append, min_itemsize, name_function)
     names, arrays = _named_arrays(x, node, region, path)
+    if mode not in ("a", "w", "r+"):
+        raise ValueError(f"{path}: mode={mode!r}; give 'a', 'w' or 'r+' (as pandas)")
+    if mode == "w" and region is not None:
+        raise ValueError(f"{path}: mode='w' replaces the file, so there is no node to write a region of")
     exists = os.path.lexists(path)
+    if mode == "r+" and not exists:
+        raise FileNotFoundError(f"{path}: mode='r+' writes into an existing file, and there is none")
     check_writable(path, names[0], exists)
+    exists = exists and mode != "w"  # mode="w": the file is replaced by one holding only this write
     if exists:
         check_reads_unchanged(arrays, path)
     options = _NewNodeOptions(filters, chunkshape, title, createparents, overwrite, extendable)
     writes, arrays = _plan_writes(path, exists, names, arrays, region, options)
-    plan = WritePlan(job=new_job(path, made_by_caller=compute), nodes=tuple(writes))
+    plan = WritePlan(job=new_job(path, made_by_caller=compute, fresh=mode == "w"), nodes=tuple(writes))
     require_space(os.path.dirname(plan.path), _space_needed(plan, arrays), plan.path)
     result = _write_graph(plan, arrays)
     if not compute:
@@ -419,11 +464,14 @@ def _refuse_frame_options(
     data_columns: Sequence[str] | bool | None,
     index: bool,
     append: bool,
-    min_itemsize: Mapping[str, int] | None,
+    min_itemsize: Mapping[str, int] | int | None,
+    name_function: Callable[[int], str] | None,
 ) -> None:
     """Raise if an option only data frames have is given with arrays."""
     frame_only = {"format": format != "pandas", "data_columns": data_columns is not None, "index": not index}
-    frame_only.update(append=append, min_itemsize=min_itemsize is not None)
+    frame_only.update(
+        append=append, min_itemsize=min_itemsize is not None, name_function=name_function is not None
+    )
     if any(frame_only.values()):
         given = ", ".join(k for k, v in frame_only.items() if v)
         raise TypeError(f"to_tables: {given} are for data frames, not arrays")
@@ -532,6 +580,40 @@ def _run(result: Delayed, plan: WritePlan) -> None:
         if same_file(err.path, plan.path):  # the array read the file an earlier write changed
             raise err.with_advice(WRITE_ONCE_ADVICE) from None
         raise
+
+
+def _absolute(node: Any) -> Any:
+    """A node path as pandas takes a key: ``"res"`` is ``"/res"``."""
+    if isinstance(node, str) and node and not node.startswith("/"):
+        return "/" + node
+    return node
+
+
+def _is_hdf_store(path: Any) -> bool:
+    """A pandas ``HDFStore`` (checked without importing pandas)."""
+    return type(path).__name__ == "HDFStore" and type(path).__module__.startswith("pandas")
+
+
+def _through_store(x: Any, store: Any, node: str | None, **kwargs: Any) -> Delayed | list[str] | None:
+    """``to_tables`` into the file of an open pandas ``HDFStore``, as ``dd.to_hdf`` takes one.
+
+    The store is closed while the write commits (the commit replaces the
+    file: an open handle would keep writing to the old one), then opened
+    again on the new file, in a mode that keeps what was written.
+    """
+    if kwargs["compute"] is False:
+        raise TypeError(f"{store.filename}: with compute=False, give the file's path, not an open HDFStore")
+    mode = store._mode
+    if mode == "r":
+        raise ValueError(f"{store.filename}: the HDFStore is open read-only; open it with mode='a' to write")
+    filename = store.filename
+    was_open = store.is_open
+    store.close()
+    try:
+        return to_tables(x, filename, node, **kwargs)
+    finally:
+        if was_open:
+            store.open("a" if mode in ("a", "w") else mode)
 
 
 def _is_frame(x: Any) -> bool:
