@@ -329,3 +329,28 @@ def test_a_killed_worker_during_the_commit_on_a_cluster(tmp_path, step):
     else:
         assert "failed" in done.stdout  # every worker that tried was killed: KilledWorker
         assert state("append", path, tmp_path / "n.h5") == "old"
+
+
+def test_a_running_writers_folder_is_never_removed(tmp_path):
+    """Leftovers go only when their writer is provably gone: a live one's folder (its lock held) stays."""
+    from dask_tables.write.engine import make_work, new_job, remove_abandoned, remove_work
+
+    path = tmp_path / "f.h5"
+    running = new_job(str(path), made_by_caller=True)
+    make_work(running)  # this process: alive, and holding the owner lock
+    try:
+        assert remove_abandoned(str(path)) == []
+        dask_tables.to_tables(np.ones(3), path, "/x")  # another write of the same file meanwhile
+        assert os.path.isdir(running.work)
+    finally:
+        remove_work(running.work)
+    # The same folder, its writer dead: a child made it and was killed.
+    code = f"""
+        import os, signal
+        from dask_tables.write.engine import make_work, new_job
+        make_work(new_job({str(path)!r}, made_by_caller=True))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    assert run_python(code).returncode == -signal.SIGKILL
+    assert len(leftovers(tmp_path)) == 1
+    assert len(remove_abandoned(str(path))) == 1 and leftovers(tmp_path) == []

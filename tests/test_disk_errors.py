@@ -8,6 +8,7 @@ be produced here.)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -77,10 +78,15 @@ def _fill_disk_once(folder: str):
     return fill
 
 
-@pytest.mark.parametrize("scheduler", ["threads", "sync", "processes"])
+@pytest.mark.parametrize("scheduler", ["threads", "sync", "processes", "distributed"])
 @pytest.mark.parametrize("kind", ["array", "frame"])
-def test_a_disk_that_fills_during_the_write_gives_enospc_with_the_path(small_disk, scheduler, kind, capfd):
+def test_a_disk_that_fills_during_the_write_gives_enospc_with_the_path(
+    small_disk, scheduler, kind, capfd, request
+):
     """The space check passes; a task then fills the disk: staging or the commit fails, nothing is lost."""
+    if scheduler == "distributed":
+        request.getfixturevalue("cluster_client")  # the default scheduler while it lives
+        scheduler = None
     path = small_disk / "f.h5"
     before = existing_file(path)
     fill = _fill_disk_once(str(small_disk))
@@ -89,7 +95,8 @@ def test_a_disk_that_fills_during_the_write_gives_enospc_with_the_path(small_dis
     else:
         frame = pd.DataFrame({"a": np.random.random(200_000), "b": np.arange(200_000)})
         data = dd.from_pandas(frame, npartitions=4).map_partitions(fill)
-    with dask.config.set(scheduler=scheduler), pytest.raises(OSError) as info:
+    chosen = dask.config.set(scheduler=scheduler) if scheduler else contextlib.nullcontext()
+    with chosen, pytest.raises(OSError) as info:
         dask_tables.to_tables(data, path, "/new")
     assert info.value.errno == errno.ENOSPC, repr(info.value)
     assert str(path) in str(info.value)

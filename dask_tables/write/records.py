@@ -223,7 +223,7 @@ def _with_text(converted: Records, text: Sequence[tuple[FieldKey, np.ndarray]]) 
 def _string_values(values: pd.Series, column: str) -> np.ndarray:
     if values.isna().any():
         raise ValueError(
-            f"column {column!r} has missing values, which format='tables' cannot store in fixed-size "
+            f"column {column!r} has missing values, which format='pytables' cannot store in fixed-size "
             "strings: fill them (fillna) or write with format='pandas'"
         )
     encoded = np.asarray(values.astype(object).tolist(), dtype=object)
@@ -245,7 +245,7 @@ def _column_array(values: pd.Series, column: str) -> np.ndarray:
     except (TypeError, ValueError) as err:
         raise TypeError(f"column {column!r} ({dtype}) has no numpy form: {err}") from None
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"column {column!r} has dtype {dtype}, which format='tables' does not store")
+        raise TypeError(f"column {column!r} has dtype {dtype}, which format='pytables' does not store")
     return array
 
 

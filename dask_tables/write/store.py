@@ -230,7 +230,7 @@ def to_tables(
 
     A dask (or pandas) DataFrame or Series becomes a table instead: pandas'
     ``HDFStore`` "table" format (``format="pandas"``, read back by
-    ``pandas.read_hdf``), or a plain PyTables ``Table`` (``format="tables"``);
+    ``pandas.read_hdf``), or a plain PyTables ``Table`` (``format="pytables"``);
     see the frame parameters below and ``docs/writing.rst``.
 
     Parameters
@@ -297,7 +297,7 @@ def to_tables(
     index : bool, optional
         Frames.  ``format="pandas"``: make PyTables indexes on the index and
         the data columns, as pandas does (default ``True``).
-        ``format="tables"``: store the frame's index as the first column,
+        ``format="pytables"``: store the frame's index as the first column,
         named by the index name (or ``"index"``).
     append : bool, optional
         Frames, ``format="pandas"``: add the rows to the existing table
