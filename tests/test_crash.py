@@ -354,3 +354,40 @@ def test_a_running_writers_folder_is_never_removed(tmp_path):
     assert run_python(code).returncode == -signal.SIGKILL
     assert len(leftovers(tmp_path)) == 1
     assert len(remove_abandoned(str(path))) == 1 and leftovers(tmp_path) == []
+
+
+def _hold_open_for_writing(path) -> subprocess.Popen:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, tables; f = tables.open_file({str(path)!r}, 'a'); print('open', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "open"
+    return holder
+
+
+def test_a_target_another_process_holds_open_for_writing_is_left_alone(tmp_path):
+    """HDF5's file locking is respected, when the write is planned and when it commits."""
+    path = tmp_path / "f.h5"
+    make_file(path)
+    before = path.read_bytes()
+    holder = _hold_open_for_writing(path)
+    try:
+        with pytest.raises(dask_tables.FileLockedError, match="locked by another process"):
+            dask_tables.to_tables(np.ones(3), path, "/x")
+    finally:
+        holder.communicate("", timeout=60)
+    lazy = dask_tables.to_tables(np.ones(3), path, "/x", compute=False)  # planned before the writer opens
+    holder = _hold_open_for_writing(path)
+    try:
+        with pytest.raises(BlockingIOError, match=r"open for writing elsewhere.*nothing was written"):
+            lazy.compute()
+    finally:
+        holder.communicate("", timeout=60)
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == []

@@ -391,8 +391,9 @@ def _target_held(path: str) -> Iterator[tuple[int, int, int, int] | None]:
         except BlockingIOError:
             raise BlockingIOError(
                 errno.EWOULDBLOCK,
-                f"{path}: another process holds the file open for writing (HDF5 file locking); "
-                "close it there and write again; nothing was written",
+                f"{path}: the file is open for writing elsewhere (HDF5 file locking: another process, "
+                "or an open HDFStore or tables.File of this one); close it there and write again; "
+                "nothing was written",
                 path,
             ) from None
         yield _identity(os.fstat(fd))

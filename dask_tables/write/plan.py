@@ -27,7 +27,14 @@ import dask.array as da
 import numpy as np
 import tables
 
-from ..errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError, at_node
+from ..errors import (
+    FileChangedError,
+    FileLockedError,
+    NodeExistsError,
+    NotHDF5FileError,
+    RegionMismatchError,
+    at_node,
+)
 from ..filters import UnsupportedEncoderError, encoding_pipeline, stored_node
 from ..hdf5.calls import file_dtype
 from ..hdf5.fingerprint import modes_open_here, same_file
@@ -489,8 +496,17 @@ def target_as_it_is(path: str, node: str, exists: bool) -> Iterator[tables.File 
             yield None
             return
         check_not_open_here(path, node)
-        with synchronized_file(path, "r") as h5:
+        try:
+            opened = synchronized_file(path, "r")
+            h5 = opened.__enter__()
+        except (OSError, tables.HDF5ExtError) as err:
+            if "unable to lock file" in str(err):
+                raise FileLockedError(path, node) from None  # a writer elsewhere: nothing is damaged
+            raise
+        try:
             yield h5
+        finally:
+            opened.__exit__(None, None, None)
 
 
 def check_not_open_here(path: str, node: str) -> None:
