@@ -371,10 +371,31 @@ def _clone(source: str, target: str) -> None:
         try:
             fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
         except OSError:
-            shutil.copyfileobj(src, dst, 0)  # sendfile / copy_file_range: in the kernel
+            _copy_in_kernel(src.fileno(), dst.fileno(), st.st_size)
     os.chmod(target, stat.S_IMODE(st.st_mode))
     with contextlib.suppress(PermissionError):
         os.chown(target, st.st_uid, st.st_gid)
+
+
+def _copy_in_kernel(src: int, dst: int, size: int) -> None:
+    """Copy ``size`` bytes between descriptors without passing them through Python (copy_file_range)."""
+    copy = getattr(os, "copy_file_range", None)
+    done = 0
+    try:
+        while copy is not None and done < size:
+            sent = copy(src, dst, size - done)
+            if sent == 0:
+                break
+            done += sent
+    except OSError as err:  # EXDEV on old kernels, ENOSYS, EINVAL on some file systems: the loop below
+        if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    os.lseek(src, done, os.SEEK_SET)
+    os.lseek(dst, done, os.SEEK_SET)
+    while chunk := os.read(src, 2**20):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view) :]
 
 
 @contextlib.contextmanager
