@@ -198,14 +198,23 @@ def test_a_kill_at_each_step_of_the_commit_loses_nothing(tmp_path, kind, step):
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("scheduler", ["processes", "sync"])
+@pytest.mark.parametrize("kind", sorted(WRITES))
 @pytest.mark.parametrize("step", ["applied", "replaced"])
-def test_a_kill_of_the_committing_process_under_other_schedulers(tmp_path, scheduler, step):
+def test_a_kill_of_the_worker_process_that_commits(tmp_path, kind, step):
     """Under ``processes`` the commit runs in a worker process: it is the one killed."""
     path, new_path = tmp_path / "f.h5", tmp_path / "new.h5"
     make_file(path)
-    done = run_child("append", path, new_path, scheduler, env={CRASH_ENV: f"commit:{step}"}, timeout=180)
+    done = run_child(kind, path, new_path, "processes", env={CRASH_ENV: f"commit:{step}"}, timeout=180)
     assert done.returncode != 0 and "finished" not in done.stdout, done.stderr[-3000:]
+    assert state(kind, path, new_path) == ("new" if step == "replaced" else "old")
+
+
+@pytest.mark.parametrize("step", ["applied", "replaced"])
+def test_a_kill_under_the_synchronous_scheduler(tmp_path, step):
+    path, new_path = tmp_path / "f.h5", tmp_path / "new.h5"
+    make_file(path)
+    done = run_child("append", path, new_path, "sync", env={CRASH_ENV: f"commit:{step}"})
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
     assert state("append", path, new_path) == ("new" if step == "replaced" else "old")
 
 
