@@ -274,3 +274,36 @@ def test_poison_fails_loudly(tmp_path) -> None:
         NotHDF5FileError, match=r"far\.h5: PyTables does not find 1 of the object.s nodes.*first: /later/t"
     ):
         shadows.verify_shadow(shadow.path, names, remote.name)
+
+
+def test_read_table_on_urls_equals_local(served, s3) -> None:
+    server, root = served
+    _, options, _ = s3
+    local = dask_tables.read_table(
+        root / "sample.h5", "/g/table", columns=["a", "pos/x"], where="a % 7 == 1", chunksize=300
+    )
+    expected = local.compute()
+    for url, storage_options in ((server.url + "/sample.h5", None), ("s3://bucket/sample.h5", options)):
+        frame = dask_tables.read_table(
+            url, "/g/table", columns=["a", "pos/x"], where="a % 7 == 1", chunksize=300,
+            storage_options=storage_options,
+        )  # fmt: skip
+        got = frame.compute(scheduler="threads")
+        assert frame.divisions == local.divisions
+        assert got.equals(expected)
+    indexed = dask_tables.read_table(server.url + "/sample.h5", "/g/table", index="a", columns=["pos/y"])
+    assert indexed.known_divisions
+    assert indexed.compute().equals(
+        dask_tables.read_table(root / "sample.h5", "/g/table", index="a", columns=["pos/y"]).compute()
+    )
+
+
+def test_read_table_of_a_pandas_frame_on_a_url_says_not_yet(tmp_path) -> None:
+    import pandas as pd
+
+    pd.DataFrame({"x": np.arange(10)}).to_hdf(tmp_path / "p.h5", key="df", format="table")
+    with (
+        RangeServer(tmp_path) as server,
+        pytest.raises(NotImplementedError, match=r"p\.h5: node /df is a frame pandas wrote"),
+    ):
+        dask_tables.read_table(server.url + "/p.h5", "/df")

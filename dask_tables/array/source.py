@@ -10,6 +10,7 @@ with plain :mod:`pickle` and travels to processes and cluster workers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -374,8 +375,10 @@ class TablesSource:
         remote = RemoteFile(url, StorageOptions(storage_options)).resolve()
         shadow = shadow_of(remote)
         name = remote.name
-        # the version is the fingerprint; the local one of the shadow differs on every machine
-        fingerprint = Fingerprint(0, 0, remote.version.size, 0, 0)
+        # the version is the fingerprint (the shadow's own differs on every machine): caches keyed
+        # by a source's fingerprint (chunk maps, frames) tell two versions apart by it
+        version = hashlib.sha256(repr(tuple(remote.version)).encode()).digest()
+        fingerprint = Fingerprint(0, int.from_bytes(version[:8], "little"), remote.version.size, 0, 0)
         try:
             with refusing_pickles(not allow_pickles), get_lock(), synchronized_file(shadow.path, "r") as h5:
                 leaf = _resolve_node(h5, name, node)
