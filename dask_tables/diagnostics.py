@@ -19,7 +19,7 @@ Counters, per process, that say where a computation's time went:
     Chunk indexes read from files (:mod:`dask_tables.hdf5.chunkindex`), the time
     spent, the chunks they list, and the reads served by a cached index.
 ``remote_requests``, ``remote_bytes``
-    Ranged GETs of chunk bytes from objects in stores (:mod:`dask_tables.array.remote`)
+    Ranged GETs of chunk bytes from objects in stores (``dask_tables.array.remote``)
     and the bytes they moved (gaps between merged ranges included).
 
 Counting is per thread (no lock on the hot path); :func:`snapshot` sums the

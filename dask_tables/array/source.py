@@ -184,10 +184,10 @@ class TablesSource:
         The call the user made to build the collection (``"from_tables"``,
         ``"read_table"``, ``"xarray.open_dataset"``): a
         :class:`~dask_tables.FileChangedError` says to make it again.
-    remote : RemoteFile or None
+    remote : dask_tables.remote.transport.RemoteFile or None
         For an object in a store (``path`` is then its URL): the object, its
         ``storage_options`` and the version every read must find
-        (:mod:`dask_tables.array.remote`); ``None`` for a local file.
+        (``dask_tables.array.remote``); ``None`` for a local file.
 
     Examples
     --------

@@ -3,7 +3,7 @@
 ``s3://bucket/run-*.h5`` lists the bucket under the pattern's fixed prefix
 (one listing request per thousand objects) and keeps the keys that match,
 in sorted order, as a local glob does; local paths and patterns are
-expanded by :func:`dask_tables.hdf5.paths.expand_paths`.
+expanded by ``dask_tables.hdf5.paths.expand_paths``.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ def expand_locations(
 
     Parameters
     ----------
-    paths : str, bytes, os.PathLike, or sequence of them
-        Local paths and patterns (as :func:`~dask_tables.hdf5.paths.expand_paths`
-        takes them) and URLs (``s3://bucket/run-*.h5``).
+    paths : str, bytes, os.PathLike or sequence
+        Local paths and patterns (as ``dask_tables.hdf5.paths.expand_paths``
+        takes them) and URLs (``s3://bucket/run-*.h5``), or a list of them.
     node : str, optional
         The node that will be read, for error messages.
     storage_options : dict, optional

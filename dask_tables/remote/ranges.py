@@ -32,8 +32,8 @@ def plan_requests(
     max_gap: int = MAX_GAP,
     min_request: int = MIN_REQUEST,
     max_request: int = MAX_REQUEST,
-) -> list[Request]:
-    """The requests that fetch every ``(offset, size)`` range: nearby ranges merged, large runs split.
+) -> list[tuple[int, int]]:
+    """The requests (``(start, stop)`` named tuples) that fetch every ``(offset, size)`` range: nearby ranges merged.
 
     Ranges closer than ``max_gap`` bytes are fetched by one request (the gap
     is read and thrown away); a request grows up to a target size of the
@@ -59,7 +59,7 @@ def plan_requests(
         return []
     total = sum(stop - start for start, stop in spans)
     target = min(max_request, max(min_request, -(-total // max(1, in_flight))))
-    requests: list[Request] = []
+    requests: list[tuple[int, int]] = []
     start, stop = spans[0]
     for a, b in spans[1:]:
         if a - stop <= max_gap and max(b, stop) - start <= target:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..errors import FileChangedError
-from .ranges import Request
 from .urls import StorageOptions, display_url, split_url
 
 __all__ = ["ObjectVersion", "RemoteFile", "RemoteReadError", "in_flight"]
@@ -192,9 +191,9 @@ class RemoteFile:
     ----------
     url : str
         The object's URL (``s3://bucket/key``, ``https://host/path``...).
-    options : StorageOptions
+    options : dask_tables.remote.urls.StorageOptions
         How to reach it (credentials, endpoint): never shown in a message.
-    version : ObjectVersion or None
+    version : dask_tables.remote.transport.ObjectVersion or None
         The version every read must find; ``None`` before :meth:`resolve`.
 
     Examples
@@ -226,7 +225,7 @@ class RemoteFile:
         ------
         FileNotFoundError
             No such object (the message names the URL).
-        RemoteReadError
+        dask_tables.remote.transport.RemoteReadError
             The request failed (after retries), or was refused.
         """
         import obstore
@@ -259,7 +258,7 @@ class RemoteFile:
         ------
         FileChangedError
             The object is no longer the version the graph saw.
-        RemoteReadError
+        dask_tables.remote.transport.RemoteReadError
             The request failed after its retries, or kept returning a body of the wrong length.
         """
         import obstore
@@ -290,11 +289,14 @@ class RemoteFile:
             f"{WRONG_LENGTH_TRIES} times: the body is never decoded; try again later"
         )
 
-    def fetch(self, requests: Sequence[Request], node: str = "") -> list[memoryview]:
-        """The bytes of every request, fetched concurrently (:func:`in_flight` at once), in order."""
+    def fetch(self, requests: Sequence[tuple[int, int]], node: str = "") -> list[memoryview]:
+        """The bytes of every request (``(start, stop)`` pairs), fetched concurrently, in order.
+
+        ``in_flight()`` requests at once: 8 per core, 16 at least, 64 at most.
+        """
         if len(requests) == 1:
-            return [self.get(requests[0].start, requests[0].stop, node)]
-        return list(_executor().map(lambda r: self.get(r.start, r.stop, node), requests))
+            return [self.get(*requests[0], node)]
+        return list(_executor().map(lambda r: self.get(r[0], r[1], node), requests))
 
     def _error(self, err: BaseException, what: str, node: str = "") -> OSError:
         import obstore
