@@ -307,3 +307,13 @@ def test_read_table_of_a_pandas_frame_on_a_url_says_not_yet(tmp_path) -> None:
         pytest.raises(NotImplementedError, match=r"p\.h5: node /df is a frame pandas wrote"),
     ):
         dask_tables.read_table(server.url + "/p.h5", "/df")
+
+
+def test_cluster_of_processes_reads_urls(served, cluster_client) -> None:
+    """Workers (other processes) build or find the shadow and the chunk index themselves."""
+    server, _ = served
+    x = dask_tables.from_tables(server.url + "/sample.h5", "/blosc2", chunks=(64, 200))
+    np.testing.assert_array_equal(cluster_client.compute(x).result(), DATA)
+    frame = dask_tables.read_table(server.url + "/sample.h5", "/g/table", columns=["a"], where="a > 1500")
+    got = cluster_client.compute(frame).result()
+    assert got["a"].tolist() == list(range(1501, 2000))
