@@ -18,6 +18,9 @@ Counters, per process, that say where a computation's time went:
 ``index_builds``, ``index_build_seconds``, ``index_chunks``, ``index_hits``
     Chunk indexes read from files (:mod:`dask_tables.hdf5.chunkindex`), the time
     spent, the chunks they list, and the reads served by a cached index.
+``remote_requests``, ``remote_bytes``
+    Ranged GETs of chunk bytes from objects in stores (``dask_tables.array.remote``)
+    and the bytes they moved (gaps between merged ranges included).
 
 Counting is per thread (no lock on the hot path); :func:`snapshot` sums the
 threads.  A forked child starts from zero.
@@ -63,6 +66,8 @@ COUNTERS = (
     "index_build_seconds",
     "index_chunks",
     "index_hits",
+    "remote_requests",
+    "remote_bytes",
 )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dask_tables"
 # lowest first; a module may import from its own layer, the layers before it and SHARED
-LAYERS = ["hdf5", "filters", "array", "frame", "write"]
+LAYERS = ["hdf5", "remote", "filters", "array", "frame", "write"]
 SHARED = {"errors", "registry", "diagnostics"}
 
 

@@ -11,7 +11,9 @@ from dask.array.core import normalize_chunks
 from dask.base import tokenize
 
 from ..errors import NotHDF5FileError, at_node
-from ..hdf5.paths import PathSpec, expand_paths
+from ..hdf5.paths import PathSpec
+from ..remote.locations import expand_locations
+from ..remote.urls import is_url
 from .concat import concatenated_graph
 from .source import TablesSource
 from .validate import probe_files
@@ -178,6 +180,7 @@ def from_tables(
     direct: bool | None = None,
     allow_pickles: bool = False,
     validate: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> da.Array:
     """Create a dask array from a PyTables node, read in parallel and thread-safely.
 
@@ -190,7 +193,10 @@ def from_tables(
     Parameters
     ----------
     path : str, bytes, os.PathLike or list
-        An HDF5 file (``~`` is the home folder), a glob pattern (``"runs/*.h5"``), or a list of files.
+        An HDF5 file (``~`` is the home folder), a glob pattern (``"runs/*.h5"``), or a list of files;
+        or the URL of an object in a store (``"s3://bucket/data.h5"``, ``"gs://..."``, ``"az://..."``,
+        ``"https://host/data.h5"``), or a URL pattern (``"s3://bucket/run-*.h5"``): read by byte
+        ranges, see ``docs/remote.rst``.
         Several files are concatenated along axis 0, in the order given
         (a glob's matches in sorted order); no dask block spans two files.
     node : str
@@ -239,6 +245,10 @@ def from_tables(
         hangs it is refused and a new child goes on with the next files.
         Costs one Python start-up (about a second), the chunk index of each
         file, and a full read of a node read through PyTables.
+    storage_options : dict, optional
+        For URLs: how to reach the store (credentials, endpoint, region),
+        as fsspec and pandas take them (``key``, ``secret``,
+        ``endpoint_url``, ``anon``...).  Never shown in a message or repr.
 
     Returns
     -------
@@ -286,10 +296,13 @@ def from_tables(
     >>> float(x.mean().compute(scheduler="threads"))
     499.5
     """
-    files = expand_paths(path, node)
-    if validate:
-        _refuse_damaged(files, node, direct)
-    sources = [TablesSource.open(p, node, field, direct, allow_pickles) for p in files]
+    files = expand_locations(path, node, storage_options)
+    if validate:  # local files (an object's metadata is read by h5py in this process)
+        _refuse_damaged([f for f in files if not is_url(f)], node, direct)
+    sources = [
+        TablesSource.open(p, node, field, direct, allow_pickles, storage_options=storage_options)
+        for p in files
+    ]
     if len(sources) == 1:
         return _to_dask(sources[0], _normalize_chunks(sources[0], chunks), name, inline_array)
     _check_concatenable(sources)

@@ -19,7 +19,7 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,7 +32,7 @@ from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.storednode import StoredNode
 
-__all__ = ["chunk_decoder", "read_direct"]
+__all__ = ["chunk_decoder", "chunk_ranges", "read_chunks", "read_direct"]
 
 
 def chunk_decoder(storage: StoredNode) -> FilterPipeline:
@@ -167,14 +167,19 @@ def _open_checked(path: str, node: str, fingerprint: Fingerprint) -> tuple[int, 
     return fd, opened.st_size
 
 
+# Reads stored bytes at an offset into a buffer, returning how many it read: ``os.preadv``
+# of a local file, or a copy from the ranges fetched for a task from an object in a store.
+Pread = Callable[[np.ndarray, int], int]
+
+
 class _Reader:
     """Reads and decodes the stored chunks of one task into its result (one thread)."""
 
     def __init__(
-        self, path: str, node: str, storage: StoredNode, index: ChunkIndex, fd: int, file_size: int
+        self, path: str, node: str, storage: StoredNode, index: ChunkIndex, pread: Pread, file_size: int
     ) -> None:
         self.path, self.node, self.storage, self.index = path, node, storage, index
-        self.fd, self.file_size = fd, file_size
+        self.pread, self.file_size = pread, file_size
         self.decoder = chunk_decoder(storage)
         self.chunk_shape = storage.chunkshape + storage.cell_shape
         self.unfiltered = (1 << len(storage.filters)) - 1  # the mask of a chunk stored as is
@@ -291,7 +296,7 @@ class _Reader:
         return np.frombuffer(data, dtype=self.storage.stored).reshape(self.chunk_shape)
 
     def _pread(self, buffer: np.ndarray, offset: int, size: int, start: tuple[int, ...]) -> None:
-        if os.preadv(self.fd, [buffer], offset) != size:  # the file shrank after it was opened
+        if self.pread(buffer, offset) != size:  # the file shrank after it was opened
             raise FileChangedError(self.path, self.node, f"chunk at {start} cut short")
 
 
@@ -354,16 +359,54 @@ def read_direct(
     ...             [slice(1, 9, 3)])
     array([1., 4., 7.])
     """
-    out = _result(storage, slab, field)
-    if out.size == 0:
-        return out
+    if not _result(storage, slab, field).size:
+        return _result(storage, slab, field)
     fd, file_size = _open_checked(path, node, fingerprint)
     try:
-        reader = _Reader(path, node, storage, chunk_index(path, node, fingerprint), fd, file_size)
-        _read_slab(reader, slab, out, field)
+        index = chunk_index(path, node, fingerprint)
+        out = read_chunks(
+            path, node, storage, index, slab, field, lambda b, o: os.preadv(fd, [b], o), file_size
+        )
     finally:
         os.close(fd)
     check_unchanged(path, node, fingerprint)
+    return out
+
+
+def read_chunks(
+    path: str,
+    node: str,
+    storage: StoredNode,
+    index: ChunkIndex,
+    slab: Sequence[slice],
+    field: str | None,
+    pread: Pread,
+    file_size: int,
+) -> np.ndarray:
+    """Read ``node[slab]`` from its stored chunks, given its index and a way to read bytes (no lock held).
+
+    The part of :func:`read_direct` that does not care where the bytes
+    live: ``pread(buffer, offset)`` reads them (``os.preadv`` of a local
+    file, or ranges fetched from a store) and ``file_size`` bounds them.
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> from dask_tables.array.verdict import direct_storage
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     _ = f.create_carray("/", "x", obj=np.arange(10.0), chunkshape=(4,))
+    ...     storage = direct_storage(f.root.x)
+    >>> index = chunk_index("example.h5", "/x", Fingerprint.of("example.h5"))
+    >>> with open("example.h5", "rb") as f:
+    ...     read_chunks("example.h5", "/x", storage, index, [slice(2, 6, 1)], None,
+    ...                 lambda b, o: os.preadv(f.fileno(), [b], o), os.path.getsize("example.h5"))
+    array([2., 3., 4., 5.])
+    """
+    out = _result(storage, slab, field)
+    if out.size == 0:
+        return out
+    reader = _Reader(path, node, storage, index, pread, file_size)
+    _read_slab(reader, slab, out, field)
     if storage.memory is not None and field is None:  # the file's record layout -> PyTables'
         out = repacked(out, storage.memory)
     diagnostics.add(
@@ -373,6 +416,28 @@ def read_direct(
         direct_fill_chunks=reader.filled,
     )
     return out
+
+
+def chunk_ranges(storage: StoredNode, index: ChunkIndex, slab: Sequence[slice]) -> list[tuple[int, int]]:
+    """``(offset, size)`` of every stored chunk that ``node[slab]`` reads (what to fetch before reading).
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> from dask_tables.array.verdict import direct_storage
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     _ = f.create_carray("/", "x", obj=np.arange(10.0), chunkshape=(4,))
+    ...     storage = direct_storage(f.root.x)
+    >>> index = chunk_index("example.h5", "/x", Fingerprint.of("example.h5"))
+    >>> [size for _, size in chunk_ranges(storage, index, [slice(2, 6, 1)])]
+    [32, 32]
+    """
+    overlaps = _overlaps(slab, storage.chunkshape)
+    if not overlaps:
+        return []
+    offsets, sizes, _ = index.locate([overlap.start for overlap in overlaps])
+    stored = offsets >= 0
+    return list(zip(offsets[stored].tolist(), sizes[stored].tolist(), strict=True))
 
 
 def _result(storage: StoredNode, slab: Sequence[slice], field: str | None) -> np.ndarray:

@@ -10,8 +10,9 @@ with plain :mod:`pickle` and travels to processes and cluster workers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -36,6 +37,7 @@ from ..hdf5.paths import PathLike, file_path
 from ..hdf5.pickles import refusing_pickles
 from ..hdf5.storednode import StoredNode
 from ..registry import get_lock, synchronized_file
+from ..remote.urls import is_url, local_path
 from .direct import read_direct
 from .selection import plan_read
 from .verdict import direct_read_reason, direct_storage
@@ -182,6 +184,10 @@ class TablesSource:
         The call the user made to build the collection (``"from_tables"``,
         ``"read_table"``, ``"xarray.open_dataset"``): a
         :class:`~dask_tables.FileChangedError` says to make it again.
+    remote : dask_tables.remote.transport.RemoteFile or None
+        For an object in a store (``path`` is then its URL): the object, its
+        ``storage_options`` and the version every read must find
+        (``dask_tables.array.remote``); ``None`` for a local file.
 
     Examples
     --------
@@ -207,6 +213,7 @@ class TablesSource:
     row_nbytes: int | None = None
     allow_pickles: bool = False
     made_by: str = "from_tables"
+    remote: Any = None  # a dask_tables.remote.transport.RemoteFile
 
     @classmethod
     def open(
@@ -218,6 +225,7 @@ class TablesSource:
         allow_pickles: bool = False,
         *,
         made_by: str = "from_tables",
+        storage_options: Mapping[str, Any] | None = None,
     ) -> TablesSource:
         """Open ``path`` once, read the metadata of ``node`` and close it.
 
@@ -242,6 +250,10 @@ class TablesSource:
             The call the user made (``"from_tables"``, ``"read_table"``,
             ``"xarray.open_dataset"``...), which a
             :class:`~dask_tables.FileChangedError` names as the one to make again.
+        storage_options : dict, optional
+            For a URL (``s3://``, ``gs://``, ``az://``, ``https://``): how to
+            reach the store (credentials, endpoint), as fsspec takes them
+            (``docs/remote.rst``).
 
         Returns
         -------
@@ -270,7 +282,16 @@ class TablesSource:
         >>> TablesSource.open("example.h5", "/t", field="f1").dtype
         dtype('float64')
         """
-        source, _ = cls.open_inspecting(path, node, _nothing, field, direct, allow_pickles, made_by=made_by)
+        source, _ = cls.open_inspecting(
+            path,
+            node,
+            _nothing,
+            field,
+            direct,
+            allow_pickles,
+            made_by=made_by,
+            storage_options=storage_options,
+        )
         return source
 
     @classmethod
@@ -284,6 +305,7 @@ class TablesSource:
         allow_pickles: bool = False,
         *,
         made_by: str = "from_tables",
+        storage_options: Mapping[str, Any] | None = None,
     ) -> tuple[TablesSource, T]:
         """Like :meth:`open`, and also return ``inspect(leaf)``, called while the file is open.
 
@@ -300,8 +322,19 @@ class TablesSource:
         >>> names
         ['f0', 'f1']
         """
-        path = os.path.abspath(file_path(path))
         node = node if node.startswith("/") else "/" + node
+        if is_url(path):
+            return cls._open_remote(
+                os.fsdecode(os.fspath(path)),
+                node,
+                inspect,
+                field,
+                direct,
+                allow_pickles,
+                made_by,
+                storage_options,
+            )
+        path = os.path.abspath(local_path(file_path(path)))
         _check_readable_file(path, node)
         before = Fingerprint.of(path)
         try:
@@ -320,6 +353,54 @@ class TablesSource:
             damaged = f"{path}: damaged or unreadable HDF5 file (asked for node {node})"
             raise unreadable_file(path, node, err, damaged) from err
         check_unchanged(path, node, before)  # nothing changed while the metadata was read
+        return source, found
+
+    @classmethod
+    def _open_remote(
+        cls,
+        url: str,
+        node: str,
+        inspect: Callable[[tables.Leaf], T],
+        field: str | None,
+        direct: bool | None,
+        allow_pickles: bool,
+        made_by: str,
+        storage_options: Mapping[str, Any] | None,
+    ) -> tuple[TablesSource, T]:
+        """:meth:`open_inspecting` of an object in a store: PyTables opens its shadow (metadata fetched once)."""
+        from ..remote.shadow import shadow_of
+        from ..remote.transport import RemoteFile
+        from ..remote.urls import StorageOptions
+
+        remote = RemoteFile(url, StorageOptions(storage_options)).resolve()
+        shadow = shadow_of(remote)
+        name = remote.name
+        # the version is the fingerprint (the shadow's own differs on every machine): caches keyed
+        # by a source's fingerprint (chunk maps, frames) tell two versions apart by it
+        version = hashlib.sha256(repr(tuple(remote.version)).encode()).digest()
+        fingerprint = Fingerprint(0, int.from_bytes(version[:8], "little"), remote.version.size, 0, 0)
+        try:
+            with refusing_pickles(not allow_pickles), get_lock(), synchronized_file(shadow.path, "r") as h5:
+                leaf = _resolve_node(h5, name, node)
+                source = cls._from_leaf(leaf, name, node, field, fingerprint)
+                if direct is None:
+                    direct = dask.config.get("dask_tables.direct", True)
+                storage = direct_storage(leaf) if direct else None
+                if storage is None and leaf._v_pathname not in shadow.complete:
+                    reason = direct_read_reason(leaf) if direct else "direct=False"
+                    raise ValueError(
+                        f"{at_node(name, source.node)}: reads go through HDF5 ({reason}), which needs "
+                        "the node's stored bytes on local disk; from a URL, dask_tables reads nodes "
+                        "the direct path reads, and nodes stored in at most 256 KiB: copy the file "
+                        "to local disk to read this one"
+                    )
+                source = dataclasses.replace(
+                    source, storage=storage, allow_pickles=allow_pickles, made_by=made_by, remote=remote
+                )
+                found = inspect(leaf)
+        except DAMAGED_FILE_ERRORS as err:
+            damaged = f"{name}: damaged or unreadable HDF5 file (asked for node {node})"
+            raise unreadable_file(name, node, err, damaged) from err
         return source, found
 
     @classmethod
@@ -366,7 +447,11 @@ class TablesSource:
     def __getitem__(self, key: Any) -> np.ndarray:
         slab, remainder = plan_read(key, self.shape, self.read_ndim)
         with refusing_pickles(not self.allow_pickles), change_advice(rebuild_advice(self.made_by)):
-            if self.storage is not None:
+            if self.storage is not None and self.remote is not None:
+                from .remote import read_remote
+
+                data = read_remote(self.remote, self.node, self.storage, slab, self.field)
+            elif self.storage is not None:
                 data = read_direct(self.path, self.node, self.fingerprint, self.storage, slab, self.field)
             else:
                 data = self.with_leaf(lambda leaf: self._read_slab(leaf, slab))
@@ -407,6 +492,8 @@ class TablesSource:
         >>> TablesSource.open("example.h5", "/array").with_leaf(lambda leaf: int(leaf.nrows))
         3
         """
+        if self.remote is not None:
+            return self._with_remote_leaf(action)
         with (
             refusing_pickles(not self.allow_pickles),
             change_advice(rebuild_advice(self.made_by)),
@@ -429,6 +516,22 @@ class TablesSource:
             self.check_unchanged()
         return result
 
+    def _with_remote_leaf(self, action: Callable[[tables.Leaf], T]) -> T:
+        """:meth:`with_leaf` of an object in a store: its shadow, checked to be the object's version."""
+        from ..remote.shadow import shadow_of
+
+        shadow = shadow_of(self.remote)
+        with refusing_pickles(not self.allow_pickles), change_advice(rebuild_advice(self.made_by)):
+            self.check_unchanged()
+            with get_lock(), synchronized_file(shadow.path, "r") as h5:
+                leaf = _resolve_node(h5, self.path, self.node)
+                if leaf._v_pathname not in shadow.complete:  # never read bytes that were not fetched
+                    raise ValueError(
+                        f"{at_node(self.path, self.node)}: HDF5 would read stored bytes that were not "
+                        "fetched from the object; copy the file to local disk to read it this way"
+                    )
+                return action(leaf)
+
     def check_unchanged(self) -> None:
         """Raise :class:`~dask_tables.FileChangedError` if the file changed since the build.
 
@@ -447,7 +550,10 @@ class TablesSource:
         dask_tables.errors.FileChangedError: ...
         """
         with change_advice(rebuild_advice(self.made_by)):
-            check_unchanged(self.path, self.node, self.fingerprint)
+            if self.remote is not None:
+                self.remote.check_unchanged(self.node)
+            else:
+                check_unchanged(self.path, self.node, self.fingerprint)
 
     def _read_slab(self, leaf: tables.Leaf, slab: tuple[slice, ...]) -> np.ndarray:
         if isinstance(leaf, tables.Table):
@@ -467,7 +573,8 @@ class TablesSource:
         return np.asarray(data, dtype=self.dtype)
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
-        return (type(self).__name__, self.path, self.node, self.field, tuple(self.fingerprint))
+        version = None if self.remote is None else tuple(self.remote.version)
+        return (type(self).__name__, self.path, self.node, self.field, tuple(self.fingerprint), version)
 
     def __repr__(self) -> str:
         field = f", field={self.field!r}" if self.field else ""

@@ -216,7 +216,7 @@ def read_matching(
     (array([2, 3], dtype=int32), array([1, 2]))
     """
     chunk_map = None
-    if condition.indexed:
+    if condition.indexed and source.remote is None:  # an object's index data is not on local disk: scan
         chunk_map = _shared_chunk_map(source, condition)
         if chunk_map is None:
             rows = source.with_leaf(lambda table: _rows_answered(condition, table, start, stop))

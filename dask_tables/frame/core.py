@@ -17,9 +17,11 @@ from dask.base import tokenize
 
 from ..array.source import TablesSource
 from ..errors import REBUILD_FRAME, change_advice
-from ..hdf5.paths import PathSpec, expand_paths
+from ..hdf5.paths import PathSpec
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
+from ..remote.locations import expand_locations
+from ..remote.urls import is_url
 from .columns import FrameLayout
 from .conditions import Condition, read_matching
 from .pandas_fixed import is_pandas_fixed, read_pandas_fixed
@@ -184,6 +186,7 @@ def read_table(
     encoding: str | None = "utf-8",
     direct: bool | None = None,
     allow_pickles: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> dd.DataFrame | dd.Series:
     """Read a PyTables ``Table`` (or a pandas ``HDFStore`` table) as a dask DataFrame.
 
@@ -252,6 +255,12 @@ def read_table(
         Read chunks directly, as :func:`dask_tables.from_tables`.
     allow_pickles : bool, optional
         Let PyTables unpickle arbitrary objects in the file's attributes.
+    storage_options : dict, optional
+        For URLs (``s3://bucket/events.h5``, ``https://...``, patterns of
+        them): how to reach the store, as :func:`dask_tables.from_tables`
+        takes them.  From a URL, PyTables tables read (``where`` scans
+        every chunk rather than PyTables' column index); frames pandas
+        wrote do not yet (``docs/remote.rst``).
 
     Returns
     -------
@@ -306,8 +315,13 @@ def read_table(
     >>> len(df.compute(scheduler="threads"))
     450
     """
-    files = expand_paths(path, node)
+    files = expand_locations(path, node, storage_options)
     node = node if node.startswith("/") else "/" + node
+    if any(is_url(f) for f in files):
+        return _read_remote_node(
+            files, node, columns, where, condvars, chunksize, index, sorted_index, start, stop, encoding, direct,
+            allow_pickles, storage_options,
+        )  # fmt: skip
     if glob.has_magic(node):
         arguments = {
             "columns": columns, "where": where, "condvars": condvars, "chunksize": chunksize,
@@ -319,6 +333,20 @@ def read_table(
         files, node, columns, where, condvars, chunksize, index, sorted_index, start, stop, encoding, direct,
         allow_pickles,
     )  # fmt: skip
+
+
+def _read_remote_node(files: Sequence[str], node: str, *arguments: Any) -> dd.DataFrame | dd.Series:
+    """:func:`read_table` of PyTables tables in objects: as :func:`_read_node`, without pandas' frames yet."""
+    *arguments, storage_options = arguments
+    if glob.has_magic(node):
+        raise ValueError(f"{files[0]}: node patterns ({node!r}) are not read from URLs yet: name the node")
+    found = _read_node(files, node, *arguments, storage_options=storage_options)
+    if found is None:
+        raise NotImplementedError(
+            f"{files[0]}: node {node} is a frame pandas wrote; dask_tables does not read those from "
+            "URLs yet (PyTables tables it does): copy the file to local disk"
+        )
+    return found
 
 
 def _read_node(
@@ -335,8 +363,12 @@ def _read_node(
     encoding: str | None,
     direct: bool | None,
     allow_pickles: bool,
-) -> dd.DataFrame | dd.Series:
-    """:func:`read_table` of one node (no pattern) of ``files``, each file's own partitions in order."""
+    storage_options: Mapping[str, Any] | None = None,
+) -> dd.DataFrame | dd.Series | None:
+    """:func:`read_table` of one node (no pattern) of ``files``, each file's own partitions in order.
+
+    ``None`` for a frame pandas wrote in an object (not read from URLs yet).
+    """
     inspect = functools.partial(
         _inspect_table, columns=columns, index=index, where=where, condvars=condvars, encoding=encoding
     )
@@ -356,7 +388,9 @@ def _read_node(
     )
     if condvars is not None:
         as_pandas_table = functools.partial(_no_condvars_for_pandas, files[0], node, condvars)
-    opened = _open_tables(files, node, inspect, direct, allow_pickles)
+    opened = _open_tables(files, node, inspect, direct, allow_pickles, storage_options)
+    if opened is None and any(is_url(f) for f in files):
+        return None
     if opened is None and is_pandas_fixed(files[0], node):  # pandas' default format, not a table
         return read_pandas_fixed(
             files,
@@ -446,15 +480,19 @@ def _open_tables(
     inspect: Callable[[tables.Leaf], _TableInfo | None],
     direct: bool | None,
     allow_pickles: bool,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[tuple[TablesSource, _TableInfo]] | None:
     """Each file's table and what ``inspect`` learns of it; ``None`` if a file holds a frame pandas wrote."""
     opened = []
     for file in files:
         try:
             source, info = TablesSource.open_inspecting(
-                file, node, inspect, None, direct, allow_pickles, made_by="read_table"
-            )
+                file, node, inspect, None, direct, allow_pickles, made_by="read_table",
+                storage_options=storage_options,
+            )  # fmt: skip
         except TypeError:
+            if is_url(file):  # a group: pandas' frame, or not a table at all
+                return None
             if is_pandas_table(file, node):  # pandas' group, not its table
                 return None
             raise

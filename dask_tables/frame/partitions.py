@@ -257,7 +257,8 @@ def sample_values(source: Any, field: str, parts: Sequence[RowRange]) -> list[np
     read in the file's own layout, or decoded directly; a filter PyTables'
     HDF5 lacks is decoded directly where the source can.
     """
-    if source.storage is not None and source.storage.memory is not None:
+    if source.storage is not None and (source.storage.memory is not None or source.remote is not None):
+        # an object in a store: HDF5 must not read its chunks (never fetched to local disk)
         return [_sampled_directly(source, field, part) for part in parts]
 
     def read(table: Any) -> list[np.ndarray]:

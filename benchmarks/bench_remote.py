@@ -1,0 +1,153 @@
+"""Reading an HDF5 file over HTTP with 20 ms a request: from_tables against the anchors.
+
+``pip install ".[bench,remote]" && python benchmarks/bench_remote.py [--mb 136]``
+
+Serves a zlib CArray from 127.0.0.1 with the tests' Range server
+(``tests/servers.py``), which waits 20 ms before answering each request
+(the latency of a nearby object store), and times ``x.mean()``:
+
+- ``from_tables`` on the local file (the anchor);
+- ``from_tables`` on the URL, cold (shadow and chunk index fetched first,
+  caches empty) and warm (the graph computed again);
+- h5py on an fsspec HTTP file object (``fsspec[http]``);
+- download the whole object, then PyTables;
+
+and counts requests and bytes moved for the whole read and for a 1% slice.
+Prints ratios against the anchors of the same run, and the issue's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tables
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import dask_tables
+from dask_tables.hdf5.chunkindex import clear_cache
+from dask_tables.remote import shadow as shadows
+
+LATENCY = 0.020
+
+
+def write_file(path: Path, mb: int) -> None:
+    rows = mb * 2**20 // (8 * 1024)
+    rng = np.random.default_rng(0)
+    with tables.open_file(path, "w") as f:
+        x = f.create_carray(
+            "/", "x", atom=tables.Float64Atom(), shape=(rows, 1024), chunkshape=(128, 1024),
+            filters=tables.Filters(complevel=1, complib="zlib", shuffle=True),
+        )  # fmt: skip
+        for start in range(0, rows, 4096):
+            stop = min(rows, start + 4096)
+            block = np.round(rng.random((stop - start, 1024)) * 100, 1)  # compresses ~2.5x
+            x[start:stop] = block
+
+
+def timed(run) -> tuple[float, float]:
+    started = time.perf_counter()
+    value = run()
+    return time.perf_counter() - started, float(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=136, help="raw size of the array (MiB)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    from servers import RangeServer
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-remote-"))
+    os.environ["DASK_TABLES_CACHE"] = str(folder / "cache")
+    path = folder / "data.h5"
+    write_file(path, args.mb)
+    size = path.stat().st_size
+    print(f"file: {size / 1e6:.1f} MB zlib CArray, {os.cpu_count()} cores, {LATENCY * 1000:.0f} ms a request")
+    results: dict[str, float] = {}
+
+    def best(name: str, run) -> float:
+        times = []
+        value = 0.0
+        for _ in range(args.repeat):
+            seconds, value = timed(run)
+            times.append(seconds)
+        results[name] = min(times)
+        print(f"  {name:<34} {min(times):7.2f} s   (mean {value:.6f})")
+        return value
+
+    local = best("from_tables, local disk", lambda: dask_tables.from_tables(path, "/x").mean().compute())
+    with RangeServer(folder, latency=LATENCY) as server:
+        url = f"{server.url}/data.h5"
+
+        def cold() -> float:
+            shadows.clear_process_cache()
+            clear_cache()
+            for leftover in (folder / "cache" / "remote").glob("*"):
+                leftover.unlink()
+            return dask_tables.from_tables(url, "/x").mean().compute()
+
+        server.reset_counts()
+        remote = best("from_tables, URL, cold", cold)
+        cold_requests, cold_bytes = server.requests / args.repeat, server.bytes_sent / args.repeat
+        x = dask_tables.from_tables(url, "/x")
+        x.mean().compute()
+        server.reset_counts()
+        best("from_tables, URL, warm", lambda: x.mean().compute())
+        warm_requests, warm_bytes = server.requests / args.repeat, server.bytes_sent / args.repeat
+        server.reset_counts()
+        part = x[: x.shape[0] // 100].mean().compute()
+        slice_requests, slice_bytes = server.requests, server.bytes_sent
+        assert abs(remote - local) < 1e-9
+
+        def h5py_fsspec() -> float:
+            import fsspec
+            import h5py
+
+            with fsspec.open(url, "rb") as f, h5py.File(f, "r") as h5:
+                return float(h5["x"][:].mean())
+
+        server.reset_counts()
+        best("h5py on an fsspec file object", h5py_fsspec)
+        h5py_requests, h5py_bytes = server.requests / args.repeat, server.bytes_sent / args.repeat
+
+        def download() -> float:
+            import obstore
+            from obstore.store import HTTPStore
+
+            store = HTTPStore.from_url(server.url, client_options={"allow_http": True})
+            local_copy = folder / "download.h5"
+            local_copy.write_bytes(bytes(obstore.get(store, "data.h5").bytes()))
+            with tables.open_file(local_copy) as f:
+                return float(f.root.x[:].mean())
+
+        best("download, then PyTables", download)
+    print()
+    print(f"  requests / MB moved, cold whole read: {cold_requests:.0f} / {cold_bytes / 1e6:.1f}")
+    print(f"  requests / MB moved, warm whole read: {warm_requests:.0f} / {warm_bytes / 1e6:.1f}")
+    print(f"  requests / MB moved, h5py + fsspec:   {h5py_requests:.0f} / {h5py_bytes / 1e6:.1f}")
+    print(
+        f"  1% slice: {slice_requests} requests, {slice_bytes / 1e6:.2f} MB "
+        f"= {100 * slice_bytes / size:.1f}% of the file (mean {part:.4f})"
+    )
+    local_s = results["from_tables, local disk"]
+    checks = [
+        ("cold / local", results["from_tables, URL, cold"] / local_s, "<= 2.0"),
+        ("warm / local", results["from_tables, URL, warm"] / local_s, "<= 1.4"),
+        ("h5py+fsspec / warm", results["h5py on an fsspec file object"] / results["from_tables, URL, warm"], ">= 2"),
+        ("download+PyTables / warm", results["download, then PyTables"] / results["from_tables, URL, warm"], ">= 2.5"),
+        ("1% slice bytes / file", slice_bytes / size, "<= 0.05"),
+    ]  # fmt: skip
+    print()
+    for name, ratio, target in checks:
+        print(f"  {name:<26} {ratio:6.2f}   target {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,420 @@
+"""The shadow of an object: a local sparse file holding exactly the bytes PyTables needs for metadata.
+
+PyTables opens neither URLs nor file objects, and its HDF5 has no S3
+driver.  So the metadata of an object is read once, by h5py walking it
+through a file object that fetches aligned blocks by ranged GETs
+(:class:`_Recorder`): every group, every attribute, every dataset's header,
+every chunk index, the first chunk of each chunked dataset (which
+:func:`dask_tables.array.verdict.direct_storage` decodes to check our
+decoders) and small datasets in full.  Those bytes are written at their
+offsets into a local file of the object's size, which PyTables then opens
+as if it were the object: the same node classes, attributes (through the
+pickle gate), table descriptions, pandas storers and chunk index.
+
+Bytes that were not fetched must never read as data.  The stored chunks of
+large datasets stay holes of the sparse file (they read as zeros, and are
+never read through HDF5: the direct path fetches them from the object;
+:attr:`Shadow.complete` names the datasets HDF5 may read); every other byte
+not fetched is written with :data:`POISON`, which no HDF5 structure
+accepts, so a byte HDF5 would need but was not fetched fails loudly
+instead of reading as zeros (``tests/test_remote.py`` proves it in a child
+process with two poisons).
+
+Shadows are cached on local disk, one per object version (URL and ETag),
+shared by the processes of a machine (written to a temporary name, then
+``os.replace``-d), in the ``dask_tables.remote-cache-dir`` folder (default
+``$DASK_TABLES_CACHE/remote`` or ``~/.cache/dask-tables/remote``), bounded by
+``dask_tables.remote-cache-size`` (default 1 GiB, on-disk blocks counted;
+least recently used shadows go first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotHDF5FileError
+from ..hdf5.fingerprint import Fingerprint
+from .ranges import plan_requests
+from .transport import RemoteFile
+
+__all__ = ["POISON", "Shadow", "cache_dir", "shadow_of"]
+
+POISON = b"\xa5"  # what a byte that was not fetched holds: no HDF5 signature, address or size accepts it
+BLOCK = 64 * 2**10  # the walk fetches aligned blocks of this size
+SMALL_DATASET = 256 * 2**10  # datasets stored in at most this many bytes are fetched in full
+DEFAULT_CACHE_BYTES = 2**30
+KEEP_RECENT = 600.0  # seconds: a shadow used this recently is never evicted (another process may read it)
+
+
+def cache_dir() -> Path:
+    """Where shadows live: ``dask_tables.remote-cache-dir``, ``$DASK_TABLES_CACHE/remote`` or ``~/.cache/dask-tables/remote``.
+
+    Examples
+    --------
+    >>> cache_dir().name
+    'remote'
+    """
+    import dask
+
+    configured = dask.config.get("dask_tables.remote-cache-dir", None)
+    if configured:
+        return Path(configured)
+    base = os.environ.get("DASK_TABLES_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dask-tables"
+    )
+    return Path(base) / "remote"
+
+
+def cache_limit() -> int:
+    """The bound of the shadow cache in bytes on disk (``dask_tables.remote-cache-size``, default 1 GiB)."""
+    import dask
+    from dask.utils import parse_bytes
+
+    value = dask.config.get("dask_tables.remote-cache-size", DEFAULT_CACHE_BYTES)
+    return int(parse_bytes(value)) if isinstance(value, str) else int(value)
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """A shadow file on local disk and what it holds.
+
+    Attributes
+    ----------
+    path : str
+        The local file that PyTables opens in place of the object.
+    fingerprint : Fingerprint
+        The local file's fingerprint (for the chunk-index cache).
+    complete : frozenset of str
+        Datasets whose stored bytes are all in the file (HDF5 may read them).
+    requests, fetched : int
+        Requests made and bytes fetched to build it (0, 0 when found on disk).
+    """
+
+    path: str
+    fingerprint: Fingerprint
+    complete: frozenset[str]
+    requests: int = 0
+    fetched: int = 0
+
+
+class _Recorder(io.RawIOBase):
+    """A read-only file object over a :class:`RemoteFile`: fetches aligned blocks once and keeps them."""
+
+    def __init__(self, remote: RemoteFile, block: int = BLOCK) -> None:
+        super().__init__()
+        assert remote.version is not None
+        self.remote, self.block, self.size = remote, block, remote.version.size
+        self.blocks: dict[int, memoryview] = {}
+        self.position = 0
+        self.requests = 0
+        self.error: BaseException | None = None  # the first failed request (h5py hides it)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = base + offset
+        return self.position
+
+    def fetch(self, start: int, stop: int) -> None:
+        """Make sure bytes ``start..stop`` are held: the missing blocks, one request per run of them."""
+        first, last = start // self.block, (max(stop, start + 1) - 1) // self.block
+        missing = [k for k in range(first, last + 1) if k not in self.blocks]
+        runs: list[list[int]] = []
+        for k in missing:
+            if runs and runs[-1][-1] == k - 1:
+                runs[-1].append(k)
+            else:
+                runs.append([k])
+        for run in runs:
+            a, b = run[0] * self.block, min(self.size, (run[-1] + 1) * self.block)
+            data = self.remote.get(a, b)
+            self.requests += 1
+            for k in run:
+                self.blocks[k] = data[k * self.block - a : min(b, (k + 1) * self.block) - a]
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(len(view), self.size - self.position))
+        if n == 0:
+            return 0
+        try:
+            self.fetch(self.position, self.position + n)
+        except BaseException as err:
+            self.error = self.error or err
+            raise
+        done = 0
+        while done < n:
+            at = self.position + done
+            k, inside = divmod(at, self.block)
+            piece = self.blocks[k][inside : inside + n - done]
+            view[done : done + len(piece)] = piece
+            done += len(piece)
+        self.position += n
+        return n
+
+    def held(self) -> Iterator[tuple[int, memoryview]]:
+        for k in sorted(self.blocks):
+            yield k * self.block, self.blocks[k]
+
+
+def _walk(
+    recorder: _Recorder,
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]], set[str], list[str]]:
+    """h5py walks the whole file through ``recorder``: (ranges to fetch too, holes, complete datasets, nodes)."""
+    import h5py
+
+    names: list[str] = []
+    extra: list[tuple[int, int]] = []
+    holes: list[tuple[int, int]] = []
+    complete: set[str] = set()
+
+    def attributes(obj: Any) -> None:
+        for name in list(obj.attrs):
+            with contextlib.suppress(Exception):  # one h5py cannot convert: its bytes were read all the same
+                obj.attrs[name]
+
+    def visit(name: str, obj: Any) -> None:
+        names.append("/" + name)
+        attributes(obj)
+        if not isinstance(obj, h5py.Dataset):
+            return
+        path = "/" + name
+        dsid = obj.id
+        layout = dsid.get_create_plist().get_layout()
+        stored = dsid.get_storage_size()
+        if layout == h5py.h5d.CHUNKED:
+            chunks: list[tuple[tuple[int, ...], int, int]] = []
+            dsid.chunk_iter(lambda info: chunks.append((info.chunk_offset, info.byte_offset, info.size)))
+            small = stored <= SMALL_DATASET
+            for origin, offset, size in chunks:
+                if small or not any(origin):
+                    extra.append((offset, size))
+                else:
+                    holes.append((offset, size))
+            if small:
+                complete.add(path)
+        elif layout == h5py.h5d.CONTIGUOUS:
+            offset = dsid.get_offset()
+            if offset is None or stored <= SMALL_DATASET:
+                complete.add(path)
+                if offset is not None:
+                    extra.append((offset, stored))
+            else:
+                holes.append((offset, stored))
+        else:  # compact: in the object header, already read
+            complete.add(path)
+
+    try:
+        with h5py.File(recorder, "r") as f:
+            attributes(f)
+            f.visititems(visit)
+    except Exception as err:
+        if recorder.error is not None:  # h5py reports a failed request as an HDF5 error: raise the request's
+            raise recorder.error from None
+        raise NotHDF5FileError(f"{recorder.remote.name}: not an HDF5 file, or damaged ({err})") from None
+    if recorder.error is not None:
+        raise recorder.error
+    return extra, holes, complete, names
+
+
+def verify_shadow(path: str | os.PathLike[str], names: list[str], url: str) -> None:
+    """Check that PyTables finds every node h5py found in the object (PyTables hides what it cannot read).
+
+    PyTables leaves out of a group a child whose header it cannot read;
+    a node missing here means bytes PyTables needed were not fetched, and
+    the shadow is refused rather than showing a tree with a node less.
+
+    Raises
+    ------
+    NotHDF5FileError
+        PyTables cannot open the shadow, or misses a node.
+    """
+    import tables
+
+    from ..registry import get_lock, synchronized_file
+
+    try:
+        with get_lock(), synchronized_file(os.fspath(path), "r") as h5:
+            missing = [name for name in names if name not in h5]
+    except (tables.HDF5ExtError, OSError) as err:
+        raise NotHDF5FileError(f"{url}: the metadata fetched does not open in PyTables ({err})") from None
+    if missing:
+        raise NotHDF5FileError(
+            f"{url}: PyTables does not find {len(missing)} of the object's nodes in the metadata fetched "
+            f"(the first: {missing[0]}); refusing to read a tree with nodes missing"
+        )
+
+
+def _spans(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``(offset, size)`` ranges as sorted, merged ``(start, stop)`` spans."""
+    merged: list[list[int]] = []
+    for start, stop in sorted((o, o + s) for o, s in ranges if s > 0):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    return [(a, b) for a, b in merged]
+
+
+def _gaps(covered: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """The spans of ``0..size`` not in ``covered`` (sorted, merged)."""
+    gaps, at = [], 0
+    for start, stop in covered:
+        if start > at:
+            gaps.append((at, min(start, size)))
+        at = max(at, stop)
+    if at < size:
+        gaps.append((at, size))
+    return [(a, b) for a, b in gaps if b > a]
+
+
+def _write_poison(fd: int, start: int, stop: int, poison: bytes) -> None:
+    piece = poison * min(stop - start, 2**20)
+    while start < stop:
+        start += os.pwrite(fd, piece[: stop - start], start)
+
+
+def _key(remote: RemoteFile) -> str:
+    assert remote.version is not None
+    text = json.dumps([remote.url.split("?")[0], list(remote.version)])
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def build_shadow(
+    remote: RemoteFile, path: Path, poison: bytes = POISON, poison_holes: bool = False
+) -> Shadow:
+    """Fetch the metadata of ``remote`` and write its shadow at ``path`` (atomically).
+
+    ``poison_holes`` fills the stored chunks of large datasets with
+    ``poison`` too (a test: no HDF5 read of the metadata reads them).
+    """
+    assert remote.version is not None
+    recorder = _Recorder(remote)
+    extra, holes, complete, names = _walk(recorder)
+    requests = plan_requests(extra, max_gap=BLOCK)
+    pieces = list(zip(requests, remote.fetch(requests), strict=True)) if requests else []
+    held = [(start, data) for start, data in recorder.held()] + [(r.start, d) for r, d in pieces]
+    covered = _spans([(start, len(data)) for start, data in held])
+    avoid = covered if poison_holes else _spans([(a, b - a) for a, b in covered] + holes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.ftruncate(fd, remote.version.size)
+        for start, stop in _gaps(avoid, remote.version.size):
+            _write_poison(fd, start, stop, poison)
+        for start, data in held:
+            os.pwrite(fd, data, start)
+        os.close(fd)
+        fd = -1
+        verify_shadow(temporary, names, remote.name)
+        manifest = {"url": remote.name, "version": list(remote.version), "complete": sorted(complete)}
+        manifest_path = path.with_suffix(".json")
+        manifest_path.write_text(json.dumps(manifest))
+        os.replace(temporary, path)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if temporary.exists():
+            temporary.unlink()
+    fetched = sum(len(d) for _, d in held)
+    return Shadow(
+        str(path), Fingerprint.of(path), frozenset(complete), recorder.requests + len(pieces), fetched
+    )
+
+
+_shadows_lock = threading.Lock()
+# Guarded by _shadows_lock: this process's shadows, by (pid, url, version). An entry's file
+# exists on disk for as long as the process uses it (eviction spares recently used shadows).
+_shadows: dict[tuple[Any, ...], Shadow] = {}
+# Held while a shadow is built in this process: threads asking for one at once wait for one build.
+_build_lock = threading.Lock()
+
+
+def shadow_of(remote: RemoteFile) -> Shadow:
+    """The shadow of ``remote``'s version: this process's, else the machine's cache, else built.
+
+    Examples
+    --------
+    A built shadow opens in PyTables; see ``docs/remote.rst``.
+    """
+    key = (os.getpid(), remote.url, remote.version)
+    with _shadows_lock:
+        found = _shadows.get(key)
+    if found is not None and os.path.exists(found.path):
+        return found
+    with _build_lock:
+        with _shadows_lock:
+            found = _shadows.get(key)
+        if found is not None and os.path.exists(found.path):
+            return found
+        path = cache_dir() / (_key(remote) + ".h5")
+        shadow = _from_disk(path)
+        if shadow is None:
+            shadow = build_shadow(remote, path)
+            _evict(path.parent, cache_limit(), keep=path)
+        _touch(path)
+        with _shadows_lock:
+            _shadows[key] = shadow
+    return shadow
+
+
+def _from_disk(path: Path) -> Shadow | None:
+    try:
+        manifest = json.loads(path.with_suffix(".json").read_text())
+        return Shadow(str(path), Fingerprint.of(path), frozenset(manifest["complete"]))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _touch(path: Path) -> None:
+    """Mark a shadow used (its manifest's time: the shadow itself keeps its fingerprint)."""
+    with contextlib.suppress(OSError):
+        os.utime(path.with_suffix(".json"))
+
+
+def _evict(folder: Path, limit: int, keep: Path) -> None:
+    """Remove the least recently used shadows until the folder holds at most ``limit`` bytes on disk."""
+    entries = []
+    for shadow in folder.glob("*.h5"):
+        try:
+            used = shadow.with_suffix(".json").stat().st_mtime
+            entries.append((used, shadow, shadow.stat().st_blocks * 512))
+        except OSError:
+            continue
+    total = sum(size for _, _, size in entries)
+    now = time.time()
+    for used, shadow, size in sorted(entries):
+        if total <= limit:
+            break
+        if shadow == keep or now - used < KEEP_RECENT:
+            continue
+        for victim in (shadow, shadow.with_suffix(".json")):
+            with contextlib.suppress(OSError):
+                victim.unlink()
+        total -= size
+
+
+def clear_process_cache() -> None:
+    """Forget this process's shadows (the files on disk stay)."""
+    with _shadows_lock:
+        _shadows.clear()

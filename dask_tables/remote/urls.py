@@ -1,0 +1,195 @@
+"""URLs: which paths are URLs, how they are shown, and ``storage_options`` kept secret.
+
+A path such as ``s3://bucket/run-1.h5``, ``gs://...``, ``az://...`` or
+``https://host/data.h5`` names an object that dask_tables reads by byte
+ranges (:mod:`dask_tables.remote.transport`); ``file://`` URLs are local
+paths.  Messages show a URL by :func:`display_url`: no password, no query
+string (a presigned URL's signature), and :class:`StorageOptions` never
+shows a value in its ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+__all__ = ["SCHEMES", "StorageOptions", "display_url", "is_url", "local_path", "split_url"]
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# The schemes read by ranged GETs (obstore's stores), and what each is called there.
+SCHEMES = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gs",
+    "gcs": "gs",
+    "az": "az",
+    "abfs": "az",
+    "abfss": "az",
+    "azure": "az",
+    "http": "http",
+    "https": "http",
+}
+
+
+def is_url(path: Any) -> bool:
+    """Whether ``path`` is a URL of an object (not a local path, not ``file://``).
+
+    Examples
+    --------
+    >>> is_url("s3://bucket/a.h5"), is_url("https://host/a.h5"), is_url("data/a.h5"), is_url("file:///tmp/a.h5")
+    (True, True, False, False)
+    """
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, str):
+        return False
+    match = _URL.match(path)
+    return match is not None and match.group(1).lower() != "file"
+
+
+def local_path(path: str) -> str:
+    """A ``file://`` URL as a local path; any other path as it is.
+
+    Examples
+    --------
+    >>> local_path("file:///tmp/a%20b.h5"), local_path("data.h5")
+    ('/tmp/a b.h5', 'data.h5')
+    """
+    if path.lower().startswith("file://"):
+        return urllib.parse.unquote(urllib.parse.urlsplit(path).path)
+    return path
+
+
+def split_url(url: str) -> tuple[str, str, str]:
+    """``(kind, base, key)``: the store kind (``"s3"``, ``"gs"``, ``"az"``, ``"http"``), its base URL and the object's key.
+
+    Raises
+    ------
+    ValueError
+        A scheme dask_tables does not read, or no object named.
+
+    Examples
+    --------
+    >>> split_url("s3://bucket/runs/a.h5")
+    ('s3', 's3://bucket', 'runs/a.h5')
+    >>> split_url("https://example.org/data/a.h5?x=1")
+    ('http', 'https://example.org', 'data/a.h5')
+    """
+    parts = urllib.parse.urlsplit(url)
+    kind = SCHEMES.get(parts.scheme.lower())
+    if kind is None:
+        raise ValueError(
+            f"{display_url(url)}: dask_tables reads s3://, gs://, az:// and http(s):// URLs, "
+            f"not {parts.scheme}://; copy the file to local disk or to one of those stores"
+        )
+    key = urllib.parse.unquote(parts.path.lstrip("/"))
+    if not parts.netloc or not key:
+        raise ValueError(f"{display_url(url)}: the URL names no object (expected {parts.scheme}://HOST/KEY)")
+    return kind, f"{parts.scheme}://{parts.netloc}", key
+
+
+def display_url(url: str) -> str:
+    """``url`` as messages show it: without a password or a query string (which may hold a signature).
+
+    Examples
+    --------
+    >>> display_url("https://user:hunter2@host/a.h5?X-Amz-Signature=abc")
+    'https://user@host/a.h5'
+    >>> display_url("s3://bucket/a.h5")
+    's3://bucket/a.h5'
+    """
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        netloc = user.split(":", 1)[0] + "@" + host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# Options whose values are not secret: messages may show them (where to connect, and how).
+_NOT_SECRET = frozenset({"endpoint_url", "aws_endpoint", "region", "region_name", "aws_region", "anon"})
+
+
+class StorageOptions(Mapping[str, Any]):
+    """``storage_options=`` as fsspec and pandas take them, with values never shown.
+
+    A read-only mapping that pickles (tasks carry it to workers) but whose
+    ``repr`` and ``str`` show only the keys, so a credential never appears
+    in a message, a repr, a log line or a dask graph's display.
+
+    Examples
+    --------
+    >>> options = StorageOptions({"key": "AKIA...", "secret": "hunter2"})
+    >>> options
+    StorageOptions(key=***, secret=***)
+    >>> options["secret"]
+    'hunter2'
+    >>> "hunter2" in repr(options) or "hunter2" in str(options)
+    False
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(f"storage_options must be a dict, not {type(options).__name__}")
+        self._items = dict(options or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return "StorageOptions(" + ", ".join(f"{k}=***" for k in self._items) + ")"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._items,))
+
+    def __hash__(self) -> int:
+        return hash(repr(sorted(self._items.items(), key=lambda kv: kv[0])))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StorageOptions) and self._items == other._items
+
+    def secrets(self) -> list[str]:
+        """Every text value of the options (nested ones too): what a message must never show."""
+        found: list[str] = []
+
+        def walk(value: Any, key: str = "") -> None:
+            if key in _NOT_SECRET:
+                return
+            if isinstance(value, str) and len(value) >= 4:
+                found.append(value)
+            elif isinstance(value, Mapping):
+                for k, v in value.items():
+                    walk(v, str(k))
+            elif isinstance(value, (list, tuple)):
+                for v in value:
+                    walk(v)
+
+        walk(self._items)
+        return found
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of the options replaced by ``***``.
+
+        Examples
+        --------
+        >>> StorageOptions({"secret": "hunter2"}).redact("bad secret hunter2")
+        'bad secret ***'
+        """
+        for secret in sorted(self.secrets(), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text

@@ -1,0 +1,188 @@
+"""Servers the remote tests (and the remote benchmark) start on 127.0.0.1, and stop.
+
+- :class:`RangeServer`: an HTTP/1.1 server of our own over a folder, with
+  ``HEAD``, ranged ``GET``, a strong ``ETag`` per file version, ``If-Match``
+  (412 on a replaced file), a latency per request, counters of requests and
+  bytes, and failure injection (503s, bodies cut short).
+- :func:`moto_server`: moto's S3 server in a thread (``moto[server]``).
+
+Every server runs in a daemon thread with a bounded lifetime and is shut
+down by its context manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+
+
+def etag_of(path: Path) -> str:
+    """The strong ETag of a file version: size, modification time and inode."""
+    st = path.stat()
+    return f'"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"'
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def _fault(self) -> str | None:
+        with self.server.lock:
+            self.server.requests += 1
+            if self.server.faults:
+                return self.server.faults.pop(0)
+        return None
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def _serve(self, body: bool) -> None:
+        if self.server.latency:
+            time.sleep(self.server.latency)
+        fault = self._fault()
+        if fault == "503":
+            self._reply(503, b"<Error><Code>SlowDown</Code></Error>" if body else b"")
+            return
+        path = self.server.root / self.path.lstrip("/").split("?")[0]
+        if not path.is_file():
+            self._reply(404, b"not found" if body else b"")
+            return
+        etag = etag_of(path)
+        wanted = self.headers.get("If-Match")
+        if wanted is not None and wanted.strip() not in ("*", etag):
+            self._reply(412, b"precondition failed" if body else b"")
+            return
+        size = path.stat().st_size
+        start, stop, status = 0, size, 200
+        match = _RANGE.match(self.headers.get("Range", ""))
+        if match:
+            start = int(match.group(1))
+            stop = min(size, int(match.group(2)) + 1) if match.group(2) else size
+            if start >= size:
+                self._reply(416, b"" if not body else b"range not satisfiable")
+                return
+            status = 206
+        self.send_response(status)
+        self.send_header("ETag", etag)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Last-Modified", self.date_time_string(path.stat().st_mtime))
+        self.send_header("Content-Length", str(stop - start))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
+        self.end_headers()
+        if not body:
+            return
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(stop - start)
+        if fault == "truncate":  # a body cut short: half of it, then the connection closes
+            data = data[: len(data) // 2]
+            self.close_connection = True
+        with self.server.lock:
+            self.server.bytes_sent += len(data)
+        self.wfile.write(data)
+
+    def _reply(self, status: int, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    root: Path
+    lock: threading.Lock
+    faults: list[str]
+    requests: int
+    bytes_sent: int
+    latency: float
+
+
+class RangeServer:
+    """An HTTP server with Range support over ``root``, on 127.0.0.1 (a free port).
+
+    Use as a context manager; ``url`` is its base (``http://127.0.0.1:PORT``).
+    ``inject("503", "truncate", ...)`` makes the next requests fail that way,
+    one fault a request; ``requests`` and ``bytes_sent`` count what it served.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], latency: float = 0.0, lifetime: float = 600.0) -> None:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.root = Path(root)
+        self._server.lock = threading.Lock()
+        self._server.faults = []
+        self._server.requests = 0
+        self._server.bytes_sent = 0
+        self._server.latency = latency
+        self._lifetime = lifetime
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = threading.Timer(self._lifetime, self._server.shutdown)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            self._server.serve_forever(poll_interval=0.05)
+        finally:
+            deadline.cancel()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def requests(self) -> int:
+        return self._server.requests
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._server.bytes_sent
+
+    def reset_counts(self) -> None:
+        with self._server.lock:
+            self._server.requests = 0
+            self._server.bytes_sent = 0
+
+    def inject(self, *faults: str) -> None:
+        with self._server.lock:
+            self._server.faults.extend(faults)
+
+    def __enter__(self) -> RangeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (a free port) in this process: yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
