@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import diagnostics
 from ..errors import CorruptChunkError, FileChangedError
-from ..filters import DecodeError, FilterPipeline, filter_pipeline
+from ..filters import DecodeError, FilterChain, filter_chain
 from ..hdf5.chunkindex import ChunkIndex, chunk_index
 from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
@@ -35,15 +35,15 @@ from ..hdf5.storednode import StoredNode
 __all__ = ["chunk_decoder", "read_direct"]
 
 
-def chunk_decoder(storage: StoredNode) -> FilterPipeline:
-    """The pipeline that decodes ``storage``'s chunks (:func:`dask_tables.filters.pipeline.filter_pipeline`, cached).
+def chunk_decoder(storage: StoredNode) -> FilterChain:
+    """The filter chain that decodes ``storage``'s chunks (:func:`dask_tables.filters.chain.filter_chain`, cached).
 
     Raises
     ------
     UnsupportedFilterError
         A filter has no decoder.
     """
-    return filter_pipeline(storage.filters, storage.chunk_nbytes)
+    return filter_chain(storage.filters, storage.chunk_nbytes)
 
 
 class _Overlap(NamedTuple):

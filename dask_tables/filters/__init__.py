@@ -2,8 +2,8 @@
 
 One class per HDF5 filter (:class:`~dask_tables.filters.base.Filter`:
 ``encode``, ``decode``, ``decode_into``), registered by filter id in
-:data:`FILTERS`; one :class:`FilterPipeline` runs a dataset's filters both
-ways.  The modules:
+:data:`FILTERS`; one :class:`FilterChain` runs a dataset's filters both
+ways (HDF5's own run of them is its "filter pipeline").  The modules:
 
 - :mod:`~dask_tables.filters.base`: the protocol, its errors, the registry;
 - one module per family of filters: :mod:`~dask_tables.filters.shuffle`,
@@ -13,7 +13,8 @@ ways.  The modules:
   :mod:`~dask_tables.filters.lzf`, :mod:`~dask_tables.filters.lzo`,
   :mod:`~dask_tables.filters.szip` and :mod:`~dask_tables.filters.plugins`
   (hdf5plugin's LZ4, Zstandard and bitshuffle);
-- :mod:`~dask_tables.filters.pipeline`: a dataset's filters, both directions, cached per process;
+- :mod:`~dask_tables.filters.chain`: a dataset's filters, both directions, cached per process
+  (``pipeline``: its old name, deprecated);
 - :mod:`~dask_tables.filters.stored`: a dataset's filters as its file records them;
 - ``buffers.py``, :mod:`~dask_tables.filters.libblosc2`, ``libimagecodecs.py``:
   per-thread buffers and the C libraries the decoders call with the GIL
@@ -24,6 +25,7 @@ decode: their ``encode`` raises :class:`UnsupportedEncoderError`).
 """
 
 # Importing each family's module registers its filters: FILTERS is complete once this package is.
+from ..errors import renamed
 from . import blosc, bzip2, checksum, deflate, lzf, lzo, plugins, shuffle, szip  # noqa: F401
 from .base import (
     FILTERS,
@@ -33,23 +35,33 @@ from .base import (
     UnsupportedFilterError,
     filter_class,
 )
+from .chain import FilterChain, encoding_chain, filter_chain
 from .checksum import fletcher32
-from .pipeline import FilterPipeline, encoding_pipeline, filter_pipeline
 from .stored import StoredFilter, hdf5_can_apply, stored_filters, stored_node
 
 __all__ = [
     "FILTERS",
     "DecodeError",
     "Filter",
-    "FilterPipeline",
+    "FilterChain",
     "StoredFilter",
     "UnsupportedEncoderError",
     "UnsupportedFilterError",
-    "encoding_pipeline",
+    "encoding_chain",
+    "filter_chain",
     "filter_class",
-    "filter_pipeline",
     "fletcher32",
     "hdf5_can_apply",
     "stored_filters",
     "stored_node",
 ]
+
+_RENAMED = {
+    "FilterPipeline": ("dask_tables.filters.FilterChain", FilterChain),
+    "filter_pipeline": ("dask_tables.filters.filter_chain", filter_chain),
+    "encoding_pipeline": ("dask_tables.filters.encoding_chain", encoding_chain),
+}
+
+
+def __getattr__(name: str) -> object:
+    return renamed(__name__, _RENAMED, name)

@@ -12,7 +12,7 @@ __all__ = ["as_bytes", "scratch", "step_scratch"]
 
 # Per thread: the buffers decoders write into before the result (a b2nd chunk before
 # its blocks are put in C order, a bitshuffled chunk before it is unshuffled, the
-# output of each pipeline step but the last).  Grown, never shrunk; each thread
+# output of each filter chain step but the last).  Grown, never shrunk; each thread
 # touches only its own, so no lock.
 _SCRATCH = threading.local()
 
@@ -39,7 +39,7 @@ def scratch(nbytes: int) -> np.ndarray:
 
 
 def step_scratch(step: int, nbytes: int) -> np.ndarray:
-    """This thread's reusable buffer for the output of pipeline step ``step`` (not the last)."""
+    """This thread's reusable buffer for the output of filter chain step ``step`` (not the last)."""
     buffers = getattr(_SCRATCH, "steps", None)
     if buffers is None:
         buffers = _SCRATCH.steps = {}

@@ -28,7 +28,7 @@ import numpy as np
 import tables
 
 from ..errors import FileChangedError, NodeExistsError, NotHDF5FileError, RegionMismatchError, at_node
-from ..filters import UnsupportedEncoderError, encoding_pipeline, stored_node
+from ..filters import UnsupportedEncoderError, encoding_chain, stored_node
 from ..hdf5.calls import file_dtype
 from ..hdf5.fingerprint import modes_open_here, same_file
 from ..hdf5.storednode import StoredNode, hdf5_reads_as
@@ -430,7 +430,7 @@ def _encoding_reads_back(write: NodeWrite, trial: tables.Leaf) -> bool:
     if storage.memory is not None:
         return False  # the file lays records out otherwise: only HDF5 converts them
     try:
-        encoder = encoding_pipeline(storage.filters)
+        encoder = encoding_chain(storage.filters)
     except UnsupportedEncoderError:
         return False
     built = stored_node(trial)
