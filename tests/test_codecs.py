@@ -728,3 +728,34 @@ def test_the_old_pipeline_names_still_work_with_a_deprecation_warning():
         assert filters.filter_pipeline is chain.filter_chain
     with pytest.raises(AttributeError):
         filters.NoSuchName  # noqa: B018
+
+
+def test_a_filter_class_without_decode_into_is_refused_when_defined():
+    """decode defaults to decode_into, the one a filter must write: a class with neither never recurses."""
+    from dask_tables.filters.base import Filter
+
+    with pytest.raises(TypeError, match="must define decode_into"):
+
+        class OnlyEncodes(Filter):  # pragma: no cover - refused before any call
+            id, name = 65000, "only-encodes"
+
+            def encode(self, buf):
+                return buf
+
+    class Copies(Filter):
+        id, name = 65001, "copies"
+
+        def decode_into(self, buf, out):
+            out[...] = np.frombuffer(buf, dtype=np.uint8)
+
+    assert bytes(Copies().decode(b"abc", 3)) == b"abc"
+
+
+def test_per_thread_buffers_share_one_policy_and_a_cap():
+    from dask_tables.filters.buffers import SCRATCH_KEEP, scratch, step_scratch
+
+    small = scratch(100, "test")
+    assert np.shares_memory(small, scratch(50, "test"))
+    assert not np.shares_memory(small, step_scratch(0, 100))
+    big = scratch(SCRATCH_KEEP + 1, "test")
+    assert big.nbytes == SCRATCH_KEEP + 1 and not np.shares_memory(big, scratch(SCRATCH_KEEP + 1, "test"))
