@@ -93,3 +93,21 @@ def test_no_import_circles() -> None:
     for module in sorted(graph):
         visit(module, [])
     assert not circles, "\n".join(circles)
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.rst"
+
+
+def test_every_module_is_listed_in_its_row_of_the_architecture_page() -> None:
+    """docs/architecture.rst is the one inventory of the modules: each named in its folder's row."""
+    text = ARCHITECTURE.read_text()
+    rows = {folder: text.split(f"``{folder}/``", 1)[1].split("   * - ", 1)[0] for folder in LAYERS}
+    rows[""] = text.split("Around them, at the top", 1)[1].split("\n\n", 1)[0]
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.stem != "__init__" or path.parent == PACKAGE
+        if f"``{path.stem}``"
+        not in rows[path.relative_to(PACKAGE).parts[0] if path.parent != PACKAGE else ""]
+    ]
+    assert not missing, f"not in docs/architecture.rst: {missing}"

@@ -3,22 +3,9 @@
 One class per HDF5 filter (:class:`~dask_tables.filters.base.Filter`:
 ``encode``, ``decode``, ``decode_into``), registered by filter id in
 :data:`FILTERS`; one :class:`FilterChain` runs a dataset's filters both
-ways (HDF5's own run of them is its "filter pipeline").  The modules:
-
-- :mod:`~dask_tables.filters.base`: the protocol, its errors, the registry;
-- one module per family of filters: :mod:`~dask_tables.filters.shuffle`,
-  :mod:`~dask_tables.filters.checksum` (Fletcher-32),
-  :mod:`~dask_tables.filters.deflate` (zlib), :mod:`~dask_tables.filters.bzip2`,
-  :mod:`~dask_tables.filters.blosc` (Blosc and Blosc2),
-  :mod:`~dask_tables.filters.lzf`, :mod:`~dask_tables.filters.lzo`,
-  :mod:`~dask_tables.filters.szip` and :mod:`~dask_tables.filters.plugins`
-  (hdf5plugin's LZ4, Zstandard and bitshuffle);
-- :mod:`~dask_tables.filters.chain`: a dataset's filters, both directions, cached per process
-  (``pipeline``: its old name, deprecated);
-- :mod:`~dask_tables.filters.stored`: a dataset's filters as its file records them;
-- ``buffers.py``, :mod:`~dask_tables.filters.libblosc2`, ``libimagecodecs.py``:
-  per-thread buffers and the C libraries the decoders call with the GIL
-  released.
+ways (HDF5's own run of them is its "filter pipeline").  The modules are
+listed, with what each holds, in the one inventory of the package:
+``docs/architecture.rst``.
 
 Encoded here: shuffle, zlib, bzip2, Blosc2 and Fletcher-32 (the others only
 decode: their ``encode`` raises :class:`UnsupportedEncoderError`).
