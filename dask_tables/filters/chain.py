@@ -14,7 +14,7 @@ read through HDF5's own filter pipeline is the "pipeline path" (see
 Considerations
 --------------
 An encoding is only trusted after HDF5 itself read it back: the writer
-(``dask_tables.write.plan``) writes one encoded chunk into an in-memory
+(``dask_tables.write.trial``) writes one encoded chunk into an in-memory
 HDF5 file with the same filters and compares PyTables' read with the
 original.  Filters that only decode (Blosc 1, LZO and the plugins') are
 written through HDF5's own pipeline instead.

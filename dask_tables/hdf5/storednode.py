@@ -10,7 +10,7 @@ plain data: it pickles, and holds nothing open.
 :func:`hdf5_reads_as` is the one check that HDF5 agrees with dask_tables'
 filters: the reader compares its decoding of a node's first chunk with
 HDF5's read of it, the writer its encoding of a trial chunk once HDF5 has
-read it back (:mod:`dask_tables.write.plan`).
+read it back (:mod:`dask_tables.write.trial`).
 """
 
 from __future__ import annotations
