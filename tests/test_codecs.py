@@ -715,7 +715,7 @@ def test_damaged_chunks_raise_decode_error_and_never_crash(case_file, tmp_path):
 
 
 def test_the_old_pipeline_names_still_work_with_a_deprecation_warning():
-    """ "Pipeline" is HDF5's: our filter chain was FilterPipeline, and the old names stay as aliases."""
+    """Our filter chain was FilterPipeline ("pipeline" is HDF5's): the old names stay as warning aliases."""
     import dask_tables.filters as filters
     from dask_tables.filters import chain
 
