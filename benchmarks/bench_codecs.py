@@ -2,7 +2,7 @@
 
 For each codec it writes a float64 array in chunks of 1 MiB (PyTables; LZF
 through h5py), reads every chunk's stored bytes once (``read_chunk``), then
-times decoding them all with :class:`dask_tables.filters.FilterPipeline`
+times decoding them all with :class:`dask_tables.filters.FilterChain`
 (into a reused per-thread buffer, as the direct path does) on one thread
 and on two threads (a ``ThreadPoolExecutor``), best of ``--repeat``.  A
 decoder that holds the GIL shows a ratio near 1.0; one that releases it,
@@ -107,14 +107,14 @@ def stored_chunks(path: Path) -> tuple[list[tuple[bytes, int]], object]:
     return chunks, chunk_decoder(layout)
 
 
-def decode_all(pipeline, chunks, threads: int) -> float:
+def decode_all(chain, chunks, threads: int) -> float:
     scratch = threading.local()
 
     def one(item: tuple[bytes, int]) -> None:
         out = getattr(scratch, "out", None)
         if out is None:
-            out = scratch.out = np.empty(pipeline.chunk_nbytes, dtype=np.uint8)
-        pipeline.decode(item[0], item[1], out=out)
+            out = scratch.out = np.empty(chain.chunk_nbytes, dtype=np.uint8)
+        chain.decode(item[0], item[1], out=out)
 
     start = time.perf_counter()
     if threads == 1:
@@ -126,7 +126,7 @@ def decode_all(pipeline, chunks, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def gil_free_share(pipeline, chunks) -> float:
+def gil_free_share(chain, chunks) -> float:
     """How fast a pure-Python thread runs while one thread decodes, against while it sleeps.
 
     Near 1: the decoder lets the GIL go (the other thread runs as if alone);
@@ -151,7 +151,7 @@ def gil_free_share(pipeline, chunks) -> float:
     idle_rate = (count[0] - before) / (time.perf_counter() - start)
     start, before = time.perf_counter(), count[0]
     while time.perf_counter() - start < 0.5:  # as long as the idle window: fast decoders loop
-        decode_all(pipeline, chunks, 1)
+        decode_all(chain, chunks, 1)
     busy_rate = (count[0] - before) / (time.perf_counter() - start)
     running[0] = False
     probe.join()
@@ -172,11 +172,11 @@ def bench_codecs(folder: Path, names: list[str], n_chunks: int, repeat: int) -> 
         count = max(4, int(n_chunks * share))
         path = folder / f"codec-{name.replace(':', '-').replace(' ', '_')}.h5"
         write(path, options, count)
-        chunks, pipeline = stored_chunks(path)
-        nbytes = pipeline.chunk_nbytes * len(chunks)
-        one = best(lambda pipeline=pipeline, chunks=chunks: decode_all(pipeline, chunks, 1), repeat)
-        two = best(lambda pipeline=pipeline, chunks=chunks: decode_all(pipeline, chunks, 2), repeat)
-        free = gil_free_share(pipeline, chunks)
+        chunks, chain = stored_chunks(path)
+        nbytes = chain.chunk_nbytes * len(chunks)
+        one = best(lambda chain=chain, chunks=chunks: decode_all(chain, chunks, 1), repeat)
+        two = best(lambda chain=chain, chunks=chunks: decode_all(chain, chunks, 2), repeat)
+        free = gil_free_share(chain, chunks)
         print(
             f"{name:24} {len(chunks):6d} {nbytes / one / 1e9:14.2f} {nbytes / two / 1e9:15.2f} "
             f"{one / two:6.2f} {free:9.2f}",

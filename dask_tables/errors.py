@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 __all__ = [
@@ -367,3 +368,35 @@ def change_advice(advice: str) -> Iterator[None]:
         yield
     except FileChangedError as err:
         raise err.with_advice(advice) from None
+
+
+def renamed(module: str, renames: dict[str, tuple[str, object]], name: str) -> object:
+    """A module's ``__getattr__`` for its renamed names: the new object, with a :class:`DeprecationWarning`.
+
+    Parameters
+    ----------
+    module : str
+        The module's name (``__name__``).
+    renames : dict
+        Old name -> (new dotted name, the object it names now).
+    name : str
+        The name looked up.
+
+    Raises
+    ------
+    AttributeError
+        ``name`` was never one of ``module``'s names.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     renamed("m", {"old": ("m.new", 1)}, "old"), str(caught[0].message)
+    (1, 'm.old is deprecated: use m.new')
+    """
+    if name not in renames:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    new, value = renames[name]
+    warnings.warn(f"{module}.{name} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
+    return value

@@ -11,7 +11,7 @@ written by a PyTables built with LZO (``tests/data``).
   bytes (as bytes, bytearray, memoryview and numpy; with and without
   ``out=``), equals HDF5's read of it.
 - dask_tables encodes, HDF5 decodes: for every case whose filters all
-  encode, every chunk encoded by :meth:`FilterPipeline.encode` and written
+  encode, every chunk encoded by :meth:`FilterChain.encode` and written
   with ``write_chunk`` (PyTables) or ``write_direct_chunk`` (h5py) reads
   back through HDF5 equal to the values; a filter that only decodes raises
   :class:`UnsupportedEncoderError` naming it.
@@ -47,9 +47,9 @@ from dask_tables.filters import (
     FILTERS,
     DecodeError,
     Filter,
-    FilterPipeline,
+    FilterChain,
     UnsupportedEncoderError,
-    encoding_pipeline,
+    encoding_chain,
     fletcher32,
     libblosc2,
     stored_filters,
@@ -297,10 +297,10 @@ def stored_dtype(leaf) -> np.dtype:
     return dtype
 
 
-def leaf_pipeline(leaf) -> FilterPipeline:
+def leaf_chain(leaf) -> FilterChain:
     """The node's filters, as its file records them, for chunks of its size."""
     filters = tuple((s.name, s.params) for s in stored_filters(leaf))
-    return FilterPipeline(filters, int(np.prod(leaf.chunkshape)) * leaf.atom.dtype.itemsize)
+    return FilterChain(filters, int(np.prod(leaf.chunkshape)) * leaf.atom.dtype.itemsize)
 
 
 # ---------------------------------------------------------------- the round trip over every filter
@@ -317,7 +317,7 @@ def test_the_filters_that_encode_are_the_documented_ones():
         assert encodes is (filter_id in ENCODED), cls.name
 
 
-def decode_every_chunk(leaf, pipeline, expected, dtype):
+def decode_every_chunk(leaf, chain, expected, dtype):
     """Each chunk decoded from its stored bytes (as each buffer type, with and without out=)."""
     chunks = tuple(int(c) for c in leaf.chunkshape)
     checked = 0
@@ -325,18 +325,18 @@ def decode_every_chunk(leaf, pipeline, expected, dtype):
         info = leaf.chunk_info(origin)
         stored = leaf.read_chunk(origin)
         region, local = chunk_region(origin, leaf.shape, chunks)
-        for out in (None, np.empty(pipeline.chunk_nbytes, dtype=np.uint8)):
+        for out in (None, np.empty(chain.chunk_nbytes, dtype=np.uint8)):
             for buf in (
                 bytes(stored),
                 bytearray(stored),
                 memoryview(stored),
                 np.frombuffer(stored, np.uint8),
             ):
-                raw = pipeline.decode(buf, int(info.filter_mask), out=out)
+                raw = chain.decode(buf, int(info.filter_mask), out=out)
                 data = np.ascontiguousarray(raw).view(np.uint8) if isinstance(raw, np.ndarray) else raw
                 chunk = np.frombuffer(data, dtype=dtype).reshape(chunks)
                 assert_array_equal(chunk[local], expected[region], err_msg=f"chunk {origin}")
-                if out is not None and pipeline._steps_for(int(info.filter_mask)):
+                if out is not None and chain._steps_for(int(info.filter_mask)):
                     assert raw is out, "the last step writes into out"
         checked += 1
     return checked
@@ -352,28 +352,28 @@ def test_chunks_hdf5_wrote_decode_as_hdf5_reads_them(case_file, case_name):
         with tables.open_file(path) as f:
             leaf = f.get_node("/" + name)
             assert tuple(s.id for s in stored_filters(leaf)) == case.ids
-            assert decode_every_chunk(leaf, leaf_pipeline(leaf), expected, stored_dtype(leaf)) > 1
+            assert decode_every_chunk(leaf, leaf_chain(leaf), expected, stored_dtype(leaf)) > 1
 
 
 @pytest.mark.parametrize("case_name", list(CASES))
 def test_chunks_we_encode_read_back_through_hdf5(case_file, case_name, tmp_path):
     case = CASES[case_name]
     with tables.open_file(case_file(case_name)) as f:
-        filters = {name: leaf_pipeline(f.get_node("/" + name)).filters for name in case.arrays}
+        filters = {name: leaf_chain(f.get_node("/" + name)).filters for name in case.arrays}
     decode_only = [FILTERS[i].name for i in case.ids if i not in ENCODED]
     if decode_only:
-        for pipeline in filters.values():
+        for chain in filters.values():
             with pytest.raises(UnsupportedEncoderError, match=f"'{decode_only[0]}'"):
-                encoding_pipeline(pipeline)
+                encoding_chain(chain)
         return
     path = tmp_path / "encoded.h5"
     with open_for_writing(case, path) as f:
         for name in case.arrays:
             node = create_node(f, case, name)
-            pipeline = encoding_pipeline(filters[name])
+            chain = encoding_chain(filters[name])
             _, chunks, _ = ARRAYS[name]
             for origin in chunk_origins(node.shape, chunks):
-                encoded = pipeline.encode(padded_chunk(values_of(name), origin, chunks).tobytes())
+                encoded = chain.encode(padded_chunk(values_of(name), origin, chunks).tobytes())
                 if case.writer == "tables":
                     node.write_chunk(origin, encoded)
                 else:
@@ -419,11 +419,11 @@ def test_lzf_without_imagecodecs_falls_back_to_the_python_decoder(tmp_path, monk
     with tables.open_file(path) as f:
         assert f.root.x.chunk_info((0,)).filter_mask == 0, "the chunk is stored compressed"
         stored = f.root.x.read_chunk((0,))
-    pipeline = FilterPipeline([("lzf", (4, 261, 512))], 512)
+    chain = FilterChain([("lzf", (4, 261, 512))], 512)
     monkeypatch.setattr(lzf, "_lzf_library", lambda: None)
-    assert_array_equal(np.frombuffer(pipeline.decode(stored), "f8"), data[:64])
+    assert_array_equal(np.frombuffer(chain.decode(stored), "f8"), data[:64])
     with pytest.raises(DecodeError, match="LZF"):
-        pipeline.decode(stored[:-3])
+        chain.decode(stored[:-3])
 
 
 # ---------------------------------------------------------------- Blosc2 frames made by python-blosc2
@@ -444,16 +444,16 @@ def test_lzf_without_imagecodecs_falls_back_to_the_python_decoder(tmp_path, monk
 def test_b2nd_blocks_are_put_in_c_order(chunks, blocks, dtype):
     values = array_values(chunks, dtype)
     frame = blosc2.asarray(values, chunks=chunks, blocks=blocks).to_cframe()
-    pipeline = FilterPipeline([("blosc2", ())], values.nbytes)
-    got = pipeline.decode(frame)
+    chain = FilterChain([("blosc2", ())], values.nbytes)
+    got = chain.decode(frame)
     assert_array_equal(
         np.frombuffer(np.ascontiguousarray(got).tobytes(), values.dtype).reshape(chunks), values
     )
     out = np.full(values.nbytes, 0xEE, dtype=np.uint8)
-    assert pipeline.decode(frame, out=out) is out
+    assert chain.decode(frame, out=out) is out
     assert_array_equal(out.view(values.dtype).reshape(chunks), values)
     with pytest.raises(DecodeError):
-        FilterPipeline([("blosc2", ())], values.nbytes + values.itemsize).decode(frame)
+        FilterChain([("blosc2", ())], values.nbytes + values.itemsize).decode(frame)
 
 
 @pytest.mark.parametrize("chunksize", [4096, 1000, 80_000])
@@ -462,17 +462,17 @@ def test_a_plain_superchunk_of_several_chunks_decodes(chunksize):
     schunk = blosc2.SChunk(chunksize=chunksize, data=values, cparams={"typesize": 8})
     frame = schunk.to_cframe()
     assert schunk.nchunks == -(-values.nbytes // chunksize)
-    pipeline = FilterPipeline([("blosc2", ())], values.nbytes)
-    assert_array_equal(np.frombuffer(pipeline.decode(frame), "f8"), values)
+    chain = FilterChain([("blosc2", ())], values.nbytes)
+    assert_array_equal(np.frombuffer(chain.decode(frame), "f8"), values)
     out = np.empty(values.nbytes, dtype=np.uint8)
-    pipeline.decode(frame, out=out)
+    chain.decode(frame, out=out)
     assert_array_equal(out.view("f8"), values)
 
 
 def test_a_b2nd_frame_of_several_chunks_decodes_through_python_blosc2():
     values = array_values((50, 40), "f8")
     frame = blosc2.asarray(values, chunks=(25, 40), blocks=(5, 40)).to_cframe()
-    got = FilterPipeline([("blosc2", ())], values.nbytes).decode(frame)
+    got = FilterChain([("blosc2", ())], values.nbytes).decode(frame)
     assert_array_equal(np.frombuffer(np.ascontiguousarray(got).tobytes(), "f8").reshape(50, 40), values)
 
 
@@ -481,12 +481,12 @@ def test_a_b2nd_frame_of_several_chunks_decodes_through_python_blosc2():
 def test_blosc_chunks_decode(typesize, codec):
     data = np.random.default_rng(typesize).integers(0, 8, 50_003, dtype=np.uint8).tobytes()
     chunk = blosc2.compress2(data, typesize=typesize, codec=codec, filters=[blosc2.Filter.SHUFFLE])
-    pipeline = FilterPipeline([("blosc", ())], len(data))
-    assert bytes(pipeline.decode(chunk)) == data
+    chain = FilterChain([("blosc", ())], len(data))
+    assert bytes(chain.decode(chunk)) == data
     out = np.empty(len(data), dtype=np.uint8)
-    assert pipeline.decode(chunk, out=out) is out and out.tobytes() == data
+    assert chain.decode(chunk, out=out) is out and out.tobytes() == data
     with pytest.raises(DecodeError, match="Blosc"):
-        FilterPipeline([("blosc", ())], len(data) - 1).decode(chunk)
+        FilterChain([("blosc", ())], len(data) - 1).decode(chunk)
 
 
 # ---------------------------------------------------------------- shuffle and Fletcher-32
@@ -615,7 +615,7 @@ def test_without_the_binding_python_blosc2_decodes_the_same(case_file, monkeypat
             expected = hdf5_read(CASES[case_name], path, name)
             with tables.open_file(path) as f:
                 leaf = f.get_node("/" + name)
-                assert decode_every_chunk(leaf, leaf_pipeline(leaf), expected, stored_dtype(leaf)) > 1
+                assert decode_every_chunk(leaf, leaf_chain(leaf), expected, stored_dtype(leaf)) > 1
 
 
 # ---------------------------------------------------------------- damaged input: DecodeError, never a crash
@@ -623,7 +623,7 @@ def test_without_the_binding_python_blosc2_decodes_the_same(case_file, monkeypat
 FUZZ_CHILD = """
 import json, sys
 import numpy as np, tables
-from dask_tables.filters import DecodeError, FilterPipeline, stored_filters
+from dask_tables.filters import DecodeError, FilterChain, stored_filters
 
 rng = np.random.default_rng(0)
 counts = {}
@@ -631,7 +631,7 @@ for path, node in json.loads(sys.argv[1]):
     with tables.open_file(path) as f:
         leaf = f.get_node(node)
         filters = [(s.name, s.params) for s in stored_filters(leaf)]
-        pipeline = FilterPipeline(filters, int(np.prod(leaf.chunkshape)) * leaf.atom.dtype.itemsize)
+        chain = FilterChain(filters, int(np.prod(leaf.chunkshape)) * leaf.atom.dtype.itemsize)
         stored = bytes(leaf.read_chunk((0,) * leaf.ndim))
     cuts = {0, 1, 4, 11, 12, 15, 16, 31, 32, 64, len(stored) // 2, len(stored) - 1}
     variants = [stored[:n] for n in sorted(n for n in cuts if n < len(stored))]
@@ -647,14 +647,14 @@ for path, node in json.loads(sys.argv[1]):
     variants.append(rng.integers(0, 256, len(stored), dtype=np.uint8).tobytes())
     raised = wrong_size = 0
     for variant in variants:
-        for out in (None, np.empty(pipeline.chunk_nbytes, dtype=np.uint8)):
+        for out in (None, np.empty(chain.chunk_nbytes, dtype=np.uint8)):
             try:
-                raw = pipeline.decode(variant, 0, out=out)
+                raw = chain.decode(variant, 0, out=out)
             except DecodeError:
                 raised += 1
                 continue
             size = raw.nbytes if isinstance(raw, np.ndarray) else memoryview(raw).nbytes
-            wrong_size += size != pipeline.chunk_nbytes
+            wrong_size += size != chain.chunk_nbytes
     counts[path + ":" + node] = [raised, wrong_size, 2 * len(variants)]
 print(json.dumps(counts))
 """
@@ -712,3 +712,50 @@ def test_damaged_chunks_raise_decode_error_and_never_crash(case_file, tmp_path):
         path = key.rsplit(":", 1)[0]
         assert wrong_size == 0, f"{key}: a damaged chunk decoded to the wrong size"
         assert raised >= least[path], f"{key}: only {raised} of {tried} damaged chunks raised"
+
+
+def test_the_old_pipeline_names_still_work_with_a_deprecation_warning():
+    """Our filter chain was FilterPipeline ("pipeline" is HDF5's): the old names stay as warning aliases."""
+    import dask_tables.filters as filters
+    from dask_tables.filters import chain
+
+    with pytest.warns(DeprecationWarning, match=r"dask_tables\.filters\.FilterChain"):
+        assert filters.FilterPipeline is chain.FilterChain
+    with pytest.warns(DeprecationWarning, match=r"filters\.chain\.encoding_chain"):
+        from dask_tables.filters.pipeline import encoding_pipeline
+    assert encoding_pipeline is chain.encoding_chain
+    with pytest.warns(DeprecationWarning):
+        assert filters.filter_pipeline is chain.filter_chain
+    with pytest.raises(AttributeError):
+        filters.NoSuchName  # noqa: B018
+
+
+def test_a_filter_class_without_decode_into_is_refused_when_defined():
+    """decode defaults to decode_into, the one a filter must write: a class with neither never recurses."""
+    from dask_tables.filters.base import Filter
+
+    with pytest.raises(TypeError, match="must define decode_into"):
+
+        class OnlyEncodes(Filter):  # pragma: no cover - refused before any call
+            id, name = 65000, "only-encodes"
+
+            def encode(self, buf):
+                return buf
+
+    class Copies(Filter):
+        id, name = 65001, "copies"
+
+        def decode_into(self, buf, out):
+            out[...] = np.frombuffer(buf, dtype=np.uint8)
+
+    assert bytes(Copies().decode(b"abc", 3)) == b"abc"
+
+
+def test_per_thread_buffers_share_one_policy_and_a_cap():
+    from dask_tables.filters.buffers import SCRATCH_KEEP, scratch, step_scratch
+
+    small = scratch(100, "test")
+    assert np.shares_memory(small, scratch(50, "test"))
+    assert not np.shares_memory(small, step_scratch(0, 100))
+    big = scratch(SCRATCH_KEEP + 1, "test")
+    assert big.nbytes == SCRATCH_KEEP + 1 and not np.shares_memory(big, scratch(SCRATCH_KEEP + 1, "test"))

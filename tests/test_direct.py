@@ -16,7 +16,7 @@ from numpy.lib.recfunctions import repack_fields
 
 import dask_tables
 from dask_tables import CorruptChunkError, TablesSource, from_tables
-from dask_tables.filters import FilterPipeline, fletcher32
+from dask_tables.filters import FilterChain, fletcher32
 
 FILTERS = {
     "none": None,
@@ -255,7 +255,7 @@ def test_fletcher32_matches_what_hdf5_stored(matrix_file):
         raw = leaf.read_chunk((0, 0))
     assert fletcher32(raw[:-4]) == int.from_bytes(raw[-4:], "little")
     with pytest.raises(ValueError, match="Fletcher-32"):
-        FilterPipeline([("fletcher32", ())], len(raw) - 4).decode(raw[:-5] + b"\x00" + raw[-4:])
+        FilterChain([("fletcher32", ())], len(raw) - 4).decode(raw[:-5] + b"\x00" + raw[-4:])
 
 
 def test_fletcher32_edge_cases_follow_hdf5s_algorithm():
@@ -269,7 +269,7 @@ def test_an_unknown_filter_is_unsupported():
     from dask_tables.filters import UnsupportedFilterError
 
     with pytest.raises(UnsupportedFilterError, match="nbit"):
-        FilterPipeline([("nbit", ())], 100)
+        FilterChain([("nbit", ())], 100)
 
 
 # ---------------------------------------------------------------- corruption

@@ -53,3 +53,61 @@ def test_shared_modules_import_no_layer() -> None:
     for name in SHARED:
         modules = imported_modules(PACKAGE / f"{name}.py")
         assert not {m.split(".")[0] for m in modules} & set(LAYERS), (name, modules)
+
+
+def module_name(path: Path) -> str:
+    """``hdf5/calls.py`` -> ``"hdf5.calls"``; a package's ``__init__.py`` -> the package (``""`` at the top)."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of the package -> the modules of the package it imports (anywhere in it).
+
+    An import of a module's own package (``from . import x`` also names the
+    package) is left out: Python imports a package before its modules, so it
+    is no circle.
+    """
+    graph = {module_name(p): set() for p in PACKAGE.rglob("*.py")}
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        ancestors = {".".join(name.split(".")[:i]) for i in range(name.count(".") + 1)}
+        graph[name] = {m for m in imported_modules(path) if m in graph and m not in ancestors and m != name}
+    return graph
+
+
+def test_no_import_circles() -> None:
+    """Inside a layer and among the top-level modules alike, no module imports itself through others."""
+    graph, done, circles = import_graph(), set(), []
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            circles.append(" -> ".join([*trail[trail.index(module) :], module]))
+            return
+        if module in done:
+            return
+        for target in sorted(graph[module]):
+            visit(target, [*trail, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert not circles, "\n".join(circles)
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.rst"
+
+
+def test_every_module_is_listed_in_its_row_of_the_architecture_page() -> None:
+    """docs/architecture.rst is the one inventory of the modules: each named in its folder's row."""
+    text = ARCHITECTURE.read_text()
+    rows = {folder: text.split(f"``{folder}/``", 1)[1].split("   * - ", 1)[0] for folder in LAYERS}
+    rows[""] = text.split("Around them, at the top", 1)[1].split("\n\n", 1)[0]
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.stem != "__init__" or path.parent == PACKAGE
+        if f"``{path.stem}``"
+        not in rows[path.relative_to(PACKAGE).parts[0] if path.parent != PACKAGE else ""]
+    ]
+    assert not missing, f"not in docs/architecture.rst: {missing}"

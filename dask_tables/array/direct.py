@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -26,7 +25,8 @@ import numpy as np
 
 from .. import diagnostics
 from ..errors import CorruptChunkError, FileChangedError
-from ..filters import DecodeError, FilterPipeline, filter_pipeline
+from ..filters import DecodeError, FilterChain, filter_chain
+from ..filters.buffers import scratch
 from ..hdf5.chunkindex import ChunkIndex, chunk_index
 from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
@@ -35,15 +35,15 @@ from ..hdf5.storednode import StoredNode
 __all__ = ["chunk_decoder", "chunk_ranges", "read_chunks", "read_direct"]
 
 
-def chunk_decoder(storage: StoredNode) -> FilterPipeline:
-    """The pipeline that decodes ``storage``'s chunks (:func:`dask_tables.filters.pipeline.filter_pipeline`, cached).
+def chunk_decoder(storage: StoredNode) -> FilterChain:
+    """The filter chain that decodes ``storage``'s chunks (:func:`dask_tables.filters.chain.filter_chain`, cached).
 
     Raises
     ------
     UnsupportedFilterError
         A filter has no decoder.
     """
-    return filter_pipeline(storage.filters, storage.chunk_nbytes)
+    return filter_chain(storage.filters, storage.chunk_nbytes)
 
 
 class _Overlap(NamedTuple):
@@ -125,31 +125,6 @@ def _whole_rows(storage: StoredNode, slab: Sequence[slice], out: np.ndarray) -> 
     chunk = storage.chunkshape[0]
     k0, k1 = -(-rows.start // chunk), rows.stop // chunk
     return (k0, k1) if k1 - k0 >= 2 else None
-
-
-def _scratch(name: str, nbytes: int) -> np.ndarray:
-    """A reused byte buffer of this thread, at least ``nbytes`` long (``name``: which one).
-
-    Each thread keeps one buffer per name, grown to the largest chunk it has
-    read; a chunk larger than ``_SCRATCH_KEEP`` gets a buffer of its own,
-    not kept.  No per-chunk allocation in the steady state, and at most two
-    buffers a thread (stored bytes, decoded chunk).
-    """
-    if nbytes > _SCRATCH_KEEP:
-        return np.empty(nbytes, dtype=np.uint8)
-    buffer = getattr(_buffers, name, None)
-    if buffer is None or buffer.size < nbytes:
-        buffer = np.empty(-(-nbytes // _SCRATCH_GRAIN) * _SCRATCH_GRAIN, dtype=np.uint8)
-        setattr(_buffers, name, buffer)
-    return buffer[:nbytes]
-
-
-# Per thread: "raw" (stored bytes of a chunk, as read) and "decoded" (a chunk
-# decoded for a partial copy).  Each is used by its own thread only, within
-# one chunk's read, decode and copy; never returned to a caller.
-_buffers = threading.local()
-_SCRATCH_KEEP = 64 * 2**20  # larger chunks get a buffer of their own
-_SCRATCH_GRAIN = 64 * 2**10
 
 
 def _open_checked(path: str, node: str, fingerprint: Fingerprint) -> tuple[int, int]:
@@ -266,7 +241,7 @@ class _Reader:
         if mask & self.unfiltered == self.unfiltered and size == flat.size:
             self._pread(flat, offset, size, start)  # straight from the file into the result
             return
-        raw = _scratch("raw", size)
+        raw = scratch(size, "raw")
         self._pread(raw, offset, size, start)
         data = self._decode(raw, mask, flat, start)  # the last decoder writes into the result...
         if not (isinstance(data, np.ndarray) and np.shares_memory(data, flat)):
@@ -278,9 +253,9 @@ class _Reader:
         """Part of a chunk (or a chunk in another dtype): decoded into this thread's buffer, copied once."""
         self.chunks += 1
         self.bytes_read += size
-        raw = _scratch("raw", size)
+        raw = scratch(size, "raw")
         self._pread(raw, offset, size, overlap.start)
-        data = self._decode(raw, mask, _scratch("decoded", self.storage.chunk_nbytes), overlap.start)
+        data = self._decode(raw, mask, scratch(self.storage.chunk_nbytes, "decoded"), overlap.start)
         target[...] = take_field(self._as_chunk(data)[overlap.local], field)
 
     def _decode(self, raw: np.ndarray, mask: int, out: np.ndarray, start: tuple[int, ...]) -> Any:

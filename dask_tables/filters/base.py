@@ -10,6 +10,7 @@ filter touches one place: its class, in the module of its family.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar
@@ -42,13 +43,15 @@ class UnsupportedEncoderError(LookupError):
     """A filter (or filter parameters) that dask_tables cannot encode itself."""
 
 
-class Filter:
+class Filter(abc.ABC):
     """One HDF5 filter, both directions: ``encode``, ``decode`` and ``decode_into``.
 
     A subclass sets :attr:`~dask_tables.filters.base.Filter.id` and
     :attr:`~dask_tables.filters.base.Filter.name`, builds itself from the
-    filter's client data (:meth:`from_params`), and overrides ``decode`` or
-    ``decode_into`` (each defaults to the other: one must be written) and,
+    filter's client data (:meth:`from_params`), and writes ``decode_into``
+    (abstract: a subclass without it is refused when defined, with a
+    :class:`TypeError`); ``decode`` defaults to it, and is overridden where
+    a filter decodes without knowing the size or faster on its own; and,
     where dask_tables writes the filter, ``encode``.  A filter that only
     decodes keeps the default ``encode``, which raises
     :class:`UnsupportedEncoderError` naming it.
@@ -64,6 +67,11 @@ class Filter:
     ...
     dask_tables.filters.base.UnsupportedEncoderError: no encoder for HDF5 filter 'szip'
     """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls.decode_into, "__isabstractmethod__", False):
+            raise TypeError(f"filter class {cls.__name__} must define decode_into")
 
     #: HDF5's filter id (the registry's key).
     id: ClassVar[int]
@@ -108,9 +116,12 @@ class Filter:
         self.decode_into(buf, out)
         return out.data
 
+    @abc.abstractmethod
     def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
         """Undo the filter into ``out`` (contiguous bytes, exactly the decoded size)."""
-        data = self.decode(buf, out.nbytes)
+
+    def _copy_decoded(self, data: Buffer | np.ndarray, out: np.ndarray) -> None:
+        """Copy ``data``, what :meth:`decode` gave, into ``out``: ``decode_into`` for a filter that writes ``decode``."""
         flat = np.ascontiguousarray(data).view(np.uint8).reshape(-1) if isinstance(data, np.ndarray) else data
         raw = np.frombuffer(flat, dtype=np.uint8)
         if raw.size != out.nbytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import bz2
 from dataclasses import dataclass
 
+import numpy as np
+
 from .base import Buffer, DecodeError, Filter, register
 
 __all__ = ["Bzip2"]
@@ -43,3 +45,6 @@ class Bzip2(Filter):
         if not decompressor.eof or (decoded_size is not None and len(data) != decoded_size):
             raise DecodeError(f"bzip2: stream does not hold the {decoded_size} bytes of the chunk")
         return data
+
+    def decode_into(self, buf: Buffer, out: np.ndarray) -> None:
+        self._copy_decoded(self.decode(buf, out.nbytes), out)

@@ -1,7 +1,7 @@
 """A dataset's filter pipeline as the file records it: ids, names, parameters (HDF5 calls).
 
 These read the file's own record (``H5Pget_filter2`` through
-:mod:`dask_tables.hdf5.calls`), so a filter is known by its HDF5 id even
+:mod:`dask_tables.hdf5.libhdf5`), so a filter is known by its HDF5 id even
 where PyTables has no name for it.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..hdf5 import calls
+from ..hdf5.libhdf5 import library
 from ..hdf5.storednode import StoredNode
 from .base import FILTERS
 
@@ -85,7 +85,7 @@ def stored_filters(leaf: Any) -> tuple[StoredFilter, ...]:
     """
     import tables
 
-    lib = calls.library()
+    lib = library()
     if lib is None:  # pragma: no cover - PyTables' wheels export these
         found = tables.utilsextension.get_filters(leaf._v_parent._v_objectid, leaf._v_name) or {}
         return tuple(StoredFilter(-1, str(n), tuple(int(p) for p in ps)) for n, ps in found.items())
@@ -119,7 +119,7 @@ def hdf5_can_apply(filter_id: int) -> bool:
     >>> hdf5_can_apply(1), hdf5_can_apply(32008)  # deflate; bitshuffle is not built in
     (True, False)
     """
-    lib = calls.library()
+    lib = library()
     return lib is not None and filter_id >= 0 and lib.H5Zfilter_avail(filter_id) > 0
 
 

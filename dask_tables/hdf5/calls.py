@@ -8,138 +8,26 @@ writer called it) and, for records, the layout the chunks really store
 directly.  Call them with the file open and the process lock held, like any
 HDF5 call.
 
-The ids passed in are PyTables' HDF5 handles (``leaf._v_objectid``): they
-mean nothing to another HDF5 loaded in the process (h5py's), so PyTables'
-wheel's library is preferred when several are loaded.
+The ids passed in are PyTables' HDF5 handles (``leaf._v_objectid``), called
+in the library that owns them (:func:`dask_tables.hdf5.libhdf5.library`).
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
 from typing import Any
 
 import numpy as np
 
+from .libhdf5 import library
+
 __all__ = ["copy_object", "file_dtype", "library", "other_record_layout", "read_rows", "same_layout"]
-
-_HID = ctypes.c_int64
-_SIZE = ctypes.c_size_t
-_UINT = ctypes.c_uint
-_INT = ctypes.c_int
-
-# name -> (argument types, result type) of every function bound
-_SIGNATURES: dict[str, tuple[list[Any], Any]] = {
-    "H5Dget_create_plist": ([_HID], _HID),
-    "H5Dget_type": ([_HID], _HID),
-    "H5Pget_nfilters": ([_HID], _INT),
-    "H5Pget_filter2": (
-        [
-            _HID,
-            _UINT,
-            ctypes.POINTER(_UINT),
-            ctypes.POINTER(_SIZE),
-            ctypes.POINTER(_UINT),
-            _SIZE,
-            ctypes.c_char_p,
-            ctypes.POINTER(_UINT),
-        ],
-        _INT,
-    ),
-    "H5Pclose": ([_HID], _INT),
-    "H5Zfilter_avail": ([_INT], _INT),
-    "H5Tget_class": ([_HID], _INT),
-    "H5Tget_size": ([_HID], _SIZE),
-    "H5Tget_order": ([_HID], _INT),
-    "H5Tget_sign": ([_HID], _INT),
-    "H5Tget_precision": ([_HID], _SIZE),
-    "H5Tget_offset": ([_HID], _INT),
-    "H5Tget_nmembers": ([_HID], _INT),
-    "H5Tget_member_name": ([_HID, _UINT], ctypes.c_void_p),
-    "H5Tget_member_offset": ([_HID, _UINT], _SIZE),
-    "H5Tget_member_index": ([_HID, ctypes.c_char_p], _INT),
-    "H5Tget_member_type": ([_HID, _UINT], _HID),
-    "H5Tget_super": ([_HID], _HID),
-    "H5Tget_array_ndims": ([_HID], _INT),
-    "H5Tget_array_dims2": ([_HID, ctypes.POINTER(ctypes.c_uint64)], _INT),
-    "H5Tis_variable_str": ([_HID], _INT),
-    "H5Tget_strpad": ([_HID], _INT),
-    "H5Tclose": ([_HID], _INT),
-    "H5free_memory": ([ctypes.c_void_p], _INT),
-    "H5Dget_space": ([_HID], _HID),
-    "H5Screate_simple": ([_INT, ctypes.POINTER(ctypes.c_uint64), ctypes.c_void_p], _HID),
-    "H5Sselect_hyperslab": (
-        [
-            _HID,
-            _INT,
-            ctypes.POINTER(ctypes.c_uint64),
-            ctypes.POINTER(ctypes.c_uint64),
-            ctypes.POINTER(ctypes.c_uint64),
-            ctypes.c_void_p,
-        ],
-        _INT,
-    ),
-    "H5Sclose": ([_HID], _INT),
-    "H5Dread": ([_HID, _HID, _HID, _HID, _HID, ctypes.c_void_p], _INT),
-    "H5Ocopy": ([_HID, ctypes.c_char_p, _HID, ctypes.c_char_p, _HID, _HID], _INT),
-    # attributes and datasets PyTables misreads or cannot load (dask_tables.hdf5.foreign)
-    "H5Dopen2": ([_HID, ctypes.c_char_p, _HID], _HID),
-    "H5Dclose": ([_HID], _INT),
-    "H5Aget_num_attrs": ([_HID], _INT),
-    "H5Aget_name_by_idx": (
-        [_HID, ctypes.c_char_p, _INT, _INT, ctypes.c_uint64, ctypes.c_char_p, _SIZE, _HID],
-        ctypes.c_ssize_t,
-    ),
-    "H5Aexists": ([_HID, ctypes.c_char_p], _INT),
-    "H5Aopen": ([_HID, ctypes.c_char_p, _HID], _HID),
-    "H5Aget_type": ([_HID], _HID),
-    "H5Aget_space": ([_HID], _HID),
-    "H5Aread": ([_HID, _HID, ctypes.c_void_p], _INT),
-    "H5Aclose": ([_HID], _INT),
-    "H5Sget_simple_extent_type": ([_HID], _INT),
-    "H5Sget_simple_extent_ndims": ([_HID], _INT),
-    "H5Sget_simple_extent_dims": ([_HID, ctypes.POINTER(ctypes.c_uint64), ctypes.c_void_p], _INT),
-    "H5Tget_cset": ([_HID], _INT),
-    "H5Treclaim": ([_HID, _HID, _HID, ctypes.c_void_p], _INT),
-}
 
 # HDF5's H5T_class_t, H5T_order_t, H5T_sign_t, H5T_str_t values used here
 _INTEGER, _FLOAT, _STRING, _COMPOUND, _ENUM, _ARRAY = 0, 1, 3, 6, 8, 10
 _LITTLE, _BIG = 0, 1
 _SIGNED = 1
 _NULLTERM, _NULLPAD = 0, 1
-
-
-class _Library:
-    """PyTables' HDF5, its functions bound with their C signatures."""
-
-    def __init__(self, lib: ctypes.CDLL) -> None:
-        for name, (argtypes, restype) in _SIGNATURES.items():
-            function = getattr(lib, name)
-            function.argtypes, function.restype = argtypes, restype
-            setattr(self, name, function)
-
-
-@functools.cache
-def library() -> Any:
-    """PyTables' HDF5 through ctypes (bound once; ``None`` where it does not load).
-
-    ``functools.cache`` holds the one binding per process; binding twice
-    (two threads at once) is harmless, both are the same library.
-
-    Examples
-    --------
-    >>> library() is not None
-    True
-    """
-    from .chunkindex import _hdf5_library_paths
-
-    for path in _hdf5_library_paths():  # PyTables' own HDF5 before any other one loaded (h5py's)
-        try:
-            return _Library(ctypes.CDLL(path))
-        except (OSError, AttributeError):
-            continue
-    return None  # pragma: no cover - PyTables' wheels export these
 
 
 def file_dtype(leaf: Any) -> np.dtype | None:
@@ -249,7 +137,7 @@ def same_layout(lib: Any, type_id: int, dtype: np.dtype) -> bool:
     Parameters
     ----------
     lib : object
-        :func:`library`.
+        :func:`~dask_tables.hdf5.libhdf5.library`.
     type_id : int
         An open HDF5 datatype (the caller closes it).
     dtype : numpy.dtype

@@ -4,8 +4,8 @@ HDF5 finds one chunk by its coordinates (``H5Dget_chunk_info_by_coord``,
 behind PyTables' ``Leaf.chunk_info``) by walking the dataset's chunk index,
 so one lookup per chunk is quadratic in the number of chunks (the last of
 100,000 chunks of a 1-D EArray takes 3.3 ms).  HDF5 1.14's ``H5Dchunk_iter``
-lists the whole index in one pass; this module calls it through ctypes on
-the library PyTables itself loaded, under the process lock, and keeps the
+lists the whole index in one pass; this module calls it (from C) in
+PyTables' own HDF5 (:mod:`.libhdf5`), under the process lock, and keeps the
 result as a few numpy arrays (24 bytes a chunk, 28 in a sparse index) in a bounded cache keyed by
 process, path, node and file fingerprint.  Where ``H5Dchunk_iter`` is
 missing (HDF5 < 1.14), or the compiled module is (installed without a C
@@ -35,7 +35,6 @@ Examples
 from __future__ import annotations
 
 import collections
-import ctypes
 import itertools
 import math
 import os
@@ -56,7 +55,7 @@ from ..errors import SlowChunkIndexWarning, at_node
 from ..registry import get_lock, synchronized_file
 from .calls import other_record_layout, read_rows
 from .fingerprint import Fingerprint, check_unchanged, same_file
-from .storedtypes import _loaded_libhdf5
+from .libhdf5 import library
 
 __all__ = [
     "ChunkIndex",
@@ -170,61 +169,6 @@ def _grid(shape: Sequence[int], chunkshape: Sequence[int]) -> tuple[int, ...]:
 # Reading the index from HDF5
 
 
-def _hdf5_library_paths() -> list[str]:
-    """Paths of the HDF5 shared libraries loaded in this process, PyTables' wheel's own first."""
-    import tables.hdf5extension  # makes sure PyTables' HDF5 is loaded
-
-    found = _loaded_libhdf5()
-    libs = os.path.join(os.path.dirname(os.path.dirname(tables.__file__)), "tables.libs")
-    if os.path.isdir(libs):
-        found += [
-            os.path.join(libs, name) for name in sorted(os.listdir(libs)) if name.startswith("libhdf5-")
-        ]
-    return sorted(dict.fromkeys(found), key=lambda p: "tables.libs" not in p)
-
-
-def _find_chunk_iters() -> list[tuple[int, Any]]:
-    """``(address of H5Dchunk_iter, library)`` of each HDF5 loaded here that has it, PyTables' first.
-
-    ``H5Dchunk_iter`` is called by :mod:`dask_tables.hdf5._chunkiter` (C), whose
-    callback needs neither the GIL nor Python: a Python (ctypes) callback
-    would run while HDF5 holds its global mutex, and deadlock with any
-    thread that holds the GIL while it waits for that mutex (as plain
-    PyTables calls do).  Without the compiled module (empty list) the index
-    is read chunk by chunk.  Another HDF5 may be loaded too (h5py's), whose
-    identifiers mean other objects: :func:`_library_of` picks the one that
-    holds the leaf.
-    """
-    try:
-        from . import _chunkiter  # noqa: F401 - only its presence is checked here
-    except ImportError:
-        return []
-    found = []
-    for path in _hdf5_library_paths():
-        try:
-            lib = ctypes.CDLL(path)
-            function = lib.H5Dchunk_iter
-            for name in ("H5Iget_name", "H5Fget_name"):
-                getattr(lib, name).argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_size_t]
-                getattr(lib, name).restype = ctypes.c_ssize_t
-        except (OSError, AttributeError):
-            continue
-        found.append((ctypes.cast(function, ctypes.c_void_p).value, lib))
-    return found
-
-
-_chunk_iter_lock = threading.Lock()
-# Guarded by _chunk_iter_lock: [] until looked up, then [list of (address, library)].
-_chunk_iter: list[list[tuple[int, Any]]] = []
-
-
-def _chunk_iters() -> list[tuple[int, Any]]:
-    with _chunk_iter_lock:
-        if not _chunk_iter:
-            _chunk_iter.append(_find_chunk_iters())
-        return _chunk_iter[0]
-
-
 def _compiled_module_present() -> bool:
     try:
         from . import _chunkiter  # noqa: F401 - only its presence is checked here
@@ -259,7 +203,7 @@ def slow_index_reason() -> str | None:
             "the compiled module dask_tables.hdf5._chunkiter is missing (dask-tables was installed "
             f"without a C compiler): {SLOW_INDEX_COST}; {SLOW_INDEX_CURE}"
         )
-    if not _chunk_iters():
+    if _chunk_iter_address() is None:
         return f"PyTables' HDF5 has no H5Dchunk_iter (HDF5 < 1.14): {SLOW_INDEX_COST}"
     return None
 
@@ -285,30 +229,37 @@ def _warn_slow_index() -> None:
 
 
 def _chunk_iter_address() -> int | None:
-    """The address of PyTables' ``H5Dchunk_iter`` (the first candidate), or ``None``."""
-    candidates = _chunk_iters()
-    return candidates[0][0] if candidates else None
+    """The address of ``H5Dchunk_iter`` in PyTables' HDF5, or ``None``.
 
-
-def _name_in(lib: Any, function: str, hid: int) -> str | None:
-    buffer = ctypes.create_string_buffer(4096)
-    size = getattr(lib, function)(hid, buffer, len(buffer))
-    return buffer.value.decode("utf-8", "replace") if 0 < size < len(buffer) else None
+    ``None`` without the compiled module or in an HDF5 older than 1.14: the
+    index is then read chunk by chunk.  ``H5Dchunk_iter`` is called by
+    :mod:`dask_tables.hdf5._chunkiter` (C), whose callback needs neither the
+    GIL nor Python: a Python (ctypes) callback would run while HDF5 holds
+    its global mutex, and deadlock with any thread that holds the GIL while
+    it waits for that mutex (as plain PyTables calls do).
+    """
+    lib = library()
+    if lib is None or not _compiled_module_present():
+        return None
+    return lib.address("H5Dchunk_iter")
 
 
 def _library_of(leaf: tables.Leaf) -> int | None:
-    """The ``H5Dchunk_iter`` of the HDF5 in which ``leaf``'s identifier is this very dataset.
+    """The ``H5Dchunk_iter`` of PyTables' HDF5, where its identifier ``leaf._v_objectid`` is this very dataset.
 
     Identifiers are numbered by each library on its own: one of h5py's HDF5
-    may mean another dataset, of another file.  The library whose
-    identifier names the leaf's path in the leaf's file is the one.
+    may mean another dataset, of another file.  A guard on
+    :func:`~dask_tables.hdf5.libhdf5.library`'s rule: the identifier must
+    name the leaf's path in the leaf's file.
     """
-    hid = int(leaf._v_objectid)
-    for address, lib in _chunk_iters():
-        file_name = _name_in(lib, "H5Fget_name", hid)
-        named = _name_in(lib, "H5Iget_name", hid) == leaf._v_pathname
-        if named and file_name is not None and same_file(file_name, leaf._v_file.filename):
-            return address
+    address = _chunk_iter_address()
+    if address is None:
+        return None
+    lib, hid = library(), int(leaf._v_objectid)
+    file_name = lib.name_of(hid, of_file=True)
+    named = lib.name_of(hid) == leaf._v_pathname
+    if named and file_name is not None and same_file(file_name, leaf._v_file.filename):
+        return address
     return None
 
 
@@ -493,9 +444,8 @@ _cache = _Cache()
 def _after_fork() -> None:
     # A forked child builds its own indexes (keys carry the pid too), and its
     # lock must not be one a parent thread held at fork time.
-    global _cache, _chunk_iter_lock, _warned_lock
+    global _cache, _warned_lock
     _cache = _Cache()
-    _chunk_iter_lock = threading.Lock()  # _chunk_iter itself stays valid: same library
     _warned_lock = threading.Lock()  # _warned stays: the child is the same installation
 
 

@@ -5,9 +5,9 @@ attribute: per axis, a variable-length list of object references to scale
 datasets (what ``h5py``'s ``dims[i].attach_scale`` and netCDF-4 write).
 PyTables cannot read reference types (it warns and returns ``None`` for
 that attribute, and loads the scale datasets themselves as
-``UnImplemented`` nodes), so this module reads the attribute through
-:mod:`ctypes` on the HDF5 library PyTables loaded (the one whose
-identifiers ``leaf._v_objectid`` are), dereferences each reference and
+``UnImplemented`` nodes), so this module reads the attribute on the HDF5
+library whose identifiers ``leaf._v_objectid`` are
+(:func:`dask_tables.hdf5.libhdf5.library`), dereferences each reference and
 takes the scale's path.  The dimension's name is the last component of
 that path, as netCDF-4 and h5netcdf name them.
 
@@ -18,40 +18,20 @@ Where PyTables' HDF5 library cannot be reached, :func:`scale_dims` answers
 from __future__ import annotations
 
 import ctypes
-import functools
 from typing import Any
 
 import tables
 
-from .storedtypes import _library
+from .libhdf5 import library
 
 __all__ = ["NOT_A_VARIABLE", "dataset_dims", "scale_dims"]
 
 # How netCDF-4 marks a dimension without a coordinate variable: the scale's NAME starts so.
 NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable"
 
-_hid = ctypes.c_int64
 _H5P_DEFAULT = 0
 _H5R_OBJECT = 0  # H5R_OBJECT1 in HDF5 >= 1.12: the 8-byte object reference h5py and netCDF write
 
-_SIGNATURES = {
-    "H5Aexists": (ctypes.c_int, [_hid, ctypes.c_char_p]),
-    "H5Aopen": (_hid, [_hid, ctypes.c_char_p, _hid]),
-    "H5Aget_space": (_hid, [_hid]),
-    "H5Aget_type": (_hid, [_hid]),
-    "H5Aread": (ctypes.c_int, [_hid, _hid, ctypes.c_void_p]),
-    "H5Aclose": (ctypes.c_int, [_hid]),
-    "H5Sget_simple_extent_npoints": (ctypes.c_int64, [_hid]),
-    "H5Sclose": (ctypes.c_int, [_hid]),
-    "H5Tget_class": (ctypes.c_int, [_hid]),
-    "H5Tget_super": (_hid, [_hid]),
-    "H5Tvlen_create": (_hid, [_hid]),
-    "H5Tclose": (ctypes.c_int, [_hid]),
-    "H5Dvlen_reclaim": (ctypes.c_int, [_hid, _hid, _hid, ctypes.c_void_p]),
-    "H5Rdereference2": (_hid, [_hid, _hid, ctypes.c_int, ctypes.c_void_p]),
-    "H5Iget_name": (ctypes.c_ssize_t, [_hid, ctypes.c_char_p, ctypes.c_size_t]),
-    "H5Oclose": (ctypes.c_int, [_hid]),
-}
 _VLEN, _REFERENCE = 9, 7  # H5T_class_t
 
 
@@ -59,26 +39,6 @@ class _Hvl(ctypes.Structure):
     """HDF5's ``hvl_t``: one variable-length element."""
 
     _fields_ = [("len", ctypes.c_size_t), ("p", ctypes.c_void_p)]
-
-
-# Cached per process: the functions of PyTables' HDF5 library, or None.  Written
-# once by the first call and only read afterwards; two threads racing on that
-# first call both build the same handle (dlopen counts references), so no lock.
-@functools.cache
-def _functions() -> Any:
-    """The functions above, on PyTables' HDF5 library (a handle of our own), or ``None``."""
-    shared = _library()
-    if shared is None:
-        return None
-    try:
-        library = ctypes.CDLL(shared._name)
-        for name, (restype, argtypes) in _SIGNATURES.items():
-            function = getattr(library, name)
-            function.restype, function.argtypes = restype, argtypes
-        library.ref_obj = _hid.in_dll(library, "H5T_STD_REF_OBJ_g").value
-    except (OSError, AttributeError, ValueError):
-        return None
-    return library
 
 
 def _scale_path(lib: Any, dataset_id: int, reference: int) -> str | None:
@@ -128,7 +88,7 @@ def _read_dimension_list(lib: Any, dataset_id: int, ndim: int) -> tuple[str | No
             return None
         if not _is_reference_list(lib, attribute):
             return None
-        vlen = lib.H5Tvlen_create(lib.ref_obj)
+        vlen = lib.H5Tvlen_create(lib.hid_global("H5T_STD_REF_OBJ_g"))
         buffer = (_Hvl * ndim)()
         if vlen < 0 or lib.H5Aread(attribute, vlen, buffer) < 0:
             return None
@@ -185,7 +145,7 @@ def dataset_dims(dataset_id: int, ndim: int) -> tuple[str | None, ...] | None:
     ...     print(dataset_dims(f.create_array("/", "x", np.arange(4.0))._v_objectid, 1))
     None
     """
-    lib = _functions()
+    lib = library()
     if lib is None or ndim == 0:
         return None
     if lib.H5Aexists(dataset_id, b"DIMENSION_LIST") <= 0:

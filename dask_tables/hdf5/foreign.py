@@ -6,7 +6,7 @@ PyTables reads the attributes other writers make wrongly or not at all
 numpy bools) as ``None``, an empty (null) attribute as ``0.0``; and it
 cannot load a dimension scale at all (its ``REFERENCE_LIST`` attribute
 holds references).  These functions read them through :mod:`ctypes` on
-PyTables' own HDF5 (:func:`dask_tables.hdf5.calls.library`), in the stored
+PyTables' own HDF5 (:func:`dask_tables.hdf5.libhdf5.library`), in the stored
 type, and give what h5py gives: numbers in native byte order, h5py's enum
 of ``FALSE``/``TRUE`` as ``numpy.bool_``, other enums as their base
 integers, a record of two floats named ``r`` and ``i`` as a complex number,
@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .calls import _dtype, _member_name, library
+from .calls import _dtype, _member_name
+from .libhdf5 import library
 
 __all__ = ["UNREADABLE", "attribute_names", "opened_dataset", "read_attribute", "read_dataset"]
 

@@ -10,7 +10,7 @@ plain data: it pickles, and holds nothing open.
 :func:`hdf5_reads_as` is the one check that HDF5 agrees with dask_tables'
 filters: the reader compares its decoding of a node's first chunk with
 HDF5's read of it, the writer its encoding of a trial chunk once HDF5 has
-read it back (:mod:`dask_tables.write.plan`).
+read it back (:mod:`dask_tables.write.trial`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from .fields import same_values
 
 __all__ = ["StoredNode", "hdf5_reads_as"]
 
-# One HDF5 filter of a pipeline: the name its codec is registered under, and its parameters.
-Filter = tuple[str, tuple[int, ...]]
+# One HDF5 filter of a dataset's pipeline: the name its class is registered under, and its parameters.
+FilterSpec = tuple[str, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class StoredNode:
     shape: tuple[int, ...]
     chunkshape: tuple[int, ...] | None
     stored: np.dtype
-    filters: tuple[Filter, ...] = ()
+    filters: tuple[FilterSpec, ...] = ()
     cell_shape: tuple[int, ...] = ()
     memory: np.dtype | None = None
 

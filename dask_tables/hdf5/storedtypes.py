@@ -14,21 +14,20 @@ so does h5py for ``NULLPAD``.  A space-padded string (``SPACEPAD``) stays
 off the direct path: PyTables reads its spaces, h5py strips them.
 
 PyTables does not expose a dataset's stored type, so this module calls
-``H5Dget_type`` and friends through :mod:`ctypes` on the very HDF5 library
-PyTables loaded (identifiers are only valid in the library that issued
-them).  Where that library cannot be found, :func:`stored_as_read` answers
+``H5Dget_type`` and friends on the very HDF5 library PyTables loaded
+(:func:`dask_tables.hdf5.libhdf5.library`: identifiers are only valid in
+the library that issued them).  Where that library cannot be found, :func:`stored_as_read` answers
 ``None`` (unknown) and the caller decides.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
-import os
-import re
 from typing import Any
 
 import tables
+
+from .libhdf5 import library
 
 __all__ = ["stored_as_read"]
 
@@ -38,55 +37,7 @@ _STR_NULLTERM, _STR_NULLPAD = 0, 1
 # (sign, exponent position, exponent size, mantissa position, mantissa size) of IEEE floats by size
 _IEEE_FIELDS = {2: (15, 10, 5, 0, 10), 4: (31, 23, 8, 0, 23), 8: (63, 52, 11, 0, 52)}
 
-_hid = ctypes.c_int64
-_SIGNATURES = {
-    "H5Dget_type": (_hid, [_hid]),
-    "H5Tget_class": (ctypes.c_int, [_hid]),
-    "H5Tget_size": (ctypes.c_size_t, [_hid]),
-    "H5Tget_precision": (ctypes.c_size_t, [_hid]),
-    "H5Tget_offset": (ctypes.c_int, [_hid]),
-    "H5Tget_strpad": (ctypes.c_int, [_hid]),
-    "H5Tget_super": (_hid, [_hid]),
-    "H5Tget_nmembers": (ctypes.c_int, [_hid]),
-    "H5Tget_member_type": (_hid, [_hid, ctypes.c_uint]),
-    "H5Tget_fields": (ctypes.c_int, [_hid] + [ctypes.POINTER(ctypes.c_size_t)] * 5),
-    "H5Tclose": (ctypes.c_int, [_hid]),
-    "H5Dget_create_plist": (_hid, [_hid]),
-    "H5Pget_chunk_opts": (ctypes.c_int, [_hid, ctypes.POINTER(ctypes.c_uint)]),
-    "H5Pclose": (ctypes.c_int, [_hid]),
-}
 _DONT_FILTER_PARTIAL_CHUNKS = 0x0002
-
-
-def _loaded_libhdf5() -> list[str]:
-    """Paths of the HDF5 libraries mapped into this process (Linux)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = [line.split()[-1] for line in maps if len(line.split()) >= 6]
-    except OSError:
-        return []
-    return list(dict.fromkeys(p for p in paths if re.search(r"/libhdf5[-.][^/]*\.so", p)))
-
-
-@functools.cache
-def _library() -> Any:
-    """PyTables' own HDF5 library, or ``None`` if it cannot be told apart."""
-    import tables.hdf5extension
-
-    loaded = _loaded_libhdf5()
-    wheel_libs = os.path.join(os.path.dirname(os.path.dirname(tables.__file__)), "tables.libs")
-    own = [p for p in loaded if p.startswith(wheel_libs + os.sep)]
-    candidates = own or (loaded if len(loaded) == 1 else [])
-    for path in candidates:
-        try:
-            library = ctypes.CDLL(path)
-            for name, (restype, argtypes) in _SIGNATURES.items():
-                function = getattr(library, name)
-                function.restype, function.argtypes = restype, argtypes
-        except (OSError, AttributeError):
-            continue
-        return library
-    return None
 
 
 def _plain(lib: Any, type_id: int) -> bool:
@@ -153,8 +104,8 @@ def stored_as_read(leaf: tables.Leaf) -> bool | None:
     ...     stored_as_read(f.root.x) in (True, None)
     True
     """
-    lib = _library()
-    if lib is None:
+    lib = library()
+    if lib is None:  # pragma: no cover - PyTables' wheels export these
         return None
     dataset_id = leaf._v_objectid
     return _with(lib, lib.H5Dget_type(dataset_id), _plain) and _edge_chunks_filtered(lib, dataset_id)

@@ -64,7 +64,6 @@ from .plan import (
     check_parents,
     check_replaceable,
     check_writable,
-    create_node,
     existing_node,
     plan_new_node,
     plan_region,
@@ -82,6 +81,7 @@ from .records import (
     widen,
 )
 from .staging import append_rows, block_pieces, load_records, save_records, write_sidecar
+from .trial import create_node
 
 __all__ = ["frame_to_tables"]
 

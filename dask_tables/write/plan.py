@@ -4,9 +4,9 @@ Every input is checked in the caller (file writable and HDF5, node names,
 an existing node, the ``region`` of an existing node), the HDF5 chunk shape
 is chosen to divide the dask blocks, and each node's storage (stored type,
 filter pipeline: a :class:`~dask_tables.hdf5.storednode.StoredNode`) is read
-from the same node created in an in-memory HDF5 file, the trial node, whose
-one chunk also tells whether dask_tables' encoders write what HDF5 reads back.
-The plan (:class:`WritePlan` of :class:`NodeWrite`) is picklable and holds
+from the trial node (:mod:`dask_tables.write.trial`).
+The plan (:class:`~dask_tables.write.writes.WritePlan` of
+:class:`~dask_tables.write.writes.NodeWrite`, :mod:`dask_tables.write.writes`) is picklable and holds
 nothing open.
 """
 
@@ -17,11 +17,9 @@ import dataclasses
 import errno
 import math
 import os
-import uuid
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -35,13 +33,14 @@ from ..errors import (
     RegionMismatchError,
     at_node,
 )
-from ..filters import UnsupportedEncoderError, encoding_pipeline, stored_node
+from ..filters import stored_node
 from ..hdf5.calls import file_dtype
 from ..hdf5.fingerprint import modes_open_here, same_file
-from ..hdf5.storednode import StoredNode, hdf5_reads_as
-from ..registry import get_lock, synchronized_close_file, synchronized_file, synchronized_open_file
-from .engine import Job
+from ..hdf5.storednode import StoredNode
+from ..registry import get_lock, synchronized_file
 from .locks import write_lock
+from .trial import _encoding_reads_back, _settled_by_trial, _trial_node, check_built
+from .writes import TMP_PREFIX, EnumColumn, NodeWrite, RechunkWarning, WritePlan, enum_columns
 
 __all__ = [
     "NodeWrite",
@@ -55,143 +54,6 @@ __all__ = [
 
 # Bytes of one HDF5 chunk that to_tables aims for when it picks the chunk shape.
 CHUNK_BYTES = 2**20
-TMP_PREFIX = "_dask_tables_tmp_"
-
-
-class RechunkWarning(UserWarning):
-    """:func:`to_tables` rechunked the array so that its blocks hold whole HDF5 chunks."""
-
-
-class EnumColumn(NamedTuple):
-    """An enumerated column of a table, as plain data (``tables.Enum`` does not unpickle)."""
-
-    path: str  # "kind", or "pos/kind" in a nested column
-    members: tuple[tuple[str, int], ...]  # name -> value
-    default: str  # the name of the default value
-    base: str  # the stored integer dtype, e.g. "|u1"
-
-    @classmethod
-    def of(cls, path: str, col: tables.EnumCol) -> EnumColumn:
-        members = tuple(sorted(((name, int(value)) for name, value in col.enum), key=lambda m: m[1]))
-        return cls(path, members, col.enum(col.dflt), col.base.dtype.str)  # dflt is the value
-
-    def col(self, shape: tuple[int, ...], pos: int) -> tables.EnumCol:
-        """The ``EnumCol`` that creates this column."""
-        base = tables.Atom.from_dtype(np.dtype(self.base))
-        return tables.EnumCol(tables.Enum(dict(self.members)), self.default, base=base, shape=shape, pos=pos)
-
-
-def enum_columns(table: tables.Table) -> tuple[EnumColumn, ...]:
-    """The enumerated columns of ``table``, by column path."""
-    return tuple(
-        EnumColumn.of(path, col) for path, col in table.coldescrs.items() if isinstance(col, tables.EnumCol)
-    )
-
-
-def table_description(stored: np.dtype, enums: Sequence[EnumColumn]) -> np.dtype | dict[str, Any]:
-    """What ``create_table`` is given: the record dtype, or a description with the enumerated columns.
-
-    Examples
-    --------
-    >>> enum = EnumColumn("kind", (("a", 0), ("b", 1)), "b", "|u1")
-    >>> description = table_description(np.dtype([("kind", "u1"), ("v", "f8")]), [enum])
-    >>> description["kind"].enum, description["v"]
-    (Enum({'a': 0, 'b': 1}), Float64Col(shape=(), dflt=np.float64(0.0), pos=1))
-    """
-    if not enums:
-        return stored
-    by_path = {e.path: e for e in enums}
-
-    def describe(dtype: np.dtype, prefix: str) -> dict[str, Any]:
-        columns: dict[str, Any] = {}
-        for pos, name in enumerate(dtype.names):
-            field = dtype.fields[name][0]
-            path = prefix + name
-            if field.names is not None:
-                columns[name] = {**describe(field, path + "/"), "_v_pos": pos}
-            elif path in by_path:
-                columns[name] = by_path[path].col(field.shape, pos)
-            else:
-                columns[name] = tables.Col.from_dtype(field, pos=pos)
-        return columns
-
-    return describe(stored, "")
-
-
-@dataclass(frozen=True)
-class NodeWrite:
-    """One node to write: everything a task needs, and nothing open.
-
-    Its ``storage`` is the node as the file stores it (shape, chunk shape,
-    stored type, HDF5 filter pipeline), the same description the direct
-    read path uses; the rest says how to create it and what to write.
-    """
-
-    node: str  # its final path
-    # "carray", "earray", "table", "scalar" (a new node), "region" (into an existing one),
-    # or "frame" (a pandas frame's group, whose "table" is a "table": dask_tables.write.frames)
-    kind: str
-    # chunkshape None: a scalar, or a contiguous existing node (region only)
-    storage: StoredNode
-    tables_filters: tables.Filters | None  # what a new node is created with (PyTables' Filters)
-    encode: bool  # chunks encoded by dask_tables (else HDF5's pipeline writes them)
-    title: str = ""
-    byteorder: str | None = None
-    region: tuple[slice, ...] | None = None  # where the array lands in the node
-    overwrite: bool = False
-    createparents: bool = True
-    enums: tuple[EnumColumn, ...] = ()  # a table's enumerated columns
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The node's shape."""
-        return self.storage.shape
-
-    @property
-    def chunkshape(self) -> tuple[int, ...] | None:
-        """The node's HDF5 chunk shape (``None``: contiguous)."""
-        return self.storage.chunkshape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """One element as written: in the file's byte order, PyTables' record for a table."""
-        return self.storage.dtype
-
-    def resized(self, shape: tuple[int, ...], region: tuple[slice, ...] | None) -> NodeWrite:
-        """The same write into the node grown (or shrunk) to ``shape``, landing at ``region``."""
-        return dataclasses.replace(
-            self, storage=dataclasses.replace(self.storage, shape=shape), region=region
-        )
-
-
-@dataclass(frozen=True)
-class WritePlan:
-    """One call of :func:`to_tables` with arrays: its :class:`~dask_tables.write.engine.Job` and its nodes."""
-
-    job: Job
-    nodes: tuple[NodeWrite, ...]
-
-    @property
-    def path(self) -> str:
-        return self.job.path
-
-    @property
-    def new_file(self) -> bool:
-        # build the whole file in the work folder, then os.replace it
-        return self.job.new_file
-
-    @property
-    def temp_file(self) -> str:
-        """The new file the stage tasks build (a write of a new file)."""
-        return os.path.join(self.job.work, "target.h5")
-
-    @property
-    def marker(self) -> str:
-        # Exists while a task holds temp_file open for writing.
-        return os.path.join(self.job.work, "writing")
-
-    def temp_name(self, i: int) -> str:
-        return f"{TMP_PREFIX}{self.job.token}_{i}"
 
 
 # ---------------------------------------------------------------- checks done before any task runs
@@ -334,128 +196,6 @@ def _align_chunks(x: da.Array, chunkshape: tuple[int, ...], node: str) -> da.Arr
         stacklevel=4,
     )
     return x.rechunk(tuple(new))
-
-
-def check_built(leaf: tables.Leaf, write: NodeWrite, path: str) -> None:
-    """Raise unless PyTables built ``leaf`` with the filter pipeline ``write`` planned (and encodes for)."""
-    if stored_node(leaf).filters != write.storage.filters:
-        raise RuntimeError(f"{at_node(path, write.node)}: PyTables built another filter pipeline")
-
-
-def create_node(
-    h5: tables.File, parent: str, name: str, write: NodeWrite, createparents: bool
-) -> tables.Leaf:
-    """Create ``write``'s (new) node, empty, at ``parent/name``."""
-    if write.kind == "scalar":
-        empty = np.zeros((), write.dtype)
-        return h5.create_array(
-            parent, name, obj=empty, title=write.title, byteorder=write.byteorder, createparents=createparents
-        )
-    common = {"title": write.title, "filters": write.tables_filters, "createparents": createparents}
-    if write.kind == "table":
-        description = table_description(write.dtype, write.enums)
-        table = h5.create_table(parent, name, description=description, chunkshape=write.chunkshape, **common)
-        if write.shape[0]:
-            table.truncate(write.shape[0])
-        return table
-    atom = tables.Atom.from_dtype(write.dtype.newbyteorder("="))
-    if write.kind == "earray":
-        # A zero-size array is an EArray whose extendable axis is its (one) empty axis.
-        empty = 0 in write.shape
-        earray = h5.create_earray(
-            parent,
-            name,
-            atom=atom,
-            shape=write.shape if empty else (0, *write.shape[1:]),
-            chunkshape=write.chunkshape,
-            byteorder=write.byteorder,
-            expectedrows=max(1, write.shape[0]),
-            **common,
-        )
-        if not empty:
-            earray.truncate(write.shape[0])
-        return earray
-    return h5.create_carray(
-        parent,
-        name,
-        atom=atom,
-        shape=write.shape,
-        chunkshape=write.chunkshape,
-        byteorder=write.byteorder,
-        **common,
-    )
-
-
-def _trial_values(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """Deterministic values of every byte pattern-ish, valid for ``dtype`` (bools 0/1)."""
-    count = math.prod(shape)
-    pattern = ((np.arange(251, dtype=np.int64) * 7919 + 13) % 251).astype(np.uint8)
-    raw = np.resize(pattern, count * dtype.itemsize)  # a 251-byte cycle: every byte value but 4
-    values = raw.view(dtype).reshape(shape).copy()
-
-    def fix_bools(arr: np.ndarray) -> None:
-        if arr.dtype.names:
-            for name in arr.dtype.names:
-                fix_bools(arr[name])
-        elif arr.dtype.base.kind == "b":
-            arr.view(np.uint8)[...] &= 1
-
-    if values.dtype.names or values.dtype.kind == "b":
-        fix_bools(values)
-    return values
-
-
-@contextlib.contextmanager
-def _trial_node(write: NodeWrite) -> Iterator[tables.Leaf]:
-    """``write``'s node, one chunk large, created in an in-memory HDF5 file (with the lock held)."""
-    assert write.chunkshape is not None
-    one_chunk = dataclasses.replace(write.storage, shape=write.chunkshape)
-    trial = dataclasses.replace(write, storage=one_chunk, kind=_creation_kind(write))
-    name = f"trial-{uuid.uuid4().hex}.h5"
-    with get_lock():
-        h5 = synchronized_open_file(name, "w", driver="H5FD_CORE", driver_core_backing_store=0)
-        try:
-            yield create_node(h5, "/", "trial", trial, createparents=False)
-        finally:
-            synchronized_close_file(h5)
-
-
-def _encoding_reads_back(write: NodeWrite, trial: tables.Leaf) -> bool:
-    """Whether HDF5 reads a chunk encoded by dask_tables exactly as it was.
-
-    ``trial`` is ``write``'s node, one chunk large, in an in-memory file
-    (:func:`_trial_node`): one chunk of trial values encoded by
-    :mod:`dask_tables.filters` is written there with ``write_chunk``
-    and HDF5's read compared with it
-    (:func:`~dask_tables.hdf5.storednode.hdf5_reads_as`, the check the
-    direct read path makes too).  Also requires the trial node's filter
-    pipeline to be ``write``'s, and the file to store records as PyTables
-    lays them out.
-    """
-    storage = write.storage
-    assert storage.chunkshape is not None
-    if storage.memory is not None:
-        return False  # the file lays records out otherwise: only HDF5 converts them
-    try:
-        encoder = encoding_pipeline(storage.filters)
-    except UnsupportedEncoderError:
-        return False
-    built = stored_node(trial)
-    if built.filters != storage.filters:
-        return False
-    values = _trial_values(storage.stored, storage.chunkshape)
-    try:
-        with get_lock():
-            trial.write_chunk(built.first_chunk, encoder.encode(values.tobytes()))
-            return hdf5_reads_as(trial, built, values) is True
-    except (tables.HDF5ExtError, ValueError, TypeError, RuntimeError):
-        return False
-
-
-def _creation_kind(write: NodeWrite) -> str:
-    if write.kind != "region":
-        return write.kind
-    return "table" if write.dtype.names is not None else "carray"
 
 
 def existing_node(h5: tables.File | None, node: str) -> tables.Node | None:
@@ -808,20 +548,3 @@ def _new_kind(x: da.Array, extendable: bool, node: str) -> str:
     if x.dtype.names is not None:
         return "table"
     return "earray" if extendable or empty_axes else "carray"
-
-
-def _settled_by_trial(write: NodeWrite) -> NodeWrite:
-    """``write`` with the storage PyTables gives its trial node, and whether dask_tables encodes its chunks.
-
-    What PyTables stores may differ from the dtype given (a table's
-    records, say); the filter pipeline is HDF5's, read by filter id.
-    """
-    try:
-        with _trial_node(write) as trial:
-            built = stored_node(trial)
-            write = dataclasses.replace(write, storage=dataclasses.replace(built, shape=write.shape))
-            return dataclasses.replace(write, encode=_encoding_reads_back(write, trial))
-    except (tables.HDF5ExtError, ValueError, TypeError, NotImplementedError) as err:
-        raise ValueError(
-            f"{at_node(None, write.node)}: PyTables cannot create it ({type(err).__name__}: {err})"
-        ) from None

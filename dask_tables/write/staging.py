@@ -23,7 +23,7 @@ import tables
 from numpy.lib.recfunctions import assign_fields_by_name
 from tables.utils import quantize
 
-from ..filters import encoding_pipeline
+from ..filters import encoding_chain
 from .plan import NodeWrite
 
 __all__ = [
@@ -62,7 +62,7 @@ def block_pieces(block: np.ndarray, write: NodeWrite, start: tuple[int, ...]) ->
     if not write.encode or write.chunkshape is None:
         yield Piece(False, start, block)
         return
-    encoder = encoding_pipeline(write.storage.filters)
+    encoder = encoding_chain(write.storage.filters)
     chunk = write.chunkshape
     stop = tuple(s + n for s, n in zip(start, block.shape, strict=True))
     ranges = [range(s // c * c, e, c) for s, e, c in zip(start, stop, chunk, strict=True)]
@@ -200,7 +200,7 @@ class _ChunkGatherer:
         self.rows = write.chunkshape[0]
         self.total = total
         self.dtype = write.dtype
-        self.encoder = encoding_pipeline(write.storage.filters)
+        self.encoder = encoding_chain(write.storage.filters)
         self.pending: dict[int, tuple[np.ndarray, int]] = {}  # chunk origin -> (rows, how many are set)
         origin = first // self.rows * self.rows
         if origin < first:  # the table's last chunk, partly filled: its rows start the first new chunk

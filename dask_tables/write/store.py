@@ -76,7 +76,6 @@ from .plan import (
     check_reads_unchanged,
     check_replaceable,
     check_writable,
-    create_node,
     enums_read_by,
     existing_node,
     inherited_options,
@@ -85,6 +84,7 @@ from .plan import (
     target_as_it_is,
 )
 from .staging import block_pieces, write_pieces, write_sidecar
+from .trial import create_node
 
 __all__ = ["RechunkWarning", "to_tables"]
 
