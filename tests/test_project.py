@@ -267,3 +267,17 @@ def test_every_pip_install_in_the_docs_works_from_a_checkout():
             assert requirement.startswith("."), (
                 f"{doc}: pip install {command}: {requirement} is not the checkout"
             )
+
+
+def test_readme_is_a_front_page_that_names_every_filter():
+    """At most 800 words; every filter dask_tables decodes is named (zlib for deflate, Fletcher-32)."""
+    from dask_tables.filters import FILTERS
+
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.split()) <= 800
+    spelled = {"deflate": "zlib", "fletcher32": "Fletcher-32", "lz4": "LZ4", "zstd": "Zstd", "szip": "szip"}
+    for cls in FILTERS.values():
+        name = spelled.get(cls.name, cls.name)
+        assert name.lower() in readme.lower(), f"README.md does not name the {cls.name} filter"
+    for page in ("threading", "dataframes", "xarray", "writing", "remote", "architecture"):
+        assert f"docs/{page}.rst" in readme
