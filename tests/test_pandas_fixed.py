@@ -211,3 +211,21 @@ def test_empty_frames_and_series(tmp_path, exact):
         assert "pandas_type" in f.root.df._v_attrs
     assert_same(read(path, "df").compute(), pd.read_hdf(path, "df"))
     assert_same(read(path, "s").compute(), pd.read_hdf(path, "s"))
+
+
+def test_an_object_block_is_unpickled_once_per_process(tmp_path, exact):
+    """Every partition slices the same block: it is read and unpickled once, not once per partition."""
+    from helpers import UNPICKLED, Counted
+
+    path = tmp_path / "objects.h5"
+    frame = pd.DataFrame({"o": [Counted(k) for k in range(400)], "f": np.arange(400.0)})
+    frame.to_hdf(path, key="df")
+    UNPICKLED.clear()
+    df = read(path, "df", chunksize=100, allow_pickles=True)  # reads the block: are its objects all text?
+    assert df.npartitions == 4
+    got = df.compute(scheduler="threads")
+    assert got["o"].tolist() == frame["o"].tolist()
+    assert sorted(UNPICKLED) == list(range(400))  # once each: one read of the block for 4 partitions
+    UNPICKLED.clear()
+    df.compute(scheduler="threads")
+    assert UNPICKLED == []  # kept for the process (same file version)
