@@ -298,15 +298,14 @@ def test_read_table_on_urls_equals_local(served, s3) -> None:
     )
 
 
-def test_read_table_of_a_pandas_frame_on_a_url_says_not_yet(tmp_path) -> None:
+def test_read_table_of_a_pandas_frame_on_a_url(tmp_path) -> None:
+    """Once refused (NotImplementedError); now equal to the local read (tests/test_remote_frames.py has more)."""
     import pandas as pd
 
     pd.DataFrame({"x": np.arange(10)}).to_hdf(tmp_path / "p.h5", key="df", format="table")
-    with (
-        RangeServer(tmp_path) as server,
-        pytest.raises(NotImplementedError, match=r"p\.h5: node /df is a frame pandas wrote"),
-    ):
-        dask_tables.read_table(server.url + "/p.h5", "/df")
+    with RangeServer(tmp_path) as server:
+        got = dask_tables.read_table(server.url + "/p.h5", "/df").compute()
+    pd.testing.assert_frame_equal(got, dask_tables.read_table(tmp_path / "p.h5", "/df").compute())
 
 
 def test_cluster_of_processes_reads_urls(served, cluster_client) -> None:
