@@ -156,3 +156,19 @@ def test_pandas_frames_in_s3(tmp_path) -> None:
             pd.testing.assert_frame_equal(
                 got, dask_tables.read_table(tmp_path / "p.h5", node, **kwargs).compute()
             )
+
+
+def test_cli_info_and_stats_of_a_url_equal_local(served, capsys) -> None:
+    """``dask-tables info URL`` and ``stats URL NODE`` print what they print for the local copy."""
+    from dask_tables.cli import main
+
+    url, local, _ = served
+    outputs = []
+    for where in (url, str(local)):
+        assert main(["info", where, "--json", "--storage-options", "{}"]) == 0
+        assert main(["stats", where, "/fixed/block0_values"]) == 0
+        outputs.append(capsys.readouterr().out.replace(where, "FILE"))
+    assert outputs[0] == outputs[1]
+    assert '"/events/table"' in outputs[0] and "mean" in outputs[0]
+    with pytest.raises(SystemExit):
+        main(["info", url, "--storage-options", "[1]"])
