@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -50,7 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Count, mean, std, min and max of an array node (or one table column), "
         "computed in one pass with a progress bar.",
     )
-    stats.add_argument("file", help="HDF5 file, glob pattern of files, or several files joined by commas")
+    stats.add_argument(
+        "file", help="HDF5 file or URL (s3://, https://...), a pattern of either, or several joined by commas"
+    )
+    stats.add_argument("--storage-options", type=_options, default=None, help=_OPTIONS_HELP)
     stats.add_argument("node", help="node path, e.g. /group/array")
     stats.add_argument("--field", default=None, help="table column (group/name for nested ones)")
     stats.add_argument(
@@ -80,13 +84,14 @@ def _add_info_parser(commands: Any) -> None:
         "dtype, chunkshape, filters, size on disk, compression ratio, and whether dask_tables reads "
         "each node directly or through HDF5 (and why).",
     )
-    info.add_argument("file", help="HDF5 file")
+    info.add_argument("file", help="HDF5 file, or URL of one (s3://bucket/key, https://...)")
+    info.add_argument("--storage-options", type=_options, default=None, help=_OPTIONS_HELP)
     info.add_argument("node", nargs="?", default="/", help="a group (its subtree) or a leaf (default /)")
     info.add_argument("--json", action="store_true", help="print the same as JSON")
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    infos = inspect_file(args.file, args.node)
+    infos = inspect_file(args.file, args.node, storage_options=args.storage_options)
     print(to_json(infos) if args.json else format_table(infos))
     slow = slow_index_reason()
     if slow is not None:  # after the table (stderr beside JSON, which stays parseable)
@@ -149,6 +154,23 @@ def node_stats(x: Any, scheduler: str = "threads", progress: bool = False) -> di
     }
 
 
+_OPTIONS_HELP = (
+    'for URLs: storage_options as JSON, e.g. \'{"anon": true}\' or \'{"endpoint_url": "http://..."}\' '
+    "(credentials are better left to the environment: AWS_ACCESS_KEY_ID...)"
+)
+
+
+def _options(spec: str) -> dict[str, Any]:
+    """``--storage-options``: a JSON object (argparse exits with 2 otherwise)."""
+    try:
+        value = json.loads(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object ({...})")
+    return value
+
+
 def _files(spec: str) -> str | list[str]:
     return spec.split(",") if "," in spec else spec
 
@@ -176,7 +198,13 @@ def _scheduler(spec: str) -> str:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    x = from_tables(_files(args.file), args.node, chunks=args.chunks, field=args.field)
+    x = from_tables(
+        _files(args.file),
+        args.node,
+        chunks=args.chunks,
+        field=args.field,
+        storage_options=args.storage_options,
+    )
     if x.dtype.kind not in "biuf":
         hint = " (a table: choose a column with --field)" if x.dtype.names else ""
         raise TypeError(f"{at_node(args.file, args.node)} holds {x.dtype}, not numbers{hint}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +25,8 @@ from .filters import stored_filters
 from .hdf5.paths import file_path
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
+from .remote.shadow import metadata_path
+from .remote.urls import display_url, is_url
 
 __all__ = ["NodeInfo", "direct_read_reason", "format_table", "inspect_file", "to_json"]
 
@@ -152,7 +154,10 @@ def _walk(node: tables.Node, depth: int) -> Iterator[NodeInfo]:
 
 
 def inspect_file(
-    path: str | os.PathLike[str], node: str = "/", allow_pickles: bool = False
+    path: str | os.PathLike[str],
+    node: str = "/",
+    allow_pickles: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[NodeInfo]:
     """Describe ``node`` (default the whole file) and everything under it, in tree order.
 
@@ -164,6 +169,10 @@ def inspect_file(
         A group (its subtree is described) or a leaf.
     allow_pickles : bool, optional
         Let PyTables unpickle any attribute while reading (files you trust).
+    storage_options : dict, optional
+        For a URL (``s3://bucket/key``, ``https://...``): how to reach the
+        store.  The object's metadata is fetched once (its shadow,
+        ``docs/remote.rst``), no chunk beyond each node's first.
 
     Returns
     -------
@@ -191,8 +200,11 @@ def inspect_file(
     >>> inspect_file("example.h5", "/x")[0].ratio > 10
     True
     """
-    path = file_path(path)
     node = node if node.startswith("/") else "/" + node
+    if is_url(path):
+        url = os.fsdecode(os.fspath(path))
+        return _inspect(metadata_path(url, storage_options), node, allow_pickles, display_url(url))
+    path = file_path(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -200,6 +212,11 @@ def inspect_file(
     with get_lock():
         if not tables.is_hdf5_file(path):
             raise NotHDF5FileError(f"{path}: not an HDF5 file")
+    return _inspect(path, node, allow_pickles, path)
+
+
+def _inspect(path: str, node: str, allow_pickles: bool, shown: str) -> list[NodeInfo]:
+    """:func:`inspect_file` of the local file ``path`` (an object's shadow), named ``shown`` in messages."""
     with warnings.catch_warnings():
         # PyTables warns about what it cannot load (dimension scales' references): reported as rows
         warnings.simplefilter("ignore", tables.exceptions.DataTypeWarning)
@@ -208,7 +225,7 @@ def inspect_file(
             try:
                 top = h5.get_node(node)
             except tables.NoSuchNodeError:
-                raise tables.NoSuchNodeError(f"{path}: no node {node!r} in the file") from None
+                raise tables.NoSuchNodeError(f"{shown}: no node {node!r} in the file") from None
             return list(_walk(top, 0))
 
 

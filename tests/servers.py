@@ -3,7 +3,9 @@
 - :class:`RangeServer`: an HTTP/1.1 server of our own over a folder, with
   ``HEAD``, ranged ``GET``, a strong ``ETag`` per file version, ``If-Match``
   (412 on a replaced file), a latency per request, counters of requests and
-  bytes, and failure injection (503s, bodies cut short).
+  bytes, and failure injection (503s, bodies cut short); with
+  ``etags=False`` no ETag at all, only ``Last-Modified`` and
+  ``If-Unmodified-Since``.
 - :func:`moto_server`: moto's S3 server in a thread (``moto[server]``).
 
 Every server runs in a daemon thread with a bounded lifetime and is shut
@@ -13,6 +15,7 @@ down by its context manager.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import http.server
 import os
 import re
@@ -61,9 +64,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not path.is_file():
             self._reply(404, b"not found" if body else b"")
             return
-        etag = etag_of(path)
+        etag = etag_of(path) if self.server.etags else None
         wanted = self.headers.get("If-Match")
         if wanted is not None and wanted.strip() not in ("*", etag):
+            self._reply(412, b"precondition failed" if body else b"")
+            return
+        since = self.headers.get("If-Unmodified-Since")
+        if (
+            since is not None
+            and int(path.stat().st_mtime) > email.utils.parsedate_to_datetime(since).timestamp()
+        ):
             self._reply(412, b"precondition failed" if body else b"")
             return
         size = path.stat().st_size
@@ -77,7 +87,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
             status = 206
         self.send_response(status)
-        self.send_header("ETag", etag)
+        if etag is not None:
+            self.send_header("ETag", etag)
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Last-Modified", self.date_time_string(path.stat().st_mtime))
         self.send_header("Content-Length", str(stop - start))
@@ -112,6 +123,7 @@ class _Server(http.server.ThreadingHTTPServer):
     requests: int
     bytes_sent: int
     latency: float
+    etags: bool
 
 
 class RangeServer:
@@ -122,7 +134,9 @@ class RangeServer:
     one fault a request; ``requests`` and ``bytes_sent`` count what it served.
     """
 
-    def __init__(self, root: str | os.PathLike[str], latency: float = 0.0, lifetime: float = 600.0) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], latency: float = 0.0, lifetime: float = 600.0, etags: bool = True
+    ) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.root = Path(root)
         self._server.lock = threading.Lock()
@@ -130,6 +144,7 @@ class RangeServer:
         self._server.requests = 0
         self._server.bytes_sent = 0
         self._server.latency = latency
+        self._server.etags = etags  # False: no ETag, only Last-Modified and If-Unmodified-Since
         self._lifetime = lifetime
         self._thread = threading.Thread(target=self._run, daemon=True)
 

@@ -298,15 +298,14 @@ def test_read_table_on_urls_equals_local(served, s3) -> None:
     )
 
 
-def test_read_table_of_a_pandas_frame_on_a_url_says_not_yet(tmp_path) -> None:
+def test_read_table_of_a_pandas_frame_on_a_url(tmp_path) -> None:
+    """Once refused (NotImplementedError); now equal to the local read (tests/test_remote_frames.py has more)."""
     import pandas as pd
 
     pd.DataFrame({"x": np.arange(10)}).to_hdf(tmp_path / "p.h5", key="df", format="table")
-    with (
-        RangeServer(tmp_path) as server,
-        pytest.raises(NotImplementedError, match=r"p\.h5: node /df is a frame pandas wrote"),
-    ):
-        dask_tables.read_table(server.url + "/p.h5", "/df")
+    with RangeServer(tmp_path) as server:
+        got = dask_tables.read_table(server.url + "/p.h5", "/df").compute()
+    pd.testing.assert_frame_equal(got, dask_tables.read_table(tmp_path / "p.h5", "/df").compute())
 
 
 def test_cluster_of_processes_reads_urls(served, cluster_client) -> None:
@@ -317,3 +316,34 @@ def test_cluster_of_processes_reads_urls(served, cluster_client) -> None:
     frame = dask_tables.read_table(server.url + "/sample.h5", "/g/table", columns=["a"], where="a > 1500")
     got = cluster_client.compute(frame).result()
     assert got["a"].tolist() == list(range(1501, 2000))
+
+
+def test_server_without_etag_uses_last_modified(tmp_path) -> None:
+    """No ETag: reads are conditional on Last-Modified (If-Unmodified-Since); a replaced file raises."""
+    import os
+
+    write_sample(tmp_path / "sample.h5")
+    with RangeServer(tmp_path, etags=False) as server:
+        url = server.url + "/sample.h5"
+        remote = RemoteFile(url, StorageOptions()).resolve()
+        assert remote.version is not None and remote.version.etag is None
+        x = dask_tables.from_tables(url, "/zlib")
+        small = dask_tables.from_tables(url, "/small")  # read from the shadow: only HEAD guards it
+        np.testing.assert_array_equal(x.compute(), DATA)
+        np.testing.assert_array_equal(small.compute(), np.arange(10))
+        with tables.open_file(tmp_path / "sample.h5", "a") as f:  # same size, new values
+            f.root.zlib[0] = -1.0
+            f.root.small[0] = -1
+        later = os.stat(tmp_path / "sample.h5").st_mtime + 10
+        os.utime(tmp_path / "sample.h5", (later, later))
+        with pytest.raises(FileChangedError, match=r"sample\.h5.*no longer has last modified"):
+            x.compute()  # the ranged GET's If-Unmodified-Since fails (412)
+        with pytest.raises(FileChangedError, match=r"sample\.h5.*last modified"):
+            small.compute()  # the HEAD finds another Last-Modified
+
+
+def test_validate_on_a_url_probes_the_shadow(served) -> None:
+    """validate=True probes, in a child process, the shadow PyTables will open: reads as without it."""
+    server, root = served
+    x = dask_tables.from_tables(server.url + "/sample.h5", "/zlib", validate=True)
+    np.testing.assert_array_equal(x.compute(), pytables_read(root / "sample.h5", "/zlib"))

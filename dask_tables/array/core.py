@@ -13,7 +13,8 @@ from dask.base import tokenize
 from ..errors import NotHDF5FileError, at_node
 from ..hdf5.paths import PathSpec
 from ..remote.locations import expand_locations
-from ..remote.urls import is_url
+from ..remote.shadow import metadata_path
+from ..remote.urls import display_url, is_url
 from .concat import concatenated_graph
 from .source import TablesSource
 from .validate import probe_files
@@ -157,16 +158,21 @@ def _concatenated_to_dask(
     )
 
 
-def _refuse_damaged(files: list[str], node: str, direct: bool | None) -> None:
-    """Probe every file in child processes; raise for the first refused one, naming the others."""
+def _refuse_damaged(files: list[str], node: str, direct: bool | None, shown: list[str] | None = None) -> None:
+    """Probe every file in child processes; raise for the first refused one, naming the others.
+
+    ``shown`` names the files in messages (URLs, where ``files`` are their shadows).
+    """
     refused = probe_files(files, node, direct=direct)
     if not refused:
         return
+    shown = shown or files
     first, *others = sorted(refused)
+    message = str(refused[first]).replace(files[first], shown[first])
     if not others:
-        raise refused[first]
-    names = ", ".join(files[i] for i in others[:5]) + (", ..." if len(others) > 5 else "")
-    raise NotHDF5FileError(f"{refused[first]}; {len(others)} more files refused as well: {names}")
+        raise NotHDF5FileError(message) if shown is not files else refused[first]
+    names = ", ".join(shown[i] for i in others[:5]) + (", ..." if len(others) > 5 else "")
+    raise NotHDF5FileError(f"{message}; {len(others)} more files refused as well: {names}")
 
 
 def from_tables(
@@ -244,7 +250,9 @@ def from_tables(
         (:func:`dask_tables.array.validate.probe_files`); a file that crashes or
         hangs it is refused and a new child goes on with the next files.
         Costs one Python start-up (about a second), the chunk index of each
-        file, and a full read of a node read through PyTables.
+        file, and a full read of a node read through PyTables.  For a URL,
+        the child probes the object's shadow, which PyTables opens (h5py's
+        walk of the object's metadata runs in this process).
     storage_options : dict, optional
         For URLs: how to reach the store (credentials, endpoint, region),
         as fsspec and pandas take them (``key``, ``secret``,
@@ -297,8 +305,10 @@ def from_tables(
     499.5
     """
     files = expand_locations(path, node, storage_options)
-    if validate:  # local files (an object's metadata is read by h5py in this process)
-        _refuse_damaged([f for f in files if not is_url(f)], node, direct)
+    if validate:  # an object: its shadow, which PyTables opens (h5py's walk of it ran in this process)
+        shown = [display_url(f) if is_url(f) else f for f in files]
+        local = [metadata_path(f, storage_options) for f in files]
+        _refuse_damaged(local, node, direct, shown)
     sources = [
         TablesSource.open(p, node, field, direct, allow_pickles, storage_options=storage_options)
         for p in files

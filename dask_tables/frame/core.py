@@ -21,6 +21,7 @@ from ..hdf5.paths import PathSpec
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
 from ..remote.locations import expand_locations
+from ..remote.shadow import metadata_path
 from ..remote.urls import is_url
 from .columns import FrameLayout
 from .conditions import Condition, read_matching
@@ -258,9 +259,9 @@ def read_table(
     storage_options : dict, optional
         For URLs (``s3://bucket/events.h5``, ``https://...``, patterns of
         them): how to reach the store, as :func:`dask_tables.from_tables`
-        takes them.  From a URL, PyTables tables read (``where`` scans
-        every chunk rather than PyTables' column index); frames pandas
-        wrote do not yet (``docs/remote.rst``).
+        takes them.  From a URL, ``where`` scans every chunk rather than
+        PyTables' column index, and a pandas ``where`` must be one pandas
+        evaluates in kernel (``docs/remote.rst``).
 
     Returns
     -------
@@ -317,36 +318,18 @@ def read_table(
     """
     files = expand_locations(path, node, storage_options)
     node = node if node.startswith("/") else "/" + node
-    if any(is_url(f) for f in files):
-        return _read_remote_node(
-            files, node, columns, where, condvars, chunksize, index, sorted_index, start, stop, encoding, direct,
-            allow_pickles, storage_options,
-        )  # fmt: skip
     if glob.has_magic(node):
         arguments = {
             "columns": columns, "where": where, "condvars": condvars, "chunksize": chunksize,
             "index": index, "sorted_index": sorted_index, "start": start, "stop": stop,
             "encoding": encoding, "direct": direct, "allow_pickles": allow_pickles,
+            "storage_options": storage_options,
         }  # fmt: skip
         return _read_matching_nodes(files, node, arguments)
     return _read_node(
         files, node, columns, where, condvars, chunksize, index, sorted_index, start, stop, encoding, direct,
-        allow_pickles,
+        allow_pickles, storage_options,
     )  # fmt: skip
-
-
-def _read_remote_node(files: Sequence[str], node: str, *arguments: Any) -> dd.DataFrame | dd.Series:
-    """:func:`read_table` of PyTables tables in objects: as :func:`_read_node`, without pandas' frames yet."""
-    *arguments, storage_options = arguments
-    if glob.has_magic(node):
-        raise ValueError(f"{files[0]}: node patterns ({node!r}) are not read from URLs yet: name the node")
-    found = _read_node(files, node, *arguments, storage_options=storage_options)
-    if found is None:
-        raise NotImplementedError(
-            f"{files[0]}: node {node} is a frame pandas wrote; dask_tables does not read those from "
-            "URLs yet (PyTables tables it does): copy the file to local disk"
-        )
-    return found
 
 
 def _read_node(
@@ -364,11 +347,8 @@ def _read_node(
     direct: bool | None,
     allow_pickles: bool,
     storage_options: Mapping[str, Any] | None = None,
-) -> dd.DataFrame | dd.Series | None:
-    """:func:`read_table` of one node (no pattern) of ``files``, each file's own partitions in order.
-
-    ``None`` for a frame pandas wrote in an object (not read from URLs yet).
-    """
+) -> dd.DataFrame | dd.Series:
+    """:func:`read_table` of one node (no pattern) of ``files``, each file's own partitions in order."""
     inspect = functools.partial(
         _inspect_table, columns=columns, index=index, where=where, condvars=condvars, encoding=encoding
     )
@@ -385,13 +365,14 @@ def _read_node(
         stop=stop,
         direct=direct,
         allow_pickles=allow_pickles,
+        storage_options=storage_options,
     )
     if condvars is not None:
         as_pandas_table = functools.partial(_no_condvars_for_pandas, files[0], node, condvars)
     opened = _open_tables(files, node, inspect, direct, allow_pickles, storage_options)
-    if opened is None and any(is_url(f) for f in files):
-        return None
-    if opened is None and is_pandas_fixed(files[0], node):  # pandas' default format, not a table
+    if opened is None and is_pandas_fixed(
+        metadata_path(files[0], storage_options), node
+    ):  # pandas' fixed format
         return read_pandas_fixed(
             files,
             node,
@@ -405,6 +386,7 @@ def _read_node(
             stop=stop,
             direct=direct,
             allow_pickles=allow_pickles,
+            storage_options=storage_options,
         )
     if opened is None:
         return as_pandas_table()
@@ -430,7 +412,9 @@ def _read_node(
     )
 
 
-def matching_nodes(path: str, pattern: str, allow_pickles: bool = False) -> list[str]:
+def matching_nodes(
+    path: str, pattern: str, allow_pickles: bool = False, storage_options: Mapping[str, Any] | None = None
+) -> list[str]:
     """The nodes of ``path`` that ``pattern`` matches (``fnmatch``) and that read as frames, in tree order.
 
     As ``dask.dataframe.read_hdf`` expands a key: each frame pandas wrote
@@ -444,7 +428,8 @@ def matching_nodes(path: str, pattern: str, allow_pickles: bool = False) -> list
     >>> matching_nodes("keys.h5", "/*/data")
     ['/a/data', '/b/data']
     """
-    with refusing_pickles(not allow_pickles), get_lock(), synchronized_file(path, "r") as h5:
+    local = metadata_path(path, storage_options)
+    with refusing_pickles(not allow_pickles), get_lock(), synchronized_file(local, "r") as h5:
         found = []
         for node in h5.walk_nodes("/"):
             frame = isinstance(node, tables.Table) or (
@@ -460,7 +445,8 @@ def _read_matching_nodes(
     files: Sequence[str], pattern: str, arguments: dict[str, Any]
 ) -> dd.DataFrame | dd.Series:
     """Every node ``pattern`` matches in each of ``files``, in order, as one frame (``dd.read_hdf``'s key patterns)."""
-    pairs = [(f, n) for f in files for n in matching_nodes(f, pattern, arguments["allow_pickles"])]
+    options = arguments["storage_options"]
+    pairs = [(f, n) for f in files for n in matching_nodes(f, pattern, arguments["allow_pickles"], options)]
     if not pairs:
         raise tables.NoSuchNodeError(
             f"{files[0]}: no table matches the node pattern {pattern!r} in {len(files)} file(s)"

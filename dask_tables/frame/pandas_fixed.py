@@ -42,6 +42,8 @@ from ..errors import at_node
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
+from ..remote.shadow import open_shadow, require_complete
+from ..remote.urls import is_url
 from .partitions import RowRange, partition_rows, plan_partitions, row_window
 
 __all__ = ["is_pandas_fixed", "read_pandas_fixed"]
@@ -145,6 +147,12 @@ class FixedFile:
         Let PyTables unpickle any object.
     rows : int
         Rows stored.
+    remote : dask_tables.remote.transport.RemoteFile or None
+        For an object in a store: the object (``path`` is its shadow, which
+        holds the metadata and the small datasets pandas reads).
+    index_source : TablesSource or None
+        For an object whose index is not in the shadow: the index node,
+        read from the object.
     """
 
     path: str
@@ -156,6 +164,8 @@ class FixedFile:
     blocks: tuple[_Block, ...]
     allow_pickles: bool
     rows: int
+    remote: Any = None  # for an object: its RemoteFile (``path`` is then its shadow)
+    index_source: TablesSource | None = None  # for an object: the index read from it, where not in the shadow
 
     def read(self, start: int, stop: int) -> pd.DataFrame | pd.Series:
         """Rows ``[start, stop)``, equal to ``pandas.read_hdf(path, key, start=start, stop=stop)``."""
@@ -185,6 +195,8 @@ class FixedFile:
         kind = block.value_type
         if block.source is None:
             if stop > start:
+                if self.remote is not None:
+                    self.remote.check_unchanged(block.node)
                 ret = _object_block(self.path, block.node, self.fingerprint, self.allow_pickles)[start:stop]
             else:
                 # an extension array (a value type) and a Series are 1-D, an object block 2-D
@@ -206,7 +218,11 @@ class FixedFile:
     def _index(self, start: int, stop: int) -> pd.Index:
         """The index of rows ``[start, stop)``, read by pandas' storer under the registry lock."""
         with self._store() as store:
-            return store.get_storer(self.key).read_index("index" if self.series else "axis1", start, stop)
+            storer = store.get_storer(self.key)
+            if self.index_source is None:
+                return storer.read_index("index" if self.series else "axis1", start, stop)
+            node = getattr(storer.group, "index" if self.series else "axis1")
+            return storer.read_index_node(_RowsOf(node, self.index_source), start, stop)
 
     def _through_pandas(self, start: int, stop: int) -> pd.DataFrame | pd.Series:
         with self._store() as store:
@@ -216,11 +232,23 @@ class FixedFile:
 
     @contextlib.contextmanager
     def _store(self) -> Iterator[pd.HDFStore]:
+        if self.remote is not None:
+            self.remote.check_unchanged(self.key)  # the shadow holds the version the frame was built on
         with refusing_pickles(not self.allow_pickles), get_lock():
             check_unchanged(self.path, self.key, self.fingerprint)
             with pd.HDFStore(self.path, mode="r") as store:
                 yield store
             check_unchanged(self.path, self.key, self.fingerprint)
+
+
+class _RowsOf:
+    """An index node whose rows come from ``source`` (read from an object), attributes from ``node``."""
+
+    def __init__(self, node: tables.Leaf, source: TablesSource) -> None:
+        self._v_attrs, self._v_name, self.source = node._v_attrs, node._v_name, source
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return self.source[key]
 
 
 @dataclass(frozen=True)
@@ -239,8 +267,20 @@ class FixedReader:
 _ARRAY_TYPES = ("datetime64", "timedelta64", "period")
 
 
-def _describe(path: str, key: str, allow_pickles: bool, direct: bool | None) -> FixedFile:
-    """What the tasks need to read the fixed-format frame ``key``, learned in one open of the file."""
+def _describe(
+    path: str, key: str, allow_pickles: bool, direct: bool | None, storage_options: Any = None
+) -> FixedFile:
+    """What the tasks need to read the fixed-format frame ``key``, learned in one open of the file.
+
+    For a URL, pandas opens the object's shadow: what it reads through
+    HDF5 (labels, small arrays, object blocks) must be stored whole there;
+    numeric blocks, and an index that is not, are read from the object.
+    """
+    remote, shadow = None, None
+    url = path
+    if is_url(path):
+        remote, shadow = open_shadow(path, storage_options)
+        path = shadow.path
     fingerprint = Fingerprint.of(path)
     with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
         storer = store.get_storer(key)
@@ -257,11 +297,66 @@ def _describe(path: str, key: str, allow_pickles: bool, direct: bool | None) -> 
         rows = _stored_rows(group, "index" if series else "axis1")
         described = [_block_of(getattr(group, name), block_items) for name, block_items in nodes]
         name = storer.name if series else None
+        index_node = getattr(group, "index" if series else "axis1", None)
+        index_path = None if index_node is None else index_node._v_pathname
     check_unchanged(path, key, fingerprint)
-    if any(d is None for d in described) or rows == 0:
+    whole = any(d is None for d in described) or rows == 0
+    if shadow is not None:
+        return _describe_remote(url, path, key, fingerprint, series, name, items, described, rows, shadow,
+                                remote, index_path, whole, direct, allow_pickles, storage_options)  # fmt: skip
+    if whole:
         return FixedFile(path, key, fingerprint, series, name, items, (), allow_pickles, rows)
     blocks = tuple(_finish(path, fingerprint, d, direct, allow_pickles) for d in described if d is not None)
     return FixedFile(path, key, fingerprint, series, name, items, blocks, allow_pickles, rows)
+
+
+def _describe_remote(
+    url: str,
+    path: str,
+    key: str,
+    fingerprint: Fingerprint,
+    series: bool,
+    name: Hashable,
+    items: pd.Index | None,
+    described: list[dict[str, Any] | None],
+    rows: int,
+    shadow: Any,
+    remote: Any,
+    index_path: str | None,
+    whole: bool,
+    direct: bool | None,
+    allow_pickles: bool,
+    storage_options: Any,
+) -> FixedFile:
+    """:func:`_describe`'s end for an object: each node read from the shadow only if stored whole in it."""
+    with get_lock(), synchronized_file(path, "r") as h5:
+        leaves = [n._v_pathname for n in h5.get_node(key)._f_walknodes("Leaf")]
+    direct_nodes = set() if whole else {d["node"] for d in described if d is not None and not d["objects"]}
+    direct_nodes.add(index_path)
+    # labels, multi-index levels and pickled objects: pandas reads them through HDF5, from the shadow
+    require_complete(
+        shadow, [n for n in leaves if whole or n not in direct_nodes], remote.name, "pandas reads it"
+    )
+    if whole:
+        return FixedFile(path, key, fingerprint, series, name, items, (), allow_pickles, rows, remote)
+    index_source = None
+    if index_path is not None and index_path not in shadow.complete:
+        index_source = TablesSource.open(url, index_path, direct=direct, allow_pickles=allow_pickles,
+                                         made_by="read_table", storage_options=storage_options)  # fmt: skip
+    blocks = []
+    for d in described:
+        assert d is not None
+        if d["objects"]:
+            blocks.append(_finish(path, fingerprint, d, direct, allow_pickles))
+        else:
+            source = TablesSource.open(url, d["node"], direct=direct, allow_pickles=allow_pickles,
+                                       made_by="read_table", storage_options=storage_options)  # fmt: skip
+            width = 0 if d["items"] is None else len(d["items"])
+            blocks.append(
+                _Block(d["node"], d["items"], source, d["value_type"], d["tz"], d["transposed"], False, width)
+            )
+    return FixedFile(path, key, fingerprint, series, name, items, tuple(blocks), allow_pickles, rows, remote,
+                     index_source)  # fmt: skip
 
 
 def _stored_rows(group: tables.Group, axis: str) -> int:
@@ -323,6 +418,7 @@ def read_pandas_fixed(
     stop: int | None = None,
     direct: bool | None = None,
     allow_pickles: bool = False,
+    storage_options: Any = None,
 ) -> dd.DataFrame | dd.Series:
     """Read frames (or Series) pandas wrote in its ``fixed`` format as one dask DataFrame (or Series).
 
@@ -348,6 +444,8 @@ def read_pandas_fixed(
         Read chunked numeric blocks directly (see :func:`dask_tables.from_tables`).
     allow_pickles : bool, optional
         Unpickle any object of an object block (files you trust only).
+    storage_options : dict, optional
+        For URLs: how to reach the store (``docs/remote.rst``).
 
     Returns
     -------
@@ -368,11 +466,14 @@ def read_pandas_fixed(
     refused = [name for name, value in given.items() if value is not None]
     if refused:
         raise TypeError(
-            f"{at_node(os.path.abspath(files[0]), key)} was written by pandas in its 'fixed' format, "
+            f"{at_node(files[0] if is_url(files[0]) else os.path.abspath(files[0]), key)} was written by pandas in its 'fixed' format, "
             f"which pandas reads only whole: {', '.join(refused)} cannot apply; write it with "
             "format='table' to query it"
         )
-    described = tuple(_describe(os.path.abspath(f), key, allow_pickles, direct) for f in files)
+    described = tuple(
+        _describe(f if is_url(f) else os.path.abspath(f), key, allow_pickles, direct, storage_options)
+        for f in files
+    )
     first = described[0]
     if first.series and columns is not None:
         raise ValueError(

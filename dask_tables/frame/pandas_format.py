@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,8 @@ from ..errors import REBUILD_FRAME, at_node, change_advice, unreadable_file
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
+from ..remote.shadow import open_shadow
+from ..remote.urls import is_url
 from .conditions import Condition, read_matching
 from .pandas_select import PandasConversion, PandasWhere
 from .partitions import (
@@ -238,30 +241,35 @@ def _describe(
     columns: Sequence[str] | None,
     index: str | None,
     allow_pickles: bool,
+    shown: str | None = None,
 ) -> _Described:
-    """Sizes, kind and pandas' conversion of the pandas table ``key``; checks ``where`` and translates it."""
+    """Sizes, kind and pandas' conversion of the pandas table ``key``; checks ``where`` and translates it.
+
+    ``shown`` names the file in messages (a URL whose shadow is ``path``).
+    """
+    at = shown or path
     with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
-        with _refused_pickle_explained(path, key, allow_pickles):
+        with _refused_pickle_explained(at, key, allow_pickles):
             storer = store.get_storer(key)
         if not storer.is_table:
             raise TypeError(
-                f"{at_node(path, key)} was written by pandas in the 'fixed' format, which has no rows "
+                f"{at_node(at, key)} was written by pandas in the 'fixed' format, which has no rows "
                 f"to partition; read it with pandas.read_hdf, or write it with format='table'.{FIXED_FORMAT}"
             )
         table = storer.table
         sizes = int(table.nrows), int(table.chunkshape[0]) if table.chunkshape else 1, int(table.rowsize)
-        with _refused_pickle_explained(path, key, allow_pickles):
+        with _refused_pickle_explained(at, key, allow_pickles):
             stored = store.select(key, start=0, stop=0)
         series = isinstance(stored, pd.Series)
         name = stored.name if series else None
         if series and (columns is not None or index is not None):
             raise ValueError(
-                f"{at_node(path, key)} holds a pandas Series (name {name!r}), which has no columns: "
+                f"{at_node(at, key)} holds a pandas Series (name {name!r}), which has no columns: "
                 "leave out columns= and index="
             )
         translated = None
         if where is not None:
-            with _invalid_where_explained(path, key, where):
+            with _invalid_where_explained(at, key, where):
                 store.select(key, where=where, start=0, stop=0)  # pandas checks it all
                 translated = PandasWhere.of(storer, where)
         direct = translated is None or translated.in_memory is None
@@ -394,11 +402,21 @@ def read_pandas_table(
     stop: int | None,
     direct: bool | None,
     allow_pickles: bool,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> dd.DataFrame | dd.Series:
-    """:func:`dask_tables.read_table` for tables that pandas wrote; see there."""
+    """:func:`dask_tables.read_table` for tables that pandas wrote; see there.
+
+    From URLs, pandas opens each object's shadow (its metadata) when the
+    frame is built, and tasks read records directly from the object.
+    """
     key = _key(node)
-    paths = [os.path.abspath(f) for f in files]
     columns = [columns] if isinstance(columns, str) else columns
+    if any(is_url(f) for f in files):
+        return _read_remote(
+            files, key, columns, where, chunksize, index, sorted_index, start, stop, direct, allow_pickles,
+            storage_options,
+        )  # fmt: skip
+    paths = [os.path.abspath(f) for f in files]
     fingerprints = [Fingerprint.of(p) for p in paths]
     described = _describe_files(paths, fingerprints, node, where, columns, index, allow_pickles)
     reader = _reader(paths, fingerprints, key, described, columns, where, index, direct, allow_pickles)
@@ -414,6 +432,122 @@ def read_pandas_table(
     )
 
 
+def _read_remote(
+    urls: Sequence[str],
+    key: str,
+    columns: Sequence[str] | None,
+    where: str | None,
+    chunksize: int | None,
+    index: str | None,
+    sorted_index: bool | None,
+    start: int | None,
+    stop: int | None,
+    direct: bool | None,
+    allow_pickles: bool,
+    storage_options: Mapping[str, Any] | None,
+) -> dd.DataFrame | dd.Series:
+    """:func:`read_pandas_table` of objects: pandas reads each shadow's metadata, tasks read records directly.
+
+    Nothing pandas reads through HDF5 may come from bytes not fetched, so
+    the tasks always take the direct path, and the index values that
+    decide divisions are read by the same reader, from the object.
+    """
+    located = [open_shadow(url, storage_options) for url in urls]
+    names = [remote.name for remote, _ in located]
+    shadows = [shadow.path for _, shadow in located]
+    fingerprints = [Fingerprint.of(p) for p in shadows]
+    described = _describe_files(shadows, fingerprints, key, where, columns, index, allow_pickles, names)
+    if any(d.conversion is None for d in described):
+        raise NotImplementedError(
+            f"{at_node(names[0], key)}: this where ({where!r}) is evaluated by pandas' own select after "
+            "the read, which reads from local disk only; from a URL, use a where on data columns and "
+            "the index alone (pandas' in-kernel terms), or copy the file to local disk"
+        )
+    reader = PandasTableReader(
+        tuple(zip(names, fingerprints, strict=True)),
+        key,
+        None if columns is None else tuple(columns),
+        where,
+        index,
+        allow_pickles,
+        series=described[0].series,
+        name=described[0].name,
+    )
+
+    def condition(table: tables.Table, translated: PandasWhere | None) -> Condition | None:
+        return (
+            None
+            if translated is None or translated.condition is None
+            else Condition.of(table, translated.condition)
+        )
+
+    opened = [
+        TablesSource.open_inspecting(
+            url,
+            key + "/table",
+            functools.partial(condition, translated=d.where),
+            None,
+            direct,
+            allow_pickles,
+            made_by="read_table",
+            storage_options=storage_options,
+        )
+        for url, d in zip(urls, described, strict=True)
+    ]
+    for source, _ in opened:
+        if source.storage is None:
+            raise NotImplementedError(
+                f"{at_node(source.path, key)}: the table is read through HDF5 (not directly), which pandas "
+                "does from local disk only; copy the file to local disk"
+            )
+    reader = dataclasses.replace(
+        reader,
+        conversions=tuple(d.conversion for d in described if d.conversion is not None),
+        tables=tuple(source for source, _ in opened),
+        conditions=() if where is None else tuple(c for _, c in opened),
+    )
+    meta = _meta(reader, names[0], key, columns, index)
+    first = described[0]
+    low, high = row_window(start, stop, sum(d.rows for d in described), at_node(names[0], key))
+    rows = partition_rows(chunksize, first.chunk_rows, first.row_nbytes)
+    parts = plan_partitions([d.rows for d in described], rows, low, high)
+    divisions = _remote_divisions(reader, names[0], parts, index, sorted_index)
+    reader = dataclasses.replace(reader, sorted_index=divisions is not None)
+    return dd.from_map(
+        reader, parts, meta=meta, divisions=divisions, label="read-table", enforce_metadata=False
+    )
+
+
+def _remote_divisions(
+    reader: PandasTableReader,
+    name: str,
+    parts: Sequence[RowRange],
+    index: str | None,
+    sorted_index: bool | None,
+) -> tuple[Any, ...] | None:
+    """:func:`_divisions` for objects: every index value read once by ``reader`` (directly), no ``where``."""
+    if sorted_index is False or all(p.stop == p.start for p in parts):
+        return None
+    only_index = None if reader.series else () if index is None else (index,)
+    every_row = dataclasses.replace(reader, where=None, conditions=(), selected=only_index)
+    labels = [
+        (part, every_row.select(part.file, part.start, part.stop).index)
+        for part in parts
+        if part.stop > part.start
+    ]
+    divisions, reason = divisions_or_reason([values for _, values in labels])
+    if divisions is not None:
+        reason = unsorted_reason(labels)
+        divisions = None if reason else divisions
+    if divisions is None and sorted_index:
+        what = "the index" if index is None else f"the index column {index!r}"
+        raise ValueError(
+            f"{at_node(name, reader.key)}: sorted_index=True, but the values of {what} read when the frame "
+            f"was built give no divisions: {reason}"
+        )
+    return divisions
+
+
 def _describe_files(
     paths: Sequence[str],
     fingerprints: Sequence[Fingerprint],
@@ -422,14 +556,15 @@ def _describe_files(
     columns: Sequence[str] | None,
     index: str | None,
     allow_pickles: bool,
+    names: Sequence[str] | None = None,
 ) -> list[_Described]:
-    """:func:`_describe` of each file, which must not change meanwhile."""
+    """:func:`_describe` of each file, which must not change meanwhile (``names``: how messages show them)."""
     key = _key(node)
     read_columns = None if columns is None else list(dict.fromkeys([*columns, *([index] if index else [])]))
     try:
         described = [
-            _describe(path, fingerprint, key, where, read_columns, index, allow_pickles)
-            for path, fingerprint in zip(paths, fingerprints, strict=True)
+            _describe(path, fingerprint, key, where, read_columns, index, allow_pickles, shown)
+            for path, fingerprint, shown in zip(paths, fingerprints, names or paths, strict=True)
         ]
     except tables.HDF5ExtError as err:  # pragma: no cover - locked or damaged after the first open
         damaged = f"{paths[0]}: damaged HDF5 file (asked for node {node})"

@@ -204,7 +204,7 @@ def _walk(
         if layout == h5py.h5d.CHUNKED:
             chunks: list[tuple[tuple[int, ...], int, int]] = []
             dsid.chunk_iter(lambda info: chunks.append((info.chunk_offset, info.byte_offset, info.size)))
-            small = stored <= SMALL_DATASET
+            small = stored <= SMALL_DATASET or len(chunks) <= 1  # the first chunk is fetched anyway
             for origin, offset, size in chunks:
                 if small or not any(origin):
                     extra.append((offset, size))
@@ -212,16 +212,19 @@ def _walk(
                     holes.append((offset, size))
             if small:
                 complete.add(path)
+                _read_heap(obj)
         elif layout == h5py.h5d.CONTIGUOUS:
             offset = dsid.get_offset()
             if offset is None or stored <= SMALL_DATASET:
                 complete.add(path)
+                _read_heap(obj)
                 if offset is not None:
                     extra.append((offset, stored))
             else:
                 holes.append((offset, stored))
         else:  # compact: in the object header, already read
             complete.add(path)
+            _read_heap(obj)
 
     try:
         with h5py.File(recorder, "r") as f:
@@ -234,6 +237,17 @@ def _walk(
     if recorder.error is not None:
         raise recorder.error
     return extra, holes, complete, names
+
+
+def _read_heap(dataset: Any) -> None:
+    """Read a small dataset of variable-length values through the recorder: its global heap is fetched too.
+
+    The dataset holds only references; the values (pandas' pickled object
+    blocks, PyTables' VLArrays) live in the file's global heap.
+    """
+    if dataset.dtype.kind == "O" or dataset.dtype.hasobject:
+        with contextlib.suppress(Exception):
+            dataset[()]
 
 
 def verify_shadow(path: str | os.PathLike[str], names: list[str], url: str) -> None:
@@ -418,3 +432,60 @@ def clear_process_cache() -> None:
     """Forget this process's shadows (the files on disk stay)."""
     with _shadows_lock:
         _shadows.clear()
+
+
+def open_shadow(url: str, storage_options: Any = None) -> tuple[RemoteFile, Shadow]:
+    """The object at ``url`` with its current version (one HEAD request), and its shadow.
+
+    For code that opens the object's metadata with PyTables or pandas
+    (``HDFStore`` of ``shadow.path``): only datasets in ``shadow.complete``
+    may be read through HDF5 (see :func:`require_complete`).
+
+    Examples
+    --------
+    >>> remote, shadow = open_shadow("https://example.org/data.h5")  # doctest: +SKIP
+    >>> import tables; tables.open_file(shadow.path).root  # doctest: +SKIP
+    """
+    from .urls import StorageOptions
+
+    remote = RemoteFile(url, StorageOptions(storage_options)).resolve()
+    return remote, shadow_of(remote)
+
+
+def require_complete(shadow: Shadow, nodes: Iterator[str] | list[str], name: str, what: str) -> None:
+    """Raise ``ValueError`` unless every dataset of ``nodes`` is stored whole in ``shadow``.
+
+    ``what`` says who would read them (``"pandas reads the index"``); the
+    message names the object ``name`` and the first node missing.
+
+    Examples
+    --------
+    >>> shadow = Shadow("s.h5", Fingerprint(0, 0, 0, 0, 0), frozenset({"/df/axis0"}))
+    >>> require_complete(shadow, ["/df/axis0"], "s3://b/a.h5", "pandas reads it")
+    >>> require_complete(shadow, ["/df/axis1"], "s3://b/a.h5", "pandas reads it")
+    Traceback (most recent call last):
+    ...
+    ValueError: s3://b/a.h5: node /df/axis1: pandas reads it through HDF5, which needs the node's stored bytes on local disk, and it is stored in more than 256 KiB (not fetched with the metadata); copy the file to local disk to read it
+    """
+    for node in nodes:
+        if node not in shadow.complete:
+            raise ValueError(
+                f"{name}: node {node}: {what} through HDF5, which needs the node's stored bytes on local "
+                "disk, and it is stored in more than 256 KiB (not fetched with the metadata); copy the "
+                "file to local disk to read it"
+            )
+
+
+def metadata_path(path: str, storage_options: Any = None) -> str:
+    """What PyTables or pandas opens for the metadata of ``path``: the shadow of a URL, else ``path``.
+
+    Examples
+    --------
+    >>> metadata_path("data.h5")
+    'data.h5'
+    """
+    from .urls import is_url, local_path
+
+    if not is_url(path):
+        return local_path(path)
+    return open_shadow(path, storage_options)[1].path

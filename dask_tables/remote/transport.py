@@ -248,7 +248,16 @@ class RemoteFile:
         except FileNotFoundError:
             raise FileChangedError(self.name, node, "the object was deleted") from None
         assert now is not None
-        if (now.etag, now.version, now.size) != (self.version.etag, self.version.version, self.version.size):
+        same = (now.etag, now.version, now.size) == (
+            self.version.etag,
+            self.version.version,
+            self.version.size,
+        )
+        if (
+            not self.version.etag and not self.version.version
+        ):  # no ETag: the modification time is the version
+            same = same and now.last_modified == self.version.last_modified
+        if not same:
             raise FileChangedError(self.name, node, self.version.describe_change(now))
 
     def get(self, start: int, stop: int, node: str = "") -> memoryview:
@@ -277,9 +286,12 @@ class RemoteFile:
                 result = obstore.get(store, key, options=options)
                 data = memoryview(result.bytes())
             except obstore.exceptions.PreconditionError:
-                raise FileChangedError(
-                    self.name, node, f"replaced: it no longer has ETag {self.version.etag}"
-                ) from None
+                was = (
+                    f"ETag {self.version.etag}"
+                    if self.version.etag
+                    else f"last modified {self.version.last_modified}"
+                )
+                raise FileChangedError(self.name, node, f"replaced: it no longer has {was}") from None
             except Exception as err:
                 raise self._error(err, f"GET bytes {start}-{stop}", node) from None
             if len(data) == stop - start:
