@@ -260,6 +260,27 @@ def test_bad_conditions_raise_when_the_frame_is_built(events, condition, error, 
     assert "events.h5: node /detector/events" in str(info.value)
 
 
+def test_where_variables_are_looked_up_as_table_where_looks_them_up(events):
+    """condvars, else the table's columns, else (without condvars) the caller's locals, then globals."""
+    lim, energy, time = 10.5, -1.0, np.int64(3000)  # the column energy wins over the local
+    with tables.open_file(events) as f:
+        table = f.root.detector.events
+        want_rows = [
+            r.nrow
+            for r in table.where("(energy > lim) & (time < time_limit)", {"lim": lim, "time_limit": time})
+        ]
+        with pytest.raises(NameError):  # with condvars, PyTables reads no frame
+            table.read_where("energy > lim", {})
+    assert energy < 0 and 0 < len(want_rows) < 3000
+    got = read_table(events, "/detector/events", where="(energy > lim) & (time < limit)", chunksize=1000)
+    assert got.compute(scheduler="threads").index.tolist() == want_rows
+    with pytest.raises(NameError, match="lim"):
+        read_table(events, "/detector/events", where="energy > lim", condvars={})
+
+
+limit = np.int64(3000)  # a global read by the where of the test above
+
+
 # ---------------------------------------------------------------- index and divisions
 
 
@@ -468,8 +489,6 @@ def test_pandas_bad_input(pandas_file, tmp_path):
         read_table(pandas_file, "frame", where="Z > 3")
     with pytest.raises(ValueError, match=r"pandas.h5: node /frame: invalid pandas where"):
         read_table(pandas_file, "frame", where="B >> 3")
-    with pytest.raises(ValueError, match=r"pandas\.h5: node /frame: condvars"):
-        read_table(pandas_file, "frame", where="B > lim", condvars={"lim": 3})
     fixed = tmp_path / "fixed.h5"
     pd.DataFrame({"a": [1, 2]}).to_hdf(fixed, key="f", format="fixed")
     with pytest.raises(ValueError, match=r"fixed.h5: node /f was written by pandas in the 'fixed' format"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from ..hdf5.paths import PathSpec, expand_paths
 from .columns import FrameLayout
 from .conditions import Condition, read_matching
 from .pandas_format import is_pandas_node, is_pandas_table, read_pandas_table
+from .pandas_select import PandasQuery
 from .partitions import (
     RowRange,
     divisions_or_reason,
@@ -27,6 +29,7 @@ from .partitions import (
     row_window,
     sample_divisions,
 )
+from .scope import captured, pytables_names
 
 __all__ = ["TablePartitionReader", "read_table"]
 
@@ -46,6 +49,7 @@ def _inspect_table(
     index: str | None,
     where: str | None,
     condvars: Mapping[str, Any] | None,
+    names: Mapping[str, Any] | None,
     encoding: str | None,
 ) -> _TableInfo | None:
     """What a frame of ``leaf`` needs, or ``None`` if ``leaf`` is the table of a frame pandas wrote."""
@@ -57,7 +61,7 @@ def _inspect_table(
             "read arrays with dask_tables.from_tables"
         )
     layout = FrameLayout.of(leaf, columns, index, encoding)
-    condition = None if where is None else Condition.of(leaf, where, condvars)
+    condition = None if where is None else Condition.of(leaf, where, condvars, names)
     return _TableInfo(int(leaf.nrows), layout, condition)
 
 
@@ -274,17 +278,34 @@ def read_table(
     >>> len(df.compute(scheduler="threads"))
     450
     """
+    caller = sys._getframe(1)  # where's names are the caller's, as for PyTables and pandas
+    try:
+        scopes = (condvars, caller.f_locals, caller.f_globals)
+        query = PandasQuery.of(where, scopes)
+        names = (
+            None
+            if condvars is not None or not isinstance(where, str)
+            else captured(pytables_names(where), scopes[1:])
+        )
+    finally:
+        del caller
     files = expand_paths(path, node)
     node = node if node.startswith("/") else "/" + node
     inspect = functools.partial(
-        _inspect_table, columns=columns, index=index, where=where, condvars=condvars, encoding=encoding
+        _inspect_table,
+        columns=columns,
+        index=index,
+        where=where,
+        condvars=condvars,
+        names=names,
+        encoding=encoding,
     )
     as_pandas_table = functools.partial(
         read_pandas_table,
         files,
         node,
         columns=columns,
-        where=where,
+        where=query,
         chunksize=chunksize,
         index=index,
         sorted_index=sorted_index,
@@ -293,8 +314,6 @@ def read_table(
         direct=direct,
         allow_pickles=allow_pickles,
     )
-    if condvars is not None:
-        as_pandas_table = functools.partial(_no_condvars_for_pandas, files[0], node, condvars)
     opened = _open_tables(files, node, inspect, direct, allow_pickles)
     if opened is None:
         return as_pandas_table()
@@ -340,13 +359,6 @@ def _open_tables(
             return None
         opened.append((source, info))
     return opened
-
-
-def _no_condvars_for_pandas(path: str, node: str, condvars: Mapping[str, Any]) -> dd.DataFrame | dd.Series:
-    raise ValueError(
-        f"{path}: node {node}: condvars={condvars!r}: this table was written by pandas, whose where is pandas' own "
-        "expression: put the values in the expression instead"
-    )
 
 
 def _check_same_tables(sources: Sequence[TablesSource], infos: Sequence[_TableInfo]) -> None:

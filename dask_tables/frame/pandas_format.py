@@ -48,13 +48,13 @@ from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
 from .conditions import Condition, read_matching
-from .pandas_select import PandasConversion, PandasWhere
+from .pandas_select import PandasConversion, PandasQuery, PandasWhere
 from .partitions import (
     RowRange,
+    coordinate_partitions,
     divisions_or_reason,
     partition_rows,
     plan_partitions,
-    row_window,
     sample_rows,
 )
 
@@ -94,8 +94,8 @@ class PandasTableReader:
         The frame's key in the store.
     selected : tuple of str or None
         The columns to read (``None``: all).
-    where : str or None
-        A pandas ``where`` expression.
+    where : PandasQuery or None
+        A pandas ``where`` and the values of its names (or row numbers).
     index : str or None
         A column to make the index.
     allow_pickles : bool
@@ -120,7 +120,7 @@ class PandasTableReader:
     files: tuple[tuple[str, Fingerprint], ...]
     key: str
     selected: tuple[str, ...] | None
-    where: str | None
+    where: PandasQuery | None
     index: str | None
     allow_pickles: bool = False
     conversions: tuple[PandasConversion, ...] = ()
@@ -135,16 +135,22 @@ class PandasTableReader:
         """Whether tasks read records directly (else pandas reads them under the lock)."""
         return bool(self.conversions)
 
-    def select(self, number: int, start: int, stop: int) -> pd.DataFrame | pd.Series:
-        """pandas' ``HDFStore.select`` of rows ``[start, stop)`` of file ``number`` (a Series for a Series)."""
+    def select(
+        self, number: int, start: int, stop: int, rows: tuple[int, ...] | None = None
+    ) -> pd.DataFrame | pd.Series:
+        """pandas' ``HDFStore.select`` of rows ``[start, stop)`` of file ``number`` (a Series for a Series).
+
+        With ``rows`` (``where`` was row numbers): those rows of the file,
+        all in ``[start, stop)``, in their order.
+        """
         path = self.files[number][0]
         read_columns = None if self.selected is None else list(self.selected)
         if read_columns is not None and self.index is not None and self.index not in read_columns:
             read_columns.append(self.index)
         if self.direct:
-            frame = self._converted(number, start, stop, read_columns)
+            frame = self._converted(number, start, stop, read_columns, rows)
         else:
-            frame = self._pandas_select(number, start, stop, read_columns)
+            frame = self._pandas_select(number, start, stop, read_columns, rows)
         if self.index is not None:
             frame = frame.set_index(self.index)
         if self.sorted_index and not frame.index.is_monotonic_increasing:
@@ -157,26 +163,31 @@ class PandasTableReader:
         return frame
 
     def _converted(
-        self, number: int, start: int, stop: int, columns: list[str] | None
+        self, number: int, start: int, stop: int, columns: list[str] | None, rows: tuple[int, ...] | None
     ) -> pd.DataFrame | pd.Series:
         """The direct path: records read like any table's (``where``'s in kernel), converted by pandas' code."""
         source = self.tables[number]
         condition = self.conditions[number] if self.conditions else None
-        if condition is None or stop <= start:  # no rows (the meta): no index lookup
+        if rows is not None:
+            records = source[start:stop][np.asarray(rows, dtype=np.int64) - start]
+        elif condition is None or stop <= start:  # no rows (the meta): no index lookup
             records = source[start:stop]
         else:
             records, _ = read_matching(source, condition, start, stop)
         return self.conversions[number].to_frame(records, columns)
 
     def _pandas_select(
-        self, number: int, start: int, stop: int, columns: list[str] | None
+        self, number: int, start: int, stop: int, columns: list[str] | None, rows: tuple[int, ...] | None
     ) -> pd.DataFrame | pd.Series:
         """pandas' own ``select``, under the registry lock (serial)."""
         path, fingerprint = self.files[number]
+        where = None if self.where is None else self.where.where()
+        if rows is not None:
+            where, start, stop = np.asarray(rows, dtype=np.int64), None, None
         with refusing_pickles(not self.allow_pickles), get_lock():
             check_unchanged(path, self.key, fingerprint)
             with pd.HDFStore(path, mode="r") as store:
-                frame = store.select(self.key, where=self.where, start=start, stop=stop, columns=columns)
+                frame = store.select(self.key, where=where, start=start, stop=stop, columns=columns)
             check_unchanged(path, self.key, fingerprint)
         return frame
 
@@ -191,7 +202,7 @@ class PandasTableReader:
         if columns is not None and not self.series:
             wanted = [columns] if isinstance(columns, str) else list(columns)
             reader = dataclasses.replace(self, selected=tuple(c for c in wanted if c != self.index))
-        return reader.select(part.file, part.start, part.stop)
+        return reader.select(part.file, part.start, part.stop, part.rows)
 
 
 @dataclass(frozen=True)
@@ -226,7 +237,7 @@ def _describe(
     path: str,
     fingerprint: Fingerprint,
     key: str,
-    where: str | None,
+    where: PandasQuery | None,
     columns: Sequence[str] | None,
     index: str | None,
     allow_pickles: bool,
@@ -252,10 +263,10 @@ def _describe(
                 "leave out columns= and index="
             )
         translated = None
-        if where is not None:
+        if where is not None and where.rows is None:
             with _invalid_where_explained(path, key, where):
-                store.select(key, where=where, start=0, stop=0)  # pandas checks it all
-                translated = PandasWhere.of(storer, where)
+                store.select(key, where=where.where(), start=0, stop=0)  # pandas checks it all
+                translated = PandasWhere.of(storer, where.where(), repr(where))
         direct = translated is None or translated.in_memory is None
         conversion = PandasConversion.of(storer, (path, fingerprint)) if direct else None
         return _Described(*sizes, series, name, conversion, translated)
@@ -277,7 +288,7 @@ def _refused_pickle_explained(path: str, key: str, allow_pickles: bool) -> Itera
 
 
 @contextlib.contextmanager
-def _invalid_where_explained(path: str, key: str, where: str) -> Iterator[None]:
+def _invalid_where_explained(path: str, key: str, where: PandasQuery) -> Iterator[None]:
     """Turn pandas' errors on an invalid ``where`` into ours, naming the file and node."""
     try:
         yield
@@ -343,7 +354,7 @@ def read_pandas_table(
     node: str,
     *,
     columns: Sequence[str] | None,
-    where: str | None,
+    where: PandasQuery | None,
     chunksize: int | None,
     index: str | None,
     sorted_index: bool | None,
@@ -361,10 +372,17 @@ def read_pandas_table(
     reader = _reader(paths, fingerprints, key, described, columns, where, index, direct, allow_pickles)
     meta = _meta(reader, paths[0], key, columns, index)
     first = described[0]
-    low, high = row_window(start, stop, sum(d.rows for d in described), at_node(paths[0], key))
+    total = sum(d.rows for d in described)
+    low, high, _ = slice(start, stop).indices(total)  # pandas' row window: clamped, never an error
+    high = max(low, high)
     rows = partition_rows(chunksize, first.chunk_rows, first.row_nbytes)
     parts = plan_partitions([d.rows for d in described], rows, low, high)
-    divisions = _divisions(paths, key, parts, index, first.series, sorted_index, allow_pickles)
+    if where is not None and where.rows is not None:
+        numbers = _coordinates(where.rows, low, high, at_node(paths[0], key))
+        parts = coordinate_partitions(parts, numbers)
+        divisions = None
+    else:
+        divisions = _divisions(paths, key, parts, index, first.series, sorted_index, allow_pickles)
     reader = dataclasses.replace(reader, sorted_index=divisions is not None)
     return dd.from_map(
         reader, parts, meta=meta, divisions=divisions, label="read-table", enforce_metadata=False
@@ -375,7 +393,7 @@ def _describe_files(
     paths: Sequence[str],
     fingerprints: Sequence[Fingerprint],
     node: str,
-    where: str | None,
+    where: PandasQuery | None,
     columns: Sequence[str] | None,
     index: str | None,
     allow_pickles: bool,
@@ -401,7 +419,7 @@ def _reader(
     key: str,
     described: Sequence[_Described],
     columns: Sequence[str] | None,
-    where: str | None,
+    where: PandasQuery | None,
     index: str | None,
     direct: bool | None,
     allow_pickles: bool,
@@ -427,7 +445,7 @@ def _reader(
         reader,
         conversions=tuple(d.conversion for d in described),
         tables=tuple(source for source, _ in opened),
-        conditions=() if where is None else tuple(condition for _, condition in opened),
+        conditions=() if where is None or where.rows is not None else tuple(c for _, c in opened),
     )
 
 
@@ -442,11 +460,36 @@ def _open_table(
     return TablesSource.open_inspecting(path, key + "/table", condition, None, direct, allow_pickles)
 
 
+def _coordinates(rows: np.ndarray, low: int, high: int, where: str) -> np.ndarray:
+    """The row numbers a ``where`` of row numbers or a boolean mask selects in ``[low, high)``, as pandas' ``Selection``.
+
+    Raises
+    ------
+    ValueError
+        A mask whose length is not that of the rows, or a row number
+        outside them (pandas' own messages).
+    """
+    if rows.dtype == np.bool_:
+        if len(rows) != high - low:
+            raise ValueError(
+                f"{where}: where is a boolean mask of {len(rows)} values for the {high - low} rows "
+                f"{low}..{high}: pandas raises (boolean index did not match)"
+            )
+        return np.arange(low, high)[rows]
+    invalid = rows[(rows < low) | (rows >= high)]
+    if len(invalid):
+        raise ValueError(
+            f"{where}: where must have index locations >= start and < stop, but got "
+            f"{invalid[:5].tolist()}{' ...' if len(invalid) > 5 else ''} with start={low} and stop={high}"
+        )
+    return rows.astype(np.int64)
+
+
 def _meta(
     reader: PandasTableReader, path: str, key: str, columns: Any, index: str | None
 ) -> pd.DataFrame | pd.Series:
     try:
-        return reader.select(0, 0, 0)
+        return reader.select(0, 0, 0, None)
     except KeyError as err:
         raise KeyError(
             f"{at_node(path, key)}: unknown column in columns={columns!r} or index={index!r}: {err}"
