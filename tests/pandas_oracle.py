@@ -20,7 +20,9 @@ Each call is tallied as one of:
 - ``pandas_raised_we_returned``: pandas raised, ``read_table`` returned;
 - ``refused``: pandas returned, ``read_table`` raised;
 - ``both_raised``;
-- ``left_out:<why>``: iterator selects, fixed-format keys, stores not on
+- ``left_out:<why>``: iterator selects, fixed-format keys, tables that
+  PyTables wrote, not pandas (``read_table`` reads those as PyTables
+  tables: PyTables conditions, the row numbers as index), stores not on
   disk, closed stores, nested calls.
 
 At the end of the session (of each xdist worker) the tally and the details
@@ -96,6 +98,10 @@ def _copy(store: pd.HDFStore, key: str, workdir: str) -> str | tuple[str] | None
         return ("no storer",)
     if not storer.is_table:
         return ("fixed format",)
+    if isinstance(
+        storer, pandas_tables.GenericTable
+    ):  # read_table reads it as PyTables' table, row numbers and all
+        return ("PyTables table",)
     if store._handle.params["DRIVER"] not in (None, "H5FD_SEC2") or not os.path.exists(store._path):
         return ("not on disk",)
     if store._handle.mode != "r":

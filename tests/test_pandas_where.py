@@ -429,3 +429,38 @@ def test_start_and_stop_outside_the_table_as_pandas(scoped_file, start, stop):
     with dask.config.set({"dataframe.convert-string": False}):
         got = read_table(scoped_file, "df", start=start, stop=stop, chunksize=16).compute()
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_a_key_named_table_and_repeated_columns_as_pandas(tmp_path):
+    path = tmp_path / "keys.h5"
+    pd.DataFrame({"a": [1, 2, 3]}).to_hdf(path, key="table", format="table")
+    with_dups = pd.DataFrame(np.arange(12.0).reshape(3, 4), columns=["A", "A", "B", "B"])
+    with_dups.to_hdf(path, key="dups", format="table")
+    pd.DataFrame(np.ones((3, 2)), columns=["A", "B"]).to_hdf(path, key="plain", format="table")
+    cases = [(node, "table", None) for node in ["table", "/table", "/table/table"]]
+    cases += [
+        ("dups", "dups", with_dups.columns),
+        ("plain", "plain", ["A", "A", "B"]),
+        ("dups", "dups", ["B"]),
+    ]
+    for node, key, columns in cases:
+        with dask.config.set({"dataframe.convert-string": False}):
+            got = read_table(path, node, columns=columns).compute()
+        pd.testing.assert_frame_equal(got, pd.read_hdf(path, key, columns=columns))
+
+
+def test_repeated_labels_across_dtypes_keep_pandas_order(tmp_path):
+    path = tmp_path / "dups.h5"
+    frame = pd.concat(
+        [
+            pd.DataFrame(np.ones((4, 2)), columns=["A", "A"]),
+            pd.DataFrame(np.arange(8).reshape(4, 2), columns=["B", "B"]),
+            pd.DataFrame({"A": [1, 2, 3, 4], "C": list("wxyz")}).astype({"A": "i1"}),
+        ],
+        axis=1,
+    )
+    frame.to_hdf(path, key="df", format="table")
+    for columns in [frame.columns, ["C", "A"], ["B", "B"]]:
+        with dask.config.set({"dataframe.convert-string": False}):
+            got = read_table(path, "df", columns=columns).compute()
+        pd.testing.assert_frame_equal(got, pd.read_hdf(path, "df", columns=columns))

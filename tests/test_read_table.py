@@ -755,16 +755,27 @@ def test_pandas_index_unsorted_between_samples_is_refused_with_strings(tmp_path)
         df.compute()
 
 
-def test_pandas_time_zone_that_must_be_unpickled_says_how_to_read_it(tmp_path):
+def test_pandas_pickled_metadata_reads_and_a_hostile_pickle_is_named(tmp_path):
+    """pandas' own pickles (dateutil time zones, Timestamp labels, axes=['columns']) read; others are named."""
     dateutil_tz = pytest.importorskip("dateutil.tz")
     path = tmp_path / "dateutil.h5"
     when = pd.date_range("2021-01-01", periods=10, freq="h", tz=dateutil_tz.gettz("Asia/Tokyo"))
     pd.Series(np.arange(10), index=when, name="n").to_hdf(path, key="s", format="table")
-    with pytest.raises(ValueError, match=r"dateutil\.h5: node /s: .*pass allow_pickles=True"):
+    frame = pd.DataFrame({pd.Timestamp("2020-01-01"): [1.0, 2.0], pd.Timestamp("2020-01-02"): [3.0, 4.0]})
+    frame.to_hdf(path, key="labels", format="table")
+    with pd.HDFStore(path) as store:
+        store.append("columns", pd.DataFrame(np.ones((4, 3)), columns=list("abc")), axes=["columns"])
+    for key in ["s", "labels", "columns"]:
+        got = read_table(path, key).compute()
+        want = pd.read_hdf(path, key)
+        check = pd.testing.assert_series_equal if key == "s" else pd.testing.assert_frame_equal
+        check(got, want)
+    with tables.open_file(path, "a") as f:
+        f.root.s._v_attrs.info = _Getattr()  # a pickle that would call a function
+    with pytest.raises(
+        ValueError, match=r"dateutil\.h5: node /s: .*'info' \(a pickled .*pass allow_pickles=True"
+    ):
         read_table(path, "s")
-    pd.testing.assert_series_equal(
-        read_table(path, "s", allow_pickles=True).compute(), pd.read_hdf(path, "s")
-    )
 
 
 class _Getattr:

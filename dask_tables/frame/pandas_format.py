@@ -45,7 +45,7 @@ import tables
 from ..array.source import TablesSource
 from ..errors import REBUILD_FRAME, NotHDF5FileError, at_node, change_advice
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
-from ..hdf5.pickles import refusing_pickles
+from ..hdf5.pickles import pickle_refusals, refusing_pickles
 from ..registry import get_lock, synchronized_file
 from .conditions import Condition, read_matching
 from .pandas_select import PandasConversion, PandasQuery, PandasWhere
@@ -78,8 +78,20 @@ def is_pandas_table(path: str, node: str) -> bool:
             return False
 
 
-def _key(node: str) -> str:
-    return node[: -len("/table")] if node.endswith("/table") else node
+def _key(path: str, node: str) -> str:
+    """The store key of ``node``: its group when it is the table in a pandas group (``/frame/table``).
+
+    A key may itself be named ``table`` (``"/table"``, or ``"/table/table"``
+    for its table): the file says which.
+    """
+    if not node.endswith("/table"):
+        return node
+    with refusing_pickles(), get_lock(), synchronized_file(path, "r") as h5:
+        try:
+            leaf = h5.get_node(node)
+        except tables.NoSuchNodeError:
+            return node
+        return leaf._v_parent._v_pathname if isinstance(leaf, tables.Table) and is_pandas_node(leaf) else node
 
 
 @dataclass(frozen=True)
@@ -158,9 +170,7 @@ class PandasTableReader:
                 f"{at_node(path, self.key)}: the index is not sorted in rows {start}..{stop - 1}, though the "
                 "rows sampled when the frame was built were: read with sorted_index=False"
             )
-        if self.selected is not None:
-            frame = frame[[c for c in self.selected if c != self.index]]
-        return frame
+        return frame  # pandas' read selected the columns: in its order, a repeated name once
 
     def _converted(
         self, number: int, start: int, stop: int, columns: list[str] | None, rows: tuple[int, ...] | None
@@ -243,9 +253,13 @@ def _describe(
     allow_pickles: bool,
 ) -> _Described:
     """Sizes, kind and pandas' conversion of the pandas table ``key``; checks ``where`` and translates it."""
-    with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
-        with _refused_pickle_explained(path, key, allow_pickles):
-            storer = store.get_storer(key)
+    with (
+        _refused_pickle_explained(path, key, allow_pickles),
+        refusing_pickles(not allow_pickles),
+        get_lock(),
+        pd.HDFStore(path, mode="r") as store,
+    ):
+        storer = store.get_storer(key)
         if not storer.is_table:
             raise ValueError(
                 f"{at_node(path, key)} was written by pandas in the 'fixed' format, which has no rows "
@@ -253,8 +267,7 @@ def _describe(
             )
         table = storer.table
         sizes = int(table.nrows), int(table.chunkshape[0]) if table.chunkshape else 1, int(table.rowsize)
-        with _refused_pickle_explained(path, key, allow_pickles):
-            stored = store.select(key, start=0, stop=0)
+        stored = store.select(key, start=0, stop=0)
         series = isinstance(stored, pd.Series)
         name = stored.name if series else None
         if series and (columns is not None or index is not None):
@@ -274,17 +287,21 @@ def _describe(
 
 @contextlib.contextmanager
 def _refused_pickle_explained(path: str, key: str, allow_pickles: bool) -> Iterator[None]:
-    """Turn pandas' failure on an attribute whose pickle was refused into an error that says what to do."""
-    try:
-        yield
-    except AttributeError as err:
-        if allow_pickles:
-            raise
-        raise ValueError(
-            f"{at_node(path, key)}: pandas needs an attribute of this table that holds a pickled object "
-            f"dask_tables refuses to unpickle (such as a dateutil or pytz time zone) ({err}); pass "
-            "allow_pickles=True if you trust the file"
-        ) from None
+    """Turn pandas' failure after the pickle gate refused an attribute into an error naming it, and the way out."""
+    with pickle_refusals() as refused:
+        try:
+            yield
+        except Exception as err:
+            if allow_pickles or not refused:
+                raise
+            named = ", ".join(
+                f"{attribute!r} (a pickled {kind})" for attribute, kind in dict.fromkeys(refused)
+            )
+            raise ValueError(
+                f"{at_node(path, key)}: pandas needs the attributes {named} of this table, which dask_tables "
+                f"does not unpickle: they could run code; pass allow_pickles=True if you trust the file "
+                f"(pandas then failed with {type(err).__name__}: {err})"
+            ) from None
 
 
 @contextlib.contextmanager
@@ -364,11 +381,11 @@ def read_pandas_table(
     allow_pickles: bool,
 ) -> dd.DataFrame | dd.Series:
     """:func:`dask_tables.read_table` for tables that pandas wrote; see there."""
-    key = _key(node)
     paths = [os.path.abspath(f) for f in files]
+    key = _key(paths[0], node)
     columns = [columns] if isinstance(columns, str) else columns
     fingerprints = [Fingerprint.of(p) for p in paths]
-    described = _describe_files(paths, fingerprints, node, where, columns, index, allow_pickles)
+    described = _describe_files(paths, fingerprints, key, where, columns, index, allow_pickles)
     reader = _reader(paths, fingerprints, key, described, columns, where, index, direct, allow_pickles)
     meta = _meta(reader, paths[0], key, columns, index)
     first = described[0]
@@ -392,14 +409,13 @@ def read_pandas_table(
 def _describe_files(
     paths: Sequence[str],
     fingerprints: Sequence[Fingerprint],
-    node: str,
+    key: str,
     where: PandasQuery | None,
     columns: Sequence[str] | None,
     index: str | None,
     allow_pickles: bool,
 ) -> list[_Described]:
     """:func:`_describe` of each file, which must not change meanwhile."""
-    key = _key(node)
     read_columns = None if columns is None else list(dict.fromkeys([*columns, *([index] if index else [])]))
     try:
         described = [
@@ -407,7 +423,7 @@ def _describe_files(
             for path, fingerprint in zip(paths, fingerprints, strict=True)
         ]
     except tables.HDF5ExtError as err:  # pragma: no cover - damaged after the first open
-        raise NotHDF5FileError(f"{paths[0]}: damaged HDF5 file (asked for node {node}): {err}") from err
+        raise NotHDF5FileError(f"{paths[0]}: damaged HDF5 file (asked for node {key}): {err}") from err
     for path, fingerprint in zip(paths, fingerprints, strict=True):
         check_unchanged(path, key, fingerprint)
     return described
