@@ -464,3 +464,16 @@ def test_repeated_labels_across_dtypes_keep_pandas_order(tmp_path):
         with dask.config.set({"dataframe.convert-string": False}):
             got = read_table(path, "df", columns=columns).compute()
         pd.testing.assert_frame_equal(got, pd.read_hdf(path, "df", columns=columns))
+
+
+@pytest.mark.parametrize("dtype", ["c8", "c16"])
+def test_complex_columns_as_pandas(tmp_path, dtype):
+    path = tmp_path / "complex.h5"
+    frame = pd.DataFrame({"z": (np.arange(40) * (1 + 2j)).astype(dtype), "b": np.arange(40.0)})
+    frame.to_hdf(path, key="df", format="table", data_columns=["b"])
+    frame.z.to_hdf(path, key="s", format="table", index=False)
+    for key, where in [("df", None), ("df", "b > 30"), ("df", "b > 99"), ("s", None)]:
+        got = read_table(path, key, where=where, chunksize=8).compute()
+        want = pd.read_hdf(path, key, where=where)
+        check = pd.testing.assert_series_equal if key == "s" else pd.testing.assert_frame_equal
+        check(got, want)

@@ -765,10 +765,13 @@ def test_pandas_pickled_metadata_reads_and_a_hostile_pickle_is_named(tmp_path):
     frame.to_hdf(path, key="labels", format="table")
     with pd.HDFStore(path) as store:
         store.append("columns", pd.DataFrame(np.ones((4, 3)), columns=list("abc")), axes=["columns"])
-    for key in ["s", "labels", "columns"]:
+    holidays = pd.offsets.CustomBusinessDay(holidays=[np.datetime64("2014-05-01")], weekmask="Sun Mon Tue")
+    days = pd.date_range("2014-04-27", periods=5, freq=holidays)  # its freq pickles numpy datetimes as bytes
+    pd.Series(np.arange(5), index=days).to_hdf(path, key="days", format="table")
+    for key in ["s", "labels", "columns", "days"]:
         got = read_table(path, key).compute()
         want = pd.read_hdf(path, key)
-        check = pd.testing.assert_series_equal if key == "s" else pd.testing.assert_frame_equal
+        check = pd.testing.assert_series_equal if key in ("s", "days") else pd.testing.assert_frame_equal
         check(got, want)
     with tables.open_file(path, "a") as f:
         f.root.s._v_attrs.info = _Getattr()  # a pickle that would call a function

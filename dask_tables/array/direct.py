@@ -355,8 +355,8 @@ def read_direct(
     array([1., 4., 7.])
     """
     out = _result(storage, slab, field)
-    if out.size == 0:
-        return out
+    if out.size == 0:  # in the layout of a read with rows too
+        return repacked(out, storage.memory) if storage.memory is not None and field is None else out
     fd, file_size = _open_checked(path, node, fingerprint)
     try:
         reader = _Reader(path, node, storage, chunk_index(path, node, fingerprint), fd, file_size)

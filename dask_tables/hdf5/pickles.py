@@ -15,8 +15,9 @@ pandas pickles the ``freq`` and ``tz`` of a ``DatetimeIndex`` into a table's
 ``_unpickle_timestamp``/``_timedelta_unpickle`` from numbers), and time zones
 (``zoneinfo.ZoneInfo``, rebuilt through ``getattr(ZoneInfo, "_unpickle")``,
 the only ``getattr`` allowed; ``datetime.timezone``; dateutil's ``tzfile``,
-rebuilt from its pickled state, never from a file) are plain data too, and
-pass.
+rebuilt from its pickled state, never from a file), and ``bytes`` as the old
+protocols write them (``_codecs.encode(text, "latin1")``, latin1 only) are
+plain data too, and pass.
 
 A refused object is recorded, with the attribute that held it, for the
 thread inside :func:`pickle_refusals`: an error that follows can name it.
@@ -101,6 +102,15 @@ def _dateutil_tzfile(fileobj: Any, filename: Any = None) -> Any:
     return tz.tzfile(None, filename)
 
 
+def _latin1_bytes(text: Any, encoding: Any = "utf-8") -> bytes:
+    """``_codecs.encode(text, "latin1")``, as protocols 0-2 pickle ``bytes`` (numpy's ``datetime64`` holidays)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _refused(
+            f"_codecs.encode({encoding!r})", "dask_tables refuses _codecs.encode but of latin1 text"
+        )
+    return text.encode("latin1")
+
+
 def _is_pandas_offset(module: str, name: str) -> bool:
     """Whether ``module.name`` is one of pandas' date offset classes (plain data, like ``Hour(1)``)."""
     if module != "pandas._libs.tslibs.offsets":
@@ -124,6 +134,8 @@ class _DataOnlyUnpickler(pickle.Unpickler):
             return _zoneinfo_unpickle_only
         if (module, name) == ("dateutil.tz.tz", "tzfile"):
             return _dateutil_tzfile
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         raise _refused(
             f"{module}.{name}", f"dask_tables refuses to unpickle {module}.{name} from an HDF5 attribute"
         )
