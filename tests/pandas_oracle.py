@@ -23,8 +23,7 @@ Each call is tallied as one of:
 - ``left_out:<why>``: iterator selects, fixed-format keys, tables that
   PyTables wrote, not pandas (``read_table`` reads those as PyTables
   tables: PyTables conditions, the row numbers as index), stores not on
-  disk, closed stores, nested calls, pandas' own calls (``put`` reading a
-  categorical's metadata while it writes).
+  disk, closed stores, nested calls.
 
 At the end of the session (of each xdist worker) the tally and the details
 of every call that is not ``equal`` or ``both_raised`` are written as JSON
@@ -147,11 +146,6 @@ def _select(self: pd.HDFStore, key: str, where: Any = None, start: Any = None, s
     frame, written = (pending[0], pending[1]) if pending else (sys._getframe(1), where)
     if iterator or chunksize is not None:
         TALLY["left_out:iterator"] += 1
-        return _as_called_from(frame, original)
-    if frame.f_globals.get("__name__", "").startswith(
-        "pandas.io"
-    ):  # put reading a table's metadata mid-write
-        TALLY["left_out:pandas internal"] += 1
         return _as_called_from(frame, original)
     _state.inside = True
     workdir = tempfile.mkdtemp(prefix="oracle-")
