@@ -98,7 +98,7 @@ class Condition:
     ) -> Condition:
         """Check ``text`` against ``table`` and keep what tasks need.
 
-        A name of ``text`` is looked up as :meth:`tables.Table.where` looks
+        A name of ``text`` is looked up as ``tables.Table.where`` looks
         it up: in ``condvars``, else among the table's columns, else (only
         without ``condvars``) in ``names``, the caller's variables.
 

@@ -155,7 +155,7 @@ def read_table(
     node: str,
     *,
     columns: Sequence[str] | None = None,
-    where: str | None = None,
+    where: Any = None,
     condvars: Mapping[str, Any] | None = None,
     chunksize: int | None = None,
     index: str | None = None,
@@ -193,11 +193,15 @@ def read_table(
         otherwise the task evaluates the same numexpr function on its rows.
         An enum column compares with its names by ``==`` or ``!=``
         (``"kind == 'gamma'"``): they become the enum's values.
-        For a pandas table: a pandas ``where`` (``"index > 5 & B < 3"``).
-        Checked when the frame is built.
+        For a pandas table: a pandas ``where`` (``"index > 5 & B < 3"``), in
+        any form ``HDFStore.select`` takes (a list of terms, ``Term``
+        objects, row numbers, a boolean mask, empty).  Checked when the
+        frame is built.  Its names are the caller's variables, resolved as
+        PyTables (or pandas) resolves them, when the frame is built.
     condvars : dict, optional
         Values of the condition's variables (numbers, arrays, or
-        ``tables.Column`` objects of the table, kept by path).
+        ``tables.Column`` objects of the table, kept by path), looked up
+        first.  Without it, the caller's locals and globals.
     chunksize : int, optional
         Rows per partition, rounded to whole HDF5 chunks.  Default: about
         dask's ``array.chunk-size`` (128 MiB) of records.
@@ -216,7 +220,7 @@ def read_table(
         samples give no divisions.
     start, stop : int, optional
         Read only these rows (of all files concatenated; negative ones count
-        from the end).
+        from the end).  On a pandas table, clamped to the rows, as pandas does.
     encoding : str or None, optional
         ``"utf-8"`` (default): string (``S``) columns become pandas strings;
         a value that is not UTF-8 raises :class:`UnicodeDecodeError` naming
@@ -256,7 +260,7 @@ def read_table(
         a name that is not in an enum column's enum in ``where``,
         ``columns``/``index`` for a pandas Series.
     IndexError
-        ``start`` or ``stop`` out of range.
+        ``start`` or ``stop`` out of range (a PyTables table).
     SyntaxError
         An invalid ``where`` condition, or an unknown variable in it.
     NameError

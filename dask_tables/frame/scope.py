@@ -1,7 +1,7 @@
 """The names of a ``where``, resolved where the caller of ``read_table`` sees them.
 
 Both query languages read variables from the caller's scope:
-:meth:`tables.Table.where` looks a name up in ``condvars``, else among the
+``tables.Table.where`` looks a name up in ``condvars``, else among the
 table's columns, else (only without ``condvars``) in the locals, then the
 globals, of the frame that called it; pandas' ``HDFStore.select`` resolves
 the names of a ``where`` in the locals, then the globals, of its caller,

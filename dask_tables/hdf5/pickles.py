@@ -20,7 +20,7 @@ protocols write them (``_codecs.encode(text, "latin1")``, latin1 only) are
 plain data too, and pass.
 
 A refused object is recorded, with the attribute that held it, for the
-thread inside :func:`pickle_refusals`: an error that follows can name it.
+thread inside ``pickle_refusals``: an error that follows can name it.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ _GETATTR = {("builtins", "getattr"), ("__builtin__", "getattr")}
 
 
 def _refused(what: str, message: str) -> pickle.UnpicklingError:
-    """The error for a refused object, recorded with its attribute for :func:`pickle_refusals`."""
+    """The error for a refused object, recorded with its attribute for ``pickle_refusals``."""
     refused = getattr(_state, "refused", None)
     if refused is not None:
         frame, attribute = sys._getframe(1), None
