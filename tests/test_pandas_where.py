@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import pytest
@@ -303,3 +304,179 @@ def test_sampled_divisions_read_directly_are_the_partitions_first_labels(tmp_pat
         assert part.index[0] == df.divisions[number]
         assert isinstance(part.index[0], pd.Timestamp) == isinstance(df.divisions[number], pd.Timestamp)
         assert getattr(df.divisions[number], "tz", None) == getattr(labels[0], "tz", None)
+
+
+# ---------------------------------------------------------------- where's names: the caller's scope, as pandas'
+
+SCOPED = pd.DataFrame(
+    {
+        "users": ["a", "selector", "b", "index"] * 25,
+        "n": np.arange(100),
+        "when": pd.date_range("2024-01-01", periods=100, freq="D"),
+        "model": pd.Categorical(["m1", "model", "m2", "m1"] * 25),
+    },
+    index=pd.RangeIndex(100),
+)
+threshold = 90  # a global of this module, read by the where below
+
+
+@pytest.fixture(scope="module")
+def scoped_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scope") / "scoped.h5"
+    SCOPED.to_hdf(path, key="df", format="table", data_columns=True)
+    return path
+
+
+def pandas_and_ours(path, where, **kwargs):
+    """pandas' answer and read_table's, both called from this frame (its locals are the where's)."""
+    return pd.read_hdf(path, "df", where=where, **kwargs), read_table(
+        path, "df", where=where, chunksize=16, **kwargs
+    )
+
+
+def test_where_names_are_the_callers_locals_then_globals(scoped_file):
+    selector, model, index, when = "b", "m2", 7, pd.Timestamp("2024-03-01")  # noqa: F841 - read by the wheres
+    for where in [
+        "users = selector",  # a local, not the string 'selector'
+        "users != selector",
+        "model == model",  # a categorical against a local
+        "n > index",  # the caller's `index`, not read_table's index=None
+        "when >= when & n < threshold",  # a global of the caller's module
+        "users = nosuch",  # unresolved on the right: the string 'nosuch', as pandas takes it
+        ["n > index", "users != selector"],  # a list of terms
+    ]:
+        want = pd.read_hdf(scoped_file, "df", where=where)  # both called from here: these locals
+        with dask.config.set({"dataframe.convert-string": False}):
+            got = read_table(scoped_file, "df", where=where, chunksize=16).compute(scheduler="threads")
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        assert 0 < len(want) < 100 or where == "users = nosuch", where
+
+
+def test_where_names_condvars_first_and_pandas_term_scope(scoped_file):
+    selector = "a"  # noqa: F841 - shadowed by condvars
+    with dask.config.set({"dataframe.convert-string": False}):
+        got = read_table(scoped_file, "df", where="users = selector", condvars={"selector": "b"}).compute()
+    pd.testing.assert_frame_equal(got, SCOPED[SCOPED.users == "b"])
+    term = _term_made_elsewhere()  # a pandas Term keeps the scope it was made in
+    want = pd.read_hdf(scoped_file, "df", where=term)
+    assert len(want) == 25
+    with dask.config.set({"dataframe.convert-string": False}):
+        pd.testing.assert_frame_equal(read_table(scoped_file, "df", where=term).compute(), want)
+        pd.testing.assert_frame_equal(read_table(scoped_file, "df", where=[term]).compute(), want)
+
+
+def _term_made_elsewhere():
+    selector = "index"  # noqa: F841 - read by the term
+    return pd.io.pytables.Term("users == selector")
+
+
+def test_a_pandas_where_a_str_column_cannot_compare_raises_as_pandas(scoped_file):
+    for v in [2.1, True, pd.Timestamp("2024-01-01"), pd.Timedelta("1s")]:  # noqa: B007 - read by the where
+        with pytest.raises(TypeError, match="Cannot compare"):
+            pd.read_hdf(scoped_file, "df", where="users < v")
+        with pytest.raises(TypeError, match=r"scoped\.h5: node /df: invalid pandas where .*Cannot compare"):
+            read_table(scoped_file, "df", where="users < v")
+
+
+def test_the_graph_holds_only_the_names_used_and_tokenizes_the_same(scoped_file):
+    selector, unused = "b", object()  # noqa: F841 - an unpicklable local the where does not use
+    first = read_table(scoped_file, "df", where="users = selector & n > threshold")
+    again = read_table(scoped_file, "df", where="users = selector & n > threshold")
+    assert first._name == again._name
+    selector = "a"  # noqa: F841 - read by the where
+    assert read_table(scoped_file, "df", where="users = selector & n > threshold")._name != first._name
+    got = first.compute(scheduler="processes")  # the captured values pickle
+    assert got.users.unique().tolist() == ["b"] and got.n.min() > threshold
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "",
+        [],
+        [None],
+        (None,),
+        [3, 17, 5],
+        np.array([40, 2]),
+        pd.Index(np.arange(10, 30)),
+        np.arange(100) % 3 == 0,
+        [pd.io.pytables.Term("n > 50"), "n < 60"],
+    ],
+    ids=lambda w: repr(w)[:20],
+)
+def test_every_form_of_where_pandas_takes(scoped_file, where):
+    want = pd.read_hdf(scoped_file, "df", where=where)
+    with dask.config.set({"dataframe.convert-string": False}):
+        got = read_table(scoped_file, "df", where=where, chunksize=16).compute(scheduler="threads")
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+def test_row_numbers_with_start_and_stop_are_checked_as_pandas(scoped_file):
+    for where, start, stop in [([3, 5], 3, 10), (np.arange(20) % 2 == 0, 10, 30)]:
+        want = pd.read_hdf(scoped_file, "df", where=where, start=start, stop=stop)
+        with dask.config.set({"dataframe.convert-string": False}):
+            got = read_table(scoped_file, "df", where=where, start=start, stop=stop).compute()
+        pd.testing.assert_frame_equal(got, want)
+    with pytest.raises(ValueError, match="index locations"):
+        pd.read_hdf(scoped_file, "df", where=[3, 50], start=0, stop=10)
+    with pytest.raises(ValueError, match=r"scoped\.h5: node /df: where must have index locations"):
+        read_table(scoped_file, "df", where=[3, 50], start=0, stop=10)
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "phrase"),
+    [(120, None, "is above or equal to"), (-200, 10, "before the first row"), (None, 500, "number of rows")],
+)
+def test_start_and_stop_outside_the_table_raise_as_dask_does(scoped_file, start, stop, phrase):
+    """pandas clamps them; read_table keeps dd.read_hdf's ValueError (a lazy frame with no rows to read)."""
+    pd.read_hdf(scoped_file, "df", start=start, stop=stop)  # pandas answers
+    with pytest.raises(ValueError, match=phrase):
+        read_table(scoped_file, "df", start=start, stop=stop, chunksize=16)
+
+
+def test_a_key_named_table_and_repeated_columns_as_pandas(tmp_path):
+    path = tmp_path / "keys.h5"
+    pd.DataFrame({"a": [1, 2, 3]}).to_hdf(path, key="table", format="table")
+    with_dups = pd.DataFrame(np.arange(12.0).reshape(3, 4), columns=["A", "A", "B", "B"])
+    with_dups.to_hdf(path, key="dups", format="table")
+    pd.DataFrame(np.ones((3, 2)), columns=["A", "B"]).to_hdf(path, key="plain", format="table")
+    cases = [(node, "table", None) for node in ["table", "/table", "/table/table"]]
+    cases += [
+        ("dups", "dups", with_dups.columns),
+        ("plain", "plain", ["A", "A", "B"]),
+        ("dups", "dups", ["B"]),
+    ]
+    for node, key, columns in cases:
+        with dask.config.set({"dataframe.convert-string": False}):
+            got = read_table(path, node, columns=columns).compute()
+        pd.testing.assert_frame_equal(got, pd.read_hdf(path, key, columns=columns))
+
+
+def test_repeated_labels_across_dtypes_keep_pandas_order(tmp_path):
+    path = tmp_path / "dups.h5"
+    frame = pd.concat(
+        [
+            pd.DataFrame(np.ones((4, 2)), columns=["A", "A"]),
+            pd.DataFrame(np.arange(8).reshape(4, 2), columns=["B", "B"]),
+            pd.DataFrame({"A": [1, 2, 3, 4], "C": list("wxyz")}).astype({"A": "i1"}),
+        ],
+        axis=1,
+    )
+    frame.to_hdf(path, key="df", format="table")
+    for columns in [frame.columns, ["C", "A"], ["B", "B"]]:
+        with dask.config.set({"dataframe.convert-string": False}):
+            got = read_table(path, "df", columns=columns).compute()
+        pd.testing.assert_frame_equal(got, pd.read_hdf(path, "df", columns=columns))
+
+
+@pytest.mark.parametrize("dtype", ["c8", "c16"])
+def test_complex_columns_as_pandas(tmp_path, dtype):
+    path = tmp_path / "complex.h5"
+    frame = pd.DataFrame({"z": (np.arange(40) * (1 + 2j)).astype(dtype), "b": np.arange(40.0)})
+    frame.to_hdf(path, key="df", format="table", data_columns=["b"])
+    frame.z.to_hdf(path, key="s", format="table", index=False)
+    for key, where in [("df", None), ("df", "b > 30"), ("df", "b > 99"), ("s", None)]:
+        got = read_table(path, key, where=where, chunksize=8).compute()
+        want = pd.read_hdf(path, key, where=where)
+        check = pd.testing.assert_series_equal if key == "s" else pd.testing.assert_frame_equal
+        check(got, want)

@@ -261,6 +261,27 @@ def test_bad_conditions_raise_when_the_frame_is_built(events, condition, error, 
     assert "events.h5: node /detector/events" in str(info.value)
 
 
+def test_where_variables_are_looked_up_as_table_where_looks_them_up(events):
+    """condvars, else the table's columns, else (without condvars) the caller's locals, then globals."""
+    lim, energy, time = 10.5, -1.0, np.int64(3000)  # the column energy wins over the local
+    with tables.open_file(events) as f:
+        table = f.root.detector.events
+        want_rows = [
+            r.nrow
+            for r in table.where("(energy > lim) & (time < time_limit)", {"lim": lim, "time_limit": time})
+        ]
+        with pytest.raises(NameError):  # with condvars, PyTables reads no frame
+            table.read_where("energy > lim", {})
+    assert energy < 0 and 0 < len(want_rows) < 3000
+    got = read_table(events, "/detector/events", where="(energy > lim) & (time < limit)", chunksize=1000)
+    assert got.compute(scheduler="threads").index.tolist() == want_rows
+    with pytest.raises(NameError, match="lim"):
+        read_table(events, "/detector/events", where="energy > lim", condvars={})
+
+
+limit = np.int64(3000)  # a global read by the where of the test above
+
+
 # ---------------------------------------------------------------- index and divisions
 
 
@@ -495,8 +516,6 @@ def test_pandas_bad_input(pandas_file, tmp_path):
         read_table(pandas_file, "frame", where="Z > 3")
     with pytest.raises(ValueError, match=r"pandas.h5: node /frame: invalid pandas where"):
         read_table(pandas_file, "frame", where="B >> 3")
-    with pytest.raises(ValueError, match=r"pandas\.h5: node /frame: condvars"):
-        read_table(pandas_file, "frame", where="B > lim", condvars={"lim": 3})
     fixed = tmp_path / "fixed.h5"
     pd.DataFrame({"a": [1, 2]}).to_hdf(fixed, key="f", format="fixed")
     # the fixed format is read (tests/test_pandas_fixed.py), but not queried, as pandas does not query it
@@ -762,16 +781,30 @@ def test_pandas_index_unsorted_between_samples_gives_unknown_divisions_with_stri
     pd.testing.assert_frame_equal(df.compute(), _arrow_strings(pd.read_hdf(path, "frame")))
 
 
-def test_pandas_time_zone_that_must_be_unpickled_says_how_to_read_it(tmp_path):
+def test_pandas_pickled_metadata_reads_and_a_hostile_pickle_is_named(tmp_path):
+    """pandas' own pickles (dateutil time zones, Timestamp labels, axes=['columns']) read; others are named."""
     dateutil_tz = pytest.importorskip("dateutil.tz")
     path = tmp_path / "dateutil.h5"
     when = pd.date_range("2021-01-01", periods=10, freq="h", tz=dateutil_tz.gettz("Asia/Tokyo"))
     pd.Series(np.arange(10), index=when, name="n").to_hdf(path, key="s", format="table")
-    with pytest.raises(ValueError, match=r"dateutil\.h5: node /s: .*pass allow_pickles=True"):
+    frame = pd.DataFrame({pd.Timestamp("2020-01-01"): [1.0, 2.0], pd.Timestamp("2020-01-02"): [3.0, 4.0]})
+    frame.to_hdf(path, key="labels", format="table")
+    with pd.HDFStore(path) as store:
+        store.append("columns", pd.DataFrame(np.ones((4, 3)), columns=list("abc")), axes=["columns"])
+    holidays = pd.offsets.CustomBusinessDay(holidays=[np.datetime64("2014-05-01")], weekmask="Sun Mon Tue")
+    days = pd.date_range("2014-04-27", periods=5, freq=holidays)  # its freq pickles numpy datetimes as bytes
+    pd.Series(np.arange(5), index=days).to_hdf(path, key="days", format="table")
+    for key in ["s", "labels", "columns", "days"]:
+        got = read_table(path, key).compute()
+        want = pd.read_hdf(path, key)
+        check = pd.testing.assert_series_equal if key in ("s", "days") else pd.testing.assert_frame_equal
+        check(got, want)
+    with tables.open_file(path, "a") as f:
+        f.root.s._v_attrs.info = _Getattr()  # a pickle that would call a function
+    with pytest.raises(
+        ValueError, match=r"dateutil\.h5: node /s: .*'info' \(a pickled .*pass allow_pickles=True"
+    ):
         read_table(path, "s")
-    pd.testing.assert_series_equal(
-        read_table(path, "s", allow_pickles=True).compute(), pd.read_hdf(path, "s")
-    )
 
 
 class _Getattr:

@@ -89,8 +89,18 @@ class Condition:
     indexed: bool
 
     @classmethod
-    def of(cls, table: tables.Table, text: str, condvars: Mapping[str, Any] | None = None) -> Condition:
+    def of(
+        cls,
+        table: tables.Table,
+        text: str,
+        condvars: Mapping[str, Any] | None = None,
+        names: Mapping[str, Any] | None = None,
+    ) -> Condition:
         """Check ``text`` against ``table`` and keep what tasks need.
+
+        A name of ``text`` is looked up as ``tables.Table.where`` looks
+        it up: in ``condvars``, else among the table's columns, else (only
+        without ``condvars``) in ``names``, the caller's variables.
 
         Raises
         ------
@@ -114,9 +124,11 @@ class Condition:
         where = at_node(table._v_file.filename, table._v_pathname)
         if not isinstance(text, str):
             raise TypeError(f"{where}: where={text!r} must be a PyTables condition string")
+        if condvars is None:  # the caller's variables, where no column has the name
+            condvars = {k: v for k, v in (names or {}).items() if k not in table.colinstances}
         own = {
             name: table.cols._f_col(value.pathname) if isinstance(value, tables.Column) else value
-            for name, value in (condvars or {}).items()
+            for name, value in condvars.items()
         }
         original = text
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import glob
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from .columns import FrameLayout
 from .conditions import Condition, read_matching
 from .pandas_fixed import is_pandas_fixed, read_pandas_fixed
 from .pandas_format import is_pandas_node, is_pandas_table, read_pandas_table
+from .pandas_select import PandasQuery
 from .partitions import (
     RowRange,
     divisions_or_reason,
@@ -37,6 +39,7 @@ from .partitions import (
     sample_divisions,
     unsorted_reason,
 )
+from .scope import captured, pytables_names
 
 __all__ = ["TablePartitionReader", "read_table"]
 
@@ -56,6 +59,7 @@ def _inspect_table(
     index: str | None,
     where: str | None,
     condvars: Mapping[str, Any] | None,
+    names: Mapping[str, Any] | None,
     encoding: str | None,
 ) -> _TableInfo | None:
     """What a frame of ``leaf`` needs, or ``None`` if ``leaf`` is the table of a frame pandas wrote."""
@@ -67,7 +71,7 @@ def _inspect_table(
             "read arrays with dask_tables.from_tables"
         )
     layout = FrameLayout.of(leaf, columns, index, encoding)
-    condition = None if where is None else Condition.of(leaf, where, condvars)
+    condition = None if where is None else Condition.of(leaf, where, condvars, names)
     return _TableInfo(int(leaf.nrows), layout, condition)
 
 
@@ -177,7 +181,7 @@ def read_table(
     node: str,
     *,
     columns: Sequence[str] | None = None,
-    where: str | None = None,
+    where: Any = None,
     condvars: Mapping[str, Any] | None = None,
     chunksize: int | None = None,
     index: str | None = None,
@@ -221,11 +225,15 @@ def read_table(
         otherwise the task evaluates the same numexpr function on its rows.
         An enum column compares with its names by ``==`` or ``!=``
         (``"kind == 'gamma'"``): they become the enum's values.
-        For a pandas table: a pandas ``where`` (``"index > 5 & B < 3"``).
-        Checked when the frame is built.
+        For a pandas table: a pandas ``where`` (``"index > 5 & B < 3"``), in
+        any form ``HDFStore.select`` takes (a list of terms, ``Term``
+        objects, row numbers, a boolean mask, empty).  Checked when the
+        frame is built.  Its names are the caller's variables, resolved as
+        PyTables (or pandas) resolves them, when the frame is built.
     condvars : dict, optional
         Values of the condition's variables (numbers, arrays, or
-        ``tables.Column`` objects of the table, kept by path).
+        ``tables.Column`` objects of the table, kept by path), looked up
+        first.  Without it, the caller's locals and globals.
     chunksize : int, optional
         The most rows a partition holds (as in ``dask.dataframe.read_hdf``):
         rounded down to whole HDF5 chunks where it holds one, else taken as
@@ -247,7 +255,7 @@ def read_table(
         built if the index gives no divisions.
     start, stop : int, optional
         Read only these rows (of all files concatenated; negative ones count
-        from the end).
+        from the end).  Outside the rows, ``ValueError`` in ``dd.read_hdf``'s words.
     encoding : str or None, optional
         ``"utf-8"`` (default): string (``S``) columns become pandas strings;
         a value that is not UTF-8 raises :class:`UnicodeDecodeError` naming
@@ -295,6 +303,8 @@ def read_table(
         equal to", as ``dask.dataframe.read_hdf`` says), an empty list of
         files, a name that is not in an enum column's enum in ``where``,
         ``columns``/``index`` for a pandas Series.
+    IndexError
+        ``start`` or ``stop`` out of range (a PyTables table).
     SyntaxError
         An invalid ``where`` condition, or an unknown variable in it.
     NameError
@@ -316,6 +326,17 @@ def read_table(
     >>> len(df.compute(scheduler="threads"))
     450
     """
+    caller = sys._getframe(1)  # where's names are the caller's, as for PyTables and pandas
+    try:
+        scopes = (condvars, caller.f_locals, caller.f_globals)
+        query = PandasQuery.of(where, scopes)
+        names = (
+            None
+            if condvars is not None or not isinstance(where, str)
+            else captured(pytables_names(where), scopes[1:])
+        )
+    finally:
+        del caller
     files = expand_locations(path, node, storage_options)
     node = node if node.startswith("/") else "/" + node
     if glob.has_magic(node):
@@ -323,12 +344,12 @@ def read_table(
             "columns": columns, "where": where, "condvars": condvars, "chunksize": chunksize,
             "index": index, "sorted_index": sorted_index, "start": start, "stop": stop,
             "encoding": encoding, "direct": direct, "allow_pickles": allow_pickles,
-            "storage_options": storage_options,
+            "storage_options": storage_options, "query": query, "names": names,
         }  # fmt: skip
         return _read_matching_nodes(files, node, arguments)
     return _read_node(
         files, node, columns, where, condvars, chunksize, index, sorted_index, start, stop, encoding, direct,
-        allow_pickles, storage_options,
+        allow_pickles, storage_options, query, names,
     )  # fmt: skip
 
 
@@ -347,17 +368,29 @@ def _read_node(
     direct: bool | None,
     allow_pickles: bool,
     storage_options: Mapping[str, Any] | None = None,
+    query: PandasQuery | None = None,
+    names: Mapping[str, Any] | None = None,
 ) -> dd.DataFrame | dd.Series:
-    """:func:`read_table` of one node (no pattern) of ``files``, each file's own partitions in order."""
+    """:func:`read_table` of one node (no pattern) of ``files``, each file's own partitions in order.
+
+    ``query`` is ``where`` for pandas' tables and ``names`` its names for
+    PyTables' (both taken from :func:`read_table`'s caller).
+    """
     inspect = functools.partial(
-        _inspect_table, columns=columns, index=index, where=where, condvars=condvars, encoding=encoding
+        _inspect_table,
+        columns=columns,
+        index=index,
+        where=where,
+        condvars=condvars,
+        names=names,
+        encoding=encoding,
     )
     as_pandas_table = functools.partial(
         read_pandas_table,
         files,
         node,
         columns=columns,
-        where=where,
+        where=query,
         chunksize=chunksize,
         index=index,
         sorted_index=sorted_index,
@@ -367,8 +400,6 @@ def _read_node(
         allow_pickles=allow_pickles,
         storage_options=storage_options,
     )
-    if condvars is not None:
-        as_pandas_table = functools.partial(_no_condvars_for_pandas, files[0], node, condvars)
     opened = _open_tables(files, node, inspect, direct, allow_pickles, storage_options)
     if opened is None and is_pandas_fixed(
         metadata_path(files[0], storage_options), node
@@ -486,13 +517,6 @@ def _open_tables(
             return None
         opened.append((source, info))
     return opened
-
-
-def _no_condvars_for_pandas(path: str, node: str, condvars: Mapping[str, Any]) -> dd.DataFrame | dd.Series:
-    raise ValueError(
-        f"{path}: node {node}: condvars={condvars!r}: this table was written by pandas, whose where is pandas' own "
-        "expression: put the values in the expression instead"
-    )
 
 
 def _check_same_tables(sources: Sequence[TablesSource], infos: Sequence[_TableInfo]) -> None:

@@ -46,14 +46,15 @@ import tables
 from ..array.source import TablesSource
 from ..errors import REBUILD_FRAME, at_node, change_advice, unreadable_file
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
-from ..hdf5.pickles import refusing_pickles
+from ..hdf5.pickles import pickle_refusals, refusing_pickles
 from ..registry import get_lock, synchronized_file
 from ..remote.shadow import open_shadow
 from ..remote.urls import is_url
 from .conditions import Condition, read_matching
-from .pandas_select import PandasConversion, PandasWhere
+from .pandas_select import PandasConversion, PandasQuery, PandasWhere
 from .partitions import (
     RowRange,
+    coordinate_partitions,
     divisions_or_reason,
     partition_rows,
     plan_partitions,
@@ -89,8 +90,20 @@ def is_pandas_table(path: str, node: str) -> bool:
             return False
 
 
-def _key(node: str) -> str:
-    return node[: -len("/table")] if node.endswith("/table") else node
+def _key(path: str, node: str) -> str:
+    """The store key of ``node``: its group when it is the table in a pandas group (``/frame/table``).
+
+    A key may itself be named ``table`` (``"/table"``, or ``"/table/table"``
+    for its table): the file says which.
+    """
+    if not node.endswith("/table"):
+        return node
+    with refusing_pickles(), get_lock(), synchronized_file(path, "r") as h5:
+        try:
+            leaf = h5.get_node(node)
+        except tables.NoSuchNodeError:
+            return node
+        return leaf._v_parent._v_pathname if isinstance(leaf, tables.Table) and is_pandas_node(leaf) else node
 
 
 @dataclass(frozen=True)
@@ -105,8 +118,8 @@ class PandasTableReader:
         The frame's key in the store.
     selected : tuple of str or None
         The columns to read (``None``: all).
-    where : str or None
-        A pandas ``where`` expression.
+    where : PandasQuery or None
+        A pandas ``where`` and the values of its names (or row numbers).
     index : str or None
         A column to make the index.
     allow_pickles : bool
@@ -131,7 +144,7 @@ class PandasTableReader:
     files: tuple[tuple[str, Fingerprint], ...]
     key: str
     selected: tuple[str, ...] | None
-    where: str | None
+    where: PandasQuery | None
     index: str | None
     allow_pickles: bool = False
     conversions: tuple[PandasConversion, ...] = ()
@@ -146,16 +159,22 @@ class PandasTableReader:
         """Whether tasks read records directly (else pandas reads them under the lock)."""
         return bool(self.conversions)
 
-    def select(self, number: int, start: int, stop: int) -> pd.DataFrame | pd.Series:
-        """pandas' ``HDFStore.select`` of rows ``[start, stop)`` of file ``number`` (a Series for a Series)."""
+    def select(
+        self, number: int, start: int, stop: int, rows: tuple[int, ...] | None = None
+    ) -> pd.DataFrame | pd.Series:
+        """pandas' ``HDFStore.select`` of rows ``[start, stop)`` of file ``number`` (a Series for a Series).
+
+        With ``rows`` (``where`` was row numbers): those rows of the file,
+        all in ``[start, stop)``, in their order.
+        """
         path = self.files[number][0]
         read_columns = None if self.selected is None else list(self.selected)
         if read_columns is not None and self.index is not None and self.index not in read_columns:
             read_columns.append(self.index)
         if self.direct:
-            frame = self._converted(number, start, stop, read_columns)
+            frame = self._converted(number, start, stop, read_columns, rows)
         else:
-            frame = self._pandas_select(number, start, stop, read_columns)
+            frame = self._pandas_select(number, start, stop, read_columns, rows)
         if self.index is not None:
             frame = frame.set_index(self.index)
         if self.sorted_index and not frame.index.is_monotonic_increasing:
@@ -163,31 +182,34 @@ class PandasTableReader:
                 f"{at_node(path, self.key)}: the index is not sorted in rows {start}..{stop - 1}, though the "
                 "rows sampled when the frame was built were: read with sorted_index=False"
             )
-        if self.selected is not None:
-            frame = frame[[c for c in self.selected if c != self.index]]
-        return frame
+        return frame  # pandas' read selected the columns: in its order, a repeated name once
 
     def _converted(
-        self, number: int, start: int, stop: int, columns: list[str] | None
+        self, number: int, start: int, stop: int, columns: list[str] | None, rows: tuple[int, ...] | None
     ) -> pd.DataFrame | pd.Series:
         """The direct path: records read like any table's (``where``'s in kernel), converted by pandas' code."""
         source = self.tables[number]
         condition = self.conditions[number] if self.conditions else None
-        if condition is None or stop <= start:  # no rows (the meta): no index lookup
+        if rows is not None:
+            records = source[start:stop][np.asarray(rows, dtype=np.int64) - start]
+        elif condition is None or stop <= start:  # no rows (the meta): no index lookup
             records = source[start:stop]
         else:
             records, _ = read_matching(source, condition, start, stop)
         return self.conversions[number].to_frame(records, columns)
 
     def _pandas_select(
-        self, number: int, start: int, stop: int, columns: list[str] | None
+        self, number: int, start: int, stop: int, columns: list[str] | None, rows: tuple[int, ...] | None
     ) -> pd.DataFrame | pd.Series:
         """pandas' own ``select``, under the registry lock (serial)."""
         path, fingerprint = self.files[number]
+        where = None if self.where is None else self.where.where()
+        if rows is not None:
+            where, start, stop = np.asarray(rows, dtype=np.int64), None, None
         with refusing_pickles(not self.allow_pickles), get_lock():
             check_unchanged(path, self.key, fingerprint)
             with pd.HDFStore(path, mode="r") as store:
-                frame = store.select(self.key, where=self.where, start=start, stop=stop, columns=columns)
+                frame = store.select(self.key, where=where, start=start, stop=stop, columns=columns)
             check_unchanged(path, self.key, fingerprint)
         return frame
 
@@ -202,7 +224,7 @@ class PandasTableReader:
         if columns is not None and not self.series:
             wanted = [columns] if isinstance(columns, str) else list(columns)
             reader = dataclasses.replace(self, selected=tuple(c for c in wanted if c != self.index))
-        return reader.select(part.file, part.start, part.stop)
+        return reader.select(part.file, part.start, part.stop, part.rows)
 
 
 @dataclass(frozen=True)
@@ -237,7 +259,7 @@ def _describe(
     path: str,
     fingerprint: Fingerprint,
     key: str,
-    where: str | None,
+    where: PandasQuery | None,
     columns: Sequence[str] | None,
     index: str | None,
     allow_pickles: bool,
@@ -248,9 +270,13 @@ def _describe(
     ``shown`` names the file in messages (a URL whose shadow is ``path``).
     """
     at = shown or path
-    with refusing_pickles(not allow_pickles), get_lock(), pd.HDFStore(path, mode="r") as store:
-        with _refused_pickle_explained(at, key, allow_pickles):
-            storer = store.get_storer(key)
+    with (
+        _refused_pickle_explained(at, key, allow_pickles),
+        refusing_pickles(not allow_pickles),
+        get_lock(),
+        pd.HDFStore(path, mode="r") as store,
+    ):
+        storer = store.get_storer(key)
         if not storer.is_table:
             raise TypeError(
                 f"{at_node(at, key)} was written by pandas in the 'fixed' format, which has no rows "
@@ -258,8 +284,7 @@ def _describe(
             )
         table = storer.table
         sizes = int(table.nrows), int(table.chunkshape[0]) if table.chunkshape else 1, int(table.rowsize)
-        with _refused_pickle_explained(at, key, allow_pickles):
-            stored = store.select(key, start=0, stop=0)
+        stored = store.select(key, start=0, stop=0)
         series = isinstance(stored, pd.Series)
         name = stored.name if series else None
         if series and (columns is not None or index is not None):
@@ -268,10 +293,10 @@ def _describe(
                 "leave out columns= and index="
             )
         translated = None
-        if where is not None:
+        if where is not None and where.rows is None:
             with _invalid_where_explained(at, key, where):
-                store.select(key, where=where, start=0, stop=0)  # pandas checks it all
-                translated = PandasWhere.of(storer, where)
+                store.select(key, where=where.where(), start=0, stop=0)  # pandas checks it all
+                translated = PandasWhere.of(storer, where.where(), repr(where))
         direct = translated is None or translated.in_memory is None
         conversion = PandasConversion.of(storer, (path, fingerprint)) if direct else None
         return _Described(*sizes, series, name, conversion, translated)
@@ -279,21 +304,25 @@ def _describe(
 
 @contextlib.contextmanager
 def _refused_pickle_explained(path: str, key: str, allow_pickles: bool) -> Iterator[None]:
-    """Turn pandas' failure on an attribute whose pickle was refused into an error that says what to do."""
-    try:
-        yield
-    except AttributeError as err:
-        if allow_pickles:
-            raise
-        raise ValueError(
-            f"{at_node(path, key)}: pandas needs an attribute of this table that holds a pickled object "
-            f"dask_tables refuses to unpickle (such as a dateutil or pytz time zone) ({err}); pass "
-            "allow_pickles=True if you trust the file"
-        ) from None
+    """Turn pandas' failure after the pickle gate refused an attribute into an error naming it, and the way out."""
+    with pickle_refusals() as refused:
+        try:
+            yield
+        except Exception as err:
+            if allow_pickles or not refused:
+                raise
+            named = ", ".join(
+                f"{attribute!r} (a pickled {kind})" for attribute, kind in dict.fromkeys(refused)
+            )
+            raise ValueError(
+                f"{at_node(path, key)}: pandas needs the attributes {named} of this table, which dask_tables "
+                f"does not unpickle: they could run code; pass allow_pickles=True if you trust the file "
+                f"(pandas then failed with {type(err).__name__}: {err})"
+            ) from None
 
 
 @contextlib.contextmanager
-def _invalid_where_explained(path: str, key: str, where: str) -> Iterator[None]:
+def _invalid_where_explained(path: str, key: str, where: PandasQuery) -> Iterator[None]:
     """Turn pandas' errors on an invalid ``where`` into ours, naming the file and node."""
     try:
         yield
@@ -394,7 +423,7 @@ def read_pandas_table(
     node: str,
     *,
     columns: Sequence[str] | None,
-    where: str | None,
+    where: PandasQuery | None,
     chunksize: int | None,
     index: str | None,
     sorted_index: bool | None,
@@ -409,23 +438,30 @@ def read_pandas_table(
     From URLs, pandas opens each object's shadow (its metadata) when the
     frame is built, and tasks read records directly from the object.
     """
-    key = _key(node)
     columns = [columns] if isinstance(columns, str) else columns
     if any(is_url(f) for f in files):
         return _read_remote(
-            files, key, columns, where, chunksize, index, sorted_index, start, stop, direct, allow_pickles,
+            files, node, columns, where, chunksize, index, sorted_index, start, stop, direct, allow_pickles,
             storage_options,
         )  # fmt: skip
     paths = [os.path.abspath(f) for f in files]
+    key = _key(paths[0], node)
     fingerprints = [Fingerprint.of(p) for p in paths]
-    described = _describe_files(paths, fingerprints, node, where, columns, index, allow_pickles)
+    described = _describe_files(paths, fingerprints, key, where, columns, index, allow_pickles)
     reader = _reader(paths, fingerprints, key, described, columns, where, index, direct, allow_pickles)
     meta = _meta(reader, paths[0], key, columns, index)
     first = described[0]
-    low, high = row_window(start, stop, sum(d.rows for d in described), at_node(paths[0], key))
+    total = sum(d.rows for d in described)
+    # dd.read_hdf's window: out of range is a ValueError in dask's words (pandas clamps; issue 23 keeps dask's)
+    low, high = row_window(start, stop, total, at_node(paths[0], key))
     rows = partition_rows(chunksize, first.chunk_rows, first.row_nbytes)
     parts = plan_partitions([d.rows for d in described], rows, low, high)
-    divisions = _divisions(paths, key, parts, index, first.series, sorted_index, allow_pickles)
+    if where is not None and where.rows is not None:
+        numbers = _coordinates(where.rows, low, high, at_node(paths[0], key))
+        parts = coordinate_partitions(parts, numbers)
+        divisions = None
+    else:
+        divisions = _divisions(paths, key, parts, index, first.series, sorted_index, allow_pickles)
     reader = dataclasses.replace(reader, sorted_index=divisions is not None)
     return dd.from_map(
         reader, parts, meta=meta, divisions=divisions, label="read-table", enforce_metadata=False
@@ -434,9 +470,9 @@ def read_pandas_table(
 
 def _read_remote(
     urls: Sequence[str],
-    key: str,
+    node: str,
     columns: Sequence[str] | None,
-    where: str | None,
+    where: PandasQuery | None,
     chunksize: int | None,
     index: str | None,
     sorted_index: bool | None,
@@ -455,6 +491,12 @@ def _read_remote(
     located = [open_shadow(url, storage_options) for url in urls]
     names = [remote.name for remote, _ in located]
     shadows = [shadow.path for _, shadow in located]
+    key = _key(shadows[0], node)
+    if where is not None and where.rows is not None:
+        raise NotImplementedError(
+            f"{at_node(names[0], key)}: a where of row numbers or a mask is read from local files only; "
+            "from a URL, give a where of terms on data columns and the index"
+        )
     fingerprints = [Fingerprint.of(p) for p in shadows]
     described = _describe_files(shadows, fingerprints, key, where, columns, index, allow_pickles, names)
     if any(d.conversion is None for d in described):
@@ -551,15 +593,14 @@ def _remote_divisions(
 def _describe_files(
     paths: Sequence[str],
     fingerprints: Sequence[Fingerprint],
-    node: str,
-    where: str | None,
+    key: str,
+    where: PandasQuery | None,
     columns: Sequence[str] | None,
     index: str | None,
     allow_pickles: bool,
     names: Sequence[str] | None = None,
 ) -> list[_Described]:
     """:func:`_describe` of each file, which must not change meanwhile (``names``: how messages show them)."""
-    key = _key(node)
     read_columns = None if columns is None else list(dict.fromkeys([*columns, *([index] if index else [])]))
     try:
         described = [
@@ -567,8 +608,8 @@ def _describe_files(
             for path, fingerprint, shown in zip(paths, fingerprints, names or paths, strict=True)
         ]
     except tables.HDF5ExtError as err:  # pragma: no cover - locked or damaged after the first open
-        damaged = f"{paths[0]}: damaged HDF5 file (asked for node {node})"
-        raise unreadable_file(paths[0], node, err, damaged) from err
+        damaged = f"{paths[0]}: damaged HDF5 file (asked for node {key})"
+        raise unreadable_file(paths[0], key, err, damaged) from err
     for path, fingerprint in zip(paths, fingerprints, strict=True):
         check_unchanged(path, key, fingerprint)
     return described
@@ -580,7 +621,7 @@ def _reader(
     key: str,
     described: Sequence[_Described],
     columns: Sequence[str] | None,
-    where: str | None,
+    where: PandasQuery | None,
     index: str | None,
     direct: bool | None,
     allow_pickles: bool,
@@ -606,7 +647,7 @@ def _reader(
         reader,
         conversions=tuple(d.conversion for d in described),
         tables=tuple(source for source, _ in opened),
-        conditions=() if where is None else tuple(condition for _, condition in opened),
+        conditions=() if where is None or where.rows is not None else tuple(c for _, c in opened),
     )
 
 
@@ -623,11 +664,36 @@ def _open_table(
     )
 
 
+def _coordinates(rows: np.ndarray, low: int, high: int, where: str) -> np.ndarray:
+    """The row numbers a ``where`` of row numbers or a boolean mask selects in ``[low, high)``, as pandas' ``Selection``.
+
+    Raises
+    ------
+    ValueError
+        A mask whose length is not that of the rows, or a row number
+        outside them (pandas' own messages).
+    """
+    if rows.dtype == np.bool_:
+        if len(rows) != high - low:
+            raise ValueError(
+                f"{where}: where is a boolean mask of {len(rows)} values for the {high - low} rows "
+                f"{low}..{high}: pandas raises (boolean index did not match)"
+            )
+        return np.arange(low, high)[rows]
+    invalid = rows[(rows < low) | (rows >= high)]
+    if len(invalid):
+        raise ValueError(
+            f"{where}: where must have index locations >= start and < stop, but got "
+            f"{invalid[:5].tolist()}{' ...' if len(invalid) > 5 else ''} with start={low} and stop={high}"
+        )
+    return rows.astype(np.int64)
+
+
 def _meta(
     reader: PandasTableReader, path: str, key: str, columns: Any, index: str | None
 ) -> pd.DataFrame | pd.Series:
     try:
-        return reader.select(0, 0, 0)
+        return reader.select(0, 0, 0, None)
     except KeyError as err:
         raise KeyError(
             f"{at_node(path, key)}: unknown column in columns={columns!r} or index={index!r}: {err}"

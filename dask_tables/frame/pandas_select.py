@@ -33,20 +33,125 @@ from __future__ import annotations
 
 import copy
 import types
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import tables
+from pandas.api.types import infer_dtype, is_list_like
+from pandas.core.computation.pytables import PyTablesExpr, PyTablesScope, maybe_expression
+
+from .scope import captured, portable, restored, scope_token, where_names
 
 try:  # pandas' where parser, as HDFStore.select runs it
     from pandas.io.pytables import Selection
 except ImportError:  # pragma: no cover - another pandas
     Selection = None
 
-__all__ = ["PandasConversion", "PandasWhere"]
+__all__ = ["PandasConversion", "PandasQuery", "PandasWhere"]
+
+
+@dataclass(frozen=True, eq=False)
+class PandasQuery:
+    """A pandas ``where`` in any form ``HDFStore.select`` takes, with the values of its names.
+
+    pandas resolves the names of a ``where`` in its caller's scope (locals,
+    then globals) and takes a right-hand name it cannot resolve as the string
+    of its name; a ``Term`` keeps the scope it was made in.  :meth:`of` does
+    the same once, keeping only the names the expression uses, and
+    :meth:`where` gives pandas a ``Term`` whose scope is those values alone.
+
+    Attributes
+    ----------
+    text : str or None
+        The expression (the terms of a list joined with ``&``, as pandas
+        joins them); ``None`` for row numbers.
+    names : tuple
+        ``(name, value)`` pairs: the values of the expression's names.
+    rows : numpy.ndarray or None
+        Row numbers or a boolean mask (a ``where`` that is a list, array or
+        index of integers or booleans).
+
+    Examples
+    --------
+    >>> selector = "b"
+    >>> query = PandasQuery.of("s == selector & x > 0", [{"selector": selector}])
+    >>> query.text, query.names
+    ('s == selector & x > 0', (('selector', 'b'),))
+    >>> PandasQuery.of("", [{}]) is None, PandasQuery.of([3, 1], [{}]).rows
+    (True, array([3, 1]))
+    """
+
+    text: str | None
+    names: tuple[tuple[str, Any], ...] = ()
+    rows: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, where: Any, scopes: Sequence[Mapping[str, Any] | None]) -> PandasQuery | None:
+        """``where`` as pandas' ``select`` takes it, its names resolved in ``scopes`` (first wins).
+
+        ``scopes`` are the caller's: ``condvars``, its locals, its globals.
+        ``None`` when pandas reads every row (``None``, ``""``, ``[]``,
+        ``[None]``).  Raises pandas' ``TypeError`` for a ``where`` of no form
+        pandas takes.
+        """
+        if where is None:
+            return None
+        if isinstance(where, PyTablesExpr):
+            return cls._expression(where.expr, [scopes[0], where.env.scope])
+        if isinstance(where, str):
+            return cls._expression(where, scopes) if where else None
+        if not is_list_like(where) or isinstance(where, (dict, set)):
+            raise TypeError("where must be passed as a string, PyTablesExpr, or list-like of PyTablesExpr")
+        items = [w for w in where if w is not None] if isinstance(where, (list, tuple)) else list(where)
+        if not items:
+            return None
+        if infer_dtype(items, skipna=False) in ("integer", "boolean"):
+            return cls(None, (), np.asarray(items))
+        chain: Sequence[Mapping[str, Any] | None] = scopes
+        parts = []
+        for item in _flatten(items):  # pandas uses the scope of the last term for them all
+            if isinstance(item, PyTablesExpr):
+                chain = [scopes[0], item.env.scope]
+                parts.append(item.expr)
+            else:
+                chain = scopes if maybe_expression(item) else chain
+                parts.append(item)
+        return cls._expression(" & ".join(f"({part})" for part in parts), chain)
+
+    @classmethod
+    def _expression(cls, text: str, scopes: Sequence[Mapping[str, Any] | None]) -> PandasQuery:
+        values = portable(captured(where_names(text), scopes))
+        return cls(text, tuple(values.items()))
+
+    def where(self) -> Any:
+        """The ``where`` to give pandas: row numbers, or a ``Term`` that sees only the captured names."""
+        if self.text is None:
+            return self.rows
+        term = PyTablesExpr(self.text)
+        term.env = PyTablesScope(0, global_dict={}, local_dict=restored(dict(self.names)))
+        return term
+
+    def __repr__(self) -> str:
+        return repr(self.rows) if self.text is None else repr(self.text)
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        rows = None if self.rows is None else (self.rows.dtype.str, self.rows.tobytes())
+        return (type(self).__name__, self.text, scope_token(dict(self.names)), rows)
+
+
+def _flatten(items: Sequence[Any]) -> list[Any]:
+    """The items of nested lists, in order (strings and terms are not lists), as pandas flattens them."""
+    flat = []
+    for item in items:
+        if is_list_like(item) and not isinstance(item, PyTablesExpr):
+            flat.extend(_flatten(list(item)))
+        else:
+            flat.append(item)
+    return flat
+
 
 CHECKED_ROWS = 16  # rows converted by both pandas and the detached storer when the frame is built
 
@@ -84,30 +189,33 @@ class PandasWhere:
     in_memory: str | None
 
     @classmethod
-    def of(cls, storer: Any, where: str) -> PandasWhere:
+    def of(cls, storer: Any, where: Any, text: str | None = None) -> PandasWhere:
         """Translate ``where`` for ``storer`` (pandas' storer of an open table, ``HDFStore.get_storer``).
 
+        ``where`` is what ``select`` takes (a string, or a ``Term``, see
+        :meth:`PandasQuery.where`); ``text`` says what it was (default: ``where``).
         Raises what pandas raises for an invalid ``where``.
         """
+        where, text = where, str(where) if text is None else text
         if Selection is None:  # pragma: no cover - another pandas
-            return cls(where, None, "this pandas has no pandas.io.pytables.Selection")
+            return cls(text, None, "this pandas has no pandas.io.pytables.Selection")
         storer.infer_axes()
         selection = Selection(storer, where=where)
         if selection.coordinates is not None:
-            return cls(where, None, "where holds row numbers, which pandas reads itself")
+            return cls(text, None, "where holds row numbers, which pandas reads itself")
         condition = None if selection.condition is None else selection.condition.format()
         if selection.filter is not None:
             fields = ", ".join(sorted({str(field) for field, _, _ in selection.filter.format()}))
-            return cls(where, condition, f"pandas applies the terms on {fields} in memory after the read")
+            return cls(text, condition, f"pandas applies the terms on {fields} in memory after the read")
         risky = _indexed_or_of_ands(storer, selection)
         if risky:
             return cls(
-                where,
+                text,
                 condition,
                 f"it ORs AND-ed terms on the indexed columns {', '.join(risky)}: pandas reads it "
                 "itself, with its warning (PyTables' indexed query may miss rows, pandas GH#50598)",
             )
-        return cls(where, condition, None)
+        return cls(text, condition, None)
 
 
 def _indexed_or_of_ands(storer: Any, selection: Any) -> list[str]:

@@ -25,6 +25,7 @@ from ..hdf5.fields import take_field
 
 __all__ = [
     "RowRange",
+    "coordinate_partitions",
     "divisions_or_reason",
     "known_divisions",
     "partition_rows",
@@ -39,12 +40,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RowRange:
-    """Rows ``[start, stop)`` of the table in file number ``file``; ``offset`` numbers its row 0."""
+    """Rows ``[start, stop)`` of the table in file number ``file``; ``offset`` numbers its row 0.
+
+    ``rows``, when set, are the rows to read (of the file, in ``[start,
+    stop)``, in this order): a ``where`` of row numbers.
+    """
 
     file: int
     start: int
     stop: int
     offset: int
+    rows: tuple[int, ...] | None = None
 
     @property
     def first_label(self) -> int:
@@ -144,6 +150,30 @@ def plan_partitions(sizes: Sequence[int], rows: int, low: int, high: int) -> lis
             cut = end
         offset += size
     return parts or [RowRange(0, 0, 0, 0)]
+
+
+def coordinate_partitions(parts: Sequence[RowRange], numbers: np.ndarray) -> list[RowRange]:
+    """Partitions that read the global row ``numbers``, in their order: each run that falls in one of ``parts``.
+
+    Examples
+    --------
+    >>> parts = plan_partitions([10, 5], 4, 0, 15)
+    >>> [(p.file, p.start, p.stop, p.rows) for p in coordinate_partitions(parts, np.array([1, 2, 9, 12, 3]))]
+    [(0, 1, 3, (1, 2)), (0, 9, 10, (9,)), (1, 2, 3, (2,)), (0, 3, 4, (3,))]
+    """
+    if len(numbers) == 0:
+        return [RowRange(0, 0, 0, 0, ())]
+    firsts = np.array([p.first_label for p in parts])
+    owner = np.searchsorted(firsts, numbers, side="right") - 1
+    breaks = np.flatnonzero(np.diff(owner)) + 1
+    found = []
+    for run, run_owner in zip(np.split(numbers, breaks), owner[np.r_[0, breaks]], strict=True):
+        part = parts[int(run_owner)]
+        local = run - part.offset
+        found.append(
+            RowRange(part.file, int(local.min()), int(local.max()) + 1, part.offset, tuple(local.tolist()))
+        )
+    return found
 
 
 SAMPLES_PER_PARTITION = 16

@@ -53,6 +53,9 @@ def repacked(records: np.ndarray, memory: np.dtype) -> np.ndarray:
     >>> gapped = np.dtype({"names": ["a", "b"], "formats": ["i1", "<i2"], "offsets": [0, 4], "itemsize": 8})
     >>> repacked(np.ones(1, gapped), np.dtype([("a", "i1"), ("b", "<i2")]))
     array([(1, 1)], dtype=[('a', 'i1'), ('b', '<i2')])
+    >>> stored = np.array([((1.0, 2.0),)], dtype=[("z", [("r", "<f8"), ("i", "<f8")])])
+    >>> repacked(stored, np.dtype([("z", "c16")]))  # a complex member, as HDF5 lays it out
+    array([(1.+2.j,)], dtype=[('z', '<c16')])
     """
     out = np.empty(records.shape, dtype=memory)
     _copy_members(records, out)
@@ -60,6 +63,10 @@ def repacked(records: np.ndarray, memory: np.dtype) -> np.ndarray:
 
 
 def _copy_members(source: np.ndarray, target: np.ndarray) -> None:
+    if target.dtype.kind == "c" and source.dtype.names:  # HDF5 stores a complex as a compound (r, i)
+        real, imag = source.dtype.names[:2]
+        target.real, target.imag = source[real], source[imag]
+        return
     if target.dtype.names is None:
         target[...] = source
         return

@@ -11,10 +11,18 @@ format pickles its object columns) pass the same gate: a refused row
 raises ``pickle.UnpicklingError``.  Other threads unpickle as before.
 
 pandas pickles the ``freq`` and ``tz`` of a ``DatetimeIndex`` into a table's
-``info`` attribute: its date offsets (``Hour``, ``MonthEnd``, ...) and time
-zones (``zoneinfo.ZoneInfo``, rebuilt through ``getattr(ZoneInfo,
-"_unpickle")``, the only ``getattr`` allowed; ``datetime.timezone``) are plain
-data too, and pass.
+``info`` attribute, and column labels into ``non_index_axes`` and
+``values_block_*_kind``: its date offsets (``Hour``, ``MonthEnd``, ...),
+``Timestamp`` and ``Timedelta`` labels (rebuilt by pandas' own
+``_unpickle_timestamp``/``_timedelta_unpickle`` from numbers), and time zones
+(``zoneinfo.ZoneInfo``, rebuilt through ``getattr(ZoneInfo, "_unpickle")``,
+the only ``getattr`` allowed; ``datetime.timezone``; dateutil's ``tzfile``,
+rebuilt from its pickled state, never from a file), and ``bytes`` as the old
+protocols write them (``_codecs.encode(text, "latin1")``, latin1 only) are
+plain data too, and pass.
+
+A refused object is recorded, with the attribute that held it, for the
+thread inside ``pickle_refusals``: an error that follows can name it.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import io
 import pickle
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +38,7 @@ from typing import Any
 import tables.atom
 import tables.attributeset
 
-__all__ = ["refusing_pickles"]
+__all__ = ["pickle_refusals", "refusing_pickles"]
 
 _SAFE_GLOBALS = {
     *(
@@ -51,11 +60,27 @@ _SAFE_GLOBALS = {
     ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
     ("tables.filters", "Filters"),
+    ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),  # Timestamp(value, unit, tz): numbers
+    ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
+    ("dateutil.tz.tz", "_ttinfo"),  # the state of a tzfile: its __setstate__ sets its slots
     ("datetime", "timedelta"),  # in pandas' business-day offsets
     ("datetime", "timezone"),
     ("zoneinfo", "ZoneInfo"),
 }
 _GETATTR = {("builtins", "getattr"), ("__builtin__", "getattr")}
+
+
+def _refused(what: str, message: str) -> pickle.UnpicklingError:
+    """The error for a refused object, recorded with its attribute for ``pickle_refusals``."""
+    refused = getattr(_state, "refused", None)
+    if refused is not None:
+        frame, attribute = sys._getframe(1), None
+        while frame is not None and attribute is None:
+            if frame.f_globals.get("__name__") == "tables.attributeset":  # its (self, name) method reads it
+                attribute = frame.f_locals.get("name")
+            frame = frame.f_back
+        refused.append((attribute if isinstance(attribute, str) else "?", what))
+    return pickle.UnpicklingError(message)
 
 
 def _zoneinfo_unpickle_only(obj: Any, name: str) -> Any:
@@ -64,7 +89,29 @@ def _zoneinfo_unpickle_only(obj: Any, name: str) -> Any:
 
     if obj is zoneinfo.ZoneInfo and name == "_unpickle":
         return zoneinfo.ZoneInfo._unpickle
-    raise pickle.UnpicklingError(f"dask_tables refuses getattr({obj!r}, {name!r}) in an HDF5 attribute")
+    raise _refused(
+        f"getattr({obj!r}, {name!r})", f"dask_tables refuses getattr({obj!r}, {name!r}) in an HDF5 attribute"
+    )
+
+
+def _dateutil_tzfile(fileobj: Any, filename: Any = None) -> Any:
+    """dateutil's ``tzfile`` as its pickle rebuilds it (no file: its state follows), and in no other way."""
+    from dateutil.tz import tz
+
+    if fileobj is not None or not isinstance(filename, (str, type(None))):
+        raise _refused(
+            "dateutil.tz.tz.tzfile(file)", "dask_tables refuses a dateutil tzfile read from a file"
+        )
+    return tz.tzfile(None, filename)
+
+
+def _latin1_bytes(text: Any, encoding: Any = "utf-8") -> bytes:
+    """``_codecs.encode(text, "latin1")``, as protocols 0-2 pickle ``bytes`` (numpy's ``datetime64`` holidays)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _refused(
+            f"_codecs.encode({encoding!r})", "dask_tables refuses _codecs.encode but of latin1 text"
+        )
+    return text.encode("latin1")
 
 
 def _is_pandas_offset(module: str, name: str) -> bool:
@@ -88,8 +135,12 @@ class _DataOnlyUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if (module, name) in _GETATTR:
             return _zoneinfo_unpickle_only
-        raise pickle.UnpicklingError(
-            f"dask_tables refuses to unpickle {module}.{name} from an HDF5 attribute"
+        if (module, name) == ("dateutil.tz.tz", "tzfile"):
+            return _dateutil_tzfile
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
+        raise _refused(
+            f"{module}.{name}", f"dask_tables refuses to unpickle {module}.{name} from an HDF5 attribute"
         )
 
 
@@ -148,3 +199,30 @@ def refusing_pickles(refuse: bool = True) -> Iterator[None]:
         yield
     finally:
         _state.refuse = previous
+
+
+@contextlib.contextmanager
+def pickle_refusals() -> Iterator[list[tuple[str, str]]]:
+    """The ``(attribute, refused global)`` pairs the gate refused in this thread within the block.
+
+    Examples
+    --------
+    >>> import os, tables
+    >>> class Marker:
+    ...     def __reduce__(self):
+    ...         return (os.getcwd, ())
+    >>> with tables.open_file("refused.h5", "w") as f:
+    ...     f.root._v_attrs.evil = Marker()
+    >>> with refusing_pickles(), pickle_refusals() as refused, tables.open_file("refused.h5") as f:
+    ...     _ = f.root._v_attrs.evil
+    >>> refused
+    [('evil', 'posix.getcwd')]
+    """
+    previous = getattr(_state, "refused", None)
+    _state.refused = found = []
+    try:
+        yield found
+    finally:
+        _state.refused = previous
+        if previous is not None:
+            previous.extend(found)
