@@ -31,7 +31,7 @@ import contextlib
 import os
 import pickletools
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -48,6 +48,8 @@ from .hdf5.fields import take_field
 from .hdf5.foreign import UNREADABLE, attribute_names, opened_dataset, read_attribute, read_dataset
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
+from .remote.shadow import metadata_path
+from .remote.urls import display_url, is_url
 
 __all__ = ["TablesBackendArray", "TablesBackendEntrypoint"]
 
@@ -339,13 +341,20 @@ def _link_target(h5: tables.File, path: str, top: str) -> tuple[str, str] | None
 def _external_file(path: str, filename: str) -> str:
     """The file an external link of ``path`` names: as HDF5 looks for a relative name, next to ``path``
     first, then in the working directory."""
+    if is_url(path):
+        raise ValueError(
+            f"{display_url(path)}: an external link to {filename!r} is not followed from an object; "
+            "open the file it names instead"
+        )
     if os.path.isabs(filename):
         return filename
     beside = os.path.join(os.path.dirname(path), filename)
     return beside if os.path.exists(beside) else os.path.abspath(filename)
 
 
-def _survey(path: str, top: str, allow_pickles: bool) -> tuple[str, str, list[_Group]]:
+def _survey(
+    path: str, top: str, allow_pickles: bool, storage_options: Mapping[str, Any] | None = None
+) -> tuple[str, str, list[_Group]]:
     """Every group and table of the file, in a fixed order, read in one open under the lock.
 
     Where ``top`` is a soft or external link, the file and group it leads
@@ -356,7 +365,7 @@ def _survey(path: str, top: str, allow_pickles: bool) -> tuple[str, str, list[_G
         with (
             refusing_pickles(not allow_pickles),
             get_lock(),
-            synchronized_file(path, "r") as h5,
+            synchronized_file(metadata_path(path, storage_options), "r") as h5,  # a URL: its shadow
             _quiet_pytables(),
         ):
             target = _link_target(h5, path, top)
@@ -404,13 +413,24 @@ def _phony_names(groups: list[_Group]) -> dict[tuple[str, str], tuple[str, ...]]
 
 
 def _variable(
-    path: str, member: _Member, dims: tuple[str, ...], direct: bool | None, allow_pickles: bool
+    path: str,
+    member: _Member,
+    dims: tuple[str, ...],
+    direct: bool | None,
+    allow_pickles: bool,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> xr.Variable:
     if member.values is not None:  # a dimension scale, read when the file was surveyed
         encoding = {"source": path, "node": member.node, "dtype": member.values.dtype}
         return xr.Variable(dims, member.values, member.attrs, encoding)
     source = TablesSource.open(
-        path, member.node, member.field, direct, allow_pickles, made_by="xarray.open_dataset"
+        path,
+        member.node,
+        member.field,
+        direct,
+        allow_pickles,
+        made_by="xarray.open_dataset",
+        storage_options=storage_options,
     )
     data = indexing.LazilyIndexedArray(TablesBackendArray(source))
     encoding: dict[str, Any] = {"source": path, "node": member.node, "dtype": source.dtype}
@@ -429,9 +449,10 @@ def _dataset(
     drop_variables: set[str],
     direct: bool | None,
     allow_pickles: bool,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     variables = {
-        m.name: _variable(path, m, dims[(group.path, m.name)], direct, allow_pickles)
+        m.name: _variable(path, m, dims[(group.path, m.name)], direct, allow_pickles, storage_options)
         for m in group.members
         if m.name not in drop_variables
     }
@@ -447,6 +468,8 @@ def _nothing_to_close() -> None:
 def _normalize(filename_or_obj: Any) -> str:
     if not isinstance(filename_or_obj, (str, os.PathLike)):
         raise TypeError(f"engine='tables' opens files by path, not {type(filename_or_obj).__name__} objects")
+    if is_url(filename_or_obj):
+        return os.fspath(filename_or_obj)  # an object: reached through its shadow
     path = os.path.abspath(os.path.expanduser(os.fspath(filename_or_obj)))
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
@@ -499,6 +522,7 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         "group",
         "direct",
         "allow_pickles",
+        "storage_options",
     )
     supports_groups: ClassVar[bool] = True
 
@@ -510,13 +534,15 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         group: str | None = None,
         direct: bool | None = None,
         allow_pickles: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> xr.Dataset:
         """One group's arrays (or one table's columns) as a Dataset.
 
         Parameters
         ----------
         filename_or_obj : str or os.PathLike
-            A PyTables/HDF5 file.
+            A PyTables/HDF5 file, or the URL of one (``s3://``, ``https://``...,
+            see ``docs/remote.rst``).
         drop_variables : str or list of str, optional
             Variables not to open.
         group : str, optional
@@ -525,6 +551,8 @@ class TablesBackendEntrypoint(BackendEntrypoint):
             Read chunks directly (see :func:`dask_tables.from_tables`).
         allow_pickles : bool, optional
             Let PyTables unpickle any attribute (files you trust only).
+        storage_options : dict, optional
+            For a URL: how to reach the store, as :func:`dask_tables.from_tables` takes them.
 
         Returns
         -------
@@ -533,14 +561,20 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         path = _normalize(filename_or_obj)
         top = _node_path(group)
         with _quiet_pytables():
-            path, top, groups = _survey(path, top, allow_pickles)
+            path, top, groups = _survey(path, top, allow_pickles, storage_options)
             chosen = [g for g in groups if g.path == top]
             if not chosen:
                 raise TypeError(
                     f"{at_node(path, top)} is neither a group nor a Table; open its group instead"
                 )
             return _dataset(
-                path, chosen[0], _phony_names(groups), _drop_set(drop_variables), direct, allow_pickles
+                path,
+                chosen[0],
+                _phony_names(groups),
+                _drop_set(drop_variables),
+                direct,
+                allow_pickles,
+                storage_options,
             )
 
     def open_groups_as_dict(  # type: ignore[override]
@@ -551,6 +585,7 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         group: str | None = None,
         direct: bool | None = None,
         allow_pickles: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> dict[str, xr.Dataset]:
         """Every group and table under ``group`` as a Dataset, keyed by path relative to it.
 
@@ -561,13 +596,13 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         top = _node_path(group)
         drop = _drop_set(drop_variables)
         with _quiet_pytables():
-            path, top, groups = _survey(path, top, allow_pickles)
+            path, top, groups = _survey(path, top, allow_pickles, storage_options)
             dims = _phony_names(groups)
             result = {}
             for g in groups:
                 if _within(g.path, top):
                     key = "/" + g.path[len(top) :].strip("/") if top != "/" else g.path
-                    result[key] = _dataset(path, g, dims, drop, direct, allow_pickles)
+                    result[key] = _dataset(path, g, dims, drop, direct, allow_pickles, storage_options)
         return result
 
     def open_datatree(  # type: ignore[override]
@@ -578,6 +613,7 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         group: str | None = None,
         direct: bool | None = None,
         allow_pickles: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> xr.DataTree:
         """The file's hierarchy (under ``group``) as a DataTree: groups and tables are its nodes."""
         groups = self.open_groups_as_dict(
@@ -586,6 +622,7 @@ class TablesBackendEntrypoint(BackendEntrypoint):
             group=group,
             direct=direct,
             allow_pickles=allow_pickles,
+            storage_options=storage_options,
         )
         return xr.DataTree.from_dict(groups)
 

@@ -60,6 +60,7 @@ from ..errors import FileChangedError, WriteInterruptedError
 from ..hdf5.fingerprint import same_file
 from ..hdf5.paths import file_path
 from ..registry import get_lock, synchronized_file
+from ..remote.urls import is_url
 from .engine import commit, new_job, os_errors, prepare, remove_work, require_space, run
 from .locks import write_lock
 from .nodes import add_nodes, write_staged
@@ -216,6 +217,7 @@ def to_tables(
     min_itemsize: Mapping[str, int] | int | None = None,
     mode: str = "a",
     name_function: Callable[[int], str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Delayed | list[str] | None:
     """Write a dask array into a PyTables node, compressing in parallel, all or nothing.
 
@@ -247,7 +249,11 @@ def to_tables(
         writes one file per partition, named by ``name_function``, as
         ``dask.dataframe.to_hdf`` does.  An open ``HDFStore`` (mode "a" or
         "w") is closed while the write commits and opened again on the new
-        file.
+        file.  An ``s3://``, ``gs://`` or ``az://`` URL names a new object:
+        the file is built whole in a local temporary folder (dask's
+        ``temporary-directory``), then uploaded in one put, which never
+        replaces an object that appeared meanwhile unless ``mode="w"``
+        (see ``docs/writing.rst``, "Writing to object storage").
     node : str
         Path of the node in the file, e.g. ``"/results/mean_field"``
         (``"res"`` is ``"/res"``, as pandas takes keys).  For a frame, one
@@ -320,6 +326,9 @@ def to_tables(
         Frames with a ``*`` in ``path`` or ``node``: partition number ->
         the text in place of ``*`` (default: the number, zero-padded so
         that names sort in partition order), as ``dask.dataframe.to_hdf``.
+    storage_options : dict, optional
+        For a URL: credentials and endpoint, as :func:`dask_tables.from_tables`
+        takes them (``key``, ``secret``, ``endpoint_url``...).
 
     Returns
     -------
@@ -332,6 +341,8 @@ def to_tables(
     ------
     PermissionError
         The file, or its folder, is read-only.
+    FileExistsError
+        An object exists at the URL (``mode="w"`` replaces it).
     dask_tables.NodeExistsError
         ``node`` exists and ``overwrite`` is false.
     dask_tables.RegionMismatchError
@@ -393,6 +404,26 @@ def to_tables(
     >>> pd.read_hdf("out.h5", "frame", where="a > 3")["s"].tolist()
     ['y', 'z']
     """
+    if is_url(path):
+        from .remote import write_object
+
+        def write(local: str, compute: bool, mode: str) -> Delayed | list[str] | None:
+            return to_tables(
+                x, local, node, filters=filters, chunkshape=chunkshape, title=title,
+                createparents=createparents, overwrite=overwrite, extendable=extendable, compute=compute,
+                format=format, data_columns=data_columns, index=index, min_itemsize=min_itemsize, mode=mode,
+                name_function=name_function,
+            )  # fmt: skip
+
+        return write_object(
+            write,
+            os.fsdecode(path),
+            storage_options,
+            compute=compute,
+            mode=mode,
+            append=append,
+            region=region,
+        )
     if _is_hdf_store(path):
         return _through_store(
             x, path, node, filters=filters, chunkshape=chunkshape, title=title, createparents=createparents,

@@ -1,0 +1,90 @@
+"""xarray's engine="tables" on URLs: our Range server and moto's S3 server on 127.0.0.1.
+
+Every variable is compared with the same file opened from local disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import pytest
+import tables
+from servers import RangeServer, moto_server
+
+from dask_tables.remote import shadow as shadows
+
+xr = pytest.importorskip("xarray")
+pytest.importorskip("obstore")
+pytest.importorskip("h5py")
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASK_TABLES_CACHE", str(tmp_path / "cache"))
+    shadows.clear_process_cache()
+    yield
+    shadows.clear_process_cache()
+
+
+def write_grid(path) -> None:
+    """Arrays sharing lengths, attributes, a soft link, a group and a table."""
+    with tables.open_file(path, "w") as f:
+        f.root._v_attrs.history = "made for a test"
+        t = f.create_carray(
+            "/", "temperature", obj=np.arange(12_000.0).reshape(120, 100), filters=tables.Filters(1)
+        )
+        t.attrs.units = "K"
+        f.create_array("/", "depth", obj=np.arange(120.0))
+        f.create_group("/", "run")
+        f.create_earray("/run", "counts", obj=np.arange(300, dtype="i4").reshape(100, 3))
+        rows = np.array([(i, i * 0.5) for i in range(200)], dtype=[("a", "i4"), ("b", "f8")])
+        f.create_table("/run", "events", obj=rows, chunkshape=(32,))
+        f.create_soft_link("/", "alias", "/run")
+
+
+def same(url: str, local, **kwargs) -> None:
+    remote = xr.open_dataset(url, engine="tables", **kwargs)
+    expected = xr.open_dataset(
+        local, engine="tables", **{k: v for k, v in kwargs.items() if k != "storage_options"}
+    )
+    xr.testing.assert_identical(remote.load(), expected.load())
+    assert set(remote.variables) == set(expected.variables) and remote.variables
+
+
+def test_open_dataset_over_http(tmp_path) -> None:
+    write_grid(tmp_path / "grid.h5")
+    with RangeServer(tmp_path, lifetime=120) as server:
+        url = server.url + "/grid.h5"
+        for group in (None, "run", "run/events", "alias"):
+            same(url, tmp_path / "grid.h5", group=group)
+        chunked = xr.open_dataset(url, engine="tables", chunks={})
+        np.testing.assert_array_equal(chunked["temperature"].mean().compute(), np.arange(12_000.0).mean())
+        tree = xr.open_datatree(url, engine="tables")
+        xr.testing.assert_identical(
+            tree.load(), xr.open_datatree(tmp_path / "grid.h5", engine="tables").load()
+        )
+
+
+def test_open_dataset_from_s3(tmp_path) -> None:
+    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    write_grid(tmp_path / "grid.h5")
+    with moto_server() as endpoint:
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )  # fmt: skip
+        client.create_bucket(Bucket="bucket")
+        client.upload_file(str(tmp_path / "grid.h5"), "bucket", "grid.h5")
+        options = {
+            "key": "testing",
+            "secret": "testing",
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+        }
+        same("s3://bucket/grid.h5", tmp_path / "grid.h5", storage_options=options, group="run")
+        with pytest.raises(FileNotFoundError, match=re.escape("s3://bucket/missing.h5")):
+            xr.open_dataset("s3://bucket/missing.h5", engine="tables", storage_options=options)
