@@ -88,3 +88,23 @@ def test_open_dataset_from_s3(tmp_path) -> None:
         same("s3://bucket/grid.h5", tmp_path / "grid.h5", storage_options=options, group="run")
         with pytest.raises(FileNotFoundError, match=re.escape("s3://bucket/missing.h5")):
             xr.open_dataset("s3://bucket/missing.h5", engine="tables", storage_options=options)
+
+
+def test_open_mfdataset_of_urls(tmp_path) -> None:
+    """Several objects as one dataset, as open_mfdataset combines local files."""
+    for k in range(2):
+        with tables.open_file(tmp_path / f"run-{k}.h5", "w") as f:
+            f.create_carray("/", "v", obj=np.arange(50.0) + 100 * k, filters=tables.Filters(1))
+    with RangeServer(tmp_path, lifetime=120) as server:
+        urls = [server.url + f"/run-{k}.h5" for k in range(2)]
+        remote = xr.open_mfdataset(urls, engine="tables", combine="nested", concat_dim="phony_dim_0")
+        local = xr.open_mfdataset(
+            [tmp_path / f"run-{k}.h5" for k in range(2)],
+            engine="tables",
+            combine="nested",
+            concat_dim="phony_dim_0",
+        )
+        xr.testing.assert_identical(remote.load(), local.load())
+        np.testing.assert_array_equal(
+            remote["v"].values, np.concatenate([np.arange(50.0), np.arange(50.0) + 100])
+        )
