@@ -31,8 +31,10 @@ def test_pandas_own_selects_equal_read_table(tmp_path):
     out = tmp_path / "tally"
     out.mkdir()
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    # Not this session's pytest-xdist worker name: the child's own controller would take it, and
+    # write its (empty) tally over that of its own worker of the same name.
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
         "DASK_TABLES_ORACLE_DIR": str(out),
         "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")]),
     }

@@ -126,5 +126,7 @@ def test_read_table_equals_pytables(nrows, chunk_rows, chunksize, window, thresh
     np.testing.assert_array_equal(result.index.to_numpy(), expected_rows)
     np.testing.assert_array_equal(result["k"].to_numpy(), expected["k"])
     np.testing.assert_array_equal(result["pos/x"].to_numpy(), expected["pos"]["x"])
-    if where is None and df.known_divisions:  # partitions end on whole HDF5 chunks
-        assert all(d % chunk_rows == 0 for d in df.divisions[1:-1])
+    if where is None and df.known_divisions and (chunksize is None or chunksize >= chunk_rows):
+        assert all(d % chunk_rows == 0 for d in df.divisions[1:-1])  # partitions of whole HDF5 chunks
+    if where is None and df.known_divisions and chunksize is not None:  # chunksize is a maximum
+        assert all(b - a <= chunksize for a, b in zip(df.divisions[:-2], df.divisions[1:-1], strict=True))
