@@ -400,3 +400,26 @@ def test_a_target_another_process_holds_open_for_writing_is_left_alone(tmp_path)
         holder.communicate("", timeout=60)
     assert path.read_bytes() == before
     assert leftovers(tmp_path) == []
+
+
+def test_a_commit_run_again_after_its_process_died_before_the_rename(tmp_path):
+    """The killed run left its commit.h5 (and its note of it) in the work folder: the rerun starts over."""
+    from dask_tables.write.engine import commit, make_work, new_job
+
+    path = tmp_path / "f.h5"
+    make_file(path)
+    job = new_job(str(path), made_by_caller=True)
+    make_work(job)
+    with open(job.commit_file, "wb") as stale:
+        stale.write(b"half a file")
+    with open(os.path.join(job.work, "committed"), "w") as note:
+        note.write("1 2")  # a version that never replaced the target
+
+    def apply(h5):
+        h5.create_array("/", "added", obj=np.arange(5))
+
+    commit(job, apply)
+    with tables.open_file(path) as f:
+        np.testing.assert_array_equal(f.root.added[:], np.arange(5))
+    assert state("append", path, tmp_path / "n.h5") == "old"  # the rest as it was
+    assert leftovers(tmp_path) == []

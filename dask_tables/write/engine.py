@@ -484,6 +484,8 @@ def _build_new_version(
 ) -> None:
     """``commit.h5``: the target's next version (steps ``copied`` and ``applied``)."""
     job.check_work()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(job.commit_file)  # left by a run of this commit whose process was killed
     if before is not None and not job.fresh:
         if not _is_hdf5(job.path):
             raise FileExistsError(
