@@ -103,29 +103,39 @@ def _as_written(block: np.ndarray, write: NodeWrite) -> np.ndarray:
 _HEADER = struct.Struct("<?BQ")  # encoded, ndim, data bytes
 
 
-def write_sidecar(path: str, pieces: Iterator[Piece], ndim: int) -> None:
+@contextlib.contextmanager
+def _written_whole(path: str) -> Iterator[Any]:
+    """A file opened for writing under a temporary name, renamed to ``path`` once the block ends.
+
+    A retried task finds either nothing or a whole file; a failure leaves no temporary file.
+    """
     tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         with open(tmp, "xb") as out:
-            for piece in pieces:
-                data = piece.data
-                if piece.encoded:
-                    payload = memoryview(data).cast("B")
-                    shape: tuple[int, ...] = ()
-                else:
-                    array = np.ascontiguousarray(data).reshape(np.shape(data))  # 0-d stays 0-d
-                    payload = memoryview(array.reshape(-1).view(np.uint8))
-                    shape = array.shape
-                out.write(_HEADER.pack(piece.encoded, ndim, payload.nbytes))
-                out.write(struct.pack(f"<{ndim}q", *piece.start))
-                if not piece.encoded:
-                    out.write(struct.pack(f"<{ndim}q", *shape))
-                out.write(payload)
-        os.replace(tmp, path)  # a retried task finds either nothing or a whole file
+            yield out
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_sidecar(path: str, pieces: Iterator[Piece], ndim: int) -> None:
+    with _written_whole(path) as out:
+        for piece in pieces:
+            data = piece.data
+            if piece.encoded:
+                payload = memoryview(data).cast("B")
+                shape: tuple[int, ...] = ()
+            else:
+                array = np.ascontiguousarray(data).reshape(np.shape(data))  # 0-d stays 0-d
+                payload = memoryview(array.reshape(-1).view(np.uint8))
+                shape = array.shape
+            out.write(_HEADER.pack(piece.encoded, ndim, payload.nbytes))
+            out.write(struct.pack(f"<{ndim}q", *piece.start))
+            if not piece.encoded:
+                out.write(struct.pack(f"<{ndim}q", *shape))
+            out.write(payload)
 
 
 def read_sidecar(path: str, stored: np.dtype) -> Iterator[Piece]:
@@ -253,25 +263,18 @@ def save_records(path: str, records: np.ndarray) -> None:
         records.dtype.itemsize, _RECORDS_BLOCK // max(records.dtype.itemsize, 1) * records.dtype.itemsize
     )
     typesize = records.dtype.itemsize if 0 < records.dtype.itemsize < 256 else 1
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "xb") as out:
-            out.write(_RECORDS_MAGIC + struct.pack("<QQ", len(descr), len(records)) + descr)
-            for start in range(0, raw.size, step):
-                block = blosc2.compress2(
-                    raw[start : start + step].data,
-                    typesize=typesize,
-                    clevel=1,
-                    codec=blosc2.Codec.ZSTD,
-                    filters=[blosc2.Filter.SHUFFLE],
-                )
-                out.write(struct.pack("<Q", len(block)))
-                out.write(block)
-        os.replace(tmp, path)  # a retried task finds either nothing or the whole file
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _written_whole(path) as out:
+        out.write(_RECORDS_MAGIC + struct.pack("<QQ", len(descr), len(records)) + descr)
+        for start in range(0, raw.size, step):
+            block = blosc2.compress2(
+                raw[start : start + step].data,
+                typesize=typesize,
+                clevel=1,
+                codec=blosc2.Codec.ZSTD,
+                filters=[blosc2.Filter.SHUFFLE],
+            )
+            out.write(struct.pack("<Q", len(block)))
+            out.write(block)
 
 
 def load_records(path: str) -> np.ndarray:
