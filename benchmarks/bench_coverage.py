@@ -169,7 +169,7 @@ def ceiling(path: Path, name: str, repeat: int) -> float:
                 decoder.decode(raw[:size], mask, out=target)
         finally:
             os.close(fd)
-        return out.view(storage.stored).sum()
+        return out.view(storage.dtype_on_disk).sum()
 
     return one_and_two_threads(task, [chunks[i : i + PLANES] for i in range(0, len(chunks), PLANES)], repeat)
 

@@ -21,9 +21,9 @@ import tables
 
 from .array.verdict import direct_read_reason
 from .errors import NotHDF5FileError, RecordLayoutError
-from .filters import stored_filters
 from .hdf5.paths import file_path
 from .hdf5.pickles import refusing_pickles
+from .hdf5.storednode import stored_filters
 from .registry import get_lock, synchronized_file
 from .remote.shadow import metadata_path
 from .remote.urls import display_url, is_url

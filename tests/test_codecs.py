@@ -52,9 +52,9 @@ from dask_tables.filters import (
     encoding_chain,
     fletcher32,
     libblosc2,
-    stored_filters,
 )
 from dask_tables.filters.shuffle import Shuffle
+from dask_tables.hdf5.storednode import stored_filters
 
 h5py = pytest.importorskip("h5py")
 hdf5plugin = pytest.importorskip("hdf5plugin")
@@ -623,7 +623,8 @@ def test_without_the_binding_python_blosc2_decodes_the_same(case_file, monkeypat
 FUZZ_CHILD = """
 import json, sys
 import numpy as np, tables
-from dask_tables.filters import DecodeError, FilterChain, stored_filters
+from dask_tables.filters import DecodeError, FilterChain
+from dask_tables.hdf5.storednode import stored_filters
 
 rng = np.random.default_rng(0)
 counts = {}

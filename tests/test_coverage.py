@@ -301,7 +301,7 @@ def test_the_direct_layout_of_gapped_records_is_the_files(tmp_path):
     import tables
 
     from dask_tables.array.verdict import direct_storage
-    from dask_tables.hdf5.calls import file_dtype
+    from dask_tables.hdf5.storedtypes import file_dtype
 
     path = tmp_path / "gaps.h5"
     with h5py.File(path, "w") as f:
@@ -310,7 +310,7 @@ def test_the_direct_layout_of_gapped_records_is_the_files(tmp_path):
         assert f.root.t.dtype.itemsize < GAPPED.itemsize  # PyTables packs the record
         assert file_dtype(f.root.t) == GAPPED
         layout = direct_storage(f.root.t)
-    assert layout is not None and layout.stored == GAPPED and layout.memory is not None
+    assert layout is not None and layout.dtype_on_disk == GAPPED and layout.memory is not None
 
 
 def test_a_packed_table_with_a_plugin_filter_reads_directly(tmp_path):
@@ -777,7 +777,8 @@ def test_pytables_own_tables_with_members_numpy_cannot_describe_are_never_refuse
     file's, so their tables read as before (through PyTables where a column cannot be read directly)."""
     import tables
 
-    from dask_tables.hdf5.calls import file_dtype, other_record_layout
+    from dask_tables.hdf5.calls import other_record_layout
+    from dask_tables.hdf5.storedtypes import file_dtype
 
     class Inner(tables.IsDescription):
         flag = tables.BoolCol(pos=0)

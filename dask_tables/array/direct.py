@@ -114,7 +114,7 @@ def _whole_rows(storage: StoredNode, slab: Sequence[slice], out: np.ndarray) -> 
     consecutive bytes of the result, in file order; ``None`` otherwise (or
     where fewer than two chunks would).
     """
-    if out.dtype != storage.stored or not out.flags.c_contiguous:
+    if out.dtype != storage.dtype_on_disk or not out.flags.c_contiguous:
         return None
     rows, *rest = slab
     if rows.step != 1:
@@ -168,7 +168,7 @@ class _Reader:
             return
         offsets, sizes, masks = self.index.locate([overlap.start for overlap in overlaps])
         self._check_inside(offsets, sizes, lambda i: overlaps[i].start)
-        stored = out.dtype == self.storage.stored and field is None
+        stored = out.dtype == self.storage.dtype_on_disk and field is None
         for overlap, offset, size, mask in zip(
             overlaps, offsets.tolist(), sizes.tolist(), masks.tolist(), strict=True
         ):
@@ -267,8 +267,8 @@ class _Reader:
     def _as_chunk(self, data: Any) -> np.ndarray:
         """Decoded bytes as a chunk (the last Blosc2 step may give a strided view)."""
         if isinstance(data, np.ndarray) and data.ndim > 1:
-            return data.view(self.storage.stored).reshape(self.chunk_shape)
-        return np.frombuffer(data, dtype=self.storage.stored).reshape(self.chunk_shape)
+            return data.view(self.storage.dtype_on_disk).reshape(self.chunk_shape)
+        return np.frombuffer(data, dtype=self.storage.dtype_on_disk).reshape(self.chunk_shape)
 
     def _pread(self, buffer: np.ndarray, offset: int, size: int, start: tuple[int, ...]) -> None:
         if self.pread(buffer, offset) != size:  # the file shrank after it was opened
@@ -311,7 +311,7 @@ def read_direct(
     -------
     numpy.ndarray
         What PyTables reads: shape, the slab's shape plus ``storage.cell_shape``
-        (plus the column's cell shape); dtype, ``storage.stored`` (or the
+        (plus the column's cell shape); dtype, ``storage.dtype_on_disk`` (or the
         column's) in native byte order.
 
     Raises
@@ -418,7 +418,7 @@ def chunk_ranges(storage: StoredNode, index: ChunkIndex, slab: Sequence[slice]) 
 
 def _result(storage: StoredNode, slab: Sequence[slice], field: str | None) -> np.ndarray:
     """The empty result of ``node[slab]`` (of its ``field``): the stored dtype (the column's), native order."""
-    column = take_field(storage.stored.newbyteorder("="), field)
+    column = take_field(storage.dtype_on_disk.newbyteorder("="), field)
     shape = tuple(len(range(s.start, s.stop, s.step)) for s in slab) + storage.cell_shape + column.shape
     return np.empty(shape, dtype=column.base)
 

@@ -29,13 +29,13 @@ from ..errors import (
     rebuild_advice,
     unreadable_file,
 )
-from ..filters import StoredFilter, filter_class, hdf5_can_apply, stored_filters
+from ..filters import filter_class
 from ..hdf5.calls import other_record_layout, read_rows
 from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
 from ..hdf5.paths import PathLike, file_path
 from ..hdf5.pickles import refusing_pickles
-from ..hdf5.storednode import StoredNode
+from ..hdf5.storednode import StoredFilter, StoredNode, hdf5_can_apply, stored_filters
 from ..registry import get_lock, synchronized_file
 from ..remote.urls import is_url, local_path
 from .direct import read_direct

@@ -13,17 +13,9 @@ from __future__ import annotations
 import numpy as np
 import tables
 
-from ..filters import (
-    DecodeError,
-    UnsupportedFilterError,
-    filter_class,
-    hdf5_can_apply,
-    stored_filters,
-    stored_node,
-)
-from ..hdf5.calls import file_dtype
-from ..hdf5.storednode import StoredNode, hdf5_reads_as
-from ..hdf5.storedtypes import stored_as_read
+from ..filters import DecodeError, UnsupportedFilterError, filter_class
+from ..hdf5.storednode import StoredNode, hdf5_can_apply, hdf5_reads_as, stored_filters
+from ..hdf5.storedtypes import file_dtype, stored_as_read
 from .direct import chunk_decoder
 
 __all__ = ["direct_read_reason", "direct_storage"]
@@ -53,7 +45,7 @@ def direct_storage(leaf: tables.Leaf) -> StoredNode | None:
     """
     if leaf.chunkshape is None:
         return None
-    storage = stored_node(leaf)
+    storage = StoredNode.of(leaf)
     if storage.memory is not None:
         return _records_laid_out_otherwise(leaf, storage)
     if leaf.byteorder not in ("little", "big", "irrelevant"):
@@ -103,14 +95,16 @@ def _decodes_like_hdf5(leaf: tables.Leaf, storage: StoredNode) -> bool:
     if info.offset is None:
         return not isinstance(leaf, tables.Table)  # an array's atom says it all
     raw = leaf.read_chunk(origin)
-    decoded = np.frombuffer(chunk_decoder(storage).decode(raw, int(info.filter_mask)), dtype=storage.stored)
+    decoded = np.frombuffer(
+        chunk_decoder(storage).decode(raw, int(info.filter_mask)), dtype=storage.dtype_on_disk
+    )
     chunk = decoded.reshape(storage.chunkshape + storage.cell_shape)
     agrees = hdf5_reads_as(leaf, storage, chunk[storage.first_region])
     if agrees is None:
         # PyTables lacks one of the filters (LZF, hdf5plugin's): nothing to compare
         # with.  An array's atom describes its elements fully; a table's records do
         # where the file's own record type is exactly the layout decoded.
-        return not isinstance(leaf, tables.Table) or file_dtype(leaf) == storage.stored
+        return not isinstance(leaf, tables.Table) or file_dtype(leaf) == storage.dtype_on_disk
     return agrees
 
 
@@ -155,7 +149,7 @@ def direct_read_reason(leaf: tables.Leaf) -> str | None:
     if undecoded is not None:
         return undecoded
     try:
-        chunk_decoder(stored_node(leaf))
+        chunk_decoder(StoredNode.of(leaf))
     except UnsupportedFilterError as err:
         return str(err)
     if leaf.byteorder not in ("little", "big", "irrelevant"):

@@ -13,6 +13,7 @@ decode: their ``encode`` raises :class:`UnsupportedEncoderError`).
 
 # Importing each family's module registers its filters: FILTERS is complete once this package is.
 from ..errors import renamed
+from ..hdf5 import storednode
 from . import blosc, bzip2, checksum, deflate, lzf, lzo, plugins, shuffle, szip  # noqa: F401
 from .base import (
     FILTERS,
@@ -24,29 +25,29 @@ from .base import (
 )
 from .chain import FilterChain, encoding_chain, filter_chain
 from .checksum import fletcher32
-from .stored import StoredFilter, hdf5_can_apply, stored_filters, stored_node
 
 __all__ = [
     "FILTERS",
     "DecodeError",
     "Filter",
     "FilterChain",
-    "StoredFilter",
     "UnsupportedEncoderError",
     "UnsupportedFilterError",
     "encoding_chain",
     "filter_chain",
     "filter_class",
     "fletcher32",
-    "hdf5_can_apply",
-    "stored_filters",
-    "stored_node",
 ]
 
 _RENAMED = {
     "FilterPipeline": ("dask_tables.filters.FilterChain", FilterChain),
     "filter_pipeline": ("dask_tables.filters.filter_chain", filter_chain),
     "encoding_pipeline": ("dask_tables.filters.encoding_chain", encoding_chain),
+    # a node's filters as its file records them: beside StoredNode, in the HDF5 layer
+    "StoredFilter": ("dask_tables.hdf5.storednode.StoredFilter", storednode.StoredFilter),
+    "stored_filters": ("dask_tables.hdf5.storednode.stored_filters", storednode.stored_filters),
+    "hdf5_can_apply": ("dask_tables.hdf5.storednode.hdf5_can_apply", storednode.hdf5_can_apply),
+    "stored_node": ("dask_tables.hdf5.storednode.StoredNode.of", storednode.StoredNode.of),
 }
 
 

@@ -17,6 +17,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..hdf5.storednode import register_filter_name
+
 __all__ = [
     "FILTERS",
     "Buffer",
@@ -139,11 +141,17 @@ FILTERS: Mapping[int, type[Filter]] = MappingProxyType(_REGISTRY)
 
 
 def register(cls: type[Filter]) -> type[Filter]:
-    """Register a :class:`Filter` class under its id and name (a class decorator)."""
+    """Register a :class:`Filter` class under its id and name (a class decorator).
+
+    Also names it for the HDF5 layer below
+    (:func:`~dask_tables.hdf5.storednode.register_filter_name`), where a
+    node's filters as its file records them get their names.
+    """
     if cls.id in _REGISTRY or cls.name in _BY_NAME:
         raise ValueError(f"filter {cls.id} ({cls.name!r}) is registered already")
     _REGISTRY[cls.id] = cls
     _BY_NAME[cls.name] = cls
+    register_filter_name(cls.id, cls.name, cls.stored_prefix)
     return cls
 
 

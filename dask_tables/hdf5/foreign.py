@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .calls import _dtype, _member_name
 from .libhdf5 import library
+from .storedtypes import member_name, walk
 
 __all__ = ["UNREADABLE", "attribute_names", "opened_dataset", "read_attribute", "read_dataset"]
 
@@ -149,7 +149,7 @@ def _read(lib: Any, type_id: int, space: int, read: Callable[[int, int], int]) -
             return UNREADABLE
         if lib.H5Tget_class(type_id) == _STRING and lib.H5Tis_variable_str(type_id) > 0:
             return _read_text(lib, type_id, space, shape, read)
-        stored = _dtype(lib, type_id)
+        stored = walk(lib, type_id).dtype
         if stored is None:
             return UNREADABLE
         out = np.empty(shape or (), dtype=stored)
@@ -218,4 +218,4 @@ def _as_h5py(lib: Any, type_id: int, values: np.ndarray) -> np.ndarray:
 
 
 def _member_names(lib: Any, type_id: int) -> list[str | None]:
-    return [_member_name(lib, type_id, i) for i in range(max(lib.H5Tget_nmembers(type_id), 0))]
+    return [member_name(lib, type_id, i) for i in range(max(lib.H5Tget_nmembers(type_id), 0))]

@@ -1,8 +1,8 @@
 """PyTables' own HDF5 library through ctypes: one signature table, one rule for which library.
 
 Every module that calls HDF5 directly (``hdf5.calls``, ``hdf5.storedtypes``,
-``hdf5.dimscales``, ``hdf5.chunkindex``, ``hdf5.foreign``,
-``filters.stored``) calls it through :func:`library`.
+``hdf5.storednode``, ``hdf5.dimscales``, ``hdf5.chunkindex``,
+``hdf5.foreign``) calls it through :func:`library`.
 
 One signature table, :data:`SIGNATURES`: each function HDF5 exports that
 dask_tables calls, with its C result and argument types (as h5py's

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 import tables
 
 from ..errors import RegionMismatchError
-from ..filters import stored_node
+from ..hdf5.storednode import StoredNode
 from .plan import NodeWrite, WritePlan, check_parents, check_replaceable, existing_node
 from .staging import read_sidecar, write_pieces
 
@@ -59,7 +59,7 @@ def add_nodes(
 def _write_region(h5: tables.File, path: str, write: NodeWrite, sidecars: Sequence[str]) -> None:
     """The staged values of a region, written into the existing node, checked unchanged since the plan."""
     leaf = h5.get_node(write.node)
-    now = stored_node(leaf)
+    now = StoredNode.of(leaf)
     if now.shape != write.shape or now.dtype != write.dtype:
         raise RegionMismatchError(path, write.node, "the node changed while the write was computed")
     indexed = isinstance(leaf, tables.Table) and leaf.indexed and leaf.autoindex

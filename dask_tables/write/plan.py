@@ -33,10 +33,9 @@ from ..errors import (
     RegionMismatchError,
     at_node,
 )
-from ..filters import stored_node
-from ..hdf5.calls import file_dtype
 from ..hdf5.fingerprint import modes_open_here, same_file
 from ..hdf5.storednode import StoredNode
+from ..hdf5.storedtypes import file_dtype
 from ..registry import get_lock, synchronized_file
 from .locks import write_lock
 from .trial import _encoding_reads_back, _settled_by_trial, _trial_node, check_built
@@ -356,7 +355,7 @@ def plan_region(
     """
     if not isinstance(leaf, (tables.Table, tables.Array)) or isinstance(leaf, tables.VLArray):
         raise RegionMismatchError(path, node, f"it is a {type(leaf).__name__}, not an array or a table")
-    storage = stored_node(leaf)
+    storage = StoredNode.of(leaf)
     resolved = _resolve_region(region, storage.shape, path, node)
     extent = tuple(s.stop - s.start for s in resolved)
     if extent != x.shape:
@@ -467,7 +466,7 @@ def _scalar_write(x: da.Array, node: str, title: str, overwrite: bool, createpar
     return NodeWrite(
         node=node,
         kind="scalar",
-        storage=StoredNode(shape=(), chunkshape=None, stored=x.dtype),
+        storage=StoredNode(shape=(), chunkshape=None, dtype_on_disk=x.dtype),
         tables_filters=None,
         encode=False,
         title=title,
@@ -509,7 +508,7 @@ def plan_new_node(
     write = NodeWrite(
         node=node,
         kind=_new_kind(x, extendable, node),
-        storage=StoredNode(shape=tuple(int(n) for n in x.shape), chunkshape=chosen, stored=x.dtype),
+        storage=StoredNode(shape=tuple(int(n) for n in x.shape), chunkshape=chosen, dtype_on_disk=x.dtype),
         tables_filters=tables_filters,
         encode=False,
         title=title,

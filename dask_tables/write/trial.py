@@ -19,8 +19,8 @@ import numpy as np
 import tables
 
 from ..errors import at_node
-from ..filters import UnsupportedEncoderError, encoding_chain, stored_node
-from ..hdf5.storednode import hdf5_reads_as
+from ..filters import UnsupportedEncoderError, encoding_chain
+from ..hdf5.storednode import StoredNode, hdf5_reads_as
 from ..registry import get_lock, synchronized_close_file, synchronized_open_file
 from .writes import NodeWrite, table_description
 
@@ -29,7 +29,7 @@ __all__ = ["check_built", "create_node"]
 
 def check_built(leaf: tables.Leaf, write: NodeWrite, path: str) -> None:
     """Raise unless PyTables built ``leaf`` with the filter pipeline ``write`` planned (and encodes for)."""
-    if stored_node(leaf).filters != write.storage.filters:
+    if StoredNode.of(leaf).filters != write.storage.filters:
         raise RuntimeError(f"{at_node(path, write.node)}: PyTables built another filter pipeline")
 
 
@@ -131,10 +131,10 @@ def _encoding_reads_back(write: NodeWrite, trial: tables.Leaf) -> bool:
         encoder = encoding_chain(storage.filters)
     except UnsupportedEncoderError:
         return False
-    built = stored_node(trial)
+    built = StoredNode.of(trial)
     if built.filters != storage.filters:
         return False
-    values = _trial_values(storage.stored, storage.chunkshape)
+    values = _trial_values(storage.dtype_on_disk, storage.chunkshape)
     try:
         with get_lock():
             trial.write_chunk(built.first_chunk, encoder.encode(values.tobytes()))
@@ -157,7 +157,7 @@ def _settled_by_trial(write: NodeWrite) -> NodeWrite:
     """
     try:
         with _trial_node(write) as trial:
-            built = stored_node(trial)
+            built = StoredNode.of(trial)
             write = dataclasses.replace(write, storage=dataclasses.replace(built, shape=write.shape))
             return dataclasses.replace(write, encode=_encoding_reads_back(write, trial))
     except (tables.HDF5ExtError, ValueError, TypeError, NotImplementedError) as err:
