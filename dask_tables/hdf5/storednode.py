@@ -8,7 +8,7 @@
   reads where the file lays records out otherwise.  It is plain data: it
   pickles, and holds nothing open.  The direct read path
   (:mod:`dask_tables.array.direct`) and the writer
-  (:mod:`dask_tables.write`) both describe a node through it.
+  (``dask_tables.write``) both describe a node through it.
 * :class:`StoredFilter` and :func:`stored_filters`: a dataset's filter
   pipeline as the file records it, by HDF5 filter id (``H5Pget_filter2``),
   so a filter is known by its id even where PyTables has no name for it;
@@ -16,7 +16,7 @@
 * :func:`hdf5_reads_as`: the one check that HDF5 agrees with dask_tables'
   filters: the reader compares its decoding of a node's first chunk with
   HDF5's read of it, the writer its encoding of a trial chunk once HDF5 has
-  read it back (:mod:`dask_tables.write.trial`).
+  read it back (``dask_tables.write.trial``).
 
 The stored HDF5 type itself (its exact numpy dtype, whether it is stored as
 numpy reads it) is :mod:`dask_tables.hdf5.storedtypes`.  Call the functions
