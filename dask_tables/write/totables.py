@@ -82,7 +82,9 @@ def to_tables(
         the file is built whole in a local temporary folder (dask's
         ``temporary-directory``), then uploaded in one put, which never
         replaces an object that appeared meanwhile unless ``mode="w"``
-        (see ``docs/writing.rst``, "Writing to object storage").
+        (files over 5000 MiB: a check first, then a multipart upload; see
+        ``docs/writing.rst``, "Writing to object storage").  A ``*`` in
+        the URL writes one object per partition of a frame.
     node : str
         Path of the node in the file, e.g. ``"/results/mean_field"``
         (``"res"`` is ``"/res"``, as pandas takes keys).  For a frame, one
@@ -162,7 +164,7 @@ def to_tables(
     Returns
     -------
     None, list of str or dask.delayed.Delayed
-        ``None``; with a ``*`` in the path, the names of the files written,
+        ``None``; with a ``*`` in the path, the names of the files (or URLs) written,
         as ``dask.dataframe.to_hdf`` returns them; with ``compute=False``, a
         ``Delayed``.
 
@@ -236,7 +238,9 @@ def to_tables(
     if is_url(path):
         from .remote import write_object
 
-        def write(local: str, compute: bool, mode: str) -> Delayed | list[str] | None:
+        def write(
+            local: str, compute: bool, mode: str, name_function: Callable[[int], str] | None = name_function
+        ) -> Delayed | list[str] | None:
             return to_tables(
                 x, local, node, filters=filters, chunkshape=chunkshape, title=title,
                 createparents=createparents, overwrite=overwrite, extendable=extendable, compute=compute,
@@ -244,6 +248,7 @@ def to_tables(
                 name_function=name_function,
             )  # fmt: skip
 
+        frame = _is_frame(x)
         return write_object(
             write,
             os.fsdecode(path),
@@ -252,6 +257,9 @@ def to_tables(
             mode=mode,
             append=append,
             region=region,
+            node=node if isinstance(node, str) else None,
+            partitions=getattr(x, "npartitions", 1) if frame else None,
+            name_function=name_function,
         )
     if _is_hdf_store(path):
         return _through_store(
