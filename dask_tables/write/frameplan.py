@@ -125,7 +125,13 @@ class FrameOptions(NamedTuple):
 
 
 def format_name(format: str, path: str, node: str) -> str:
-    """The format's name: pandas' spellings taken; pandas' "fixed" refused with what to use."""
+    """The format's name: pandas' spellings taken; pandas' "fixed" refused with what to use.
+
+    Examples
+    --------
+    >>> format_name("table", "out.h5", "/df"), format_name("tables", "out.h5", "/df")
+    ('pandas', 'pytables')
+    """
     if format in ("fixed", "f"):
         raise ValueError(
             f"{path}: node {node}: format={format!r}: pandas' fixed format stores a frame whole, so it "
@@ -140,7 +146,13 @@ def format_name(format: str, path: str, node: str) -> str:
 
 
 def as_min_itemsize(min_itemsize: Mapping[str, int] | int | None) -> dict[str, int]:
-    """``min_itemsize`` as a dict; an int (as pandas takes it) applies to every string column."""
+    """``min_itemsize`` as a dict; an int (as pandas takes it) applies to every string column.
+
+    Examples
+    --------
+    >>> as_min_itemsize(20), as_min_itemsize({"s": 8}), as_min_itemsize(None)
+    ({'*': 20}, {'s': 8}, {})
+    """
     if min_itemsize is None:
         return {}
     if isinstance(min_itemsize, (int, np.integer)) and not isinstance(min_itemsize, bool):
@@ -153,6 +165,13 @@ def as_min_itemsize(min_itemsize: Mapping[str, int] | int | None) -> dict[str, i
 
 
 def as_frame(df: Any, node: str) -> dd.DataFrame | dd.Series:
+    """``df`` as a dask collection (a pandas frame: one partition); anything else raises ``TypeError``.
+
+    Examples
+    --------
+    >>> as_frame(pd.DataFrame({"a": [1, 2]}), "/df").npartitions
+    1
+    """
     if isinstance(df, (pd.DataFrame, pd.Series)):
         return dd.from_pandas(df, npartitions=1)
     if isinstance(df, (dd.DataFrame, dd.Series)):
