@@ -40,7 +40,8 @@ from .registry import (
     synchronized_open_file,
     unpatch,
 )
-from .write.store import RechunkWarning, to_tables
+from .write.plan import RechunkWarning
+from .write.totables import to_tables
 
 
 def __getattr__(name: str) -> object:

@@ -2,8 +2,9 @@
 
 Every write, of arrays and of frames alike, is one :class:`Job`:
 
-1. **Plan** (in the caller): the front end (``write/store.py``
-   for arrays, ``write/frames.py`` for frames) checks its
+1. **Plan** (in the caller): the writer (``write/store.py`` for arrays,
+   ``write/frames.py`` and ``write/frameplan.py`` for frames; the front end
+   ``write/totables.py`` picks one) checks its
    inputs and makes a :class:`Job` with ``new_job``, which also removes
    what writers that died left next to the target (:func:`remove_abandoned`).
 2. **Prepare** (a task, ``prepare``): the hidden work folder next to the
