@@ -22,7 +22,7 @@ import tables
 from .array.verdict import direct_read_reason
 from .errors import NotHDF5FileError, RecordLayoutError
 from .filters import stored_filters
-from .hdf5.paths import file_path
+from .hdf5.paths import file_path, node_path
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 from .remote.shadow import metadata_path
@@ -200,7 +200,7 @@ def inspect_file(
     >>> inspect_file("example.h5", "/x")[0].ratio > 10
     True
     """
-    node = node if node.startswith("/") else "/" + node
+    node = node_path(node)
     if is_url(path):
         url = os.fsdecode(os.fspath(path))
         return _inspect(metadata_path(url, storage_options), node, allow_pickles, display_url(url))

@@ -33,7 +33,7 @@ from ..filters import StoredFilter, filter_class, hdf5_can_apply, stored_filters
 from ..hdf5.calls import other_record_layout, read_rows
 from ..hdf5.fields import repacked, take_field
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
-from ..hdf5.paths import PathLike, file_path
+from ..hdf5.paths import PathLike, file_path, node_path
 from ..hdf5.pickles import refusing_pickles
 from ..hdf5.storednode import StoredNode
 from ..registry import get_lock, synchronized_file
@@ -322,7 +322,7 @@ class TablesSource:
         >>> names
         ['f0', 'f1']
         """
-        node = node if node.startswith("/") else "/" + node
+        node = node_path(node)
         if is_url(path):
             return cls._open_remote(
                 os.fsdecode(os.fspath(path)),
