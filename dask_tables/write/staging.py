@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import os
 import struct
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from numpy.lib.recfunctions import assign_fields_by_name
 from tables.utils import quantize
 
 from ..filters import encoding_chain
+from ..hdf5.files import written_whole
 from .plan import NodeWrite
 
 __all__ = [
@@ -105,19 +105,9 @@ _HEADER = struct.Struct("<?BQ")  # encoded, ndim, data bytes
 
 @contextlib.contextmanager
 def _written_whole(path: str) -> Iterator[Any]:
-    """A file opened for writing under a temporary name, renamed to ``path`` once the block ends.
-
-    A retried task finds either nothing or a whole file; a failure leaves no temporary file.
-    """
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "xb") as out:
-            yield out
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """A file opened for writing, ``path`` once the block ends: a retried task finds nothing or a whole file."""
+    with written_whole(path) as tmp, open(tmp, "xb") as out:
+        yield out
 
 
 def write_sidecar(path: str, pieces: Iterator[Piece], ndim: int) -> None:
