@@ -335,8 +335,8 @@ def read_direct(
     array([1., 4., 7.])
     """
     out = _result(storage, slab, field)
-    if out.size == 0:  # in the layout of a read with rows too
-        return repacked(out, storage.memory) if storage.memory is not None and field is None else out
+    if out.size == 0:  # nothing to read: the file is not opened
+        return _as_pytables_reads(out, storage, field)
     fd, file_size = _open_checked(path, node, fingerprint)
     try:
         index = chunk_index(path, node, fingerprint)
@@ -379,19 +379,16 @@ def read_chunks(
     array([2., 3., 4., 5.])
     """
     out = _result(storage, slab, field)
-    if out.size == 0:
-        return out
-    reader = _Reader(path, node, storage, index, pread, file_size)
-    _read_slab(reader, slab, out, field)
-    if storage.memory is not None and field is None:  # the file's record layout -> PyTables'
-        out = repacked(out, storage.memory)
-    diagnostics.add(
-        direct_chunks=reader.chunks,
-        direct_bytes_read=reader.bytes_read,
-        direct_bytes_decoded=reader.chunks * storage.chunk_nbytes,
-        direct_fill_chunks=reader.filled,
-    )
-    return out
+    if out.size:
+        reader = _Reader(path, node, storage, index, pread, file_size)
+        _read_slab(reader, slab, out, field)
+        diagnostics.add(
+            direct_chunks=reader.chunks,
+            direct_bytes_read=reader.bytes_read,
+            direct_bytes_decoded=reader.chunks * storage.chunk_nbytes,
+            direct_fill_chunks=reader.filled,
+        )
+    return _as_pytables_reads(out, storage, field)
 
 
 def chunk_ranges(storage: StoredNode, index: ChunkIndex, slab: Sequence[slice]) -> list[tuple[int, int]]:
@@ -421,6 +418,13 @@ def _result(storage: StoredNode, slab: Sequence[slice], field: str | None) -> np
     column = take_field(storage.stored.newbyteorder("="), field)
     shape = tuple(len(range(s.start, s.stop, s.step)) for s in slab) + storage.cell_shape + column.shape
     return np.empty(shape, dtype=column.base)
+
+
+def _as_pytables_reads(out: np.ndarray, storage: StoredNode, field: str | None) -> np.ndarray:
+    """``out``, read in the file's record layout, in PyTables' (empty or not: the same dtype)."""
+    if storage.memory is not None and field is None:
+        return repacked(out, storage.memory)
+    return out
 
 
 def _read_slab(reader: _Reader, slab: Sequence[slice], out: np.ndarray, field: str | None) -> None:
