@@ -396,14 +396,13 @@ def chunk_ranges(storage: StoredNode, index: ChunkIndex, slab: Sequence[slice]) 
 
     Examples
     --------
-    >>> import numpy as np, tables
-    >>> from dask_tables.array.verdict import direct_storage
-    >>> with tables.open_file("example.h5", "w") as f:
-    ...     _ = f.create_carray("/", "x", obj=np.arange(10.0), chunkshape=(4,))
-    ...     storage = direct_storage(f.root.x)
-    >>> index = chunk_index("example.h5", "/x", Fingerprint.of("example.h5"))
-    >>> [size for _, size in chunk_ranges(storage, index, [slice(2, 6, 1)])]
-    [32, 32]
+    Ten float64 values in chunks of four, stored one after another from byte 800:
+
+    >>> storage = StoredNode(shape=(10,), chunkshape=(4,), stored=np.dtype("<f8"), filters=(), cell_shape=())
+    >>> sizes = np.array([32, 32, 32])
+    >>> index = ChunkIndex((4,), (3,), None, 800 + np.cumsum(sizes) - sizes, sizes, np.zeros(3, np.uint32))
+    >>> chunk_ranges(storage, index, [slice(2, 6, 1)])
+    [(800, 32), (832, 32)]
     """
     overlaps = _overlaps(slab, storage.chunkshape)
     if not overlaps:

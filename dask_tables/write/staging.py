@@ -9,7 +9,6 @@ task is harmless), which the commit reads back and writes.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import struct
@@ -103,15 +102,8 @@ def _as_written(block: np.ndarray, write: NodeWrite) -> np.ndarray:
 _HEADER = struct.Struct("<?BQ")  # encoded, ndim, data bytes
 
 
-@contextlib.contextmanager
-def _written_whole(path: str) -> Iterator[Any]:
-    """A file opened for writing, ``path`` once the block ends: a retried task finds nothing or a whole file."""
-    with written_whole(path) as tmp, open(tmp, "xb") as out:
-        yield out
-
-
 def write_sidecar(path: str, pieces: Iterator[Piece], ndim: int) -> None:
-    with _written_whole(path) as out:
+    with written_whole(path) as tmp, open(tmp, "xb") as out:  # a retried task finds nothing or all
         for piece in pieces:
             data = piece.data
             if piece.encoded:
@@ -253,7 +245,7 @@ def save_records(path: str, records: np.ndarray) -> None:
         records.dtype.itemsize, _RECORDS_BLOCK // max(records.dtype.itemsize, 1) * records.dtype.itemsize
     )
     typesize = records.dtype.itemsize if 0 < records.dtype.itemsize < 256 else 1
-    with _written_whole(path) as out:
+    with written_whole(path) as tmp, open(tmp, "xb") as out:  # a retried task finds nothing or all
         out.write(_RECORDS_MAGIC + struct.pack("<QQ", len(descr), len(records)) + descr)
         for start in range(0, raw.size, step):
             block = blosc2.compress2(
