@@ -11,9 +11,7 @@ result and time.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +23,7 @@ import numpy as np
 import tables
 
 from .array.core import from_tables
+from .hdf5.files import written_whole
 from .hdf5.pickles import refusing_pickles
 from .registry import synchronized_close_file, synchronized_file, synchronized_open_file
 
@@ -110,11 +109,10 @@ def ensure_demo_file(directory: str | os.PathLike[str], size_mib: int = 256) -> 
         if _is_demo_file(path, shape):
             return path
         raise FileExistsError(f"{path}: exists and is not a dask-tables demo file; not overwriting it")
-    fd, tmp = tempfile.mkstemp(prefix=".demo-", suffix=".h5.tmp", dir=directory)
-    os.close(fd)
+    rng = np.random.default_rng(20261125)
     try:
-        rng = np.random.default_rng(20261125)
-        with tables.open_file(tmp, "w") as f:
+        # linked into place: unlike a rename, never replaces a file that appeared meanwhile
+        with written_whole(path, replace=False) as tmp, tables.open_file(tmp, "w") as f:
             f.root._v_attrs[_MARK] = 1
             array = f.create_carray(
                 "/", DEMO_NODE[1:], atom=tables.Float64Atom(), shape=shape, chunkshape=(128, DEMO_COLUMNS)
@@ -122,16 +120,11 @@ def ensure_demo_file(directory: str | os.PathLike[str], size_mib: int = 256) -> 
             for start in range(0, rows, 4096):
                 stop = min(start + 4096, rows)
                 array[start:stop] = rng.random((stop - start, DEMO_COLUMNS))
-        try:
-            os.link(tmp, path)  # unlike a rename, never replaces a file that appeared meanwhile
-        except FileExistsError:
-            if not _is_demo_file(path, shape):
-                raise FileExistsError(
-                    f"{path}: appeared while the demo wrote its file and is not a demo file; not overwriting it"
-                ) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+    except FileExistsError:
+        if not _is_demo_file(path, shape):
+            raise FileExistsError(
+                f"{path}: appeared while the demo wrote its file and is not a demo file; not overwriting it"
+            ) from None
     return path
 
 

@@ -47,6 +47,8 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+from .forks import after_fork_in_child
+
 __all__ = ["COUNTERS", "add", "collect", "gather", "report", "reset", "snapshot"]
 
 #: The names of the counters, in the order :func:`snapshot` gives them (each described
@@ -98,15 +100,12 @@ class _State:
 _state = _State()
 
 
+@after_fork_in_child
 def _after_fork() -> None:
     # A forked child counts its own work only, and its lock must not be one a
     # parent thread held at fork time.
     global _state
     _state = _State()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _retire(state: _State, counts: dict[str, float]) -> None:

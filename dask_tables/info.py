@@ -20,8 +20,9 @@ from typing import Any
 import tables
 
 from .array.verdict import direct_read_reason
-from .errors import NotHDF5FileError, RecordLayoutError
-from .hdf5.paths import file_path
+from .errors import RecordLayoutError
+from .hdf5.files import check_hdf5_file
+from .hdf5.paths import file_path, node_path
 from .hdf5.pickles import refusing_pickles
 from .hdf5.storednode import stored_filters
 from .registry import get_lock, synchronized_file
@@ -200,18 +201,12 @@ def inspect_file(
     >>> inspect_file("example.h5", "/x")[0].ratio > 10
     True
     """
-    node = node if node.startswith("/") else "/" + node
+    node = node_path(node)
     if is_url(path):
         url = os.fsdecode(os.fspath(path))
         return _inspect(metadata_path(url, storage_options), node, allow_pickles, display_url(url))
     path = file_path(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a directory, not an HDF5 file")
-    with get_lock():
-        if not tables.is_hdf5_file(path):
-            raise NotHDF5FileError(f"{path}: not an HDF5 file")
+    check_hdf5_file(path)
     return _inspect(path, node, allow_pickles, path)
 
 

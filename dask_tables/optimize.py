@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .hdf5.files import written_whole
+
 __all__ = ["PAGE_SIZE", "optimize_file"]
 
 PAGE_SIZE = 4 * 2**20  # bytes: a page is one ranged request of the remote reader's size
@@ -53,19 +55,15 @@ def optimize_file(
         raise FileNotFoundError(f"{src}: no such file")
     if os.path.lexists(dst):
         raise FileExistsError(f"{dst}: exists; give a new file name (it is never overwritten)")
-    part = os.path.join(os.path.dirname(os.path.abspath(dst)), f".{os.path.basename(dst)}.optimizing")
-    try:
-        with (
-            h5py.File(src, "r") as source,
-            h5py.File(part, "w", fs_strategy="page", fs_page_size=page_size) as target,
-        ):
-            _copy_attributes(source, target)
-            for name in source:
-                source.copy(source[name], target, name=name)
-        os.link(part, dst)  # fails if dst appeared meanwhile: never replaced
-    finally:
-        if os.path.lexists(part):
-            os.remove(part)
+    # linked into place: fails if dst appeared meanwhile, never replaced
+    with (
+        written_whole(os.path.abspath(dst), replace=False) as part,
+        h5py.File(src, "r") as source,
+        h5py.File(part, "w", fs_strategy="page", fs_page_size=page_size) as target,
+    ):
+        _copy_attributes(source, target)
+        for name in source:
+            source.copy(source[name], target, name=name)
 
 
 def _copy_attributes(source: Any, target: Any) -> None:

@@ -37,6 +37,7 @@ import tables
 import tables.file as _tables_file
 
 from . import diagnostics
+from .forks import after_fork_in_child
 
 __all__ = [
     "RegistryLock",
@@ -155,8 +156,7 @@ def _silence_hdf5_in_this_thread() -> None:
 # (``tables.file._open_files``), every open and close done by dask_tables,
 # every HDF5 read done by dask_tables, and the patch state below.
 _LOCK = RegistryLock()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_LOCK._reset_after_fork)
+after_fork_in_child(_LOCK._reset_after_fork)
 
 
 def get_lock() -> RegistryLock:

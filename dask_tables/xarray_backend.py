@@ -45,6 +45,7 @@ from .array.source import TablesSource
 from .errors import at_node
 from .hdf5.dimscales import NOT_A_VARIABLE, dataset_dims, scale_dims
 from .hdf5.fields import take_field
+from .hdf5.files import is_hdf5_file
 from .hdf5.foreign import UNREADABLE, attribute_names, opened_dataset, read_attribute, read_dataset
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
@@ -631,10 +632,9 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             return False
         path = os.fspath(filename_or_obj)
-        if not path.lower().endswith(EXTENSIONS) or not os.path.isfile(path):
+        if not path.lower().endswith(EXTENSIONS):
             return False
         try:
-            with get_lock():
-                return bool(tables.is_hdf5_file(path))
+            return is_hdf5_file(path)
         except (OSError, tables.HDF5ExtError):
             return False

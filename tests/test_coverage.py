@@ -313,6 +313,37 @@ def test_the_direct_layout_of_gapped_records_is_the_files(tmp_path):
     assert layout is not None and layout.dtype_on_disk == GAPPED and layout.memory is not None
 
 
+def test_an_empty_read_of_gapped_records_has_pytables_layout_locally_and_by_ranges(tmp_path):
+    """``read_chunks`` (the read of an object's ranges) answers an empty slab as ``read_direct`` does."""
+    import os
+
+    import tables
+
+    from dask_tables.array.direct import read_chunks, read_direct
+    from dask_tables.array.verdict import direct_storage
+    from dask_tables.hdf5.chunkindex import chunk_index
+    from dask_tables.hdf5.fingerprint import Fingerprint
+
+    path = str(tmp_path / "gaps.h5")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("t", data=gapped_records(50), chunks=(16,))
+    with tables.open_file(path) as f:
+        layout = direct_storage(f.root.t)
+    fingerprint, size = Fingerprint.of(path), os.path.getsize(path)
+    index = chunk_index(path, "/t", fingerprint)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for slab in [slice(0, 0, 1), slice(3, 20, 2)]:
+            by_ranges = read_chunks(
+                path, "/t", layout, index, [slab], None, lambda b, o: os.preadv(fd, [b], o), size
+            )
+            local = read_direct(path, "/t", fingerprint, layout, [slab])
+            assert by_ranges.dtype == local.dtype == layout.memory, slab
+            same_records(by_ranges, local)
+    finally:
+        os.close(fd)
+
+
 def test_a_packed_table_with_a_plugin_filter_reads_directly(tmp_path):
     """PyTables cannot read it to compare: the file's own record type vouches for the layout."""
     path = tmp_path / "table.h5"

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "dask_tables"
 # lowest first; a module may import from its own layer, the layers before it and SHARED
 LAYERS = ["hdf5", "remote", "filters", "array", "frame", "write"]
-SHARED = {"errors", "registry", "diagnostics"}
+SHARED = {"errors", "registry", "diagnostics", "forks"}
 
 
 def imported_modules(path: Path) -> set[str]:

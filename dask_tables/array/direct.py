@@ -335,8 +335,8 @@ def read_direct(
     array([1., 4., 7.])
     """
     out = _result(storage, slab, field)
-    if out.size == 0:  # in the layout of a read with rows too
-        return repacked(out, storage.memory) if storage.memory is not None and field is None else out
+    if out.size == 0:  # nothing to read: the file is not opened
+        return _as_pytables_reads(out, storage, field)
     fd, file_size = _open_checked(path, node, fingerprint)
     try:
         index = chunk_index(path, node, fingerprint)
@@ -379,19 +379,16 @@ def read_chunks(
     array([2., 3., 4., 5.])
     """
     out = _result(storage, slab, field)
-    if out.size == 0:
-        return out
-    reader = _Reader(path, node, storage, index, pread, file_size)
-    _read_slab(reader, slab, out, field)
-    if storage.memory is not None and field is None:  # the file's record layout -> PyTables'
-        out = repacked(out, storage.memory)
-    diagnostics.add(
-        direct_chunks=reader.chunks,
-        direct_bytes_read=reader.bytes_read,
-        direct_bytes_decoded=reader.chunks * storage.chunk_nbytes,
-        direct_fill_chunks=reader.filled,
-    )
-    return out
+    if out.size:
+        reader = _Reader(path, node, storage, index, pread, file_size)
+        _read_slab(reader, slab, out, field)
+        diagnostics.add(
+            direct_chunks=reader.chunks,
+            direct_bytes_read=reader.bytes_read,
+            direct_bytes_decoded=reader.chunks * storage.chunk_nbytes,
+            direct_fill_chunks=reader.filled,
+        )
+    return _as_pytables_reads(out, storage, field)
 
 
 def chunk_ranges(storage: StoredNode, index: ChunkIndex, slab: Sequence[slice]) -> list[tuple[int, int]]:
@@ -399,14 +396,13 @@ def chunk_ranges(storage: StoredNode, index: ChunkIndex, slab: Sequence[slice]) 
 
     Examples
     --------
-    >>> import numpy as np, tables
-    >>> from dask_tables.array.verdict import direct_storage
-    >>> with tables.open_file("example.h5", "w") as f:
-    ...     _ = f.create_carray("/", "x", obj=np.arange(10.0), chunkshape=(4,))
-    ...     storage = direct_storage(f.root.x)
-    >>> index = chunk_index("example.h5", "/x", Fingerprint.of("example.h5"))
-    >>> [size for _, size in chunk_ranges(storage, index, [slice(2, 6, 1)])]
-    [32, 32]
+    Ten float64 values in chunks of four, stored one after another from byte 800:
+
+    >>> storage = StoredNode(shape=(10,), chunkshape=(4,), stored=np.dtype("<f8"), filters=(), cell_shape=())
+    >>> sizes = np.array([32, 32, 32])
+    >>> index = ChunkIndex((4,), (3,), None, 800 + np.cumsum(sizes) - sizes, sizes, np.zeros(3, np.uint32))
+    >>> chunk_ranges(storage, index, [slice(2, 6, 1)])
+    [(800, 32), (832, 32)]
     """
     overlaps = _overlaps(slab, storage.chunkshape)
     if not overlaps:
@@ -421,6 +417,13 @@ def _result(storage: StoredNode, slab: Sequence[slice], field: str | None) -> np
     column = take_field(storage.dtype_on_disk.newbyteorder("="), field)
     shape = tuple(len(range(s.start, s.stop, s.step)) for s in slab) + storage.cell_shape + column.shape
     return np.empty(shape, dtype=column.base)
+
+
+def _as_pytables_reads(out: np.ndarray, storage: StoredNode, field: str | None) -> np.ndarray:
+    """``out``, read in the file's record layout, in PyTables' (empty or not: the same dtype)."""
+    if storage.memory is not None and field is None:
+        return repacked(out, storage.memory)
+    return out
 
 
 def _read_slab(reader: _Reader, slab: Sequence[slice], out: np.ndarray, field: str | None) -> None:

@@ -23,7 +23,6 @@ import tables
 from .. import diagnostics
 from ..errors import (
     MissingFilterError,
-    NotHDF5FileError,
     at_node,
     change_advice,
     rebuild_advice,
@@ -32,8 +31,9 @@ from ..errors import (
 from ..filters import filter_class
 from ..hdf5.calls import other_record_layout, read_rows
 from ..hdf5.fields import repacked, take_field
+from ..hdf5.files import check_hdf5_file
 from ..hdf5.fingerprint import Fingerprint, check_unchanged
-from ..hdf5.paths import PathLike, file_path
+from ..hdf5.paths import PathLike, file_path, node_path
 from ..hdf5.pickles import refusing_pickles
 from ..hdf5.storednode import StoredFilter, StoredNode, hdf5_can_apply, stored_filters
 from ..registry import get_lock, synchronized_file
@@ -114,16 +114,6 @@ def _resolve_node(h5file: tables.File, path: str, node: str) -> tables.Leaf:
         f"{at_node(path, node)} is a {kind}, not an array-like node "
         "(Array, CArray, EArray or Table); dask_tables cannot read it"
     )
-
-
-def _check_readable_file(path: str, node: str) -> None:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file (asked for node {node})")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a directory, not an HDF5 file (asked for node {node})")
-    with get_lock():
-        if not tables.is_hdf5_file(path):
-            raise NotHDF5FileError(f"{path}: not an HDF5 file (asked for node {node})")
 
 
 def _field_dtype(table: tables.Table, path: str, field: str) -> tuple[np.dtype, tuple[int, ...]]:
@@ -322,7 +312,7 @@ class TablesSource:
         >>> names
         ['f0', 'f1']
         """
-        node = node if node.startswith("/") else "/" + node
+        node = node_path(node)
         if is_url(path):
             return cls._open_remote(
                 os.fsdecode(os.fspath(path)),
@@ -335,7 +325,7 @@ class TablesSource:
                 storage_options,
             )
         path = os.path.abspath(local_path(file_path(path)))
-        _check_readable_file(path, node)
+        check_hdf5_file(path, f"asked for node {node}")
         before = Fingerprint.of(path)
         try:
             # the lock covers every HDF5 call of the metadata read, not only open/close

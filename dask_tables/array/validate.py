@@ -258,11 +258,12 @@ def _walk(path: str, node: str, direct: bool) -> None:
     import tables
 
     from ..hdf5.chunkindex import build_index
+    from ..hdf5.paths import node_path
     from ..hdf5.pickles import refusing_pickles
     from .source import TablesSource
 
     with refusing_pickles(), tables.open_file(path, "r") as h5:
-        leaf = h5.get_node(node if node.startswith("/") else "/" + node)
+        leaf = h5.get_node(node_path(node))
         if isinstance(leaf, tables.link.SoftLink):
             leaf = leaf()
         if getattr(leaf, "chunkshape", None) is not None and all(int(n) for n in leaf.shape):

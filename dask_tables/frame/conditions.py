@@ -104,19 +104,7 @@ class Condition:
 
         Raises
         ------
-        SyntaxError
-            The condition does not parse, names an unknown column or
-            variable, is not boolean, or uses an unsupported operation;
-            the message names the file and node.
-        NameError
-            The condition does not parse, names an unknown column or
-            variable, is not boolean, or uses an unsupported operation;
-            the message names the file and node.
-        TypeError
-            The condition does not parse, names an unknown column or
-            variable, is not boolean, or uses an unsupported operation;
-            the message names the file and node.
-        ValueError
+        SyntaxError, NameError, TypeError, ValueError
             The condition does not parse, names an unknown column or
             variable, is not boolean, or uses an unsupported operation;
             the message names the file and node.

@@ -18,7 +18,7 @@ from dask.base import tokenize
 
 from ..array.source import TablesSource
 from ..errors import REBUILD_FRAME, change_advice
-from ..hdf5.paths import PathSpec
+from ..hdf5.paths import PathSpec, node_path
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
 from ..remote.locations import expand_locations
@@ -338,7 +338,7 @@ def read_table(
     finally:
         del caller
     files = expand_locations(path, node, storage_options)
-    node = node if node.startswith("/") else "/" + node
+    node = node_path(node)
     if glob.has_magic(node):
         arguments = {
             "columns": columns, "where": where, "condvars": condvars, "chunksize": chunksize,

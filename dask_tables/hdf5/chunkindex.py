@@ -52,6 +52,7 @@ from dask.utils import parse_bytes
 
 from .. import diagnostics
 from ..errors import SlowChunkIndexWarning, at_node
+from ..forks import after_fork_in_child
 from ..registry import get_lock, synchronized_file
 from .calls import other_record_layout, read_rows
 from .fingerprint import Fingerprint, check_unchanged, same_file
@@ -441,16 +442,13 @@ class _Cache:
 _cache = _Cache()
 
 
+@after_fork_in_child
 def _after_fork() -> None:
     # A forked child builds its own indexes (keys carry the pid too), and its
     # lock must not be one a parent thread held at fork time.
     global _cache, _warned_lock
     _cache = _Cache()
     _warned_lock = threading.Lock()  # _warned stays: the child is the same installation
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 def cache_limit() -> int:

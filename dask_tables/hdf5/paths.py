@@ -1,12 +1,12 @@
-"""Expand what a user passes as "the file(s)": a path, a list, or a glob."""
+"""Paths: what a user passes as "the file(s)" (a path, a list, or a glob), and node paths."""
 
 from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-__all__ = ["expand_paths", "file_path"]
+__all__ = ["expand_each", "expand_paths", "file_path", "node_path"]
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 PathSpec = PathLike | Sequence[PathLike]
@@ -28,8 +28,54 @@ def file_path(path: PathLike) -> str:
     return os.path.expanduser(os.fsdecode(path))
 
 
+def node_path(node: str) -> str:
+    """A node's path from the root, as PyTables names it: ``"x"`` is ``"/x"``.
+
+    Examples
+    --------
+    >>> node_path("group/x"), node_path("/group/x")
+    ('/group/x', '/group/x')
+    """
+    return node if node.startswith("/") else "/" + node
+
+
 def _is_glob(path: str) -> bool:
     return glob.has_magic(path) and not os.path.exists(path)
+
+
+def _expand_local(path: PathLike, node: str) -> list[str]:
+    """One path, or the sorted matches of one glob pattern."""
+    item = file_path(path)
+    if not _is_glob(item):
+        return [item]
+    matches = sorted(glob.glob(item))
+    if not matches:
+        raise FileNotFoundError(f"{item}: the pattern matches no files (asked for node {node})")
+    return matches
+
+
+def expand_each(paths: PathSpec, node: str, expand: Callable[[PathLike], list[str]]) -> list[str]:
+    """``expand`` of one path, or of each of a list of them, in order, joined.
+
+    The one loop of :func:`expand_paths` and of the remote layer's
+    ``expand_locations`` (which expands URLs too).
+
+    Raises
+    ------
+    ValueError
+        The list is empty (as ``dask.dataframe.read_hdf``).
+
+    Examples
+    --------
+    >>> expand_each(["a.h5", "b"], "/x", lambda p: [p, p.upper()])
+    ['a.h5', 'A.H5', 'b', 'B']
+    """
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        return expand(paths)
+    items = list(paths)
+    if not items:
+        raise ValueError(f"no files given: the list of paths is empty (asked for node {node})")
+    return [found for item in items for found in expand(item)]
 
 
 def expand_paths(paths: PathSpec, node: str = "") -> list[str]:
@@ -67,19 +113,4 @@ def expand_paths(paths: PathSpec, node: str = "") -> list[str]:
     >>> expand_paths(["b.h5", "a.h5"])
     ['b.h5', 'a.h5']
     """
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        items = [file_path(paths)]
-    else:
-        items = [file_path(p) for p in paths]
-        if not items:
-            raise ValueError(f"no files given: the list of paths is empty (asked for node {node})")
-    expanded: list[str] = []
-    for item in items:
-        if _is_glob(item):
-            matches = sorted(glob.glob(item))
-            if not matches:
-                raise FileNotFoundError(f"{item}: the pattern matches no files (asked for node {node})")
-            expanded.extend(matches)
-        else:
-            expanded.append(item)
-    return expanded
+    return expand_each(paths, node, lambda path: _expand_local(path, node))

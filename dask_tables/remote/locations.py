@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..hdf5.paths import PathSpec, expand_paths
+from ..hdf5.paths import PathLike, PathSpec, expand_each, expand_paths
 from .transport import _store
 from .urls import StorageOptions, display_url, is_url, split_url
 
@@ -78,14 +78,11 @@ def expand_locations(
     >>> expand_locations(["s3://bucket/x.h5", "*.h5"])
     ['s3://bucket/x.h5', 'a.h5', 'b.h5']
     """
-    items = [paths] if isinstance(paths, (str, bytes, os.PathLike)) else list(paths)
-    if not items:
-        return expand_paths(items, node)  # raises, as for local files
     options = StorageOptions(storage_options)
-    expanded: list[str] = []
-    for item in items:
+
+    def expand(item: PathLike) -> list[str]:
         if is_url(item):
-            expanded.extend(_expand_url(os.fsdecode(os.fspath(item)), node, options))
-        else:
-            expanded.extend(expand_paths(item, node))
-    return expanded
+            return _expand_url(os.fsdecode(os.fspath(item)), node, options)
+        return expand_paths(item, node)
+
+    return expand_each(paths, node, expand)

@@ -37,13 +37,13 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import NotHDF5FileError
+from ..hdf5.files import written_whole
 from ..hdf5.fingerprint import Fingerprint
 from .ranges import plan_requests
 from .transport import RemoteFile
@@ -330,26 +330,19 @@ def build_shadow(
     covered = _spans([(start, len(data)) for start, data in held])
     avoid = covered if poison_holes else _spans([(a, b - a) for a, b in covered] + holes)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.ftruncate(fd, remote.version.size)
-        for start, stop in _gaps(avoid, remote.version.size):
-            _write_poison(fd, start, stop, poison)
-        for start, data in held:
-            os.pwrite(fd, data, start)
-        os.close(fd)
-        fd = -1
+    with written_whole(path) as temporary:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.ftruncate(fd, remote.version.size)
+            for start, stop in _gaps(avoid, remote.version.size):
+                _write_poison(fd, start, stop, poison)
+            for start, data in held:
+                os.pwrite(fd, data, start)
+        finally:
+            os.close(fd)
         verify_shadow(temporary, names, remote.name)
         manifest = {"url": remote.name, "version": list(remote.version), "complete": sorted(complete)}
-        manifest_path = path.with_suffix(".json")
-        manifest_path.write_text(json.dumps(manifest))
-        os.replace(temporary, path)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if temporary.exists():
-            temporary.unlink()
+        path.with_suffix(".json").write_text(json.dumps(manifest))
     fetched = sum(len(d) for _, d in held)
     return Shadow(
         str(path), Fingerprint.of(path), frozenset(complete), recorder.requests + len(pieces), fetched

@@ -63,7 +63,8 @@ import dask
 import tables
 
 from ..errors import FileChangedError
-from ..registry import get_lock, synchronized_close_file, synchronized_open_file
+from ..hdf5.files import is_hdf5_file
+from ..registry import synchronized_close_file, synchronized_open_file
 from .locks import write_lock
 
 __all__ = [
@@ -488,7 +489,7 @@ def _build_new_version(
     with contextlib.suppress(FileNotFoundError):
         os.unlink(job.commit_file)  # left by a run of this commit whose process was killed
     if before is not None and not job.fresh:
-        if not _is_hdf5(job.path):
+        if not is_hdf5_file(job.path):
             raise FileExistsError(
                 f"{job.path}: something that is not an HDF5 file appeared there while the write was "
                 "computed; nothing was written"
@@ -505,11 +506,6 @@ def _build_new_version(
         apply(h5)
     finally:
         synchronized_close_file(h5)
-
-
-def _is_hdf5(path: str) -> bool:
-    with get_lock():
-        return os.path.isfile(path) and bool(tables.is_hdf5_file(path))
 
 
 def _check_unchanged(job: Job, before: tuple[int, ...] | None) -> None:

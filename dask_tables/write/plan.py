@@ -33,10 +33,11 @@ from ..errors import (
     RegionMismatchError,
     at_node,
 )
+from ..hdf5.files import is_hdf5_file
 from ..hdf5.fingerprint import modes_open_here, same_file
 from ..hdf5.storednode import StoredNode
 from ..hdf5.storedtypes import file_dtype
-from ..registry import get_lock, synchronized_file
+from ..registry import synchronized_file
 from .locks import write_lock
 from .trial import _encoding_reads_back, _settled_by_trial, _trial_node, check_built
 from .writes import TMP_PREFIX, EnumColumn, NodeWrite, RechunkWarning, WritePlan, enum_columns
@@ -89,9 +90,8 @@ def check_writable(path: str, node: str, exists: bool) -> None:
         # Write bits all off means read-only, even for root (who may write anyway).
         if not os.access(path, os.W_OK) or not mode & 0o222:
             raise PermissionError(f"{path}: the file is read-only (asked to write node {node})")
-        with get_lock():
-            if not tables.is_hdf5_file(path):
-                raise NotHDF5FileError(f"{path}: not an HDF5 file (asked to write node {node})")
+        if not is_hdf5_file(path):
+            raise NotHDF5FileError(f"{path}: not an HDF5 file (asked to write node {node})")
     elif not os.path.isdir(folder):
         raise FileNotFoundError(f"{path}: no folder {folder} to create the file in (node {node})")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -9,11 +9,9 @@ task is harmless), which the commit reads back and writes.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import struct
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +22,7 @@ from numpy.lib.recfunctions import assign_fields_by_name
 from tables.utils import quantize
 
 from ..filters import encoding_chain
+from ..hdf5.files import written_whole
 from .plan import NodeWrite
 
 __all__ = [
@@ -103,25 +102,8 @@ def _as_written(block: np.ndarray, write: NodeWrite) -> np.ndarray:
 _HEADER = struct.Struct("<?BQ")  # encoded, ndim, data bytes
 
 
-@contextlib.contextmanager
-def _written_whole(path: str) -> Iterator[Any]:
-    """A file opened for writing under a temporary name, renamed to ``path`` once the block ends.
-
-    A retried task finds either nothing or a whole file; a failure leaves no temporary file.
-    """
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "xb") as out:
-            yield out
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_sidecar(path: str, pieces: Iterator[Piece], ndim: int) -> None:
-    with _written_whole(path) as out:
+    with written_whole(path) as tmp, open(tmp, "xb") as out:  # a retried task finds nothing or all
         for piece in pieces:
             data = piece.data
             if piece.encoded:
@@ -263,7 +245,7 @@ def save_records(path: str, records: np.ndarray) -> None:
         records.dtype.itemsize, _RECORDS_BLOCK // max(records.dtype.itemsize, 1) * records.dtype.itemsize
     )
     typesize = records.dtype.itemsize if 0 < records.dtype.itemsize < 256 else 1
-    with _written_whole(path) as out:
+    with written_whole(path) as tmp, open(tmp, "xb") as out:  # a retried task finds nothing or all
         out.write(_RECORDS_MAGIC + struct.pack("<QQ", len(descr), len(records)) + descr)
         for start in range(0, raw.size, step):
             block = blosc2.compress2(
