@@ -240,7 +240,7 @@ def _load_leaf(group: tables.Group, name: str) -> tables.Leaf | bool | None:
 
 def _is_reference(leaf: tables.Array) -> bool:
     """HDF5 object references: PyTables follows them (h5netcdf gives h5py's ``Reference`` objects)."""
-    return isinstance(leaf.atom, tables.ReferenceAtom)
+    return leaf.atom.kind == "reference"  # tables.ReferenceAtom (PyTables 3.10 and later)
 
 
 def _survey_group(group: tables.Group) -> Iterator[_Group]:
