@@ -132,6 +132,17 @@ class FileLockedError(DaskTablesError, OSError):
     reading a file while it may change can set ``HDF5_USE_FILE_LOCKING=FALSE``
     in their environment before they start.
 
+    Raised when a collection is built, and by its tasks when the writer
+    opened the file after the graph was built (``advice`` then says what to
+    rebuild: opening a file for writing changes it).
+
+    Parameters
+    ----------
+    path, node : str
+        The file and the node asked for.
+    advice : str, optional
+        At compute time: what to rebuild once the writer closed the file.
+
     Examples
     --------
     >>> print(FileLockedError("data.h5", "/x"))  # doctest: +NORMALIZE_WHITESPACE
@@ -139,20 +150,41 @@ class FileLockedError(DaskTablesError, OSError):
     lock file), asked for node /x; close the file in that process first, or, for readers that accept
     the risk of reading a file while it is written, set HDF5_USE_FILE_LOCKING=FALSE in their
     environment before they start (the file is not damaged)
+    >>> print(FileLockedError("data.h5", "/x", REBUILD_ARRAY))  # doctest: +NORMALIZE_WHITESPACE
+    data.h5: the file is locked by another process, which opened it for writing after the graph was
+    built (HDF5's file lock), asked for node /x; close the file in that process first, then
+    rebuild the array with from_tables (the writer may have changed it); readers that accept the risk
+    of reading a file while it is written can set HDF5_USE_FILE_LOCKING=FALSE in their environment
+    before they start (the file is not damaged)
     """
 
-    def __init__(self, path: str, node: str) -> None:
+    def __init__(self, path: str, node: str, advice: str | None = None) -> None:
         self.path = path
         self.node = node
-        super().__init__(
-            f"{path}: the file is locked by another process, which has it open for writing (HDF5: "
-            f"unable to lock file), asked for node {node}; close the file in that process first, or, "
-            "for readers that accept the risk of reading a file while it is written, set "
-            "HDF5_USE_FILE_LOCKING=FALSE in their environment before they start (the file is not damaged)"
-        )
+        self.advice = advice
+        if advice is None:
+            message = (
+                f"{path}: the file is locked by another process, which has it open for writing (HDF5: "
+                f"unable to lock file), asked for node {node}; close the file in that process first, or, "
+                "for readers that accept the risk of reading a file while it is written, set "
+                "HDF5_USE_FILE_LOCKING=FALSE in their environment before they start (the file is not damaged)"
+            )
+        else:
+            message = (
+                f"{path}: the file is locked by another process, which opened it for writing after the "
+                f"graph was built (HDF5's file lock), asked for node {node}; close the file in "
+                f"that process first, then {advice} (the writer may have changed it); readers that accept "
+                "the risk of reading a file while it is written can set HDF5_USE_FILE_LOCKING=FALSE in "
+                "their environment before they start (the file is not damaged)"
+            )
+        super().__init__(message)
+
+    def with_advice(self, advice: str) -> FileLockedError:
+        """The same error at compute time, saying what to rebuild."""
+        return type(self)(self.path, self.node, advice)
 
     def __reduce__(self):
-        return (type(self), (self.path, self.node))
+        return (type(self), (self.path, self.node, self.advice))
 
 
 def unreadable_file(path: str, node: str, err: BaseException, damaged: str) -> OSError:
@@ -367,6 +399,10 @@ def change_advice(advice: str) -> Iterator[None]:
     try:
         yield
     except FileChangedError as err:
+        raise err.with_advice(advice) from None
+    except FileLockedError as err:
+        if err.advice is None:
+            raise
         raise err.with_advice(advice) from None
 
 

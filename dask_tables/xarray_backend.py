@@ -1,8 +1,10 @@
 """An xarray backend, ``engine="tables"``: PyTables files as xarray Datasets and DataTrees.
 
 ``xr.open_dataset(path, engine="tables", group="/g")`` makes a variable of
-each ``Array``, ``CArray`` and ``EArray`` of the group; ``group=`` naming a
-``Table`` makes a variable of each column along the dimension ``"row"``.
+each ``Array``, ``CArray`` and ``EArray`` of the group (and of each array a
+soft link in it leads to, and of each dataset of variable-length text,
+read at open); ``group=`` naming a ``Table`` makes a variable of each
+column along the dimension ``"row"``.
 Every variable reads lazily through the same :class:`~dask_tables.TablesSource`
 that :func:`~dask_tables.from_tables` uses: no file stays open, each read
 opens the file (or reads chunks directly) under the process-wide lock,
@@ -15,9 +17,7 @@ lengths, as h5netcdf's ``phony_dims="sort"`` makes them (numbered across
 the whole file, so that one name is one length everywhere in it).  The
 scales are coordinate variables, read once when the dataset opens (PyTables
 cannot load them: :mod:`dask_tables.hdf5.foreign` reads them).  Attributes
-are what h5netcdf gives (text as ``str``, one-element arrays as their
-element, netCDF-4's bookkeeping left out), numbers read through HDF5
-directly where PyTables misreads them.
+are what h5netcdf gives (:mod:`dask_tables.xarray_attrs`).
 
 Nested table columns are named with a dot (``"pos.x"`` for the column
 PyTables calls ``"pos/x"``): xarray's DataTree forbids ``/`` in variable
@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import pickletools
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,32 +45,17 @@ from .errors import at_node
 from .hdf5.dimscales import NOT_A_VARIABLE, dataset_dims, scale_dims
 from .hdf5.fields import take_field
 from .hdf5.files import is_hdf5_file
-from .hdf5.foreign import UNREADABLE, attribute_names, opened_dataset, read_attribute, read_dataset
+from .hdf5.foreign import UNREADABLE, holds_text, opened_dataset, read_attribute, read_dataset
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 from .remote.shadow import metadata_path
 from .remote.urls import display_url, is_url
+from .xarray_attrs import foreign_attrs, user_attrs
 
 __all__ = ["TablesBackendArray", "TablesBackendEntrypoint"]
 
 ROW_DIM = "row"
 EXTENSIONS = (".h5", ".hdf5", ".h5f")
-# Attributes of the HDF5 dimension-scale convention and netCDF-4's bookkeeping: structure, not
-# user metadata (the attributes h5netcdf hides).
-_HIDDEN_ATTRS = frozenset(
-    {
-        "DIMENSION_LIST",
-        "REFERENCE_LIST",
-        "CLASS",
-        "NAME",
-        "_Netcdf4Dimid",
-        "_Netcdf4Coordinates",
-        "_NCProperties",
-        "_nc3_strict",
-    }
-)
-# Attributes xarray's netCDF backends leave as bytes (a fill value of a bytes variable).
-_RAW_ATTRS = frozenset({"_FillValue", "missing_value"})
 _LINK_DEPTH = 16  # links followed from group= before giving up (HDF5's own limit is 16 too)
 
 
@@ -172,76 +156,6 @@ def _quiet_pytables() -> Iterator[None]:
         yield
 
 
-def _is_pickle(data: bytes) -> bool:
-    """Whether ``data`` is a whole pickle: PyTables left it as bytes because the pickle gate refused it."""
-    try:
-        *_, (opcode, _, position) = pickletools.genops(data)
-    except Exception:  # any malformed opcode stream: text, not a pickle
-        return False
-    return opcode.name == "STOP" and position == len(data) - 1
-
-
-def _text(value: bytes, name: str) -> str | bytes:
-    """Stored text as ``str`` (UTF-8), as netCDF backends give it; refused pickles and undecodable bytes stay bytes."""
-    if name in _RAW_ATTRS or _is_pickle(value):
-        return bytes(value)
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return bytes(value)
-
-
-def _netcdf_value(name: str, value: Any) -> Any:
-    """An attribute as h5netcdf gives it to xarray: text as ``str`` (a list of them for an array of
-    text), and a one-element array as its element."""
-    if isinstance(value, bytes):
-        return _text(value, name)
-    if isinstance(value, np.str_):
-        return str(value)
-    if isinstance(value, np.ndarray) and value.dtype.kind in "SUO" and value.ndim == 1:
-        value = [_text(v, name) if isinstance(v, bytes) else str(v) for v in value.tolist()]
-    if isinstance(value, (list, np.ndarray)) and np.ndim(value) == 1 and len(value) == 1:
-        return value[0]
-    return value
-
-
-def _needs_reread(value: Any) -> bool:
-    """Whether PyTables' read of an attribute may be wrong: ``None`` (a type it cannot read, as an enum),
-    a number (big-endian ones come back byte-swapped, an empty attribute as 0)."""
-    return value is None or (isinstance(value, (np.generic, np.ndarray)) and value.dtype.kind in "biufc")
-
-
-def _user_attrs(node: tables.Node) -> dict[str, Any]:
-    """The node's own attributes (not PyTables' nor the dimension scales'), as h5netcdf gives them.
-
-    Text and pickles as PyTables reads them (through the pickle gate);
-    numbers and what PyTables cannot read through HDF5 directly
-    (:mod:`dask_tables.hdf5.foreign`).
-    """
-    attrs = node._v_attrs
-    found = {}
-    for name in attrs._v_attrnamesuser:
-        if name in _HIDDEN_ATTRS:
-            continue
-        value = attrs[name]
-        if _needs_reread(value):
-            stored = read_attribute(node._v_objectid, name)
-            value = value if stored is UNREADABLE else stored
-        found[name] = _netcdf_value(name, value)
-    return found
-
-
-def _foreign_attrs(object_id: int) -> dict[str, Any]:
-    """The attributes of a dataset PyTables cannot load, read through HDF5 directly."""
-    found = {}
-    for name in attribute_names(object_id):
-        if name not in _HIDDEN_ATTRS:
-            value = read_attribute(object_id, name)
-            if value is not UNREADABLE:
-                found[name] = _netcdf_value(name, value)
-    return found
-
-
 def _scale_kind(object_id: int) -> str | None:
     """``"variable"`` for a dimension scale, ``"dimension"`` for netCDF's scale of a dimension
     without a coordinate variable, ``None`` for any other dataset."""
@@ -258,32 +172,41 @@ def _scale_kind(object_id: int) -> str | None:
     return "dimension" if isinstance(name, bytes) and name.startswith(NOT_A_VARIABLE) else "variable"
 
 
-def _array_member(leaf: tables.Array) -> _Member:
+def _array_member(leaf: tables.Array, name: str) -> _Member:
+    """The array ``leaf`` as the variable ``name`` (a soft link's name, where one leads to it)."""
     shape = tuple(int(n) for n in leaf.shape) + tuple(int(n) for n in leaf.atom.dtype.shape)
     labels = list(scale_dims(leaf) or (None,) * len(leaf.shape))
     if labels and _scale_kind(leaf._v_objectid) == "variable":
         labels[0] = leaf._v_name  # a dimension scale is its dimension's coordinate
     labels += [None] * (len(shape) - len(labels))
-    return _Member(leaf._v_name, leaf._v_pathname, None, shape, tuple(labels), _user_attrs(leaf))
+    return _Member(name, leaf._v_pathname, None, shape, tuple(labels), user_attrs(leaf))
 
 
-def _scale_member(group: tables.Group, name: str) -> _Member | None:
-    """A dimension scale PyTables cannot load, as a coordinate variable read now; ``None`` for other
-    datasets PyTables cannot load, and for netCDF's scales of dimensions without a variable."""
+def _foreign_member(group: tables.Group, name: str) -> _Member | None:
+    """A dataset PyTables cannot load, read now: a dimension scale (a coordinate variable), or text
+    (variable-length strings); ``None`` for other datasets, and for netCDF's scales of dimensions
+    without a variable."""
     with opened_dataset(group._v_objectid, name) as dataset:
-        if dataset is None or _scale_kind(dataset) != "variable":
+        kind = None if dataset is None else _scale_kind(dataset)
+        if dataset is None or kind == "dimension":
             return None
+        if kind is None and not holds_text(dataset):
+            return None  # other data PyTables cannot load: not read whole when the dataset opens
         values = read_dataset(dataset)
-        if values is UNREADABLE or np.ndim(values) == 0:
+        if values is UNREADABLE:
+            return None
+        values = np.asarray(values, dtype=object) if isinstance(values, str) else values
+        if kind == "variable" and values.ndim == 0:
             return None
         labels = list(dataset_dims(dataset, values.ndim) or (None,) * values.ndim)
-        labels[0] = name
+        if kind == "variable":
+            labels[0] = name
         path = group._v_pathname.rstrip("/") + "/" + name
-        return _Member(name, path, None, values.shape, tuple(labels), _foreign_attrs(dataset), values)
+        return _Member(name, path, None, values.shape, tuple(labels), foreign_attrs(dataset), values)
 
 
 def _table_group(table: tables.Table) -> _Group:
-    group = _Group(table._v_pathname, True, _user_attrs(table))
+    group = _Group(table._v_pathname, True, user_attrs(table))
     for column in table.description._v_pathnames:
         dtype = take_field(table.dtype, column)
         if dtype.names:
@@ -295,32 +218,45 @@ def _table_group(table: tables.Table) -> _Group:
     return group
 
 
-def _load_leaf(group: tables.Group, name: str) -> tables.Leaf | None:
-    """The leaf, or ``None`` where PyTables cannot load it.
+def _load_leaf(group: tables.Group, name: str) -> tables.Leaf | bool | None:
+    """The leaf (the array a soft link leads to), ``None`` where PyTables cannot load it, ``False`` for
+    a link to anything else.
 
     A dimension scale written by h5py or netCDF fails even as an
     ``UnImplemented`` node: PyTables cannot read its ``REFERENCE_LIST``
     attribute (a compound holding references) and raises ``KeyError``.
     """
     try:
+        if name in group._v_links:  # a soft link: its array, as h5py follows it (not a table's)
+            link = group._v_links[name]
+            try:
+                target = link() if isinstance(link, tables.link.SoftLink) else None
+            except tables.NoSuchNodeError:  # dangling: h5py and h5netcdf skip it too
+                return False
+            return target if isinstance(target, tables.Array) else False
         return group._v_leaves[name]
     except (KeyError, ValueError, TypeError, tables.HDF5ExtError):
         return None
 
 
+def _is_reference(leaf: tables.Array) -> bool:
+    """HDF5 object references: PyTables follows them (h5netcdf gives h5py's ``Reference`` objects)."""
+    return leaf.atom.kind == "reference"  # tables.ReferenceAtom (PyTables 3.10 and later)
+
+
 def _survey_group(group: tables.Group) -> Iterator[_Group]:
-    here = _Group(group._v_pathname, False, _user_attrs(group))
+    here = _Group(group._v_pathname, False, user_attrs(group))
     tables_here = []
-    for name in sorted(group._v_leaves):
+    for name in sorted({*group._v_leaves, *group._v_links}):
         leaf = _load_leaf(group, name)
         if isinstance(leaf, tables.Table):
             tables_here.append(_table_group(leaf))
-        elif isinstance(leaf, tables.Array):
-            here.members.append(_array_member(leaf))
-        elif leaf is None:
-            scale = _scale_member(group, name)
-            if scale is not None:
-                here.members.append(scale)
+        elif isinstance(leaf, tables.Array) and not _is_reference(leaf):
+            here.members.append(_array_member(leaf, name))
+        elif leaf is None or isinstance(leaf, tables.UnImplemented):
+            member = _foreign_member(group, name)
+            if member is not None:
+                here.members.append(member)
     yield here
     yield from tables_here
 
@@ -495,6 +431,20 @@ def _within(path: str, top: str) -> bool:
     return top == "/" or path == top or path.startswith(top + "/")
 
 
+def _not_a_dataset(path: str, top: str) -> str:
+    """Why ``group=`` names no dataset: an array, or a PyTables index (a hidden ``_i_<table>`` group)."""
+    parts = top.split("/")
+    for k, part in enumerate(parts):
+        if part.startswith("_i_"):
+            table = "/".join([*parts[:k], part[3:]]) or "/"
+            return (
+                f"{at_node(path, top)} is a PyTables index group, PyTables' own bookkeeping for the "
+                f"indexed columns of the Table {table}: neither a group nor a Table of data; open the "
+                f"Table {table} instead"
+            )
+    return f"{at_node(path, top)} is neither a group nor a Table; open its group instead"
+
+
 class TablesBackendEntrypoint(BackendEntrypoint):
     """xarray's ``engine="tables"``: PyTables files, read lazily and in parallel by dask_tables.
 
@@ -565,9 +515,7 @@ class TablesBackendEntrypoint(BackendEntrypoint):
             path, top, groups = _survey(path, top, allow_pickles, storage_options)
             chosen = [g for g in groups if g.path == top]
             if not chosen:
-                raise TypeError(
-                    f"{at_node(path, top)} is neither a group nor a Table; open its group instead"
-                )
+                raise TypeError(_not_a_dataset(path, top))
             return _dataset(
                 path,
                 chosen[0],

@@ -596,3 +596,44 @@ def test_a_file_another_process_writes_is_locked_not_damaged(sample_file):
     np.testing.assert_array_equal(
         from_tables(sample_file, "/carray").compute(), pytables_read(sample_file, "/carray")
     )
+
+
+@pytest.mark.timeout(120)
+def test_a_writer_that_opens_the_file_after_the_build_is_named_at_compute_time(sample_file):
+    """Issue 24, item 17: a task says the file is locked (not a raw HDF5 error, not "changed")."""
+    built = [  # (what the message says to rebuild, the node it names, the collection)
+        ("the array with from_tables", "/carray", from_tables(sample_file, "/carray")),  # direct
+        ("the array with from_tables", "/earray", from_tables(sample_file, "/earray", direct=False)),
+        (
+            "the frame with read_table",
+            "/group/table",
+            dask_tables.read_table(sample_file, "/group/table", columns=["a", "s"]),
+        ),
+    ]
+    writer = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN_FOR_WRITING, str(sample_file)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline() == "open\n"
+        for what, node, collection in built:
+            with pytest.raises(dask_tables.FileLockedError) as err:
+                collection.compute(scheduler="threads")
+            message = str(err.value)
+            assert message.startswith(f"{sample_file}: the file is locked by another process")
+            assert f"node {node}" in message and "after the graph was built" in message
+            assert f"then rebuild {what}" in message and "HDF5_USE_FILE_LOCKING=FALSE" in message
+            assert "damaged" not in message.replace("not damaged", "")
+            again = pickle.loads(pickle.dumps(err.value))  # as a process worker sends it back
+            assert type(again) is dask_tables.FileLockedError and str(again) == message
+    finally:
+        writer.stdin.close()
+        writer.wait(timeout=60)
+    # the writer closed it: the file did change after the build (HDF5 marked it open), so rebuild
+    with pytest.raises(FileChangedError, match=r"rebuild the array with from_tables$"):
+        built[0][2].compute()
+    np.testing.assert_array_equal(
+        from_tables(sample_file, "/carray").compute(), pytables_read(sample_file, "/carray")
+    )

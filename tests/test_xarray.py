@@ -62,8 +62,11 @@ def grid_file(tmp_path):
 
 def test_every_array_of_a_group_is_a_variable_equal_to_pytables(sample_file):
     ds = open_tables(sample_file)
-    assert sorted(ds.data_vars) == ARRAYS  # the VLArray, the link and the group are not variables
-    for name in ARRAYS:
+    # the soft link /link -> /carray is a variable, as h5py and h5netcdf follow it (issue 24);
+    # the VLArray and the group are not variables
+    assert sorted(ds.data_vars) == sorted([*ARRAYS, "link"])
+    assert ds["link"].dims == ds["carray"].dims and ds["link"].encoding["node"] == "/carray"
+    for name in [*ARRAYS, "link"]:
         expected = pytables_read(sample_file, "/" + name)
         assert ds[name].shape == expected.shape
         assert ds[name].dtype == expected.dtype.newbyteorder("=")
@@ -251,7 +254,7 @@ def test_table_columns_chunk_by_the_tables_chunkshape(sample_file):
 def test_datatree_gives_the_hierarchy(sample_file):
     tree = xr.open_datatree(sample_file, engine="tables")
     assert sorted(node.path for node in tree.subtree) == ["/", "/group", "/group/table"]
-    assert sorted(tree.data_vars) == ARRAYS
+    assert sorted(tree.data_vars) == sorted([*ARRAYS, "link"])  # the soft link to /carray too
     assert_array_equal(tree["carray"].values, pytables_read(sample_file, "/carray"))
     assert_array_equal(tree["group/table"]["pos.x"].values, records(1000)["pos"]["x"])
 

@@ -299,3 +299,49 @@ def test_groups_reached_through_soft_and_external_links(linked_files, monkeypatc
     with pytest.raises(tables.NoSuchNodeError, match="nowhere"):
         open_tables(path, group="dangling")
     assert registry_is_empty()
+
+
+# ---------------------------------------------------------------- what the package-wide comparison found
+
+
+def test_soft_links_variable_length_text_and_references_as_h5netcdf_gives_them(tmp_path):
+    """A soft link to an array is a variable, text datasets too; arrays of references are left out."""
+    path = tmp_path / "kinds.h5"
+    with h5py.File(path, "w") as f:
+        x = f.create_dataset("x", data=np.arange(4.0))
+        x.attrs["units"] = "m"
+        f["alias"] = h5py.SoftLink("/x")
+        f.create_dataset("names", data=["davos", "z\u00fcrich", ""], dtype=h5py.string_dtype())
+        f.create_dataset("note", data="one text", dtype=h5py.string_dtype())
+        f.create_dataset("refs", data=[x.ref], dtype=h5py.ref_dtype)
+        f.attrs["matrix"] = np.array([["a", "bc"], ["def", "g"]], dtype=h5py.string_dtype())
+        f.attrs["fixed_matrix"] = np.array([[b"ab", b"cd"], [b"ef", b"gh"]])
+    ds = open_tables(path)
+    assert sorted(ds.variables) == ["alias", "names", "note", "x"]
+    theirs = open_h5netcdf(path, decode_cf=False, drop_variables=["refs"])
+    xr.testing.assert_identical(as_h5netcdf_raw(ds), theirs)
+    theirs.close()
+    np.testing.assert_array_equal(ds.alias.values, np.arange(4.0))
+    assert ds.alias.attrs == {"units": "m"} and ds.names.values.tolist() == ["davos", "z\u00fcrich", ""]
+    assert ds.note.values[()] == "one text"
+    assert ds.attrs["matrix"] == [["a", "bc"], ["def", "g"]]  # variable-length: nested, as h5netcdf
+    assert ds.attrs["fixed_matrix"] == ["ab", "cd", "ef", "gh"]  # fixed-length: flat, as h5netcdf
+    with h5py.File(path, "a") as f:
+        f["dangling"] = h5py.SoftLink("/nowhere")  # h5netcdf fails on it; left out here
+    assert sorted(open_tables(path).variables) == ["alias", "names", "note", "x"]
+    assert registry_is_empty()
+
+
+def test_a_pytables_index_group_is_named_as_such(tmp_path):
+    path = tmp_path / "indexed.h5"
+    with tables.open_file(path, "w") as f:
+        t = f.create_table("/", "t", obj=np.zeros(10, "i4,f8"))
+        t.cols.f0.create_index()
+    with h5py.File(path) as f:  # PyTables hides them
+        hidden = ["/" + name for name in f if name.startswith("_i_")]
+        hidden += [f"{hidden[0]}/{name}" for name in f[hidden[0]]]
+    assert hidden == ["/_i_t", "/_i_t/f0"]
+    for group in hidden:
+        with pytest.raises(TypeError, match=r"is a PyTables index group.*open the Table /t instead") as err:
+            open_tables(path, group=group)
+        assert str(path) in str(err.value) and f"node {group}" in str(err.value)

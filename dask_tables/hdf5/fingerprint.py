@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import tables.file as _tables_file
 
-from ..errors import FileChangedError
+from ..errors import REBUILD_ARRAY, FileChangedError, FileLockedError
 from ..registry import get_lock
 
 
@@ -110,6 +110,9 @@ def check_unchanged(path: str, node: str, fingerprint: Fingerprint, now: Fingerp
                 f"; this process holds the file open for writing (mode {writing[0]!r}):"
                 " close that handle before building the graph and computing"
             )
+        elif now.inode == fingerprint.inode and locked_for_writing(path):
+            # a writer elsewhere opened it (HDF5 marks the file open): the cause, and its cure
+            raise FileLockedError(path, node, REBUILD_ARRAY)
         raise FileChangedError(path, node, what)
 
 
@@ -150,3 +153,40 @@ def modes_open_here(path: str | os.PathLike[str]) -> list[str]:
             name: [h.mode for h in _tables_file._open_files.get_handlers_by_name(name)] for name in names
         }
     return [mode for name in names if same_file(name, path) for mode in modes[name]]
+
+
+def locked_for_writing(path: str | os.PathLike[str]) -> bool:
+    """Whether a process holds ``path`` open for writing with HDF5's file locking (an exclusive ``flock``).
+
+    HDF5 (1.10 and later) takes an exclusive ``flock`` of a file it opens
+    for writing, a shared one for reading.  A shared ``flock`` that cannot
+    be had now means a writer; ``False`` where nothing can tell (no
+    ``fcntl``, a file system without ``flock``, a writer that turned
+    locking off).  The probe's lock is released at once.
+
+    Examples
+    --------
+    >>> import tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     locked_for_writing("example.h5")
+    True
+    >>> locked_for_writing("example.h5")
+    False
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: HDF5 locks otherwise there
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no flock on this file system
+        return False
+    finally:
+        os.close(fd)  # releases the probe's lock
+    return False

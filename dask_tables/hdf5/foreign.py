@@ -30,7 +30,14 @@ import numpy as np
 from .libhdf5 import library
 from .storedtypes import member_name, walk
 
-__all__ = ["UNREADABLE", "attribute_names", "opened_dataset", "read_attribute", "read_dataset"]
+__all__ = [
+    "UNREADABLE",
+    "attribute_names",
+    "holds_text",
+    "opened_dataset",
+    "read_attribute",
+    "read_dataset",
+]
 
 UNREADABLE: Any = type("Unreadable", (), {"__repr__": lambda self: "UNREADABLE"})()
 """What :func:`read_attribute` and :func:`read_dataset` give for a type numpy cannot hold as stored."""
@@ -137,6 +144,25 @@ def read_dataset(dataset_id: int) -> Any:
         lib.H5Dget_space(dataset_id),
         lambda t, buf: lib.H5Dread(dataset_id, t, _H5S_ALL, _H5S_ALL, _H5P_DEFAULT, buf),
     )
+
+
+def holds_text(dataset_id: int) -> bool:
+    """Whether a dataset holds variable-length text (what PyTables cannot load, and h5py reads as ``str``).
+
+    Examples
+    --------
+    >>> import numpy as np, tables
+    >>> with tables.open_file("example.h5", "w") as f:
+    ...     holds_text(f.create_array("/", "x", np.arange(3))._v_objectid)
+    False
+    """
+    lib = library()
+    type_id = lib.H5Dget_type(dataset_id)
+    try:
+        return type_id >= 0 and lib.H5Tget_class(type_id) == _STRING and lib.H5Tis_variable_str(type_id) > 0
+    finally:
+        if type_id >= 0:
+            lib.H5Tclose(type_id)
 
 
 def _read(lib: Any, type_id: int, space: int, read: Callable[[int, int], int]) -> Any:
