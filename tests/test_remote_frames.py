@@ -220,7 +220,12 @@ def test_pandas_frames_in_s3(tmp_path) -> None:
         client.create_bucket(Bucket="bucket")
         client.upload_file(str(tmp_path / "p.h5"), "bucket", "p.h5")
         options = {"key": "k", "secret": "s", "endpoint_url": endpoint, "region_name": "us-east-1"}
-        for node, kwargs in (("/t", {"where": "a > 2500"}), ("/f", {})):
+        for node, kwargs in (
+            ("/t", {"where": "a > 2500"}),
+            ("/t", {"where": "a > 2500 & columns = ['b']"}),  # pandas filters the columns after the read
+            ("/t", {"where": [7, 2999, 3]}),
+            ("/f", {}),
+        ):
             got = dask_tables.read_table(
                 "s3://bucket/p.h5", node, storage_options=options, **kwargs
             ).compute()

@@ -102,7 +102,7 @@ class PandasTableReader:
         Set (one per file) when the direct path applies: the task reads the
         records like any table's and converts them with pandas' own code.
         Empty: the task asks pandas' ``select`` under the registry lock.
-    tables : tuple of TablesSource
+    sources : tuple of TablesSource
         With ``conversions``: each file's ``/key/table``, read as records.
     conditions : tuple of (Condition or None)
         With ``conversions`` and ``where``: the PyTables condition pandas
@@ -126,7 +126,7 @@ class PandasTableReader:
     index: str | None
     allow_pickles: bool = False
     conversions: tuple[PandasConversion, ...] = ()
-    tables: tuple[TablesSource, ...] = ()
+    sources: tuple[TablesSource, ...] = ()
     conditions: tuple[Condition | None, ...] = ()
     sorted_index: bool = False
     filtered: bool = False
@@ -167,7 +167,7 @@ class PandasTableReader:
         self, number: int, start: int, stop: int, columns: list[str] | None, rows: tuple[int, ...] | None
     ) -> pd.DataFrame | pd.Series:
         """The direct path: records read like any table's (``where``'s in kernel), converted by pandas' code."""
-        source = self.tables[number]
+        source = self.sources[number]
         condition = self.conditions[number] if self.conditions else None
         if rows is not None:
             records = source[start:stop][np.asarray(rows, dtype=np.int64) - start]
@@ -443,7 +443,7 @@ def _reader(
     return dataclasses.replace(
         reader,
         conversions=tuple(d.conversion for d in described if d.conversion is not None),
-        tables=tuple(source for source, _ in opened),
+        sources=tuple(source for source, _ in opened),
         conditions=() if where is None or where.rows is not None else tuple(c for _, c in opened),
     )
 

@@ -14,8 +14,10 @@
    then keeps the ``columns`` asked for.
 
 :class:`PandasWhere` keeps step 1: the condition pandas would run, or why
-pandas must evaluate part of ``where`` in memory (then the partition read
-goes through pandas' own ``select``).  :class:`PandasConversion` keeps step
+pandas must evaluate part of ``where`` in memory (then a local file's
+partition read goes through pandas' own ``select``; from a URL,
+:meth:`PandasConversion.to_frame` applies those terms with pandas' code).
+:class:`PandasConversion` keeps step
 3: the storer pandas built for the table (its axes and attributes),
 detached from the open file and picklable, so that a partition task
 converts records it read directly, outside every lock, with pandas' own
