@@ -180,6 +180,20 @@ def test_where_of_row_numbers_on_a_url_equals_pandas(served, rows) -> None:
     pd.testing.assert_frame_equal(got, pd.read_hdf(local, "events", where=rows or None), check_dtype=False)
 
 
+def test_conversion_pandas_must_do_itself_is_refused_on_a_url(served, monkeypatch) -> None:
+    """Where pandas' detached conversion declines (a pandas release that converts otherwise), a clear error."""
+    from dask_tables.frame import pandas_describe
+
+    url, local, _ = served
+    monkeypatch.setattr(pandas_describe.PandasConversion, "of", classmethod(lambda cls, storer, origin: None))
+    with pytest.raises(
+        NotImplementedError, match=r"frames\.h5: node /runs/a/data: pandas' conversion .* local disk"
+    ):
+        dask_tables.read_table(url, "/runs/a/data")
+    got = dask_tables.read_table(local, "/runs/a/data").compute()  # a local file: pandas' own select
+    pd.testing.assert_frame_equal(got, pd.read_hdf(local, "/runs/a/data"), check_dtype=False)
+
+
 def test_table_read_through_hdf5_on_a_url(served) -> None:
     """A table HDF5 must read (``direct=False``): from the shadow when it holds the table whole, else an error."""
     url, local, _ = served
