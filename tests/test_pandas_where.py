@@ -236,6 +236,30 @@ def test_conversion_pickles_and_equals_select(mixed_file):
     )
 
 
+@pytest.mark.parametrize(
+    ("where", "columns"),
+    [
+        (f"u in {list(range(0, 4000, 97))} & f > 0.5", None),  # a condition, then pandas' filter on u
+        (f"s in {[f's{k}' for k in range(40)]}", ["s", "c"]),  # strings, some missing
+        (f"c in {['a', *(f'x{k}' for k in range(40))]}", None),  # a categorical
+        (f"i in {list(range(0, 400, 9))}", ["c2", "i"]),
+        ("columns = ['c2', 'd'] & u < 300", None),
+    ],
+)
+def test_conversion_applies_the_terms_pandas_applies_after_the_read(mixed_file, where, columns):
+    """``to_frame(records, columns, where)`` of the rows matching the condition: ``select``'s frame."""
+    with pd.HDFStore(mixed_file, "r") as store:
+        storer = store.get_storer("df")
+        translated = PandasWhere.of(storer, where)
+        conversion = PandasConversion.of(storer, origin=(str(mixed_file),))
+        want = store.select("df", where=where, columns=columns)
+        table = storer.table
+        records = table.read() if translated.condition is None else table.read_where(translated.condition)
+    assert translated.filtered and conversion is not None and 0 < len(want) <= len(records)
+    got = conversion.to_frame(records, columns, where)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
 def test_frame_read_benchmark_runs_small_and_reports_ratios(tmp_path):
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "figures.json"

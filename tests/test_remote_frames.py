@@ -7,6 +7,7 @@ are served by our Range server and moto's S3 server on 127.0.0.1.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ N = 40_000  # rows: the table and the fixed frame's blocks are stored in more th
 
 
 def write_frames(path) -> None:
-    """A pandas table with data columns, a Series table, fixed frames (compressed and small) and two keys."""
+    """A pandas table with data columns, a Series table, fixed frames (compressed and small), noise and two keys."""
     frame = pd.DataFrame(
         {
             "a": np.arange(N, dtype="i8"),
@@ -37,6 +38,8 @@ def write_frames(path) -> None:
     frame["b"].to_hdf(path, key="series", format="table")
     frame.to_hdf(path, key="fixed", complib="zlib", complevel=1)
     frame.iloc[:50].to_hdf(path, key="small_fixed")
+    noise = pd.DataFrame(np.random.default_rng(5).random((N, 2)), columns=["x", "y"])
+    noise.to_hdf(path, key="noise", format="table")  # 640 kB stored: not in the shadow
     for key in ("/runs/a/data", "/runs/b/data"):
         frame.iloc[:300].to_hdf(path, key=key, format="table")
 
@@ -114,12 +117,94 @@ def test_node_patterns_on_a_url(served) -> None:
     assert len(got) == 600
 
 
-def test_where_pandas_evaluates_in_memory_is_refused_on_a_url(served) -> None:
-    url, _, _ = served
+PICKS = list(range(0, 2 * N, 2 * 997))  # 41 index values: more than pandas puts in a condition
+CODES = [*range(3, 6), *range(100, 140)]  # 43 values of c
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "columns = ['a', 's']",  # pandas keeps the columns after the read
+        "index in picks",  # too many values for a condition: pandas filters the read rows
+        "c in codes & index > 2000",  # a condition, then a filter on a data column
+        "index > 3000 & columns = ['b']",
+    ],
+)
+def test_where_pandas_evaluates_in_memory_on_a_url_equals_pandas(served, where) -> None:
+    """A ``where`` pandas applies partly after the read: from a URL, the values of ``pd.read_hdf``."""
+    url, local, _ = served
+    names = {"picks": PICKS, "codes": CODES}
+    picks, codes = PICKS, CODES  # noqa: F841 - pandas takes the where's names from its caller
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pandas' warning for an OR of ANDs on indexed columns
+        got = same(url, local, node="/events", where=where, condvars=names, chunksize=9000)
+        expected = pd.read_hdf(local, "events", where=where)
+    assert 0 < len(got) < N or "columns" in where
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+def test_or_of_ands_on_an_indexed_column_on_a_url_gets_every_matching_row(served) -> None:
+    """pandas' own select misses rows here (PyTables' indexed query, pandas GH#50598); a URL's scan does not."""
+    url, local, _ = served
+    where = "(c == 3 & index < 2000) | (c == 5 & index > 60000)"
+    got = dask_tables.read_table(url, "/events", where=where, chunksize=9000).compute()
+    full = pd.read_hdf(local, "events")
+    truth = full[((full.c == 3) & (full.index < 2000)) | ((full.c == 5) & (full.index > 60000))]
+    assert len(truth) == 846
+    pd.testing.assert_frame_equal(got, truth, check_dtype=False)
+
+
+def test_dask_projection_after_a_where_pandas_filters(served) -> None:
+    """``frame[["a"]]`` of a where that filters on another column: the rows of the whole read (URL and local)."""
+    url, local, _ = served
+    codes = CODES  # noqa: F841 - the where's name
+    expected = pd.read_hdf(local, "events", where="c in codes & index > 2000")[["a"]]
+    for path in (url, local):
+        frame = dask_tables.read_table(path, "/events", where="c in codes & index > 2000", chunksize=9000)
+        pd.testing.assert_frame_equal(frame[["a"]].compute(), expected)
+        assert frame["a"].sum().compute() == expected["a"].sum()
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [5, 17, 30_001, 9000, 39_999],  # out of order, across partitions
+        (np.arange(N) % 7 == 3).tolist(),  # a boolean mask
+        [],
+    ],
+    ids=["numbers", "mask", "none"],
+)
+def test_where_of_row_numbers_on_a_url_equals_pandas(served, rows) -> None:
+    url, local, _ = served
+    got = same(url, local, node="/events", where=rows, chunksize=9000)
+    pd.testing.assert_frame_equal(got, pd.read_hdf(local, "events", where=rows or None), check_dtype=False)
+
+
+def test_conversion_pandas_must_do_itself_is_refused_on_a_url(served, monkeypatch) -> None:
+    """Where pandas' detached conversion declines (a pandas release that converts otherwise), a clear error."""
+    from dask_tables.frame import pandas_describe
+
+    url, local, _ = served
+    monkeypatch.setattr(pandas_describe.PandasConversion, "of", classmethod(lambda cls, storer, origin: None))
     with pytest.raises(
-        NotImplementedError, match=r"frames\.h5: node /events: this where .* pandas' own select"
+        NotImplementedError, match=r"frames\.h5: node /runs/a/data: pandas' conversion .* local disk"
     ):
-        dask_tables.read_table(url, "/events", where="columns = ['a', 'b']")  # pandas filters after the read
+        dask_tables.read_table(url, "/runs/a/data")
+    got = dask_tables.read_table(local, "/runs/a/data").compute()  # a local file: pandas' own select
+    pd.testing.assert_frame_equal(got, pd.read_hdf(local, "/runs/a/data"), check_dtype=False)
+
+
+def test_table_read_through_hdf5_on_a_url(served) -> None:
+    """A table HDF5 must read (``direct=False``): from the shadow when it holds the table whole, else an error."""
+    url, local, _ = served
+    got = same(url, local, node="/runs/a/data", direct=False, where="index > 100")
+    pd.testing.assert_frame_equal(
+        got, pd.read_hdf(local, "/runs/a/data", where="index > 100"), check_dtype=False
+    )
+    with pytest.raises(
+        ValueError, match=r"frames\.h5: node /noise/table: reads go through HDF5 \(direct=False\)"
+    ):
+        dask_tables.read_table(url, "/noise", direct=False)
 
 
 def test_replaced_object_raises(tmp_path) -> None:
@@ -149,7 +234,12 @@ def test_pandas_frames_in_s3(tmp_path) -> None:
         client.create_bucket(Bucket="bucket")
         client.upload_file(str(tmp_path / "p.h5"), "bucket", "p.h5")
         options = {"key": "k", "secret": "s", "endpoint_url": endpoint, "region_name": "us-east-1"}
-        for node, kwargs in (("/t", {"where": "a > 2500"}), ("/f", {})):
+        for node, kwargs in (
+            ("/t", {"where": "a > 2500"}),
+            ("/t", {"where": "a > 2500 & columns = ['b']"}),  # pandas filters the columns after the read
+            ("/t", {"where": [7, 2999, 3]}),
+            ("/f", {}),
+        ):
             got = dask_tables.read_table(
                 "s3://bucket/p.h5", node, storage_options=options, **kwargs
             ).compute()

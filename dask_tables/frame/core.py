@@ -138,21 +138,23 @@ def _names(columns: str | Sequence[str], available: Sequence[str]) -> list[str]:
 
 def _divisions(
     sources: Sequence[TablesSource], layout: FrameLayout, parts: Sequence[RowRange], sorted_index: bool | None
-) -> tuple[tuple[Any, ...] | None, bool]:
-    """Known divisions, only where the index column is sorted, and whether tasks check it again.
+) -> tuple[Any, ...] | None:
+    """Known divisions, only where the index is sorted, or ``None``; raise if ``sorted_index=True`` and unknown.
 
-    16 sampled rows a partition refute an unsorted column cheaply; where
-    they look sorted, every value of the column is read once (one pass over
-    the table's chunks, as a compute would) so that the divisions are true
-    and no task can find them false.
+    Without an index column, the index is the row numbers: divisions are
+    the partitions' first rows.  With one, 16 sampled rows a partition
+    refute an unsorted column cheaply; where they look sorted, every value
+    of the column is read once (one pass over the table's chunks, as a
+    compute would) so that the divisions are true and no task can find
+    them false.
     """
     if all(p.start == p.stop for p in parts):
-        return None, False
+        return None
     if layout.index is None:
         starts = [p.first_label for p in parts]
-        return (*starts, parts[-1].offset + parts[-1].stop - 1), False
+        return (*starts, parts[-1].offset + parts[-1].stop - 1)
     if sorted_index is False:
-        return None, False
+        return None
     if layout.index.kind != "number":
         reason = f"it holds {layout.index.kind} values: divisions need a numeric index"
         divisions = None
@@ -169,7 +171,7 @@ def _divisions(
             f"{sources[0].path}: node {sources[0].node}: sorted_index=True, but the index column "
             f"{layout.index.path!r} gives no divisions: {reason}"
         )
-    return divisions, divisions is not None
+    return divisions
 
 
 def _of(parts: Sequence[RowRange], file: int) -> list[RowRange]:
@@ -268,8 +270,9 @@ def read_table(
         For URLs (``s3://bucket/events.h5``, ``https://...``, patterns of
         them): how to reach the store, as :func:`dask_tables.from_tables`
         takes them.  From a URL, ``where`` scans every chunk rather than
-        PyTables' column index, and a pandas ``where`` must be one pandas
-        evaluates in kernel (``docs/remote.rst``).
+        PyTables' column index; a pandas ``where`` that pandas applies
+        partly after the read is applied by pandas' own code to the rows
+        read directly (``docs/remote.rst``).
 
     Returns
     -------
@@ -337,106 +340,87 @@ def read_table(
         )
     finally:
         del caller
+    request = _Request(
+        columns=columns, where=where, condvars=condvars, chunksize=chunksize, index=index,
+        sorted_index=sorted_index, start=start, stop=stop, encoding=encoding, direct=direct,
+        allow_pickles=allow_pickles, storage_options=storage_options, query=query, names=names,
+    )  # fmt: skip
     files = expand_locations(path, node, storage_options)
     node = node_path(node)
     if glob.has_magic(node):
-        arguments = {
-            "columns": columns, "where": where, "condvars": condvars, "chunksize": chunksize,
-            "index": index, "sorted_index": sorted_index, "start": start, "stop": stop,
-            "encoding": encoding, "direct": direct, "allow_pickles": allow_pickles,
-            "storage_options": storage_options, "query": query, "names": names,
-        }  # fmt: skip
-        return _read_matching_nodes(files, node, arguments)
-    return _read_node(
-        files, node, columns, where, condvars, chunksize, index, sorted_index, start, stop, encoding, direct,
-        allow_pickles, storage_options, query, names,
-    )  # fmt: skip
+        return _read_matching_nodes(files, node, request)
+    return _read_node(files, node, request)
 
 
-def _read_node(
-    files: Sequence[str],
-    node: str,
-    columns: Sequence[str] | None,
-    where: str | None,
-    condvars: Mapping[str, Any] | None,
-    chunksize: int | None,
-    index: str | None,
-    sorted_index: bool | None,
-    start: int | None,
-    stop: int | None,
-    encoding: str | None,
-    direct: bool | None,
-    allow_pickles: bool,
-    storage_options: Mapping[str, Any] | None = None,
-    query: PandasQuery | None = None,
-    names: Mapping[str, Any] | None = None,
-) -> dd.DataFrame | dd.Series:
-    """:func:`read_table` of one node (no pattern) of ``files``, each file's own partitions in order.
+@dataclass(frozen=True)
+class _Request:
+    """The arguments of one :func:`read_table` call, the same for each node it reads (see there).
 
     ``query`` is ``where`` for pandas' tables and ``names`` its names for
     PyTables' (both taken from :func:`read_table`'s caller).
     """
+
+    columns: Sequence[str] | None
+    where: Any
+    condvars: Mapping[str, Any] | None
+    chunksize: int | None
+    index: str | None
+    sorted_index: bool | None
+    start: int | None
+    stop: int | None
+    encoding: str | None
+    direct: bool | None
+    allow_pickles: bool
+    storage_options: Mapping[str, Any] | None
+    query: PandasQuery | None
+    names: Mapping[str, Any] | None
+
+    def shared(self) -> dict[str, Any]:
+        """The keywords every kind of frame takes: pandas' table and fixed readers'."""
+        return {
+            "columns": self.columns, "chunksize": self.chunksize, "index": self.index,
+            "sorted_index": self.sorted_index, "start": self.start, "stop": self.stop, "direct": self.direct,
+            "allow_pickles": self.allow_pickles, "storage_options": self.storage_options,
+        }  # fmt: skip
+
+
+def _read_node(files: Sequence[str], node: str, request: _Request) -> dd.DataFrame | dd.Series:
+    """:func:`read_table` of one node (no pattern) of ``files``, each file's own partitions in order."""
     inspect = functools.partial(
         _inspect_table,
-        columns=columns,
-        index=index,
-        where=where,
-        condvars=condvars,
-        names=names,
-        encoding=encoding,
+        columns=request.columns,
+        index=request.index,
+        where=request.where,
+        condvars=request.condvars,
+        names=request.names,
+        encoding=request.encoding,
     )
-    as_pandas_table = functools.partial(
-        read_pandas_table,
-        files,
-        node,
-        columns=columns,
-        where=query,
-        chunksize=chunksize,
-        index=index,
-        sorted_index=sorted_index,
-        start=start,
-        stop=stop,
-        direct=direct,
-        allow_pickles=allow_pickles,
-        storage_options=storage_options,
-    )
-    opened = _open_tables(files, node, inspect, direct, allow_pickles, storage_options)
-    if opened is None and is_pandas_fixed(
-        metadata_path(files[0], storage_options), node
-    ):  # pandas' fixed format
+    options = request.storage_options
+    opened = _open_tables(files, node, inspect, request.direct, request.allow_pickles, options)
+    if opened is None and is_pandas_fixed(metadata_path(files[0], options), node):  # pandas' fixed format
         return read_pandas_fixed(
-            files,
-            node,
-            columns=columns,
-            where=where,
-            condvars=condvars,
-            chunksize=chunksize,
-            index=index,
-            sorted_index=sorted_index,
-            start=start,
-            stop=stop,
-            direct=direct,
-            allow_pickles=allow_pickles,
-            storage_options=storage_options,
+            files, node, where=request.where, condvars=request.condvars, **request.shared()
         )
     if opened is None:
-        return as_pandas_table()
+        return read_pandas_table(files, node, where=request.query, **request.shared())
     sources = tuple(source for source, _ in opened)
     infos = [info for _, info in opened]
     _check_same_tables(sources, infos)
     first = sources[0]
     where_text = f"{first.path}: node {first.node}"
-    low, high = row_window(start, stop, sum(i.nrows for i in infos), where_text)
+    low, high = row_window(request.start, request.stop, sum(i.nrows for i in infos), where_text)
     chunk_rows = first.chunkshape[0] if first.chunkshape else 1
-    rows = partition_rows(chunksize, chunk_rows, first.row_nbytes or first.dtype.itemsize)
+    rows = partition_rows(request.chunksize, chunk_rows, first.row_nbytes or first.dtype.itemsize)
     parts = plan_partitions([i.nrows for i in infos], rows, low, high)
-    divisions, check_sorted = _divisions(sources, infos[0].layout, parts, sorted_index)
+    layout = infos[0].layout
+    divisions = _divisions(sources, layout, parts, request.sorted_index)
     conditions = tuple(i.condition for i in infos)
-    reader = TablePartitionReader(sources, infos[0].layout, conditions, check_sorted)
+    check_sorted = divisions is not None and layout.index is not None  # the row numbers need no check
+    reader = TablePartitionReader(sources, layout, conditions, check_sorted)
     return dd.from_map(
         reader,
         parts,
-        meta=infos[0].layout.meta(),
+        meta=layout.meta(),
         divisions=divisions,
         label="read-table",
         enforce_metadata=False,
@@ -472,22 +456,20 @@ def matching_nodes(
         return found
 
 
-def _read_matching_nodes(
-    files: Sequence[str], pattern: str, arguments: dict[str, Any]
-) -> dd.DataFrame | dd.Series:
+def _read_matching_nodes(files: Sequence[str], pattern: str, request: _Request) -> dd.DataFrame | dd.Series:
     """Every node ``pattern`` matches in each of ``files``, in order, as one frame (``dd.read_hdf``'s key patterns)."""
-    options = arguments["storage_options"]
-    pairs = [(f, n) for f in files for n in matching_nodes(f, pattern, arguments["allow_pickles"], options)]
+    options = request.storage_options
+    pairs = [(f, n) for f in files for n in matching_nodes(f, pattern, request.allow_pickles, options)]
     if not pairs:
         raise tables.NoSuchNodeError(
             f"{files[0]}: no table matches the node pattern {pattern!r} in {len(files)} file(s)"
         )
-    if len(pairs) > 1 and (arguments["start"] or arguments["stop"] is not None):  # start=0: every row
+    if len(pairs) > 1 and (request.start or request.stop is not None):  # start=0: every row
         raise ValueError(
             f"{pairs[0][0]}: start/stop with a node pattern that matches {len(pairs)} nodes is ambiguous "
             "(rows of each node, or of all?): read the nodes one by one"
         )
-    frames = [_read_node([f], n, **arguments) for f, n in pairs]  # n literally, though it may hold "*"
+    frames = [_read_node([f], n, request) for f, n in pairs]  # n literally, though it may hold "*"
     return frames[0] if len(frames) == 1 else dd.concat(frames)
 
 

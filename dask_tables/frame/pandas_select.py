@@ -14,8 +14,10 @@
    then keeps the ``columns`` asked for.
 
 :class:`PandasWhere` keeps step 1: the condition pandas would run, or why
-pandas must evaluate part of ``where`` in memory (then the partition read
-goes through pandas' own ``select``).  :class:`PandasConversion` keeps step
+pandas must evaluate part of ``where`` in memory (then a local file's
+partition read goes through pandas' own ``select``; from a URL,
+:meth:`PandasConversion.to_frame` applies those terms with pandas' code).
+:class:`PandasConversion` keeps step
 3: the storer pandas built for the table (its axes and attributes),
 detached from the open file and picklable, so that a partition task
 converts records it read directly, outside every lock, with pandas' own
@@ -170,6 +172,10 @@ class PandasWhere:
     in_memory : str or None
         Why pandas evaluates part of ``where`` in memory after the read
         (``None``: the condition is the whole of it).
+    filtered : bool
+        ``where`` has terms pandas applies to the converted rows after the
+        read (its "filter": terms on ``columns``, a long ``in`` list):
+        :meth:`PandasConversion.to_frame` applies them with pandas' code.
 
     Examples
     --------
@@ -187,6 +193,7 @@ class PandasWhere:
     text: str
     condition: str | None
     in_memory: str | None
+    filtered: bool = False
 
     @classmethod
     def of(cls, storer: Any, where: Any, text: str | None = None) -> PandasWhere:
@@ -206,7 +213,9 @@ class PandasWhere:
         condition = None if selection.condition is None else selection.condition.format()
         if selection.filter is not None:
             fields = ", ".join(sorted({str(field) for field, _, _ in selection.filter.format()}))
-            return cls(text, condition, f"pandas applies the terms on {fields} in memory after the read")
+            return cls(
+                text, condition, f"pandas applies the terms on {fields} in memory after the read", True
+            )
         risky = _indexed_or_of_ands(storer, selection)
         if risky:
             return cls(
@@ -236,6 +245,8 @@ def _indexed_or_of_ands(storer: Any, selection: Any) -> list[str]:
 class _Records:
     """Stands for the PyTables ``Table`` a detached storer reads: its ``read`` gives records already read."""
 
+    colnames: tuple[str, ...] = ()  # no column is indexed: pandas' warning for an OR of ANDs stays silent
+
     def __init__(self, records: np.ndarray, attrs: types.SimpleNamespace) -> None:
         self.records = records
         self.attrs = attrs
@@ -243,6 +254,10 @@ class _Records:
 
     def read(self, start: int | None = None, stop: int | None = None) -> np.ndarray:
         return self.records[start:stop]
+
+    def read_where(self, condition: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """The records, which already are the rows matching ``condition`` (read in kernel by the task)."""
+        return self.records
 
 
 class _Group:
@@ -309,14 +324,21 @@ class PandasConversion:
         return conversion if _same(conversion.to_frame(records), expected) else None
 
     def to_frame(
-        self, records: np.ndarray, columns: Sequence[Hashable] | None = None
+        self, records: np.ndarray, columns: Sequence[Hashable] | None = None, where: Any = None
     ) -> pd.DataFrame | pd.Series:
-        """What pandas' ``select(columns=columns)`` returns for the rows ``records`` of the table."""
+        """What pandas' ``select(columns=columns)`` returns for the rows ``records`` of the table.
+
+        With ``where`` (a ``where`` with terms pandas applies after the read,
+        :attr:`PandasWhere.filtered`): ``records`` are the rows matching its
+        condition, and pandas' own code applies those terms to the frame, as
+        ``select(where=where, columns=columns)`` does.
+        """
         storer = copy.copy(self.storer)
-        storer._cache = {"indexables": [copy.copy(axis) for axis in self._axes(columns)]}
+        axes = self._axes(columns if where is None else None)  # pandas' filter may need any column
+        storer._cache = {"indexables": [copy.copy(axis) for axis in axes]}
         table = _Records(records, types.SimpleNamespace(**self.table_attrs))
         storer.group = _Group(table, types.SimpleNamespace(**self.group_attrs))
-        return storer.read(columns=None if columns is None else list(columns))
+        return storer.read(where=where, columns=None if columns is None else list(columns))
 
     def _axes(self, columns: Sequence[Hashable] | None) -> list[Any]:
         """The axes to convert: the index, and the values axes that hold a column asked for."""
