@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import numpy as np
 import tables
@@ -40,16 +42,44 @@ def registry_is_empty() -> bool:
     return len(registry._handlers) == 0 and len(registry._name_mapping) == 0
 
 
-def run_python(code: str, timeout: float = 120, cwd=None, env=None) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter (for crashes, hangs, exit hooks); ``env`` adds variables."""
+def run_child(*argv: object, timeout: float = 120, cwd=None, env=None) -> subprocess.CompletedProcess[str]:
+    """``python ARGV...`` in a fresh interpreter (crashes, hangs, exit hooks), output captured as text.
+
+    The one runner of child interpreters for the tests and the benchmarks
+    (``benchmarks/harness.py``).  ``env`` adds variables to this process's;
+    a child that outlives ``timeout`` seconds is killed and raises
+    :class:`subprocess.TimeoutExpired`.
+
+    >>> run_child("-c", "import sys; print(sys.argv[1:])", "a", 2).stdout
+    "['a', '2']\\n"
+    """
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, *map(str, argv)],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd,
         env=None if env is None else {**os.environ, **env},
     )
+
+
+def run_python(
+    code: str, *args: object, timeout: float = 120, cwd=None, env=None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented) with ``args`` as ``sys.argv[1:]`` in a fresh interpreter: :func:`run_child`."""
+    return run_child("-c", textwrap.dedent(code), *args, timeout=timeout, cwd=cwd, env=env)
+
+
+def last_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The last line a child printed (``""`` if none): where the children here put their answer."""
+    lines = done.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def child_json(done: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON of a child's last line, after checking that it exited cleanly (else its stderr's tail)."""
+    assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
+    return json.loads(last_line(done))
 
 
 UNPICKLED: list[int] = []  # how many Counted objects this process unpickled

@@ -6,7 +6,7 @@ read through ``from_tables`` on threads equal to h5py's own reads (with
 hdf5plugin's compiled filters); a filter nobody decodes raises
 :class:`~dask_tables.MissingFilterError` naming it by id and name.  Each
 file is read in a child process with a timeout: a crash must not kill pytest.
-Each filter's chunks, whole and damaged, are checked in ``test_codecs.py``.
+Each filter's chunks, whole and damaged, are checked in ``test_filters.py``.
 
 Records laid out otherwise in the file (gaps, padding, both byte orders),
 whose PyTables reads may corrupt memory, read through ``from_tables`` and

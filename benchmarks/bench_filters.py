@@ -20,7 +20,7 @@ ratio does not; it is sharpest with large chunks (``--chunk-mib 16``),
 where one C call lasts milliseconds and a decoder that holds the GIL leaves
 the counting thread nothing.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_codecs.py`` (options: ``--chunks``,
+Run: ``PYTHONPATH=. python benchmarks/bench_filters.py`` (options: ``--chunks``,
 ``--repeat``, ``--codecs``, ``--e2e-mib``, ``--dir``).
 """
 
@@ -30,12 +30,13 @@ import argparse
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import tables
+
+from dask_tables.timing import best_of
 
 CHUNK_VALUES = 131072  # 1 MiB of float64 (times --chunk-mib)
 
@@ -107,7 +108,7 @@ def stored_chunks(path: Path) -> tuple[list[tuple[bytes, int]], object]:
     return chunks, chunk_decoder(layout)
 
 
-def decode_all(chain, chunks, threads: int) -> float:
+def decode_all(chain, chunks, threads: int) -> None:
     scratch = threading.local()
 
     def one(item: tuple[bytes, int]) -> None:
@@ -116,14 +117,12 @@ def decode_all(chain, chunks, threads: int) -> float:
             out = scratch.out = np.empty(chain.chunk_nbytes, dtype=np.uint8)
         chain.decode(item[0], item[1], out=out)
 
-    start = time.perf_counter()
     if threads == 1:
         for item in chunks:
             one(item)
     else:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(one, chunks))
-    return time.perf_counter() - start
 
 
 def gil_free_share(chain, chunks) -> float:
@@ -158,12 +157,7 @@ def gil_free_share(chain, chunks) -> float:
     return busy_rate / idle_rate
 
 
-def best(fn: Callable[[], float], repeat: int) -> float:
-    fn()  # warm-up
-    return min(fn() for _ in range(repeat))
-
-
-def bench_codecs(folder: Path, names: list[str], n_chunks: int, repeat: int) -> None:
+def bench_filters(folder: Path, names: list[str], n_chunks: int, repeat: int) -> None:
     print(
         f"{'codec':24} {'chunks':>6} {'1 thread GB/s':>14} {'2 threads GB/s':>15} {'2/1':>6} {'GIL-free':>9}"
     )
@@ -174,8 +168,8 @@ def bench_codecs(folder: Path, names: list[str], n_chunks: int, repeat: int) -> 
         write(path, options, count)
         chunks, chain = stored_chunks(path)
         nbytes = chain.chunk_nbytes * len(chunks)
-        one = best(lambda chain=chain, chunks=chunks: decode_all(chain, chunks, 1), repeat)
-        two = best(lambda chain=chain, chunks=chunks: decode_all(chain, chunks, 2), repeat)
+        one, _ = best_of(repeat, lambda chain=chain, chunks=chunks: decode_all(chain, chunks, 1))
+        two, _ = best_of(repeat, lambda chain=chain, chunks=chunks: decode_all(chain, chunks, 2))
         free = gil_free_share(chain, chunks)
         print(
             f"{name:24} {len(chunks):6d} {nbytes / one / 1e9:14.2f} {nbytes / two / 1e9:15.2f} "
@@ -205,22 +199,19 @@ def bench_e2e(folder: Path, mib: int, repeat: int) -> None:
     block = x.chunks[0][0]
 
     def serial() -> float:
-        start = time.perf_counter()
         with tables.open_file(path) as f:
             total = 0.0
             for i in range(0, rows, block):
                 total += f.root.x[i : i + block].sum()
-        return time.perf_counter() - start
+        return total
 
     def dask_mean(scheduler: str) -> float:
-        start = time.perf_counter()
         with dask.config.set(scheduler=scheduler, num_workers=2):
-            x.mean().compute()
-        return time.perf_counter() - start
+            return x.mean().compute()
 
-    t_serial = best(serial, repeat)
-    t_sync = best(lambda: dask_mean("synchronous"), repeat)
-    t_threads = best(lambda: dask_mean("threads"), repeat)
+    t_serial, _ = best_of(repeat, serial)
+    t_sync, _ = best_of(repeat, lambda: dask_mean("synchronous"))
+    t_threads, _ = best_of(repeat, lambda: dask_mean("threads"))
     gb = rows * 1024 * 8 / 1e9
     print(
         f"\nend to end: ({rows}, 1024) float64 blosc2:lz4, (1024, 128) chunks, {gb:.2f} GB, blocks {block} rows"
@@ -252,7 +243,7 @@ def main() -> None:
         folder = Path(tmp)
         names = [n for n in args.codecs.split(",") if n]
         if names:
-            bench_codecs(folder, names, args.chunks, args.repeat)
+            bench_filters(folder, names, args.chunks, args.repeat)
         if args.e2e_mib:
             bench_e2e(folder, args.e2e_mib, args.repeat)
 
