@@ -1,6 +1,6 @@
 """Benchmark: does each chunk decoder of the direct path run on two threads at once?
 
-For each codec it writes a float64 array in chunks of 1 MiB (PyTables; LZF
+For each filter chain it writes a float64 array in chunks of 1 MiB (PyTables; LZF
 through h5py), reads every chunk's stored bytes once (``read_chunk``), then
 times decoding them all with :class:`dask_tables.filters.FilterChain`
 (into a reused per-thread buffer, as the direct path does) on one thread
@@ -21,7 +21,7 @@ where one C call lasts milliseconds and a decoder that holds the GIL leaves
 the counting thread nothing.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_filters.py`` (options: ``--chunks``,
-``--repeat``, ``--codecs``, ``--e2e-mib``, ``--dir``).
+``--repeat``, ``--filters``, ``--e2e-mib``, ``--dir``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from dask_tables.timing import best_of
 CHUNK_VALUES = 131072  # 1 MiB of float64 (times --chunk-mib)
 
 # name -> (PyTables filters or h5py options, share of --chunks to use: the slow decoders get fewer)
-CODECS: dict[str, tuple[dict, float]] = {
+FILTERS: dict[str, tuple[dict, float]] = {
     "zlib": ({"complib": "zlib", "complevel": 1}, 1.0),
     "zlib+shuffle": ({"complib": "zlib", "complevel": 1, "shuffle": True}, 1.0),
     "blosc:lz4": ({"complib": "blosc:lz4", "complevel": 5, "shuffle": True}, 1.0),
@@ -98,7 +98,7 @@ def stored_chunks(path: Path) -> tuple[list[tuple[bytes, int]], object]:
     with tables.open_file(path) as f:
         leaf = f.root.x
         layout = direct_storage(leaf)
-        assert layout is not None, "the direct path cannot read this codec"
+        assert layout is not None, "the direct path cannot read these filters"
         grid = [range(0, s, c) for s, c in zip(leaf.shape, leaf.chunkshape, strict=True)]
         coords = [(a,) for a in grid[0]] if len(grid) == 1 else [(a, b) for a in grid[0] for b in grid[1]]
         chunks = []
@@ -159,12 +159,12 @@ def gil_free_share(chain, chunks) -> float:
 
 def bench_filters(folder: Path, names: list[str], n_chunks: int, repeat: int) -> None:
     print(
-        f"{'codec':24} {'chunks':>6} {'1 thread GB/s':>14} {'2 threads GB/s':>15} {'2/1':>6} {'GIL-free':>9}"
+        f"{'filters':24} {'chunks':>6} {'1 thread GB/s':>14} {'2 threads GB/s':>15} {'2/1':>6} {'GIL-free':>9}"
     )
     for name in names:
-        options, share = CODECS[name]
+        options, share = FILTERS[name]
         count = max(4, int(n_chunks * share))
-        path = folder / f"codec-{name.replace(':', '-').replace(' ', '_')}.h5"
+        path = folder / f"filters-{name.replace(':', '-').replace(' ', '_')}.h5"
         write(path, options, count)
         chunks, chain = stored_chunks(path)
         nbytes = chain.chunk_nbytes * len(chunks)
@@ -228,10 +228,10 @@ def bench_e2e(folder: Path, mib: int, repeat: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", type=int, default=256, help="1 MiB chunks per codec (default 256)")
+    parser.add_argument("--chunks", type=int, default=256, help="1 MiB chunks per filter chain (default 256)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--codecs", default=",".join(CODECS), help="comma-separated, from: " + ", ".join(CODECS)
+        "--filters", default=",".join(FILTERS), help="comma-separated, from: " + ", ".join(FILTERS)
     )
     parser.add_argument("--e2e-mib", type=int, default=256, help="size of the end-to-end array; 0 skips it")
     parser.add_argument("--chunk-mib", type=int, default=1, help="MiB per chunk (default 1)")
@@ -241,7 +241,7 @@ def main() -> None:
     CHUNK_VALUES = 131072 * args.chunk_mib
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
-        names = [n for n in args.codecs.split(",") if n]
+        names = [n for n in args.filters.split(",") if n]
         if names:
             bench_filters(folder, names, args.chunks, args.repeat)
         if args.e2e_mib:

@@ -6,8 +6,8 @@ What is written is read back from the URL and, downloaded, by PyTables and panda
 from __future__ import annotations
 
 import gc
-import logging
 import os
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import tables
 from dask.delayed import Delayed
-from servers import RangeServer, moto_server
+from servers import RangeServer
 
 import dask_tables
 from dask_tables.remote import shadow as shadows
@@ -29,74 +29,43 @@ DATA = np.arange(400 * 30, dtype="f8").reshape(400, 30) * 0.5
 
 
 @pytest.fixture(autouse=True)
-def _own_folders(tmp_path, monkeypatch):
+def _own_folders(tmp_path, own_shadow_cache):
     """Each test its own shadow cache and temporary folder (to see what a write leaves there)."""
-    monkeypatch.setenv("DASK_TABLES_CACHE", str(tmp_path / "cache"))
     (tmp_path / "tmp").mkdir()
-    shadows.clear_process_cache()
     with dask.config.set({"temporary-directory": str(tmp_path / "tmp")}):
         yield tmp_path / "tmp"
-    shadows.clear_process_cache()
 
 
-@pytest.fixture(scope="module")
-def s3():
-    """moto's S3 server with an empty bucket: (boto3 client, storage_options)."""
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("moto.server")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with moto_server() as endpoint:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket="bucket")
-        options = {
-            "key": "testing",
-            "secret": "testing",
-            "endpoint_url": endpoint,
-            "region_name": "us-east-1",
-        }
-        yield client, options
-
-
-def keys(client) -> list[str]:
-    return sorted(o["Key"] for o in client.list_objects_v2(Bucket="bucket").get("Contents", []))
-
-
-def download(client, key: str, path) -> str:
-    client.download_file("bucket", key, str(path))
+def download(bucket, key: str, path) -> str:
+    Path(path).write_bytes(bucket.get(key))
     return str(path)
 
 
-def test_array_written_to_new_object(s3, tmp_path, _own_folders) -> None:
-    client, options = s3
+def test_array_written_to_new_object(s3_bucket, tmp_path, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
     x = da.from_array(DATA, chunks=(100, 30))
-    url = "s3://bucket/out/array.h5"
+    url = s3_bucket.url("out/array.h5")
     filters = tables.Filters(complib="zlib", complevel=1, shuffle=True)
     assert dask_tables.to_tables(x, url, "/g/x", filters=filters, storage_options=options) is None
     back = dask_tables.from_tables(url, "/g/x", storage_options=options)
     np.testing.assert_array_equal(back.compute(), DATA)
-    with tables.open_file(download(client, "out/array.h5", tmp_path / "copy.h5")) as f:
+    with tables.open_file(download(bucket, "out/array.h5", tmp_path / "copy.h5")) as f:
         np.testing.assert_array_equal(f.root.g.x[:], DATA)
         assert isinstance(f.root.g.x, tables.CArray)
         assert f.root.g.x.filters.complib == "zlib"
     assert os.listdir(_own_folders) == []
 
 
-def test_frame_written_to_new_object(s3, tmp_path, _own_folders) -> None:
-    client, options = s3
+def test_frame_written_to_new_object(s3_bucket, tmp_path, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
     frame = pd.DataFrame(
         {"a": np.arange(500), "b": np.arange(500) * 0.5, "s": [f"v{i % 7}" for i in range(500)]}
     )
-    url = "s3://bucket/frame.h5"
+    url = s3_bucket.url("frame.h5")
     dask_tables.to_tables(
         dd.from_pandas(frame, npartitions=3), url, "/df", data_columns=["a"], storage_options=options
     )
-    local = download(client, "frame.h5", tmp_path / "frame.h5")
+    local = download(bucket, "frame.h5", tmp_path / "frame.h5")
     remote = dask_tables.read_table(url, "/df", storage_options=options).compute()
     pd.testing.assert_frame_equal(remote, dask_tables.read_table(local, "/df").compute())
     pd.testing.assert_frame_equal(pd.read_hdf(local, "df"), frame)
@@ -104,12 +73,12 @@ def test_frame_written_to_new_object(s3, tmp_path, _own_folders) -> None:
     assert os.listdir(_own_folders) == []
 
 
-def test_lazy_write_uploads_when_computed(s3, _own_folders) -> None:
-    client, options = s3
-    url = "s3://bucket/lazy.h5"
+def test_lazy_write_uploads_when_computed(s3_bucket, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
+    url = s3_bucket.url("lazy.h5")
     result = dask_tables.to_tables({"/a": DATA, "/b": -DATA}, url, storage_options=options, compute=False)
     assert isinstance(result, Delayed)
-    assert "lazy.h5" not in keys(client)
+    assert "lazy.h5" not in bucket.listing()
     result.compute(scheduler="threads")
     for node, expected in (("/a", DATA), ("/b", -DATA)):
         got = dask_tables.from_tables(url, node, storage_options=options).compute()
@@ -124,24 +93,24 @@ def fail(block: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("compute", [True, False])
-def test_failed_write_leaves_no_object_and_no_file(s3, compute, _own_folders) -> None:
-    client, options = s3
+def test_failed_write_leaves_no_object_and_no_file(s3_bucket, compute, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
     x = da.from_array(DATA, chunks=(100, 30)).map_blocks(fail)
-    url = f"s3://bucket/failed-{compute}.h5"
+    url = s3_bucket.url(f"failed-{compute}.h5")
     with pytest.raises(ZeroDivisionError):
         result = dask_tables.to_tables(x, url, "/x", storage_options=options, compute=compute)
         if not compute:
             result.compute(scheduler="threads")
-    assert f"failed-{compute}.h5" not in keys(client)
+    assert f"failed-{compute}.h5" not in bucket.listing()
     if not compute:
         del result
         gc.collect()  # the lazy write's temporary folder goes with its graph
     assert os.listdir(_own_folders) == []
 
 
-def test_existing_object_is_refused_unless_replaced(s3, _own_folders) -> None:
-    _, options = s3
-    url = "s3://bucket/existing.h5"
+def test_existing_object_is_refused_unless_replaced(s3_bucket, _own_folders) -> None:
+    options = s3_bucket.storage_options
+    url = s3_bucket.url("existing.h5")
     dask_tables.to_tables(DATA, url, "/x", storage_options=options)
     for kwargs in ({}, {"overwrite": True}):
         with pytest.raises(FileExistsError, match="download it, write into the local copy"):
@@ -161,14 +130,14 @@ def test_existing_object_is_refused_unless_replaced(s3, _own_folders) -> None:
     assert os.listdir(_own_folders) == []
 
 
-def test_object_that_appears_meanwhile_is_kept(s3, _own_folders) -> None:
-    client, options = s3
-    url = "s3://bucket/raced.h5"
+def test_object_that_appears_meanwhile_is_kept(s3_bucket, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
+    url = s3_bucket.url("raced.h5")
     result = dask_tables.to_tables(DATA, url, "/x", storage_options=options, compute=False)
-    client.put_object(Bucket="bucket", Key="raced.h5", Body=b"another writer")
+    bucket.put("raced.h5", b"another writer")
     with pytest.raises(FileExistsError, match="appeared there while the file was written"):
         result.compute()
-    assert client.get_object(Bucket="bucket", Key="raced.h5")["Body"].read() == b"another writer"
+    assert bucket.get("raced.h5") == b"another writer"
     assert os.listdir(_own_folders) == []
 
 
