@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: records, PyTables' own reads, subprocesses."""
+"""Helpers shared by the tests (and the benchmarks): records, PyTables' own reads, child processes."""
 
 from __future__ import annotations
 
