@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 import dask_tables
+from dask_tables.timing import best_of
 
 
 def plugin_filters() -> dict[str, dict]:
@@ -102,15 +103,6 @@ def plane_values(rng: np.random.Generator, n: int, dtype: str) -> np.ndarray:
     return (slope + rng.integers(0, 8, size=(n, 1024, 256))).astype(dtype)
 
 
-def best(run, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 PLANES = 8  # dask chunks of 8 planes (8 MiB): 32 tasks on 256 MiB
 
 
@@ -120,9 +112,9 @@ def one_and_two_threads(task: Callable[[Any], Any], items: list[Any], repeat: in
 
     for item in items:  # warm-up
         task(item)
-    one = best(lambda: [task(item) for item in items], repeat)
+    one, _ = best_of(repeat, lambda: [task(item) for item in items], warm_up=False)
     with ThreadPoolExecutor(2) as pool:
-        two = best(lambda: list(pool.map(task, items)), repeat)
+        two, _ = best_of(repeat, lambda: list(pool.map(task, items)), warm_up=False)
     return one / two
 
 
@@ -204,8 +196,8 @@ def dask_ceiling(task_seconds: float, tasks: int, repeat: int) -> float:
 def threads_over_sync(x: Any, repeat: int) -> tuple[float, float]:
     """Seconds of ``x.sum()`` on the synchronous scheduler and on 2 threads, best of ``repeat``."""
     x.sum().compute(scheduler="sync")  # warm-up: page cache, chunk index
-    sync = best(lambda: x.sum().compute(scheduler="sync"), repeat)
-    threads = best(lambda: x.sum().compute(scheduler="threads", num_workers=2), repeat)
+    sync, _ = best_of(repeat, lambda: x.sum().compute(scheduler="sync"), warm_up=False)
+    threads, _ = best_of(repeat, lambda: x.sum().compute(scheduler="threads", num_workers=2), warm_up=False)
     return sync, threads
 
 
@@ -225,7 +217,7 @@ def bench(path: Path, name: str, nbytes: int, repeat: int) -> dict[str, float]:
             for i in range(0, dset.shape[0], 8):
                 dset[i : i + 8].sum()
 
-    serial = best(h5py_read, repeat)
+    serial, _ = best_of(repeat, h5py_read, warm_up=False)
     return {
         "sync": nbytes / sync / 1e9,
         "threads": nbytes / threads / 1e9,

@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dask
@@ -138,6 +140,40 @@ class PeakDisk:
         return (self.peak - self.start) / max(self.end - self.start, 1)
 
 
+def time_methods(
+    methods: list[str],
+    folder: str,
+    case: str,
+    anchor: str,
+    write_one: Callable[[str, Path], None],
+    after: Callable[[Path, PeakDisk], str],
+    start_from: Path | None = None,
+) -> None:
+    """Each method's ``write_one(method, path)`` in a fresh folder, timed, its peak disk watched; prints a table.
+
+    ``start_from`` is copied to ``path`` first, untimed (the table an append
+    grows).  ``after(path, disk)`` checks the file and gives the rest of the
+    method's row.  The last row: each method's speed against ``anchor``.
+    """
+    seconds: dict[str, float] = {}
+    for method in methods:
+        work = Path(folder) / f"{case}-{method}".lstrip("-")
+        work.mkdir()
+        path = work / "f.h5"
+        if start_from is not None:
+            shutil.copyfile(start_from, path)
+        start = time.perf_counter()
+        with PeakDisk(str(work)) as disk:
+            write_one(method, path)
+        seconds[method] = time.perf_counter() - start
+        label = f"{case:13s} " if case else ""
+        print(f"  {label}{method:20s} {seconds[method]:7.2f} s  {after(path, disk)}", flush=True)
+        shutil.rmtree(work)
+    if anchor in seconds:
+        ratios = ", ".join(f"{m} {seconds[anchor] / s:.2f}x" for m, s in seconds.items() if m != anchor)
+        print(f"  {case + ': ' if case else ''}speed vs {anchor}: {ratios}")
+
+
 def run_appends(args: argparse.Namespace, folder: str) -> None:
     existing = partition(10_000, args.existing)
     existing.index = existing.index - pd.Timedelta(days=3650)  # before every appended row
@@ -147,27 +183,27 @@ def run_appends(args: argparse.Namespace, folder: str) -> None:
         rows = args.rows // parts * parts
         whole = dask_frame(rows, parts).compute(scheduler="threads")
         print(f"append {rows:,} rows in {parts} partition(s) to a table of {len(existing):,} rows:")
-        seconds: dict[str, float] = {}
-        for method in args.methods:
-            work = Path(folder) / method
-            work.mkdir()
-            path = work / "f.h5"
-            shutil.copyfile(base, path)
-            start = time.perf_counter()
-            with PeakDisk(str(work)) as disk:
-                append(method, path, rows, parts, whole)
-            seconds[method] = time.perf_counter() - start
-            back = pd.read_hdf(path, "df")
-            check_equal(back.iloc[len(existing) :], whole)
-            print(
-                f"  {method:20s} {seconds[method]:7.2f} s  peak extra disk {disk.ratio():.2f}x the bytes added",
-                flush=True,
-            )
-            shutil.rmtree(work)
-        anchor = seconds.get("pandas")
-        if anchor:
-            ratios = ", ".join(f"{m} {anchor / s:.2f}x" for m, s in seconds.items() if m != "pandas")
-            print(f"  speed vs pandas: {ratios}")
+        time_methods(
+            args.methods,
+            folder,
+            "",
+            "pandas",
+            functools.partial(append, rows=rows, partitions=parts, whole=whole),
+            functools.partial(appended, whole=whole, existing=len(existing)),
+            start_from=base,
+        )
+
+
+def written(path: Path, disk: PeakDisk, whole: pd.DataFrame) -> str:
+    """The rest of a write's row: the file holds ``whole``; its size, and the peak disk against it."""
+    check_equal(pd.read_hdf(path, "df"), whole)
+    return f"{os.path.getsize(path) / 2**20:7.1f} MiB  peak disk {disk.ratio():.2f}x the file"
+
+
+def appended(path: Path, disk: PeakDisk, whole: pd.DataFrame, existing: int) -> str:
+    """The rest of an append's row: ``whole`` follows the ``existing`` rows; the peak extra disk."""
+    check_equal(pd.read_hdf(path, "df").iloc[existing:], whole)
+    return f"peak extra disk {disk.ratio():.2f}x the bytes added"
 
 
 def check_equal(back: pd.DataFrame, whole: pd.DataFrame) -> None:
@@ -201,27 +237,14 @@ def main() -> None:
     print(f"{rows:,} rows in {args.partitions} partitions; dask {dask.__version__}, pandas {pd.__version__}")
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         for case in args.cases:
-            seconds: dict[str, float] = {}
-            for method in args.methods:
-                work = Path(folder) / f"{case}-{method}"
-                work.mkdir()
-                path = work / "f.h5"
-                start = time.perf_counter()
-                with PeakDisk(str(work)) as disk:
-                    write(method, path, case, rows, args.partitions, whole)
-                seconds[method] = time.perf_counter() - start
-                check_equal(pd.read_hdf(path, "df"), whole)
-                size = os.path.getsize(path) / 2**20
-                print(
-                    f"  {case:13s} {method:20s} {seconds[method]:7.2f} s  {size:7.1f} MiB  "
-                    f"peak disk {disk.ratio():.2f}x the file",
-                    flush=True,
-                )
-                shutil.rmtree(work)
-            anchor = seconds.get("dd.to_hdf")
-            if anchor:
-                ratios = ", ".join(f"{m} {anchor / s:.2f}x" for m, s in seconds.items() if m != "dd.to_hdf")
-                print(f"  {case}: speed vs dd.to_hdf: {ratios}")
+            time_methods(
+                args.methods,
+                folder,
+                case,
+                "dd.to_hdf",
+                functools.partial(write, case=case, rows=rows, partitions=args.partitions, whole=whole),
+                functools.partial(written, whole=whole),
+            )
 
 
 if __name__ == "__main__":

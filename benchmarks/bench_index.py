@@ -24,9 +24,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Callable
-from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -35,15 +32,7 @@ import tables
 import dask_tables
 from dask_tables import diagnostics
 from dask_tables.hdf5 import chunkindex
-
-
-def best(action: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from dask_tables.timing import best_of
 
 
 def many_chunks(directory: str, chunks: int, repeat: int) -> None:
@@ -63,7 +52,7 @@ def many_chunks(directory: str, chunks: int, repeat: int) -> None:
         return float(dask_tables.from_tables(path, "/e").sum(dtype="f8").compute())
 
     assert serial() == ours()
-    t_serial, t_ours = best(serial, repeat), best(ours, repeat)
+    (t_serial, _), (t_ours, _) = best_of(repeat, serial, warm_up=False), best_of(repeat, ours, warm_up=False)
     with diagnostics.collect() as stats:
         ours()
     print(
@@ -86,8 +75,7 @@ def lock_share(directory: str, size_mib: int, repeat: int) -> None:
         with tables.open_file(path) as f:
             return sum(float(f.root.e[s : s + 2**24].sum()) for s in range(0, n, 2**24)) / n
 
-    serial()
-    t_serial = best(serial, repeat)
+    t_serial, _ = best_of(repeat, serial)
     for scheduler in ("synchronous", "threads"):
         chunkindex.clear_cache()
         x = dask_tables.from_tables(path, "/e")
@@ -123,8 +111,7 @@ def per_task(directory: str, repeat: int) -> None:
         for scheduler in ("synchronous", "threads"):
             figures = []
             for array in (ours, theirs, ones):
-                array.sum().compute(scheduler=scheduler)
-                seconds = best(lambda a=array, s=scheduler: a.sum().compute(scheduler=s), repeat)
+                seconds, _ = best_of(repeat, lambda a=array, s=scheduler: a.sum().compute(scheduler=s))
                 figures.append(seconds / array.numblocks[0] * 1e3)
             print(
                 f"tasks: 1,000 tasks over 10,000 chunks of 40 kB, {scheduler}: from_tables {figures[0]:.2f} ms "

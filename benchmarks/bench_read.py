@@ -37,13 +37,14 @@ import resource
 import sys
 import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import tables
 from harness import in_child, machine
+
+from dask_tables.timing import best_of
 
 COLUMNS = 1024
 ROW_CHUNK = 128
@@ -206,12 +207,7 @@ RUNNERS = {
 
 def child(method: str, path: str, case: str, workers: int, repeat: int) -> None:
     run = RUNNERS[method]
-    result = run(Path(path), case, workers)  # warm-up (and page cache)
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run(Path(path), case, workers)
-        best = min(best, time.perf_counter() - start)
+    best, result = best_of(repeat, lambda: run(Path(path), case, workers))  # the warm-up fills the page cache
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"seconds": best, "result": result, "peak_rss": peak}))
 

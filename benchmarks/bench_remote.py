@@ -22,7 +22,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import dask_tables
 from dask_tables.hdf5.chunkindex import clear_cache
 from dask_tables.remote import shadow as shadows
+from dask_tables.timing import best_of
 
 LATENCY = 0.020
 
@@ -51,12 +51,6 @@ def write_file(path: Path, mb: int) -> None:
             x[start:stop] = block
 
 
-def timed(run) -> tuple[float, float]:
-    started = time.perf_counter()
-    value = run()
-    return time.perf_counter() - started, float(value)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=136, help="raw size of the array (MiB)")
@@ -73,14 +67,10 @@ def main() -> None:
     results: dict[str, float] = {}
 
     def best(name: str, run) -> float:
-        times = []
-        value = 0.0
-        for _ in range(args.repeat):
-            seconds, value = timed(run)
-            times.append(seconds)
-        results[name] = min(times)
-        print(f"  {name:<34} {min(times):7.2f} s   (mean {value:.6f})")
-        return value
+        # no warm-up: each named run counts its own requests, args.repeat of them
+        results[name], value = best_of(args.repeat, run, warm_up=False)
+        print(f"  {name:<34} {results[name]:7.2f} s   (mean {value:.6f})")
+        return float(value)
 
     local = best("from_tables, local disk", lambda: dask_tables.from_tables(path, "/x").mean().compute())
     with RangeServer(folder, latency=LATENCY) as server:

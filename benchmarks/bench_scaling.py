@@ -43,7 +43,9 @@ from typing import Any
 
 import numpy as np
 import tables
-from harness import best_of, in_child, machine
+from harness import in_child, machine
+
+from dask_tables.timing import best_of
 
 ZLIB = tables.Filters(complevel=1, complib="zlib", shuffle=True)
 BLOSC2 = tables.Filters(complevel=5, complib="blosc2:lz4", shuffle=True)

@@ -39,9 +39,10 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import tables
-from harness import best_of, machine
+from harness import machine
 
 import dask_tables
+from dask_tables.timing import best_of
 
 NODE = "/events"
 KEY = "events"

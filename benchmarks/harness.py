@@ -1,7 +1,13 @@
-"""What the benchmarks here share: the best of repeated runs, the machine, a measurement in a child process.
+"""What the benchmarks here share: the machine, a measurement in a child process.
 
 Each benchmark is a script (``python benchmarks/bench_read.py``), so this
-module is imported from the script's own folder.
+module is imported from the script's own folder.  The best of repeated runs
+is :func:`dask_tables.timing.best_of`, the demo's loop: the package cannot
+import this folder, so the benchmarks use the package's.  This module
+imports no dask_tables at import time: a ``--child`` may run against
+another checkout's package (``bench_frame_read.py --baseline``).  Child
+processes run through the tests' runner (``tests/helpers.py``), put on the
+path here as ``bench_remote.py`` puts the tests' servers.
 """
 
 from __future__ import annotations
@@ -11,30 +17,14 @@ import os
 import platform
 import subprocess
 import sys
-import time
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import tables
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    """Seconds of the fastest of ``repeat`` runs after one warm-up, and the last run's result.
-
-    The warm-up fills the page cache and each process's chunk index, so every
-    method is timed warm, as the anchors are.
-
-    >>> seconds, result = best_of(2, lambda: 42)
-    >>> result, seconds >= 0
-    (42, True)
-    """
-    result = run()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+from helpers import last_line, run_child
 
 
 def machine() -> dict[str, Any]:
@@ -57,10 +47,10 @@ def in_child(script: str, *args: Any, timeout: float, pythonpath: str | None = N
     """Run ``python script --child ARGS...`` and return the JSON object its last line prints.
 
     A fresh process per measurement: no cache, lock or thread pool of one
-    method helps the next.  A child that fails gives ``{"error": its last
-    line of stderr}``, so one broken anchor does not lose the other figures.
-    ``pythonpath`` puts a folder first on the child's path: another checkout
-    of dask_tables, timed against this one.
+    method helps the next.  A child that fails or outlives ``timeout`` gives
+    ``{"error": its last line of stderr}``, so one broken anchor does not
+    lose the other figures.  ``pythonpath`` puts a folder first on the
+    child's path: another checkout of dask_tables, timed against this one.
 
     >>> "No such file" in in_child("no-such-benchmark.py", timeout=60)["error"]
     True
@@ -68,15 +58,12 @@ def in_child(script: str, *args: Any, timeout: float, pythonpath: str | None = N
     env = None
     if pythonpath is not None:
         paths = [pythonpath, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    done = subprocess.run(
-        [sys.executable, script, "--child", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+        env = {"PYTHONPATH": os.pathsep.join(paths)}
+    try:
+        done = run_child(script, "--child", *args, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"no answer in {timeout} s"}
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         return {"error": lines[-1] if lines else f"exit {done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(last_line(done))

@@ -29,13 +29,13 @@ import glob
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import last_line, run_child
 
 LIST = """
 import json, sys, warnings, tables
@@ -78,13 +78,10 @@ for number, node in enumerate(nodes):
 def child(script: str, args: list[str], timeout: float) -> tuple[int, str]:
     """(return code, last stdout line) of ``script`` in a fresh interpreter; -999 on a timeout."""
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout
-        )
+        done = run_child("-c", script, *args, timeout=timeout)
     except subprocess.TimeoutExpired:
         return -999, ""
-    lines = done.stdout.strip().splitlines()
-    return done.returncode, lines[-1] if lines else ""
+    return done.returncode, last_line(done)
 
 
 def read_side(path: str, nodes: list[str], side: str, folder: str, timeout: float) -> dict[str, list[str]]:

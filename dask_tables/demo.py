@@ -12,12 +12,10 @@ result and time.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tables
@@ -26,6 +24,7 @@ from .array.core import from_tables
 from .hdf5.files import written_whole
 from .hdf5.pickles import refusing_pickles
 from .registry import synchronized_close_file, synchronized_file, synchronized_open_file
+from .timing import best_of
 
 __all__ = ["DemoResult", "cookbook_mean", "default_cache_dir", "ensure_demo_file", "run_demo", "serial_mean"]
 
@@ -244,23 +243,12 @@ def run_demo(
     def with_dask() -> float:
         return float(from_tables(path, DEMO_NODE).mean().compute(scheduler="threads", num_workers=workers))
 
-    serial_seconds, expected = _best_time(repeat, serial_mean, path, DEMO_NODE, rows)
-    cookbook_seconds, cookbook = _best_time(repeat, cookbook_mean, path, DEMO_NODE, rows, workers)
-    dask_seconds, mean = _best_time(repeat, with_dask)
+    serial_seconds, expected = best_of(repeat, lambda: serial_mean(path, DEMO_NODE, rows))
+    cookbook_seconds, cookbook = best_of(repeat, lambda: cookbook_mean(path, DEMO_NODE, rows, workers))
+    dask_seconds, mean = best_of(repeat, with_dask)
     ways = (
         ("serial PyTables loop", expected, serial_seconds),
         (f"cookbook: {workers} threads, lock on open/close", cookbook, cookbook_seconds),
         (f"from_tables(...).mean(), {workers} threads", mean, dask_seconds),
     )
     return DemoResult(path, x.nbytes, ways)
-
-
-def _best_time(repeat: int, func: Callable[..., float], *args: Any) -> tuple[float, float]:
-    """Best wall time of ``repeat`` timed calls after one untimed warm-up, and the result."""
-    result = func(*args)
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = func(*args)
-        best = min(best, time.perf_counter() - start)
-    return best, result

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import tables
 from helpers import records
+from servers import moto_bucket
+
+from dask_tables.remote import shadow as shadows
 
 
 @pytest.fixture
@@ -47,3 +50,21 @@ def cluster_client():
         distributed.Client(cluster) as client,
     ):
         yield client
+
+
+@pytest.fixture(scope="module")
+def s3_bucket():
+    """moto's S3 server on 127.0.0.1 with an empty bucket, for one test module: a ``servers.S3Bucket``."""
+    pytest.importorskip("boto3")
+    pytest.importorskip("moto.server")
+    with moto_bucket() as bucket:
+        yield bucket
+
+
+@pytest.fixture
+def own_shadow_cache(tmp_path, monkeypatch):
+    """The test's own shadow cache folder, and no shadow remembered by the process (the remote tests)."""
+    monkeypatch.setenv("DASK_TABLES_CACHE", str(tmp_path / "cache"))
+    shadows.clear_process_cache()
+    yield
+    shadows.clear_process_cache()

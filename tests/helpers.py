@@ -1,11 +1,16 @@
-"""Helpers shared by the tests: records, PyTables' own reads, subprocesses."""
+"""Helpers shared by the tests (and the benchmarks): records, PyTables' own reads, child processes."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tables
@@ -40,16 +45,94 @@ def registry_is_empty() -> bool:
     return len(registry._handlers) == 0 and len(registry._name_mapping) == 0
 
 
-def run_python(code: str, timeout: float = 120, cwd=None, env=None) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter (for crashes, hangs, exit hooks); ``env`` adds variables."""
+def run_child(*argv: object, timeout: float = 120, cwd=None, env=None) -> subprocess.CompletedProcess[str]:
+    """``python ARGV...`` in a fresh interpreter (crashes, hangs, exit hooks), output captured as text.
+
+    The one runner of child interpreters for the tests and the benchmarks
+    (``benchmarks/harness.py``).  ``env`` adds variables to this process's
+    (``None`` drops one); a child that outlives ``timeout`` seconds is
+    killed and raises :class:`subprocess.TimeoutExpired`.
+
+    >>> run_child("-c", "import sys; print(sys.argv[1:])", "a", 2).stdout
+    "['a', '2']\\n"
+    """
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, *map(str, argv)],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd,
-        env=None if env is None else {**os.environ, **env},
+        env=None if env is None else {k: v for k, v in {**os.environ, **env}.items() if v is not None},
     )
+
+
+def run_python(
+    code: str, *args: object, timeout: float = 120, cwd=None, env=None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented) with ``args`` as ``sys.argv[1:]`` in a fresh interpreter: :func:`run_child`."""
+    return run_child("-c", textwrap.dedent(code), *args, timeout=timeout, cwd=cwd, env=env)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_benchmark(name: str, *args: object, folder) -> tuple[str, Any]:
+    """``benchmarks/NAME.py ARGS --dir FOLDER --json ...`` on this checkout: what it printed, and its figures.
+
+    It must succeed and leave no data file behind in ``folder``.
+    """
+    out = Path(folder) / f"{name}.json"
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    done = run_child(
+        ROOT / "benchmarks" / f"{name}.py",
+        *args,
+        "--dir",
+        folder,
+        "--json",
+        out,
+        timeout=600,
+        env={"PYTHONPATH": path},
+    )
+    assert done.returncode == 0, done.stderr
+    assert not list(Path(folder).glob("*/*.h5")), "the data files are removed"
+    return done.stdout, json.loads(out.read_text())
+
+
+def last_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The last line a child printed (``""`` if none): where the children here put their answer."""
+    lines = done.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def child_json(done: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON of a child's last line, after checking that it exited cleanly (else its stderr's tail)."""
+    assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
+    return json.loads(last_line(done))
+
+
+HOLD_OPEN_FOR_WRITING = """
+import sys, tables
+f = tables.open_file(sys.argv[1], "a")
+print("open", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+f.close()
+"""
+
+
+@contextlib.contextmanager
+def held_open_for_writing(path) -> Iterator[None]:
+    """Another process holds ``path`` open for writing (HDF5's file lock taken) inside the block."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN_FOR_WRITING, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "open\n"
+        yield
+    finally:
+        holder.communicate("", timeout=60)
 
 
 UNPICKLED: list[int] = []  # how many Counted objects this process unpickled

@@ -6,7 +6,10 @@
   bytes, and failure injection (503s, bodies cut short); with
   ``etags=False`` no ETag at all, only ``Last-Modified`` and
   ``If-Unmodified-Since``.
-- :func:`moto_server`: moto's S3 server in a thread (``moto[server]``).
+- :func:`moto_server`: moto's S3 server in a thread (``moto[server]``);
+  :func:`moto_bucket`: the same with an empty bucket, as a :class:`Bucket`,
+  what the tests need of any object store (the ``s3_bucket`` fixture of
+  ``conftest.py``).
 
 Every server runs in a daemon thread with a bounded lifetime and is shut
 down by its context manager.
@@ -17,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import http.server
+import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
@@ -194,6 +199,7 @@ def moto_server() -> Iterator[str]:
     """moto's S3 server on 127.0.0.1 (a free port) in this process: yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -201,3 +207,80 @@ def moto_server() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+class Bucket:
+    """A bucket of an object store a test started: its objects, their URLs, the ``storage_options`` to reach them.
+
+    What the tests need of any store, whatever emulates it; :class:`S3Bucket`
+    is moto's S3.  A subclass sets the attributes and writes :meth:`put`,
+    :meth:`get` and :meth:`listing`.
+    """
+
+    scheme: str
+    name: str
+    endpoint: str
+    storage_options: dict[str, Any]
+
+    def url(self, key: str) -> str:
+        """``scheme://bucket/key``."""
+        return f"{self.scheme}://{self.name}/{key}"
+
+    def put(self, key: str, data: bytes | os.PathLike) -> str:
+        """Store ``data`` (bytes, or a local file's) as ``key``; its URL."""
+        raise NotImplementedError
+
+    def get(self, key: str) -> bytes:
+        """The bytes of the object ``key``."""
+        raise NotImplementedError
+
+    def listing(self) -> list[str]:
+        """Every key in the bucket, sorted."""
+        raise NotImplementedError
+
+
+class S3Bucket(Bucket):
+    """A bucket of an S3 server at ``endpoint``, through boto3."""
+
+    scheme = "s3"
+
+    def __init__(
+        self, endpoint: str, name: str = "bucket", key: str = "testing", secret: str = "testing"
+    ) -> None:
+        import boto3
+
+        self.endpoint, self.name = endpoint, name
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+        )
+        self.storage_options = {
+            "key": key,
+            "secret": secret,
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+        }
+
+    def put(self, key: str, data: bytes | os.PathLike) -> str:
+        body = data if isinstance(data, bytes) else Path(data).read_bytes()
+        self.client.put_object(Bucket=self.name, Key=key, Body=body)
+        return self.url(key)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def listing(self) -> list[str]:
+        listed = self.client.list_objects_v2(Bucket=self.name).get("Contents", [])
+        return sorted(o["Key"] for o in listed)
+
+
+@contextlib.contextmanager
+def moto_bucket() -> Iterator[S3Bucket]:
+    """moto's S3 server (:func:`moto_server`) with one empty bucket, ``bucket``."""
+    with moto_server() as endpoint:
+        bucket = S3Bucket(endpoint)
+        bucket.client.create_bucket(Bucket=bucket.name)
+        yield bucket

@@ -6,7 +6,7 @@ read through ``from_tables`` on threads equal to h5py's own reads (with
 hdf5plugin's compiled filters); a filter nobody decodes raises
 :class:`~dask_tables.MissingFilterError` naming it by id and name.  Each
 file is read in a child process with a timeout: a crash must not kill pytest.
-Each filter's chunks, whole and damaged, are checked in ``test_codecs.py``.
+Each filter's chunks, whole and damaged, are checked in ``test_filters.py``.
 
 Records laid out otherwise in the file (gaps, padding, both byte orders),
 whose PyTables reads may corrupt memory, read through ``from_tables`` and
@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import pytables_read, run_python
+from helpers import child_json, pytables_read, run_python
 from numpy.testing import assert_array_equal
 
 h5py = pytest.importorskip("h5py")
@@ -107,23 +107,10 @@ print(json.dumps(direct))
 """
 
 
-def run_child_script(tmp_path, name, source, path, argument):
-    """Run ``source`` as a script in a child process with ``path, out, argument``: its JSON line, and ``out``."""
-    script = tmp_path / f"{name}.py"
-    script.write_text(source)
-    out = tmp_path / f"{name}.npz"
-    done = run_python(
-        f"import runpy, sys; sys.argv = ['x', {str(path)!r}, {str(out)!r}, {argument!r}]; "
-        f"runpy.run_path({str(script)!r}, run_name='__main__')",
-        timeout=300,
-    )
-    assert done.returncode == 0, f"child failed ({done.returncode}): {done.stderr[-3000:]}"
-    return json.loads(done.stdout.strip().splitlines()[-1]), out
-
-
 def read_in_child(tmp_path, path, nodes):
     """``from_tables(...).compute(scheduler="threads")`` of each node in a child process."""
-    direct, out = run_child_script(tmp_path, "read_child", READ_CHILD, path, ",".join(nodes))
+    out = tmp_path / "read_child.npz"
+    direct = child_json(run_python(READ_CHILD, path, out, ",".join(nodes), timeout=300))
     with np.load(out) as data:
         return {"/" + k: data[k] for k in data.files}, direct
 
@@ -394,7 +381,8 @@ print(json.dumps(divisions))
 
 def read_frames_in_child(tmp_path, path, cases):
     """``read_table(path, node, **kwargs)[project].compute()`` of each case, in a child process."""
-    divisions, out = run_child_script(tmp_path, "frame_child", FRAME_CHILD, path, json.dumps(cases))
+    out = tmp_path / "frame_child.npz"
+    divisions = child_json(run_python(FRAME_CHILD, path, out, json.dumps(cases), timeout=300))
     frames = {}
     with np.load(out, allow_pickle=True) as data:
         for key in data.files:

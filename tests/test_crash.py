@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tables
-from helpers import run_python
+from helpers import held_open_for_writing, run_child, run_python
 
 import dask_tables
 from dask_tables.write.engine import CRASH_ENV
@@ -93,15 +93,10 @@ def make_file(path) -> None:
         f.create_carray("/", "kept", obj=np.arange(1000.0), chunkshape=(100,))
 
 
-def run_child(kind: str, path, new_path, scheduler: str = "threads", env=None, timeout: float = 120):
+def write_in_child(kind: str, path, new_path, scheduler: str = "threads", env=None, timeout: float = 120):
+    """A write of ``kind`` from ``path`` to ``new_path`` in a child process; ``env`` sets its crash point."""
     code = CHILD.format(old=OLD_ROWS, new=NEW_ROWS, write=WRITES[kind])
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), str(path), str(new_path), scheduler],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+    return run_python(code, path, new_path, scheduler, timeout=timeout, env=env)
 
 
 def pandas_rows(path, key="df") -> pd.DataFrame:
@@ -185,7 +180,7 @@ def test_a_kill_at_each_step_of_the_commit_loses_nothing(tmp_path, kind, step):
     path, new_path = tmp_path / "f.h5", tmp_path / "new.h5"
     make_file(path)
     before = path.read_bytes()
-    done = run_child(kind, path, new_path, env={CRASH_ENV: f"commit:{step}"})
+    done = write_in_child(kind, path, new_path, env={CRASH_ENV: f"commit:{step}"})
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
     assert "HDF5-DIAG" not in done.stderr
     expected = "new" if STEPS.index(step) >= REPLACED_AT else "old"
@@ -204,7 +199,7 @@ def test_a_kill_of_the_worker_process_that_commits(tmp_path, kind, step):
     """Under ``processes`` the commit runs in a worker process: it is the one killed."""
     path, new_path = tmp_path / "f.h5", tmp_path / "new.h5"
     make_file(path)
-    done = run_child(kind, path, new_path, "processes", env={CRASH_ENV: f"commit:{step}"}, timeout=180)
+    done = write_in_child(kind, path, new_path, "processes", env={CRASH_ENV: f"commit:{step}"}, timeout=180)
     assert done.returncode != 0 and "finished" not in done.stdout, done.stderr[-3000:]
     assert state(kind, path, new_path) == ("new" if step == "replaced" else "old")
 
@@ -213,7 +208,7 @@ def test_a_kill_of_the_worker_process_that_commits(tmp_path, kind, step):
 def test_a_kill_under_the_synchronous_scheduler(tmp_path, step):
     path, new_path = tmp_path / "f.h5", tmp_path / "new.h5"
     make_file(path)
-    done = run_child("append", path, new_path, "sync", env={CRASH_ENV: f"commit:{step}"})
+    done = write_in_child("append", path, new_path, "sync", env={CRASH_ENV: f"commit:{step}"})
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
     assert state("append", path, new_path) == ("new" if step == "replaced" else "old")
 
@@ -221,7 +216,7 @@ def test_a_kill_under_the_synchronous_scheduler(tmp_path, step):
 def test_the_crash_hook_is_silent_when_not_set(tmp_path):
     path, new_path = tmp_path / "f.h5", tmp_path / "new.h5"
     make_file(path)
-    done = run_child("append", path, new_path)
+    done = write_in_child("append", path, new_path)
     assert done.returncode == 0 and "finished" in done.stdout, done.stderr[-3000:]
     assert state("append", path, new_path) == "new"
     assert leftovers(tmp_path) == []
@@ -248,7 +243,7 @@ def test_kills_and_ctrl_c_at_random_times_leave_the_file_old_or_complete(tmp_pat
     first.mkdir()
     make_file(first / "f.h5")
     started = time.perf_counter()
-    assert run_child("append", first / "f.h5", first / "n.h5").returncode == 0
+    assert write_in_child("append", first / "f.h5", first / "n.h5").returncode == 0
     lifetime = time.perf_counter() - started
     rng = random.Random(22)
     seen = set()
@@ -323,13 +318,7 @@ def test_a_killed_worker_during_the_commit_on_a_cluster(tmp_path, step):
     make_file(path)
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(DISTRIBUTED_CHILD.format(old=OLD_ROWS, new=NEW_ROWS)))
-    done = subprocess.run(
-        [sys.executable, str(script), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, CRASH_ENV: f"commit:{step}"},
-    )
+    done = run_child(script, path, timeout=300, env={CRASH_ENV: f"commit:{step}"})
     assert done.returncode == 0, done.stderr[-3000:]
     if step == "replaced":
         # the retried commit finds the new version in place: the write succeeded, rows appended once
@@ -365,39 +354,22 @@ def test_a_running_writers_folder_is_never_removed(tmp_path):
     assert len(remove_abandoned(str(path))) == 1 and leftovers(tmp_path) == []
 
 
-def _hold_open_for_writing(path) -> subprocess.Popen:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import sys, tables; f = tables.open_file({str(path)!r}, 'a'); print('open', flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "open"
-    return holder
-
-
 def test_a_target_another_process_holds_open_for_writing_is_left_alone(tmp_path):
     """HDF5's file locking is respected, when the write is planned and when it commits."""
     path = tmp_path / "f.h5"
     make_file(path)
     before = path.read_bytes()
-    holder = _hold_open_for_writing(path)
-    try:
-        with pytest.raises(dask_tables.FileLockedError, match="locked by another process"):
-            dask_tables.to_tables(np.ones(3), path, "/x")
-    finally:
-        holder.communicate("", timeout=60)
+    with (
+        held_open_for_writing(path),
+        pytest.raises(dask_tables.FileLockedError, match="locked by another process"),
+    ):
+        dask_tables.to_tables(np.ones(3), path, "/x")
     lazy = dask_tables.to_tables(np.ones(3), path, "/x", compute=False)  # planned before the writer opens
-    holder = _hold_open_for_writing(path)
-    try:
-        with pytest.raises(BlockingIOError, match=r"open for writing elsewhere.*nothing was written"):
-            lazy.compute()
-    finally:
-        holder.communicate("", timeout=60)
+    with (
+        held_open_for_writing(path),
+        pytest.raises(BlockingIOError, match=r"open for writing elsewhere.*nothing was written"),
+    ):
+        lazy.compute()
     assert path.read_bytes() == before
     assert leftovers(tmp_path) == []
 

@@ -17,11 +17,10 @@ import fcntl
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,18 +140,13 @@ def _run_dask_suite(where: Path) -> dict[str, str]:
     (where / "pytest.ini").write_text("[pytest]\ntimeout = 120\n")
     outcomes = where / "outcomes.json"
     env = {
-        **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(where)]),
         "DASK_DATAFRAME__CONVERT_STRING": "False",
         "DASK_TABLES_OUTCOMES": str(outcomes),
     }
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "pytest", _dask_test_file(), "-p", "dask_tables_hdf_adapter"),
-            *("-p", "no:cacheprovider", "-q", "-c", where / "pytest.ini", "--rootdir", where),
-        ],
-        capture_output=True,
-        text=True,
+    done = run_child(
+        *("-m", "pytest", _dask_test_file(), "-p", "dask_tables_hdf_adapter"),
+        *("-p", "no:cacheprovider", "-q", "-c", where / "pytest.ini", "--rootdir", where),
         cwd=where,  # test_hdf_filenames writes into the working directory
         env=env,
         timeout=420,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import dask
 import numpy as np
 import pytest
 import tables
-from helpers import registry_is_empty, run_python
+from helpers import child_json, registry_is_empty, run_python
 from numpy.lib.recfunctions import repack_fields
 
 import dask_tables
@@ -334,13 +333,7 @@ def test_corrupt_chunks_raise_or_equal_pytables_never_crash(tmp_path, filter_nam
             "/", "x", obj=values((60, 50), "f8"), chunkshape=(20, 25), filters=FILTERS[filter_name]
         )
     corrupt(path, "/x", (20, 25), how, seed=len(filter_name))
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    done = run_python(
-        f"import runpy, sys; sys.argv = ['x', {str(path)!r}, '/x']; runpy.run_path({str(script)!r})"
-    )
-    assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    outcome = child_json(run_python(CHILD, path, "/x"))
     if outcome["result"] == "corrupt":
         assert (
             str(path) in outcome["message"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import tables
+from helpers import run_child
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -25,13 +24,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
     ],
 )
 def test_example_prints_the_true_mean(tmp_path, script, args):
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_child(EXAMPLES / script, *args, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     printed = float(done.stdout.strip().removeprefix("Mean: "))
@@ -55,13 +48,7 @@ def test_every_example_is_tested():
 
 @pytest.mark.parametrize("scheduler", ["threads", "processes"])
 def test_read_table_example_prints_what_pytables_selects(tmp_path, scheduler):
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "read_table_where.py"), scheduler],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_child(EXAMPLES / "read_table_where.py", scheduler, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     first, *per_detector = done.stdout.strip().splitlines()
     with tables.open_file(tmp_path / "events.h5") as f:
@@ -74,13 +61,7 @@ def test_read_table_example_prints_what_pytables_selects(tmp_path, scheduler):
 
 @pytest.mark.parametrize("scheduler", ["threads", "processes"])
 def test_frame_to_tables_example_prints_what_pandas_reads(tmp_path, scheduler):
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "frame_to_tables.py"), scheduler],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_child(EXAMPLES / "frame_to_tables.py", scheduler, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     selected, mean, longest = done.stdout.strip().splitlines()
     written = pd.read_hdf(tmp_path / "frame.h5", "events")

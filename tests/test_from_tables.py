@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 import time
 
 import dask
@@ -13,7 +11,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import tables
-from helpers import pytables_read, records, registry_is_empty
+from helpers import held_open_for_writing, pytables_read, records, registry_is_empty
 
 import dask_tables
 from dask_tables import CorruptChunkError, FileChangedError, NotHDF5FileError, TablesSource, from_tables
@@ -559,25 +557,9 @@ def test_file_changed_error_after_open_dataset_names_open_dataset(sample_file):
         ds["carray"].values  # noqa: B018 - reads
 
 
-HOLD_OPEN_FOR_WRITING = """
-import sys, tables
-f = tables.open_file(sys.argv[1], "a")
-print("open", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-f.close()
-"""
-
-
 @pytest.mark.timeout(120)
 def test_a_file_another_process_writes_is_locked_not_damaged(sample_file):
-    writer = subprocess.Popen(
-        [sys.executable, "-c", HOLD_OPEN_FOR_WRITING, str(sample_file)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout.readline() == "open\n"
+    with held_open_for_writing(sample_file):
         for build in (
             lambda: from_tables(sample_file, "/carray"),
             lambda: dask_tables.read_table(sample_file, "/group/table", columns=["a", "s"]),
@@ -590,9 +572,6 @@ def test_a_file_another_process_writes_is_locked_not_damaged(sample_file):
                 "not damaged", ""
             )
             assert isinstance(err.value, OSError) and not isinstance(err.value, NotHDF5FileError)
-    finally:
-        writer.stdin.close()
-        writer.wait(timeout=60)
     np.testing.assert_array_equal(
         from_tables(sample_file, "/carray").compute(), pytables_read(sample_file, "/carray")
     )
@@ -610,14 +589,7 @@ def test_a_writer_that_opens_the_file_after_the_build_is_named_at_compute_time(s
             dask_tables.read_table(sample_file, "/group/table", columns=["a", "s"]),
         ),
     ]
-    writer = subprocess.Popen(
-        [sys.executable, "-c", HOLD_OPEN_FOR_WRITING, str(sample_file)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout.readline() == "open\n"
+    with held_open_for_writing(sample_file):
         for what, node, collection in built:
             with pytest.raises(dask_tables.FileLockedError) as err:
                 collection.compute(scheduler="threads")
@@ -628,9 +600,6 @@ def test_a_writer_that_opens_the_file_after_the_build_is_named_at_compute_time(s
             assert "damaged" not in message.replace("not damaged", "")
             again = pickle.loads(pickle.dumps(err.value))  # as a process worker sends it back
             assert type(again) is dask_tables.FileLockedError and str(again) == message
-    finally:
-        writer.stdin.close()
-        writer.wait(timeout=60)
     # the writer closed it: the file did change after the build (HDF5 marked it open), so rebuild
     with pytest.raises(FileChangedError, match=r"rebuild the array with from_tables$"):
         built[0][2].compute()

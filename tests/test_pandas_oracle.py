@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import last_line, run_child
 
 HERE = Path(__file__).resolve().parent
 PANDAS_TESTS = Path(pd.__file__).parent / "tests" / "io" / "pytables"
@@ -34,25 +33,20 @@ def test_pandas_own_selects_equal_read_table(tmp_path):
     # Not this session's pytest-xdist worker name: the child's own controller would take it, and
     # write its (empty) tally over that of its own worker of the same name.
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
+        **{k: None for k in os.environ if k.startswith("PYTEST_XDIST")},
         "DASK_TABLES_ORACLE_DIR": str(out),
         "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "pytest", str(PANDAS_TESTS)),
-            *("-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path)),
-            *("-p", "pandas_oracle", "-p", "no:cacheprovider", "-q", "-n", "2"),
-            *("--no-strict-data-files", "--timeout", "120"),
-        ],
+    done = run_child(
+        *("-m", "pytest", PANDAS_TESTS),
+        *("-c", tmp_path / "pytest.ini", "--rootdir", tmp_path),
+        *("-p", "pandas_oracle", "-p", "no:cacheprovider", "-q", "-n", "2"),
+        *("--no-strict-data-files", "--timeout", "120"),
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=1100,
     )
-    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-2000:]
+    summary = last_line(done) or done.stderr[-2000:]
     assert done.returncode == 0, (
         f"pandas' own tests failed under the plugin: {summary}\n{done.stdout[-5000:]}"
     )

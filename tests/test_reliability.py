@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import tables
 import tables.file as tables_file
-from helpers import records, registry_is_empty, run_python
+from helpers import last_line, records, registry_is_empty, run_python
 
 from dask_tables import from_tables, patched, synchronized_close_file, synchronized_open_file
 
@@ -248,8 +247,6 @@ def test_fuzzed_chunk_bytes_never_crash_hang_or_mislead(tmp_path):
             )
         f.create_table("/", "table", obj=records(600), chunkshape=(100,), filters=tables.Filters(1, "zlib"))
     all_nodes = [*nodes, "/table"]
-    script = tmp_path / "child.py"
-    script.write_text(FUZZ_CHILD)
     outcomes: dict[str, int] = {}
     for case in range(30):
         node = all_nodes[case % len(all_nodes)]
@@ -268,11 +265,9 @@ def test_fuzzed_chunk_bytes_never_crash_hang_or_mislead(tmp_path):
             for offset in info.offset + rng.integers(0, info.size, rng.integers(1, 6)):
                 raw.seek(int(offset))
                 raw.write(bytes([int(rng.integers(0, 256))]))
-        done = subprocess.run(
-            [sys.executable, str(script), str(path), node], capture_output=True, text=True, timeout=60
-        )
+        done = run_python(FUZZ_CHILD, path, node, timeout=60)
         assert done.returncode == 0, f"case {case} ({node}) crashed: {done.returncode} {done.stderr[-500:]}"
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = json.loads(last_line(done))
         if result["ours"] == "corrupt":
             kind = "CorruptChunkError"
         elif result["ours"] == result["pytables"]:
@@ -397,10 +392,6 @@ def test_validate_refuses_files_that_crash_hdf5_instead_of_crashing(tmp_path):
         )
         f.create_table("/", "t", obj=records(100))
     size = base.stat().st_size
-    script = tmp_path / "child.py"
-    script.write_text(VALIDATE_CHILD)
-    plain = tmp_path / "plain.py"
-    plain.write_text(PYTABLES_CHILD)
     outcomes: dict[str, int] = {}
     for case in range(80):  # at least 24 cases, and until one file has crashed HDF5 in the probe
         if case >= 24 and outcomes.get("refused", 0):
@@ -413,12 +404,7 @@ def test_validate_refuses_files_that_crash_hdf5_instead_of_crashing(tmp_path):
         path.write_bytes(bytes(data))
         node, how = [("/z", "direct"), ("/t", "direct"), ("/z", "pipeline")][case % 3]
         ours, theirs = tmp_path / "ours.npy", tmp_path / "theirs.npy"
-        done = subprocess.run(
-            [sys.executable, str(script), str(path), node, how, str(ours)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = run_python(VALIDATE_CHILD, path, node, how, ours, timeout=300)
         assert done.returncode == 0, f"case {case} ({node}, {how}): the process died ({done.returncode})"
         kind, *detail = done.stdout.split()
         if kind == "error":  # an ordinary error of a damaged file: specific, and naming it
@@ -426,9 +412,7 @@ def test_validate_refuses_files_that_crash_hdf5_instead_of_crashing(tmp_path):
                 done.stdout
             )
         if kind == "computed":  # what PyTables itself reads, if it can (in its own process: it may crash)
-            pytables = subprocess.run(
-                [sys.executable, str(plain), str(path), node, str(theirs)], capture_output=True, timeout=300
-            )
+            pytables = run_python(PYTABLES_CHILD, path, node, theirs, timeout=300)
             if pytables.returncode == 0:
                 np.testing.assert_array_equal(np.load(ours), np.load(theirs), err_msg=f"case {case}")
                 kind = "computed, equal to PyTables"

@@ -6,18 +6,15 @@ inject 503s, bodies cut short and replaced objects.
 
 from __future__ import annotations
 
-import logging
 import pickle
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tables
-from helpers import pytables_read, records
-from servers import RangeServer, moto_server
+from helpers import pytables_read, records, run_child
+from servers import RangeServer
 
 import dask_tables
 from dask_tables import diagnostics
@@ -28,6 +25,8 @@ from dask_tables.remote.urls import StorageOptions
 
 pytest.importorskip("obstore")
 pytest.importorskip("h5py")
+
+pytestmark = pytest.mark.usefixtures("own_shadow_cache")
 
 SECRET = "SECRETXYZ-never-shown"
 DATA = np.arange(300 * 200, dtype="f8").reshape(300, 200) * 0.5
@@ -58,40 +57,23 @@ def served(tmp_path_factory):
         yield server, root
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    """Each test its own shadow cache folder, and no shadow remembered by the process."""
-    monkeypatch.setenv("DASK_TABLES_CACHE", str(tmp_path / "cache"))
-    shadows.clear_process_cache()
-    yield
-    shadows.clear_process_cache()
-
-
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """moto's S3 server with a bucket holding ``sample.h5``, ``run-1.h5`` and ``run-2.h5``."""
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("moto.server")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+def s3(s3_bucket, tmp_path_factory):
+    """The S3 bucket holding ``sample.h5``, ``run-1.h5`` and ``run-2.h5``: (bucket, options, folder).
+
+    The options give the secret SECRET (moto takes any), nested as s3fs
+    nests the endpoint.
+    """
     root = tmp_path_factory.mktemp("s3")
     write_sample(root / "sample.h5")
-    with moto_server() as endpoint:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket="bucket")
-        for key in ("sample.h5", "run-1.h5", "run-2.h5"):
-            client.upload_file(str(root / "sample.h5"), "bucket", key)
-        options = {
-            "key": "testing",
-            "secret": SECRET,
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
-        yield client, options, root
+    for key in ("sample.h5", "run-1.h5", "run-2.h5"):
+        s3_bucket.put(key, root / "sample.h5")
+    options = {
+        "key": "testing",
+        "secret": SECRET,
+        "client_kwargs": {"endpoint_url": s3_bucket.endpoint, "region_name": "us-east-1"},
+    }
+    return s3_bucket, options, root
 
 
 @pytest.mark.parametrize(
@@ -126,10 +108,10 @@ def test_s3_equals_local_and_glob(s3) -> None:
 
 
 def test_s3_replaced_object_raises_naming_the_url(s3) -> None:
-    client, options, root = s3
-    client.upload_file(str(root / "sample.h5"), "bucket", "replaced.h5")
+    bucket, options, root = s3
+    bucket.put("replaced.h5", root / "sample.h5")
     x = dask_tables.from_tables("s3://bucket/replaced.h5", "/zlib", storage_options=options)
-    client.put_object(Bucket="bucket", Key="replaced.h5", Body=(root / "sample.h5").read_bytes()[:-1] + b"!")
+    bucket.put("replaced.h5", (root / "sample.h5").read_bytes()[:-1] + b"!")
     with pytest.raises(
         FileChangedError, match=r"s3://bucket/replaced\.h5: node /zlib: the file changed"
     ) as err:
@@ -249,9 +231,7 @@ def test_unfetched_bytes_never_read(tmp_path) -> None:
 
 
 def _walk_in_child(script: Path, path) -> str:
-    done = subprocess.run(
-        [sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=120
-    )
+    done = run_child(script, path, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 

@@ -6,16 +6,16 @@ are served by our Range server and moto's S3 server on 127.0.0.1.
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-from servers import RangeServer, moto_server
+from servers import RangeServer
 
 import dask_tables
-from dask_tables.remote import shadow as shadows
+
+pytestmark = pytest.mark.usefixtures("own_shadow_cache")
 
 pytest.importorskip("obstore")
 pytest.importorskip("h5py")
@@ -42,14 +42,6 @@ def write_frames(path) -> None:
     noise.to_hdf(path, key="noise", format="table")  # 640 kB stored: not in the shadow
     for key in ("/runs/a/data", "/runs/b/data"):
         frame.iloc[:300].to_hdf(path, key=key, format="table")
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DASK_TABLES_CACHE", str(tmp_path / "cache"))
-    shadows.clear_process_cache()
-    yield
-    shadows.clear_process_cache()
 
 
 @pytest.fixture(scope="module")
@@ -216,36 +208,21 @@ def test_replaced_object_raises(tmp_path) -> None:
             frame.compute()
 
 
-def test_pandas_frames_in_s3(tmp_path) -> None:
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("moto.server")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+def test_pandas_frames_in_s3(tmp_path, s3_bucket) -> None:
     frame = pd.DataFrame({"a": np.arange(3000), "b": np.arange(3000) * 0.5})
     frame.to_hdf(tmp_path / "p.h5", key="t", format="table", data_columns=True)
     frame.to_hdf(tmp_path / "p.h5", key="f")
-    with moto_server() as endpoint:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="k",
-            aws_secret_access_key="s",
-            region_name="us-east-1",
+    url = s3_bucket.put("p.h5", tmp_path / "p.h5")
+    for node, kwargs in (
+        ("/t", {"where": "a > 2500"}),
+        ("/t", {"where": "a > 2500 & columns = ['b']"}),  # pandas filters the columns after the read
+        ("/t", {"where": [7, 2999, 3]}),
+        ("/f", {}),
+    ):
+        got = dask_tables.read_table(url, node, storage_options=s3_bucket.storage_options, **kwargs).compute()
+        pd.testing.assert_frame_equal(
+            got, dask_tables.read_table(tmp_path / "p.h5", node, **kwargs).compute()
         )
-        client.create_bucket(Bucket="bucket")
-        client.upload_file(str(tmp_path / "p.h5"), "bucket", "p.h5")
-        options = {"key": "k", "secret": "s", "endpoint_url": endpoint, "region_name": "us-east-1"}
-        for node, kwargs in (
-            ("/t", {"where": "a > 2500"}),
-            ("/t", {"where": "a > 2500 & columns = ['b']"}),  # pandas filters the columns after the read
-            ("/t", {"where": [7, 2999, 3]}),
-            ("/f", {}),
-        ):
-            got = dask_tables.read_table(
-                "s3://bucket/p.h5", node, storage_options=options, **kwargs
-            ).compute()
-            pd.testing.assert_frame_equal(
-                got, dask_tables.read_table(tmp_path / "p.h5", node, **kwargs).compute()
-            )
 
 
 def test_cli_info_and_stats_of_a_url_equal_local(served, capsys) -> None:

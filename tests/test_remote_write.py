@@ -6,9 +6,9 @@ What is written is read back from the URL and, downloaded, by PyTables and panda
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import re
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import tables
 from dask.delayed import Delayed
-from servers import RangeServer, moto_server
+from servers import RangeServer
 
 import dask_tables
 from dask_tables.remote import shadow as shadows
@@ -30,74 +30,43 @@ DATA = np.arange(400 * 30, dtype="f8").reshape(400, 30) * 0.5
 
 
 @pytest.fixture(autouse=True)
-def _own_folders(tmp_path, monkeypatch):
+def _own_folders(tmp_path, own_shadow_cache):
     """Each test its own shadow cache and temporary folder (to see what a write leaves there)."""
-    monkeypatch.setenv("DASK_TABLES_CACHE", str(tmp_path / "cache"))
     (tmp_path / "tmp").mkdir()
-    shadows.clear_process_cache()
     with dask.config.set({"temporary-directory": str(tmp_path / "tmp")}):
         yield tmp_path / "tmp"
-    shadows.clear_process_cache()
 
 
-@pytest.fixture(scope="module")
-def s3():
-    """moto's S3 server with an empty bucket: (boto3 client, storage_options)."""
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("moto.server")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with moto_server() as endpoint:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket="bucket")
-        options = {
-            "key": "testing",
-            "secret": "testing",
-            "endpoint_url": endpoint,
-            "region_name": "us-east-1",
-        }
-        yield client, options
-
-
-def keys(client) -> list[str]:
-    return sorted(o["Key"] for o in client.list_objects_v2(Bucket="bucket").get("Contents", []))
-
-
-def download(client, key: str, path) -> str:
-    client.download_file("bucket", key, str(path))
+def download(bucket, key: str, path) -> str:
+    Path(path).write_bytes(bucket.get(key))
     return str(path)
 
 
-def test_array_written_to_new_object(s3, tmp_path, _own_folders) -> None:
-    client, options = s3
+def test_array_written_to_new_object(s3_bucket, tmp_path, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
     x = da.from_array(DATA, chunks=(100, 30))
-    url = "s3://bucket/out/array.h5"
+    url = s3_bucket.url("out/array.h5")
     filters = tables.Filters(complib="zlib", complevel=1, shuffle=True)
     assert dask_tables.to_tables(x, url, "/g/x", filters=filters, storage_options=options) is None
     back = dask_tables.from_tables(url, "/g/x", storage_options=options)
     np.testing.assert_array_equal(back.compute(), DATA)
-    with tables.open_file(download(client, "out/array.h5", tmp_path / "copy.h5")) as f:
+    with tables.open_file(download(bucket, "out/array.h5", tmp_path / "copy.h5")) as f:
         np.testing.assert_array_equal(f.root.g.x[:], DATA)
         assert isinstance(f.root.g.x, tables.CArray)
         assert f.root.g.x.filters.complib == "zlib"
     assert os.listdir(_own_folders) == []
 
 
-def test_frame_written_to_new_object(s3, tmp_path, _own_folders) -> None:
-    client, options = s3
+def test_frame_written_to_new_object(s3_bucket, tmp_path, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
     frame = pd.DataFrame(
         {"a": np.arange(500), "b": np.arange(500) * 0.5, "s": [f"v{i % 7}" for i in range(500)]}
     )
-    url = "s3://bucket/frame.h5"
+    url = s3_bucket.url("frame.h5")
     dask_tables.to_tables(
         dd.from_pandas(frame, npartitions=3), url, "/df", data_columns=["a"], storage_options=options
     )
-    local = download(client, "frame.h5", tmp_path / "frame.h5")
+    local = download(bucket, "frame.h5", tmp_path / "frame.h5")
     remote = dask_tables.read_table(url, "/df", storage_options=options).compute()
     pd.testing.assert_frame_equal(remote, dask_tables.read_table(local, "/df").compute())
     pd.testing.assert_frame_equal(pd.read_hdf(local, "df"), frame)
@@ -105,12 +74,12 @@ def test_frame_written_to_new_object(s3, tmp_path, _own_folders) -> None:
     assert os.listdir(_own_folders) == []
 
 
-def test_lazy_write_uploads_when_computed(s3, _own_folders) -> None:
-    client, options = s3
-    url = "s3://bucket/lazy.h5"
+def test_lazy_write_uploads_when_computed(s3_bucket, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
+    url = s3_bucket.url("lazy.h5")
     result = dask_tables.to_tables({"/a": DATA, "/b": -DATA}, url, storage_options=options, compute=False)
     assert isinstance(result, Delayed)
-    assert "lazy.h5" not in keys(client)
+    assert "lazy.h5" not in bucket.listing()
     result.compute(scheduler="threads")
     for node, expected in (("/a", DATA), ("/b", -DATA)):
         got = dask_tables.from_tables(url, node, storage_options=options).compute()
@@ -125,24 +94,24 @@ def fail(block: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("compute", [True, False])
-def test_failed_write_leaves_no_object_and_no_file(s3, compute, _own_folders) -> None:
-    client, options = s3
+def test_failed_write_leaves_no_object_and_no_file(s3_bucket, compute, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
     x = da.from_array(DATA, chunks=(100, 30)).map_blocks(fail)
-    url = f"s3://bucket/failed-{compute}.h5"
+    url = s3_bucket.url(f"failed-{compute}.h5")
     with pytest.raises(ZeroDivisionError):
         result = dask_tables.to_tables(x, url, "/x", storage_options=options, compute=compute)
         if not compute:
             result.compute(scheduler="threads")
-    assert f"failed-{compute}.h5" not in keys(client)
+    assert f"failed-{compute}.h5" not in bucket.listing()
     if not compute:
         del result
         gc.collect()  # the lazy write's temporary folder goes with its graph
     assert os.listdir(_own_folders) == []
 
 
-def test_existing_object_is_refused_unless_replaced(s3, _own_folders) -> None:
-    _, options = s3
-    url = "s3://bucket/existing.h5"
+def test_existing_object_is_refused_unless_replaced(s3_bucket, _own_folders) -> None:
+    options = s3_bucket.storage_options
+    url = s3_bucket.url("existing.h5")
     dask_tables.to_tables(DATA, url, "/x", storage_options=options)
     for kwargs in ({}, {"overwrite": True}):
         with pytest.raises(FileExistsError, match="download it, write into the local copy"):
@@ -162,14 +131,14 @@ def test_existing_object_is_refused_unless_replaced(s3, _own_folders) -> None:
     assert os.listdir(_own_folders) == []
 
 
-def test_object_that_appears_meanwhile_is_kept(s3, _own_folders) -> None:
-    client, options = s3
-    url = "s3://bucket/raced.h5"
+def test_object_that_appears_meanwhile_is_kept(s3_bucket, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
+    url = s3_bucket.url("raced.h5")
     result = dask_tables.to_tables(DATA, url, "/x", storage_options=options, compute=False)
-    client.put_object(Bucket="bucket", Key="raced.h5", Body=b"another writer")
+    bucket.put("raced.h5", b"another writer")
     with pytest.raises(FileExistsError, match="appeared there while the file was written"):
         result.compute()
-    assert client.get_object(Bucket="bucket", Key="raced.h5")["Body"].read() == b"another writer"
+    assert bucket.get("raced.h5") == b"another writer"
     assert os.listdir(_own_folders) == []
 
 
@@ -191,32 +160,32 @@ def pieces(df: dd.DataFrame) -> list[pd.DataFrame]:
     return [PARTS.iloc[stop - n : stop] for stop, n in zip(stops, np.diff([0, *stops]), strict=True)]
 
 
-def test_frame_one_object_per_partition(s3, tmp_path, _own_folders) -> None:
+def test_frame_one_object_per_partition(s3_bucket, tmp_path, _own_folders) -> None:
     """As locally (and dd.to_hdf): a ``*`` in the URL writes one object per partition, named by name_function."""
-    client, options = s3
+    bucket, options = s3_bucket, s3_bucket.storage_options
     df = dd.from_pandas(PARTS, npartitions=3)
     written = dask_tables.to_tables(df, "s3://bucket/parts/data_*.h5", "/df", storage_options=options)
     assert written == [f"s3://bucket/parts/data_{i}.h5" for i in range(3)]
-    assert [k for k in keys(client) if k.startswith("parts/")] == [f"parts/data_{i}.h5" for i in range(3)]
+    assert [k for k in bucket.listing() if k.startswith("parts/")] == [f"parts/data_{i}.h5" for i in range(3)]
     for i, expected in enumerate(pieces(df)):
-        local = download(client, f"parts/data_{i}.h5", tmp_path / f"data_{i}.h5")
+        local = download(bucket, f"parts/data_{i}.h5", tmp_path / f"data_{i}.h5")
         pd.testing.assert_frame_equal(pd.read_hdf(local, "df"), expected)
     named = dask_tables.to_tables(
         df, "s3://bucket/named/run-*.h5", "/df", name_function=lambda i: f"p{i + 10}", storage_options=options
     )
     assert named == [f"s3://bucket/named/run-p{i}.h5" for i in (10, 11, 12)]
-    local = download(client, "named/run-p11.h5", tmp_path / "p11.h5")
+    local = download(bucket, "named/run-p11.h5", tmp_path / "p11.h5")
     pd.testing.assert_frame_equal(pd.read_hdf(local, "df"), pieces(df)[1])
     assert os.listdir(_own_folders) == []
 
 
-def test_star_key_into_one_object(s3, tmp_path, _own_folders) -> None:
+def test_star_key_into_one_object(s3_bucket, tmp_path, _own_folders) -> None:
     """A ``*`` in the key: one node per partition, in the one object at the URL."""
-    client, options = s3
+    bucket, options = s3_bucket, s3_bucket.storage_options
     df = dd.from_pandas(PARTS, npartitions=3)
     url = "s3://bucket/nodes.h5"
     assert dask_tables.to_tables(df, url, "/data*", data_columns=["a"], storage_options=options) is None
-    local = download(client, "nodes.h5", tmp_path / "nodes.h5")
+    local = download(bucket, "nodes.h5", tmp_path / "nodes.h5")
     oracle = str(tmp_path / "pandas.h5")  # the same nodes written by pandas: what its where selects
     for i, expected in enumerate(pieces(df)):
         expected.to_hdf(oracle, key=f"data{i}", format="table", data_columns=["a"])
@@ -227,63 +196,65 @@ def test_star_key_into_one_object(s3, tmp_path, _own_folders) -> None:
     assert os.listdir(_own_folders) == []
 
 
-def test_lazy_star_write_uploads_every_object_when_computed(s3, tmp_path, _own_folders) -> None:
-    client, options = s3
+def test_lazy_star_write_uploads_every_object_when_computed(s3_bucket, tmp_path, _own_folders) -> None:
+    bucket, options = s3_bucket, s3_bucket.storage_options
     df = dd.from_pandas(PARTS, npartitions=2)
     result = dask_tables.to_tables(
         df, "s3://bucket/lazy/x-*.h5", "/df", storage_options=options, compute=False
     )
     assert isinstance(result, Delayed)
-    assert not [k for k in keys(client) if k.startswith("lazy/")]
+    assert not [k for k in bucket.listing() if k.startswith("lazy/")]
     result.compute(scheduler="threads")
-    assert [k for k in keys(client) if k.startswith("lazy/")] == ["lazy/x-0.h5", "lazy/x-1.h5"]
-    local = download(client, "lazy/x-1.h5", tmp_path / "x1.h5")
+    assert [k for k in bucket.listing() if k.startswith("lazy/")] == ["lazy/x-0.h5", "lazy/x-1.h5"]
+    local = download(bucket, "lazy/x-1.h5", tmp_path / "x1.h5")
     pd.testing.assert_frame_equal(pd.read_hdf(local, "df"), pieces(df)[1])
     assert os.listdir(_own_folders) == []
 
 
-def test_star_write_refuses_before_anything_runs(s3, _own_folders) -> None:
+def test_star_write_refuses_before_anything_runs(s3_bucket, _own_folders) -> None:
     """An object already at one of the URLs (mode="a"), two ``*``, or an array: nothing is written."""
-    client, options = s3
-    client.put_object(Bucket="bucket", Key="taken/y-1.h5", Body=b"kept")
+    bucket, options = s3_bucket, s3_bucket.storage_options
+    bucket.put("taken/y-1.h5", b"kept")
     df = dd.from_pandas(PARTS, npartitions=3)
     with pytest.raises(FileExistsError, match=re.escape("s3://bucket/taken/y-1.h5: the object exists")):
         dask_tables.to_tables(df, "s3://bucket/taken/y-*.h5", "/df", storage_options=options)
-    assert [k for k in keys(client) if k.startswith("taken/")] == ["taken/y-1.h5"]
-    assert client.get_object(Bucket="bucket", Key="taken/y-1.h5")["Body"].read() == b"kept"
+    assert [k for k in bucket.listing() if k.startswith("taken/")] == ["taken/y-1.h5"]
+    assert bucket.get("taken/y-1.h5") == b"kept"
     with pytest.raises(ValueError, match="A maximum of one asterisk"):
         dask_tables.to_tables(df, "s3://bucket/two/z-*.h5", "/df*", storage_options=options)
     with pytest.raises(ValueError, match="one object per partition"):
         dask_tables.to_tables(DATA, "s3://bucket/two/a-*.h5", "/x", storage_options=options)
-    assert not [k for k in keys(client) if k.startswith("two/")]
+    assert not [k for k in bucket.listing() if k.startswith("two/")]
     # mode="w" replaces: every partition's object, the one that was there too
     dask_tables.to_tables(df, "s3://bucket/taken/y-*.h5", "/df", mode="w", storage_options=options)
-    assert [k for k in keys(client) if k.startswith("taken/")] == [f"taken/y-{i}.h5" for i in range(3)]
+    assert [k for k in bucket.listing() if k.startswith("taken/")] == [f"taken/y-{i}.h5" for i in range(3)]
     assert os.listdir(_own_folders) == []
 
 
 BIG = np.random.default_rng(7).random((800_000,))  # 6.4 MB: more than one 5 MiB part
 
 
-def test_file_over_the_single_put_limit_goes_up_in_parts(s3, tmp_path, monkeypatch, _own_folders) -> None:
+def test_file_over_the_single_put_limit_goes_up_in_parts(
+    s3_bucket, tmp_path, monkeypatch, _own_folders
+) -> None:
     """Above the limit: a HEAD, then a streamed multipart upload (the limit lowered to reach it here)."""
     from dask_tables.write import upload
 
-    client, options = s3
+    bucket, options = s3_bucket, s3_bucket.storage_options
     monkeypatch.setattr(upload, "SINGLE_PUT_LIMIT", 1 << 20)
     url = "s3://bucket/big/a.h5"
     dask_tables.to_tables(da.from_array(BIG, chunks=200_000), url, "/x", storage_options=options)
-    with tables.open_file(download(client, "big/a.h5", tmp_path / "a.h5")) as f:
+    with tables.open_file(download(bucket, "big/a.h5", tmp_path / "a.h5")) as f:
         np.testing.assert_array_equal(f.root.x[:], BIG)
     result = dask_tables.to_tables(BIG, "s3://bucket/big/b.h5", "/x", storage_options=options, compute=False)
-    client.put_object(Bucket="bucket", Key="big/b.h5", Body=b"another writer")
+    bucket.put("big/b.h5", b"another writer")
     with pytest.raises(FileExistsError, match="appeared there while the file was written"):
         result.compute()
-    assert client.get_object(Bucket="bucket", Key="big/b.h5")["Body"].read() == b"another writer"
+    assert bucket.get("big/b.h5") == b"another writer"
     assert os.listdir(_own_folders) == []
 
 
-def test_conditional_upload_does_not_copy_the_file_into_memory(s3, tmp_path) -> None:
+def test_conditional_upload_does_not_copy_the_file_into_memory(s3_bucket, tmp_path) -> None:
     """The conditional PUT's body is the mapped file: the uploading process's heap does not grow by its size.
 
     In a child process (moto's server, here, keeps the object in this one's memory): a 32 MB
@@ -292,7 +263,7 @@ def test_conditional_upload_does_not_copy_the_file_into_memory(s3, tmp_path) -> 
     """
     from helpers import run_python
 
-    _, options = s3
+    options = s3_bucket.storage_options
     code = f"""
         import os, threading, time
         import numpy as np

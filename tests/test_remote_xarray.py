@@ -5,27 +5,18 @@ Every variable is compared with the same file opened from local disk.
 
 from __future__ import annotations
 
-import logging
 import re
 
 import numpy as np
 import pytest
 import tables
-from servers import RangeServer, moto_server
+from servers import RangeServer
 
-from dask_tables.remote import shadow as shadows
+pytestmark = pytest.mark.usefixtures("own_shadow_cache")
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("obstore")
 pytest.importorskip("h5py")
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DASK_TABLES_CACHE", str(tmp_path / "cache"))
-    shadows.clear_process_cache()
-    yield
-    shadows.clear_process_cache()
 
 
 def write_grid(path) -> None:
@@ -67,27 +58,18 @@ def test_open_dataset_over_http(tmp_path) -> None:
         )
 
 
-def test_open_dataset_from_s3(tmp_path) -> None:
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("moto.server")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+def test_open_dataset_from_s3(tmp_path, s3_bucket) -> None:
     write_grid(tmp_path / "grid.h5")
-    with moto_server() as endpoint:
-        client = boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )  # fmt: skip
-        client.create_bucket(Bucket="bucket")
-        client.upload_file(str(tmp_path / "grid.h5"), "bucket", "grid.h5")
-        options = {
-            "key": "testing",
-            "secret": "testing",
-            "endpoint_url": endpoint,
-            "region_name": "us-east-1",
-        }
-        same("s3://bucket/grid.h5", tmp_path / "grid.h5", storage_options=options, group="run")
-        with pytest.raises(FileNotFoundError, match=re.escape("s3://bucket/missing.h5")):
-            xr.open_dataset("s3://bucket/missing.h5", engine="tables", storage_options=options)
+    options = s3_bucket.storage_options
+    same(
+        s3_bucket.put("grid.h5", tmp_path / "grid.h5"),
+        tmp_path / "grid.h5",
+        storage_options=options,
+        group="run",
+    )
+    missing = s3_bucket.url("missing.h5")
+    with pytest.raises(FileNotFoundError, match=re.escape(missing)):
+        xr.open_dataset(missing, engine="tables", storage_options=options)
 
 
 def test_open_mfdataset_of_urls(tmp_path) -> None:

@@ -3,7 +3,7 @@
 PyTables' wheels are built without LZO, so this file was written once by a
 PyTables built with it (Debian 12's ``python3-tables`` 3.7.0 with liblzo2
 2.10): ``/usr/bin/python3 tests/data/make_pytables_lzo.py tests/data/pytables_lzo.h5``.
-``tests/test_codecs.py`` reads it and compares with :func:`values`.
+``tests/test_filters.py`` reads it and compares with :func:`values`.
 """
 
 from __future__ import annotations

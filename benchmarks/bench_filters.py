@@ -1,6 +1,6 @@
 """Benchmark: does each chunk decoder of the direct path run on two threads at once?
 
-For each codec it writes a float64 array in chunks of 1 MiB (PyTables; LZF
+For each filter chain it writes a float64 array in chunks of 1 MiB (PyTables; LZF
 through h5py), reads every chunk's stored bytes once (``read_chunk``), then
 times decoding them all with :class:`dask_tables.filters.FilterChain`
 (into a reused per-thread buffer, as the direct path does) on one thread
@@ -20,8 +20,8 @@ ratio does not; it is sharpest with large chunks (``--chunk-mib 16``),
 where one C call lasts milliseconds and a decoder that holds the GIL leaves
 the counting thread nothing.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_codecs.py`` (options: ``--chunks``,
-``--repeat``, ``--codecs``, ``--e2e-mib``, ``--dir``).
+Run: ``PYTHONPATH=. python benchmarks/bench_filters.py`` (options: ``--chunks``,
+``--repeat``, ``--filters``, ``--e2e-mib``, ``--dir``).
 """
 
 from __future__ import annotations
@@ -30,17 +30,18 @@ import argparse
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import tables
 
+from dask_tables.timing import best_of
+
 CHUNK_VALUES = 131072  # 1 MiB of float64 (times --chunk-mib)
 
 # name -> (PyTables filters or h5py options, share of --chunks to use: the slow decoders get fewer)
-CODECS: dict[str, tuple[dict, float]] = {
+FILTERS: dict[str, tuple[dict, float]] = {
     "zlib": ({"complib": "zlib", "complevel": 1}, 1.0),
     "zlib+shuffle": ({"complib": "zlib", "complevel": 1, "shuffle": True}, 1.0),
     "blosc:lz4": ({"complib": "blosc:lz4", "complevel": 5, "shuffle": True}, 1.0),
@@ -97,7 +98,7 @@ def stored_chunks(path: Path) -> tuple[list[tuple[bytes, int]], object]:
     with tables.open_file(path) as f:
         leaf = f.root.x
         layout = direct_storage(leaf)
-        assert layout is not None, "the direct path cannot read this codec"
+        assert layout is not None, "the direct path cannot read these filters"
         grid = [range(0, s, c) for s, c in zip(leaf.shape, leaf.chunkshape, strict=True)]
         coords = [(a,) for a in grid[0]] if len(grid) == 1 else [(a, b) for a in grid[0] for b in grid[1]]
         chunks = []
@@ -107,7 +108,7 @@ def stored_chunks(path: Path) -> tuple[list[tuple[bytes, int]], object]:
     return chunks, chunk_decoder(layout)
 
 
-def decode_all(chain, chunks, threads: int) -> float:
+def decode_all(chain, chunks, threads: int) -> None:
     scratch = threading.local()
 
     def one(item: tuple[bytes, int]) -> None:
@@ -116,14 +117,12 @@ def decode_all(chain, chunks, threads: int) -> float:
             out = scratch.out = np.empty(chain.chunk_nbytes, dtype=np.uint8)
         chain.decode(item[0], item[1], out=out)
 
-    start = time.perf_counter()
     if threads == 1:
         for item in chunks:
             one(item)
     else:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(one, chunks))
-    return time.perf_counter() - start
 
 
 def gil_free_share(chain, chunks) -> float:
@@ -158,24 +157,19 @@ def gil_free_share(chain, chunks) -> float:
     return busy_rate / idle_rate
 
 
-def best(fn: Callable[[], float], repeat: int) -> float:
-    fn()  # warm-up
-    return min(fn() for _ in range(repeat))
-
-
-def bench_codecs(folder: Path, names: list[str], n_chunks: int, repeat: int) -> None:
+def bench_filters(folder: Path, names: list[str], n_chunks: int, repeat: int) -> None:
     print(
-        f"{'codec':24} {'chunks':>6} {'1 thread GB/s':>14} {'2 threads GB/s':>15} {'2/1':>6} {'GIL-free':>9}"
+        f"{'filters':24} {'chunks':>6} {'1 thread GB/s':>14} {'2 threads GB/s':>15} {'2/1':>6} {'GIL-free':>9}"
     )
     for name in names:
-        options, share = CODECS[name]
+        options, share = FILTERS[name]
         count = max(4, int(n_chunks * share))
-        path = folder / f"codec-{name.replace(':', '-').replace(' ', '_')}.h5"
+        path = folder / f"filters-{name.replace(':', '-').replace(' ', '_')}.h5"
         write(path, options, count)
         chunks, chain = stored_chunks(path)
         nbytes = chain.chunk_nbytes * len(chunks)
-        one = best(lambda chain=chain, chunks=chunks: decode_all(chain, chunks, 1), repeat)
-        two = best(lambda chain=chain, chunks=chunks: decode_all(chain, chunks, 2), repeat)
+        one, _ = best_of(repeat, lambda chain=chain, chunks=chunks: decode_all(chain, chunks, 1))
+        two, _ = best_of(repeat, lambda chain=chain, chunks=chunks: decode_all(chain, chunks, 2))
         free = gil_free_share(chain, chunks)
         print(
             f"{name:24} {len(chunks):6d} {nbytes / one / 1e9:14.2f} {nbytes / two / 1e9:15.2f} "
@@ -205,22 +199,19 @@ def bench_e2e(folder: Path, mib: int, repeat: int) -> None:
     block = x.chunks[0][0]
 
     def serial() -> float:
-        start = time.perf_counter()
         with tables.open_file(path) as f:
             total = 0.0
             for i in range(0, rows, block):
                 total += f.root.x[i : i + block].sum()
-        return time.perf_counter() - start
+        return total
 
     def dask_mean(scheduler: str) -> float:
-        start = time.perf_counter()
         with dask.config.set(scheduler=scheduler, num_workers=2):
-            x.mean().compute()
-        return time.perf_counter() - start
+            return x.mean().compute()
 
-    t_serial = best(serial, repeat)
-    t_sync = best(lambda: dask_mean("synchronous"), repeat)
-    t_threads = best(lambda: dask_mean("threads"), repeat)
+    t_serial, _ = best_of(repeat, serial)
+    t_sync, _ = best_of(repeat, lambda: dask_mean("synchronous"))
+    t_threads, _ = best_of(repeat, lambda: dask_mean("threads"))
     gb = rows * 1024 * 8 / 1e9
     print(
         f"\nend to end: ({rows}, 1024) float64 blosc2:lz4, (1024, 128) chunks, {gb:.2f} GB, blocks {block} rows"
@@ -237,10 +228,10 @@ def bench_e2e(folder: Path, mib: int, repeat: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", type=int, default=256, help="1 MiB chunks per codec (default 256)")
+    parser.add_argument("--chunks", type=int, default=256, help="1 MiB chunks per filter chain (default 256)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--codecs", default=",".join(CODECS), help="comma-separated, from: " + ", ".join(CODECS)
+        "--filters", default=",".join(FILTERS), help="comma-separated, from: " + ", ".join(FILTERS)
     )
     parser.add_argument("--e2e-mib", type=int, default=256, help="size of the end-to-end array; 0 skips it")
     parser.add_argument("--chunk-mib", type=int, default=1, help="MiB per chunk (default 1)")
@@ -250,9 +241,9 @@ def main() -> None:
     CHUNK_VALUES = 131072 * args.chunk_mib
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
-        names = [n for n in args.codecs.split(",") if n]
+        names = [n for n in args.filters.split(",") if n]
         if names:
-            bench_codecs(folder, names, args.chunks, args.repeat)
+            bench_filters(folder, names, args.chunks, args.repeat)
         if args.e2e_mib:
             bench_e2e(folder, args.e2e_mib, args.repeat)
 
