@@ -29,7 +29,7 @@ from dask.delayed import Delayed, delayed
 from ..remote.transport import RemoteFile
 from ..remote.urls import StorageOptions, display_url, split_url
 
-__all__ = ["write_object"]
+__all__ = ["upload_file", "write_object"]
 
 _INTO_EXISTING = (
     "dask_tables writes new objects only: to change an object, download it, write into the local "
@@ -136,6 +136,27 @@ def _upload(_: Any, staging: _Staging | _Folder, local: str, target: RemoteFile,
 
     The first argument is the written file's task, so that this one runs after it.
     """
+    try:
+        upload_file(local, target, mode)
+    finally:
+        shutil.rmtree(staging.folder, ignore_errors=True)
+
+
+def upload_file(local: str | os.PathLike[str], target: RemoteFile, mode: str = "create") -> None:
+    """Put the complete local file ``local`` at ``target`` in one put (multipart where large).
+
+    ``mode="create"`` puts only if no object is there (``If-None-Match: *``);
+    ``"overwrite"`` replaces one.
+
+    Raises
+    ------
+    FileExistsError
+        ``mode="create"`` and an object is there: it is left as it is.
+
+    Examples
+    --------
+    >>> upload_file("a.h5", RemoteFile("s3://bucket/a.h5", StorageOptions()))  # doctest: +SKIP
+    """
     import obstore
 
     store, key = target._located()
@@ -148,5 +169,3 @@ def _upload(_: Any, staging: _Staging | _Folder, local: str, target: RemoteFile,
         ) from None
     except Exception as err:
         raise target._error(err, "PUT") from None
-    finally:
-        shutil.rmtree(staging.folder, ignore_errors=True)
