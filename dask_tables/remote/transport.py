@@ -18,6 +18,7 @@ by its client with bounded exponential back-off (:data:`RETRY`).
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -135,7 +136,26 @@ def _store_config(kind: str, options: StorageOptions) -> tuple[dict[str, Any], d
             client.setdefault("allow_http", True)
     elif kind == "gs":
         token = items.pop("token", None)
-        if token == "anon" or items.pop("anon", False):
+        anon = token == "anon" or bool(items.pop("anon", False))
+        endpoint = items.pop("endpoint_url", None)
+        if endpoint:  # an emulator (gcsfs' endpoint_url): obstore takes it in a service account key
+            if not anon:
+                raise ValueError(
+                    "gs:// storage_options: endpoint_url is taken with token='anon' only (an emulator "
+                    "or a server without Google's authentication)"
+                )
+            config["google_service_account_key"] = json.dumps(
+                {
+                    "gcs_base_url": str(endpoint).rstrip("/"),
+                    "disable_oauth": True,
+                    "client_email": "",
+                    "private_key": "",
+                    "private_key_id": "",
+                }
+            )
+            if str(endpoint).startswith("http://"):
+                client.setdefault("allow_http", True)
+        elif anon:
             config["skip_signature"] = True
         elif isinstance(token, str):
             config["google_service_account_path"] = token
