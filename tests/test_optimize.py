@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -217,3 +220,24 @@ def test_download_in_parts_and_of_a_replaced_object(tmp_path) -> None:
         with pytest.raises(dask_tables.FileChangedError, match=r"obj\.bin"):
             remote.download(tmp_path / "stale.bin", part=1_000)
         assert not (tmp_path / "stale.bin").exists()
+
+
+def test_remote_benchmark_reports_requests_before_and_after_optimize() -> None:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(root / "benchmarks" / "bench_remote.py"),
+            *("--section", "optimize", "--mb", "1", "--rows", "5000"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any("metadata + index" in line and "whole read" in line for line in lines)
+    for name in ("pandas table 5,000 rows, plain", "pandas table 5,000 rows, paged", "zlib CArray, paged"):
+        row = next(line for line in lines if line.strip().startswith(name))
+        requests = int(row.split("|")[1].split()[0])
+        assert requests >= 1, row
