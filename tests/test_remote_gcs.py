@@ -74,5 +74,8 @@ def test_replaced_generation_raises(gcs) -> None:
 
 def test_endpoint_needs_anonymous_access(gcs) -> None:
     server, _ = gcs
-    with pytest.raises(ValueError, match="endpoint_url is taken with token='anon' only"):
+    with pytest.raises(
+        ValueError,
+        match=r"gs://bucket: storage_options not accepted: .*endpoint_url is taken with token=.anon. only",
+    ):
         RemoteFile("gs://bucket/data.h5", StorageOptions({"endpoint_url": server.url})).resolve()

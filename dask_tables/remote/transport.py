@@ -184,8 +184,8 @@ def _store(kind: str, base: str, options: StorageOptions) -> Any:
         return store
     import obstore.store
 
-    config, client = _store_config(kind, options)
     try:
+        config, client = _store_config(kind, options)
         if kind == "http":
             store = obstore.store.HTTPStore.from_url(base, client_options=client, retry_config=RETRY)
         else:
