@@ -1,6 +1,6 @@
 """Reading an HDF5 file over HTTP with 20 ms a request: from_tables against the anchors.
 
-``pip install ".[bench,remote]" && python benchmarks/bench_remote.py [--mb 136]``
+``pip install ".[bench,remote]" && python benchmarks/bench_remote.py [--mb 136] [--section read|optimize|all]``
 
 Serves a zlib CArray from 127.0.0.1 with the tests' Range server
 (``tests/servers.py``), which waits 20 ms before answering each request
@@ -14,23 +14,34 @@ Serves a zlib CArray from 127.0.0.1 with the tests' Range server
 
 and counts requests and bytes moved for the whole read and for a 1% slice.
 Prints ratios against the anchors of the same run, and the issue's targets.
+
+``--section optimize`` (also part of the default ``all``) counts, through
+the same server, the requests and bytes of a cold metadata walk (building
+the collection: HEAD, the metadata and chunk index, the small datasets) and
+of a whole read, for a pandas table (``--rows``, 2M by default, a data
+column, zlib) and for the CArray, each as written and after
+``dask-tables optimize`` (HDF5 paged aggregation, 4 MiB pages).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tables
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import dask_tables
 from dask_tables.hdf5.chunkindex import clear_cache
+from dask_tables.optimize import optimize_file
 from dask_tables.remote import shadow as shadows
 from dask_tables.timing import best_of
 
@@ -51,12 +62,28 @@ def write_file(path: Path, mb: int) -> None:
             x[start:stop] = block
 
 
+def write_pandas_table(path: Path, rows: int) -> None:
+    """A frame as pandas writes it: table format, an indexed data column, zlib."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": np.arange(rows), "b": np.round(rng.random(rows) * 100, 1)})
+    frame.to_hdf(path, key="df", format="table", data_columns=["a"], complib="zlib", complevel=1)
+
+
+def forget(folder: Path) -> None:
+    """Empty every cache of a remote read: shadows (in memory and on disk) and chunk indexes."""
+    shadows.clear_process_cache()
+    clear_cache()
+    for leftover in (folder / "cache" / "remote").glob("*"):
+        leftover.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=136, help="raw size of the array (MiB)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the pandas table (optimize)")
+    parser.add_argument("--section", choices=("read", "optimize", "all"), default="all")
     args = parser.parse_args()
-    from servers import RangeServer
 
     folder = Path(tempfile.mkdtemp(prefix="bench-remote-"))
     os.environ["DASK_TABLES_CACHE"] = str(folder / "cache")
@@ -64,6 +91,74 @@ def main() -> None:
     write_file(path, args.mb)
     size = path.stat().st_size
     print(f"file: {size / 1e6:.1f} MB zlib CArray, {os.cpu_count()} cores, {LATENCY * 1000:.0f} ms a request")
+    try:
+        if args.section in ("read", "all"):
+            read_section(args, folder, path)
+        if args.section in ("optimize", "all"):
+            optimize_section(args, folder, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def optimize_section(args: argparse.Namespace, folder: Path, carray: Path) -> None:
+    """Requests, bytes and seconds of a cold metadata walk and of a whole read, plain and paged."""
+    from servers import RangeServer
+
+    write_pandas_table(folder / "table.h5", args.rows)
+    plain = {"table": folder / "table.h5", "carray": carray}
+    cases = []
+    for kind, path in plain.items():
+        paged = path.with_name(path.stem + "-paged.h5")
+        started = time.perf_counter()
+        optimize_file(path, paged)
+        print(f"optimize {path.name}: {time.perf_counter() - started:.2f} s")
+        cases += [(kind, "plain", path), (kind, "paged", paged)]
+
+    def build(kind: str, url: str):
+        if kind == "table":
+            return dask_tables.read_table(url, "/df")
+        return dask_tables.from_tables(url, "/x")
+
+    def whole(kind: str, collection) -> float:
+        if kind == "table":
+            return float(collection["b"].sum().compute())
+        return float(collection.mean().compute())
+
+    print()
+    print(f"optimize: a cold read through the Range server, {LATENCY * 1000:.0f} ms a request")
+    print(f"  {'file':<34} {'MB':>6} | {'metadata + index':>22} | {'whole read':>22}")
+    print(f"  {'':<34} {'':>6} | {'req':>6} {'MB':>7} {'s':>7} | {'req':>6} {'MB':>7} {'s':>7}")
+    rows = {}
+    with RangeServer(folder, latency=LATENCY) as server:
+        kind, _, path = cases[0]
+        whole(kind, build(kind, f"{server.url}/{path.name}"))  # a warm-up: imports, thread pools
+        for kind, layout, path in cases:
+            url = f"{server.url}/{path.name}"
+            forget(folder)
+            server.reset_counts()
+            started = time.perf_counter()
+            collection = build(kind, url)
+            meta = (server.requests, server.bytes_sent, time.perf_counter() - started)
+            server.reset_counts()
+            started = time.perf_counter()
+            value = whole(kind, collection)
+            read = (server.requests, server.bytes_sent, time.perf_counter() - started)
+            rows[kind, layout] = value
+            name = (f"pandas table {args.rows:,} rows" if kind == "table" else "zlib CArray") + f", {layout}"
+            print(
+                f"  {name:<34} {path.stat().st_size / 1e6:6.1f} | {meta[0]:6d} {meta[1] / 1e6:7.2f} {meta[2]:7.2f}"
+                f" | {read[0]:6d} {read[1] / 1e6:7.1f} {read[2]:7.2f}"
+            )
+    forget(folder)
+    for kind in plain:
+        assert rows[kind, "plain"] == rows[kind, "paged"], "the paged copy reads other values"
+
+
+def read_section(args: argparse.Namespace, folder: Path, path: Path) -> None:
+    """from_tables of the CArray from a URL, cold and warm, against the anchors; the issue's targets."""
+    from servers import RangeServer
+
+    size = path.stat().st_size
     results: dict[str, float] = {}
 
     def best(name: str, run) -> float:
@@ -77,10 +172,7 @@ def main() -> None:
         url = f"{server.url}/data.h5"
 
         def cold() -> float:
-            shadows.clear_process_cache()
-            clear_cache()
-            for leftover in (folder / "cache" / "remote").glob("*"):
-                leftover.unlink()
+            forget(folder)
             return dask_tables.from_tables(url, "/x").mean().compute()
 
         server.reset_counts()

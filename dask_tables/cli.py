@@ -19,6 +19,7 @@ from .errors import DaskTablesError, at_node
 from .hdf5.chunkindex import slow_index_reason
 from .info import format_table, inspect_file, to_json
 from .optimize import optimize_file
+from .remote.urls import display_url, is_url
 
 __all__ = ["main", "node_stats"]
 
@@ -52,8 +53,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Copy every node of SRC (attributes, filters, chunk shapes) into a new file DST "
         "with HDF5 paged aggregation, so that a reader of the object walks its metadata in few requests.",
     )
-    optimize.add_argument("src", help="HDF5 file to read")
-    optimize.add_argument("dst", help="new HDF5 file to write (never overwritten)")
+    optimize.add_argument("src", help="HDF5 file or URL (s3://, gs://, az://, https://) to read")
+    optimize.add_argument(
+        "dst", help="new HDF5 file or object URL (s3://, gs://, az://) to write (never overwritten)"
+    )
+    optimize.add_argument("--storage-options", type=_options, default=None, help=_OPTIONS_HELP)
+    optimize.add_argument(
+        "--dst-storage-options",
+        type=_options,
+        default=None,
+        help="storage_options for DST if it needs others than SRC (JSON, as --storage-options)",
+    )
 
     stats = commands.add_parser(
         "stats",
@@ -270,8 +280,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_optimize(args: argparse.Namespace) -> int:
-    optimize_file(args.src, args.dst)
-    print(f"{args.dst}: written, paged (4 MiB pages)")
+    optimize_file(
+        args.src,
+        args.dst,
+        storage_options=args.storage_options,
+        dst_storage_options=args.dst_storage_options,
+    )
+    shown = display_url(args.dst) if is_url(args.dst) else args.dst
+    print(f"{shown}: written, paged (4 MiB pages)")
     return 0
 
 

