@@ -398,7 +398,7 @@ def chunk_ranges(storage: StoredNode, index: ChunkIndex, slab: Sequence[slice]) 
     --------
     Ten float64 values in chunks of four, stored one after another from byte 800:
 
-    >>> storage = StoredNode(shape=(10,), chunkshape=(4,), stored=np.dtype("<f8"), filters=(), cell_shape=())
+    >>> storage = StoredNode(shape=(10,), chunkshape=(4,), dtype_on_disk=np.dtype("<f8"), filters=(), cell_shape=())
     >>> sizes = np.array([32, 32, 32])
     >>> index = ChunkIndex((4,), (3,), None, 800 + np.cumsum(sizes) - sizes, sizes, np.zeros(3, np.uint32))
     >>> chunk_ranges(storage, index, [slice(2, 6, 1)])
