@@ -566,7 +566,7 @@ def test_a_full_disk_while_staging_leaves_the_file_as_it_was(tmp_path):
 
 def test_a_preparation_run_again_keeps_the_chunks_already_staged(tmp_path):
     """After a lost worker the scheduler may recompute the preparation: it must not empty the new file."""
-    from dask_tables.write.store import _prepare
+    from dask_tables.write.arrays import _prepare
 
     path = tmp_path / "new.h5"
     delayed = dask_tables.to_tables(da.ones((4, 10), chunks=(2, 10)), path, "/x", compute=False)
@@ -691,7 +691,7 @@ def test_a_preparation_that_runs_after_a_failed_call_does_not_make_the_work_fold
     """With compute=True the caller owns the work folder: a late preparation task finds it gone and stops."""
     import dataclasses
 
-    from dask_tables.write.store import _prepare
+    from dask_tables.write.arrays import _prepare
 
     delayed = dask_tables.to_tables(da.ones(4, chunks=2), tmp_path / "new.h5", "/x", compute=False)
     (prepare,) = [

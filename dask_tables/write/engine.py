@@ -2,7 +2,7 @@
 
 Every write, of arrays and of frames alike, is one :class:`Job`:
 
-1. **Plan** (in the caller): the writer (``write/store.py`` for arrays,
+1. **Plan** (in the caller): the writer (``write/arrays.py`` for arrays,
    ``write/frames.py`` and ``write/frameplan.py`` for frames; the front end
    ``write/totables.py`` picks one) checks its
    inputs and makes a :class:`Job` with ``new_job``, which also removes

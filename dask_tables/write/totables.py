@@ -7,7 +7,7 @@
 - a dask or pandas DataFrame or Series: the frame writer
   (:mod:`dask_tables.write.frames`);
 - an array, or a dict of them: the array writer
-  (:mod:`dask_tables.write.store`).
+  (:mod:`dask_tables.write.arrays`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dask.delayed import Delayed
 
 from ..hdf5.paths import file_path
 from ..remote.urls import is_url
-from .store import array_to_tables
+from .arrays import array_to_tables
 
 __all__ = ["to_tables"]
 
