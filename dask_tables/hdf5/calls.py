@@ -20,12 +20,11 @@ import numpy as np
 
 from ..errors import renamed
 from . import storedtypes
-from .libhdf5 import library
+from .libhdf5 import TypeClass, library
 from .storedtypes import member_name, walk
 
 __all__ = ["copy_object", "library", "other_record_layout", "read_rows", "same_layout"]
 
-_COMPOUND = 6  # HDF5's H5T_class_t of a record
 
 _RENAMED = {"file_dtype": ("dask_tables.hdf5.storedtypes.file_dtype", storedtypes.file_dtype)}
 
@@ -139,7 +138,7 @@ def same_layout(lib: Any, type_id: int, dtype: np.dtype) -> bool:
         return False
     if dtype.names is None:
         return True
-    return lib.H5Tget_class(type_id) == _COMPOUND and _same_members(lib, type_id, dtype)
+    return lib.H5Tget_class(type_id) == TypeClass.COMPOUND and _same_members(lib, type_id, dtype)
 
 
 def _same_members(lib: Any, type_id: int, dtype: np.dtype) -> bool:
@@ -174,7 +173,7 @@ def _undescribed_member(lib: Any, type_id: int, prefix: str = "") -> str:
             return name
         try:
             if walk(lib, member).dtype is None:
-                inner = lib.H5Tget_class(member) == _COMPOUND
+                inner = lib.H5Tget_class(member) == TypeClass.COMPOUND
                 return _undescribed_member(lib, member, name + "/") if inner else name
         finally:
             lib.H5Tclose(member)

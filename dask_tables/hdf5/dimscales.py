@@ -22,7 +22,7 @@ from typing import Any
 
 import tables
 
-from .libhdf5 import library
+from .libhdf5 import TypeClass, library
 
 __all__ = ["NOT_A_VARIABLE", "dataset_dims", "scale_dims"]
 
@@ -31,8 +31,6 @@ NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable"
 
 _H5P_DEFAULT = 0
 _H5R_OBJECT = 0  # H5R_OBJECT1 in HDF5 >= 1.12: the 8-byte object reference h5py and netCDF write
-
-_VLEN, _REFERENCE = 9, 7  # H5T_class_t
 
 
 class _Hvl(ctypes.Structure):
@@ -64,13 +62,13 @@ def _is_reference_list(lib: Any, attribute: int) -> bool:
     if stored < 0:
         return False
     try:
-        if lib.H5Tget_class(stored) != _VLEN:
+        if lib.H5Tget_class(stored) != TypeClass.VLEN:
             return False
         base = lib.H5Tget_super(stored)
         if base < 0:
             return False
         try:
-            return lib.H5Tget_class(base) == _REFERENCE
+            return lib.H5Tget_class(base) == TypeClass.REFERENCE
         finally:
             lib.H5Tclose(base)
     finally:

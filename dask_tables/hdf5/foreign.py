@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .libhdf5 import library
+from .libhdf5 import TypeClass, library
 from .storedtypes import member_name, walk
 
 __all__ = [
@@ -44,9 +44,7 @@ UNREADABLE: Any = type("Unreadable", (), {"__repr__": lambda self: "UNREADABLE"}
 
 _H5P_DEFAULT = _H5S_ALL = 0
 _SCALAR, _NULL = 0, 2  # H5S_class_t
-_STRING, _COMPOUND, _ENUM = 3, 6, 8  # H5T_class_t
 _INDEX_NAME, _ITER_INC = 0, 0
-_UTF8 = 1  # H5T_cset_t
 
 
 def attribute_names(object_id: int) -> list[str]:
@@ -159,7 +157,11 @@ def holds_text(dataset_id: int) -> bool:
     lib = library()
     type_id = lib.H5Dget_type(dataset_id)
     try:
-        return type_id >= 0 and lib.H5Tget_class(type_id) == _STRING and lib.H5Tis_variable_str(type_id) > 0
+        return (
+            type_id >= 0
+            and lib.H5Tget_class(type_id) == TypeClass.STRING
+            and lib.H5Tis_variable_str(type_id) > 0
+        )
     finally:
         if type_id >= 0:
             lib.H5Tclose(type_id)
@@ -173,7 +175,7 @@ def _read(lib: Any, type_id: int, space: int, read: Callable[[int, int], int]) -
         shape = _shape(lib, space)
         if shape is None:
             return UNREADABLE
-        if lib.H5Tget_class(type_id) == _STRING and lib.H5Tis_variable_str(type_id) > 0:
+        if lib.H5Tget_class(type_id) == TypeClass.STRING and lib.H5Tis_variable_str(type_id) > 0:
             return _read_text(lib, type_id, space, shape, read)
         stored = walk(lib, type_id).dtype
         if stored is None:
@@ -229,10 +231,10 @@ def _read_text(
 def _as_h5py(lib: Any, type_id: int, values: np.ndarray) -> np.ndarray:
     """Stored values as h5py gives them: native order, bool enums, complex records."""
     kind = lib.H5Tget_class(type_id)
-    if kind == _ENUM and _member_names(lib, type_id) == ["FALSE", "TRUE"]:
+    if kind == TypeClass.ENUM and _member_names(lib, type_id) == ["FALSE", "TRUE"]:
         return values.astype(bool)
     names = values.dtype.names
-    if kind == _COMPOUND and names == ("r", "i") and {values.dtype[n].kind for n in names} == {"f"}:
+    if kind == TypeClass.COMPOUND and names == ("r", "i") and {values.dtype[n].kind for n in names} == {"f"}:
         parts = [values.dtype[n] for n in names]
         if parts[0].itemsize == parts[1].itemsize:
             out = np.empty(values.shape, dtype=f"c{2 * parts[0].itemsize}")

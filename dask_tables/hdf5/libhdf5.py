@@ -21,10 +21,26 @@ loader searches the extension's dependencies, not the process's first
 from __future__ import annotations
 
 import ctypes
+import enum
 import functools
 from typing import Any
 
-__all__ = ["SIGNATURES", "Library", "library"]
+__all__ = ["SIGNATURES", "Library", "TypeClass", "library"]
+
+
+class TypeClass(enum.IntEnum):
+    """HDF5's ``H5T_class_t``: what ``H5Tget_class`` answers."""
+
+    INTEGER = 0
+    FLOAT = 1
+    STRING = 3
+    BITFIELD = 4
+    COMPOUND = 6
+    REFERENCE = 7
+    ENUM = 8
+    VLEN = 9
+    ARRAY = 10
+
 
 _HID = ctypes.c_int64
 _HERR = _INT = ctypes.c_int

@@ -43,12 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from .libhdf5 import library
+from .libhdf5 import TypeClass, library
 
 __all__ = ["StoredType", "file_dtype", "member_name", "stored_as_read", "walk"]
 
-# HDF5's H5T_class_t, H5T_order_t, H5T_sign_t and H5T_str_t values used here
-_INTEGER, _FLOAT, _STRING, _BITFIELD, _COMPOUND, _ENUM, _ARRAY = 0, 1, 3, 4, 6, 8, 10
+# HDF5's H5T_order_t, H5T_sign_t and H5T_str_t values used here (H5T_class_t: libhdf5.TypeClass)
 _LITTLE, _BIG = 0, 1
 _SIGNED = 1
 # string paddings whose stored bytes are numpy's S (SPACEPAD, 2, is not)
@@ -112,17 +111,17 @@ def walk(lib: Any, type_id: int) -> StoredType:
     if type_id < 0:
         return _NEITHER
     kind, size = lib.H5Tget_class(type_id), int(lib.H5Tget_size(type_id))
-    if kind in (_INTEGER, _BITFIELD, _FLOAT):
+    if kind in (TypeClass.INTEGER, TypeClass.BITFIELD, TypeClass.FLOAT):
         return _number(lib, type_id, kind, size)
-    if kind == _STRING:
+    if kind == TypeClass.STRING:
         padded = lib.H5Tget_strpad(type_id) in (_STR_NULLTERM, _STR_NULLPAD)
         plain = padded and lib.H5Tis_variable_str(type_id) == 0
         return StoredType(np.dtype(f"S{size}") if plain else None, plain)
-    if kind == _ENUM:
+    if kind == TypeClass.ENUM:
         return _walk_closing(lib, lib.H5Tget_super(type_id))
-    if kind == _ARRAY:
+    if kind == TypeClass.ARRAY:
         return _array(lib, type_id)
-    if kind == _COMPOUND:
+    if kind == TypeClass.COMPOUND:
         return _compound(lib, type_id, size)
     return _NEITHER  # time, opaque, reference, variable-length: never read directly
 
@@ -142,14 +141,14 @@ def _number(lib: Any, type_id: int, kind: int, size: int) -> StoredType:
     if lib.H5Tget_precision(type_id) != 8 * size or lib.H5Tget_offset(type_id) != 0:
         return _NEITHER  # 12-bit integers and the like: HDF5 converts them on read
     as_read = True
-    if kind == _FLOAT:
+    if kind == TypeClass.FLOAT:
         fields = [ctypes.c_size_t() for _ in range(5)]
         ieee = lib.H5Tget_fields(type_id, *[ctypes.byref(f) for f in fields]) >= 0
         as_read = ieee and tuple(f.value for f in fields) == _IEEE_FIELDS.get(size)
     order = {_LITTLE: "<", _BIG: ">"}.get(lib.H5Tget_order(type_id))
-    if kind == _BITFIELD or order is None:
+    if kind == TypeClass.BITFIELD or order is None:
         return StoredType(None, as_read)
-    if kind == _FLOAT:
+    if kind == TypeClass.FLOAT:
         code = {2: "f2", 4: "f4", 8: "f8"}.get(size)
     else:
         code = (

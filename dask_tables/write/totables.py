@@ -19,7 +19,7 @@ from typing import Any
 import tables
 from dask.delayed import Delayed
 
-from ..hdf5.paths import file_path
+from ..hdf5.paths import file_path, node_path
 from ..remote.urls import is_url
 from .arrays import array_to_tables
 
@@ -324,9 +324,7 @@ def _refuse_frame_options(
 
 def _absolute(node: Any) -> Any:
     """A node path as pandas takes a key: ``"res"`` is ``"/res"``."""
-    if isinstance(node, str) and node and not node.startswith("/"):
-        return "/" + node
-    return node
+    return node_path(node) if isinstance(node, str) and node else node
 
 
 def _is_hdf_store(path: Any) -> bool:
