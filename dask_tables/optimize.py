@@ -24,8 +24,8 @@ from typing import Any
 
 from .hdf5.files import written_whole
 from .remote.transport import RemoteFile
-from .remote.urls import StorageOptions, is_url, local_path, split_url
-from .write.upload import put_file
+from .remote.urls import StorageOptions, is_url, local_path
+from .write.upload import put_file, refuse_read_only
 
 __all__ = ["PAGE_SIZE", "optimize_file"]
 
@@ -113,11 +113,7 @@ def optimize_file(
 def _new_object(url: str, storage_options: Mapping[str, Any] | None) -> RemoteFile:
     """The destination object, checked before anything is read: a store's key where no object is."""
     target = RemoteFile(url, StorageOptions(storage_options))
-    if split_url(url)[0] == "http":
-        raise ValueError(
-            f"{target.name}: an HTTP server is read-only to dask_tables; write to a local file, "
-            "or to an s3://, gs:// or az:// URL"
-        )
+    refuse_read_only(url)
     try:
         target.resolve()
     except FileNotFoundError:

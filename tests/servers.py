@@ -10,6 +10,8 @@
   :func:`moto_bucket`: the same with an empty bucket, as a :class:`Bucket`,
   what the tests need of any object store (the ``s3_bucket`` fixture of
   ``conftest.py``).
+- :class:`FtpServer`: pyftpdlib's FTP server over a folder, for the schemes
+  read through fsspec (``ftp://``), with a user and a password.
 
 Every server runs in a daemon thread with a bounded lifetime and is shut
 down by its context manager.
@@ -368,3 +370,51 @@ class GcsServer:
         """Put ``data`` at ``gs://bucket/key`` (a new generation if it exists)."""
         query = urllib.parse.urlencode({"uploadType": "media", "name": key})
         self._post(f"/upload/storage/v1/b/{bucket}/o?{query}", data, "application/octet-stream")
+
+
+class FtpServer:
+    """pyftpdlib's FTP server over ``root`` on 127.0.0.1 (a free port), read-only, one user.
+
+    Use as a context manager; ``url`` is its base (``ftp://127.0.0.1:PORT``)
+    and ``storage_options`` what fsspec's FTP filesystem takes. The server
+    loop stops after ``lifetime`` seconds at most.
+    """
+
+    USER, PASSWORD = "reader", "ftp-secret-7"
+
+    def __init__(self, root: str | os.PathLike[str], lifetime: float = 300.0) -> None:
+        from pyftpdlib.authorizers import DummyAuthorizer
+        from pyftpdlib.handlers import FTPHandler
+        from pyftpdlib.servers import FTPServer
+
+        logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+        authorizer = DummyAuthorizer()
+        authorizer.add_user(self.USER, self.PASSWORD, str(root), perm="elr")
+        handler = type("Handler", (FTPHandler,), {"authorizer": authorizer, "banner": "test"})
+        self._server = FTPServer(("127.0.0.1", 0), handler)
+        self._stop = threading.Event()
+        self._lifetime = lifetime
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._lifetime
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            self._server.serve_forever(timeout=0.05, blocking=False)
+        self._server.close_all()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.socket.getsockname()[:2]
+        return f"ftp://{host}:{port}"
+
+    @property
+    def storage_options(self) -> dict[str, object]:
+        return {"username": self.USER, "password": self.PASSWORD}
+
+    def __enter__(self) -> FtpServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

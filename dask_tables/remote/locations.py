@@ -2,7 +2,7 @@
 
 ``s3://bucket/run-*.h5`` lists the bucket under the pattern's fixed prefix
 (one listing request per thousand objects) and keeps the keys that match,
-in sorted order, as a local glob does; local paths and patterns are
+in sorted order, as a local glob does (other schemes: fsspec's ``glob``); local paths and patterns are
 expanded by ``dask_tables.hdf5.paths.expand_paths``.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..hdf5.paths import PathLike, PathSpec, expand_each, expand_paths
+from . import fsspec_store
 from .transport import _store
 from .urls import StorageOptions, display_url, is_url, split_url
 
@@ -25,6 +26,8 @@ def _expand_url(url: str, node: str, options: StorageOptions) -> list[str]:
     kind, base, key = split_url(url)
     if not glob.has_magic(key):
         return [url]
+    if kind == "fsspec":
+        return _expand_fsspec(url, node, options)
     import obstore
 
     prefix = key[: min(key.index(c) for c in "*?[" if c in key)]
@@ -43,6 +46,19 @@ def _expand_url(url: str, node: str, options: StorageOptions) -> list[str]:
     if not found:
         raise FileNotFoundError(f"{display_url(url)}: the pattern matches no objects (asked for node {node})")
     return [f"{base}/{path}" for path in sorted(found)]
+
+
+def _expand_fsspec(url: str, node: str, options: StorageOptions) -> list[str]:
+    """A pattern of a scheme that fsspec reads, expanded by its filesystem's ``glob``."""
+    try:
+        fs, _ = fsspec_store.filesystem(url, options)
+        found = fsspec_store.glob(fs, url)
+    except Exception as err:
+        reason = options.redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        raise OSError(f"{display_url(url)}: listing the objects failed: {reason}") from None
+    if not found:
+        raise FileNotFoundError(f"{display_url(url)}: the pattern matches no objects (asked for node {node})")
+    return found
 
 
 def expand_locations(

@@ -1,6 +1,7 @@
 """An object's version and its bytes: HEAD, then ranged GETs conditional on that version.
 
-:class:`RemoteFile` is an object in a store (S3, GCS, Azure, HTTP) as the
+:class:`RemoteFile` is an object in a store (S3, GCS, Azure, HTTP, or any
+other scheme fsspec reads: :mod:`dask_tables.remote.fsspec_store`) as the
 graph saw it: its URL, its ``storage_options`` and its :class:`ObjectVersion`
 (ETag, version id, size, last modified).  Every ranged GET sends
 ``If-Match`` with that ETag (``If-Unmodified-Since`` where the server gives
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..errors import FileChangedError
+from . import fsspec_store
 from .urls import StorageOptions, display_url, split_url
 
 __all__ = ["ObjectVersion", "RemoteFile", "RemoteReadError", "in_flight"]
@@ -236,8 +238,21 @@ class RemoteFile:
         """The URL as messages show it."""
         return display_url(self.url)
 
+    @property
+    def kind(self) -> str:
+        """The store kind: ``"s3"``, ``"gs"``, ``"az"``, ``"http"`` or ``"fsspec"`` (any other scheme)."""
+        return split_url(self.url)[0]
+
     def _located(self) -> tuple[Any, str]:
+        """obstore's store and the key, or (kind ``"fsspec"``) fsspec's filesystem and the path."""
         kind, base, key = split_url(self.url)
+        if kind == "fsspec":
+            try:
+                return fsspec_store.filesystem(self.url, self.options)
+            except ImportError as err:
+                raise ImportError(f"{self.name}: {_first_line(err)}") from None
+            except Exception as err:
+                raise self._error(err, "connecting") from None
         return _store(kind, base, self.options), key
 
     def resolve(self) -> RemoteFile:
@@ -253,6 +268,12 @@ class RemoteFile:
         import obstore
 
         store, key = self._located()
+        if self.kind == "fsspec":
+            try:
+                version = ObjectVersion(*fsspec_store.head(store, key))
+            except Exception as err:
+                raise self._error(err, "info") from None
+            return RemoteFile(self.url, self.options, version)
         try:
             meta = obstore.head(store, key)
         except Exception as err:
@@ -295,6 +316,8 @@ class RemoteFile:
         import obstore
 
         assert self.version is not None
+        if self.kind == "fsspec":
+            return self.fetch([(start, stop)], node)[0]
         store, key = self._located()
         options: dict[str, Any] = {"range": (start, stop)}
         if self.version.etag:
@@ -330,10 +353,33 @@ class RemoteFile:
         """The bytes of every request (``(start, stop)`` pairs), fetched concurrently, in order.
 
         ``in_flight()`` requests at once: 8 per core, 16 at least, 64 at most.
+        Through fsspec (kind ``"fsspec"``), as its filesystem fetches ranges,
+        then one more request checks that the version did not move.
         """
+        if self.kind == "fsspec":
+            return self._fetch_fsspec(requests, node)
         if len(requests) == 1:
             return [self.get(*requests[0], node)]
         return list(_executor().map(lambda r: self.get(r[0], r[1], node), requests))
+
+    def _fetch_fsspec(self, requests: Sequence[tuple[int, int]], node: str) -> list[memoryview]:
+        """:meth:`fetch` through fsspec: the ranges, then the version asked again (fsspec reads unconditionally)."""
+        fs, path = self._located()
+        try:
+            pieces = fsspec_store.cat_ranges(fs, path, requests)
+        except FileNotFoundError:
+            raise FileChangedError(self.name, node, "the object was deleted") from None
+        except Exception as err:
+            first, last = requests[0][0], requests[-1][1]
+            raise self._error(err, f"reading bytes {first}-{last}", node) from None
+        self.check_unchanged(node)
+        for (start, stop), data in zip(requests, pieces, strict=True):
+            if len(data) != stop - start:
+                raise RemoteReadError(
+                    f"{self.name}: bytes {start}-{stop} came back as {len(data)} bytes of the same "
+                    "version: the body is never decoded; try again later"
+                )
+        return pieces
 
     def download(self, path: str | os.PathLike[str], part: int = DOWNLOAD_PART) -> None:
         """Write this version of the object to the new local file ``path``, by ranged GETs of ``part`` bytes.

@@ -66,7 +66,11 @@ def local_path(path: str) -> str:
 
 
 def split_url(url: str) -> tuple[str, str, str]:
-    """``(kind, base, key)``: the store kind (``"s3"``, ``"gs"``, ``"az"``, ``"http"``), its base URL and the object's key.
+    """``(kind, base, key)``: the store kind, its base URL and the object's key.
+
+    The kind is ``"s3"``, ``"gs"``, ``"az"`` or ``"http"`` (obstore's stores),
+    or ``"fsspec"`` for any other scheme fsspec reads
+    (:mod:`dask_tables.remote.fsspec_store`), whose base is ``"SCHEME://"``.
 
     Raises
     ------
@@ -79,18 +83,32 @@ def split_url(url: str) -> tuple[str, str, str]:
     ('s3', 's3://bucket', 'runs/a.h5')
     >>> split_url("https://example.org/data/a.h5?x=1")
     ('http', 'https://example.org', 'data/a.h5')
+    >>> split_url("sftp://host/data/a.h5")
+    ('fsspec', 'sftp://', 'host/data/a.h5')
     """
     parts = urllib.parse.urlsplit(url)
     kind = SCHEMES.get(parts.scheme.lower())
     if kind is None:
-        raise ValueError(
-            f"{display_url(url)}: dask_tables reads s3://, gs://, az:// and http(s):// URLs, "
-            f"not {parts.scheme}://; copy the file to local disk or to one of those stores"
-        )
+        return _fsspec_url(url, parts.scheme.lower())
     key = urllib.parse.unquote(parts.path.lstrip("/"))
     if not parts.netloc or not key:
         raise ValueError(f"{display_url(url)}: the URL names no object (expected {parts.scheme}://HOST/KEY)")
     return kind, f"{parts.scheme}://{parts.netloc}", key
+
+
+def _fsspec_url(url: str, scheme: str) -> tuple[str, str, str]:
+    """``("fsspec", "SCHEME://", rest)`` for a scheme fsspec reads; ``ValueError`` for any other."""
+    from .fsspec_store import knows
+
+    if scheme in ("file", "local") or not knows(scheme):
+        raise ValueError(
+            f"{display_url(url)}: dask_tables reads s3://, gs://, az://, http(s):// and the URLs "
+            f"fsspec reads, and fsspec knows no {scheme}://; copy the file to local disk or to a store"
+        )
+    rest = url[len(scheme) + 3 :]
+    if not rest.strip("/"):
+        raise ValueError(f"{display_url(url)}: the URL names no object")
+    return "fsspec", f"{scheme}://", rest
 
 
 def display_url(url: str) -> str:

@@ -34,7 +34,7 @@ from dask.delayed import Delayed, delayed
 from ..remote.transport import RemoteFile
 from ..remote.urls import StorageOptions, display_url, split_url
 from .targets import check_stars, partition_names
-from .upload import put_file
+from .upload import put_file, refuse_read_only
 
 __all__ = ["write_object"]
 
@@ -100,12 +100,8 @@ def write_object(
     ValueError: https://example.org/a.h5: an HTTP server is read-only to dask_tables; ...
     """
     shown = display_url(url)
-    kind, _, key = split_url(url)
-    if kind == "http":
-        raise ValueError(
-            f"{shown}: an HTTP server is read-only to dask_tables; write to a local file, "
-            "or to an s3://, gs:// or az:// URL"
-        )
+    _, _, key = split_url(url)
+    refuse_read_only(url)
     if mode not in ("a", "w", "r+"):
         raise ValueError(f"{shown}: mode={mode!r}; give 'a' or 'w'")
     if append or region is not None or mode == "r+":

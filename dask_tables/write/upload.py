@@ -28,10 +28,38 @@ import os
 from pathlib import Path
 
 from ..remote.transport import RemoteFile
+from ..remote.urls import display_url, split_url
 
-__all__ = ["SINGLE_PUT_LIMIT", "put_file"]
+__all__ = ["SINGLE_PUT_LIMIT", "put_file", "refuse_read_only"]
 
 SINGLE_PUT_LIMIT = 5000 * 2**20  # Azure's largest Put Blob; S3's largest PUT is 5 GiB
+
+
+def refuse_read_only(url: str) -> None:
+    """Raise ``ValueError`` for a URL dask_tables only reads: HTTP servers, and schemes read through fsspec.
+
+    Writes go where an upload appears whole or not at all: s3://, gs://, az://.
+
+    Examples
+    --------
+    >>> refuse_read_only("s3://bucket/a.h5")
+    >>> refuse_read_only("sftp://host/a.h5")
+    Traceback (most recent call last):
+    ...
+    ValueError: sftp://host/a.h5: dask_tables reads sftp:// through fsspec, and writes only where ...
+    """
+    kind = split_url(url)[0]
+    if kind == "http":
+        raise ValueError(
+            f"{display_url(url)}: an HTTP server is read-only to dask_tables; write to a local file, "
+            "or to an s3://, gs:// or az:// URL"
+        )
+    if kind == "fsspec":
+        scheme = url.split("://", 1)[0]
+        raise ValueError(
+            f"{display_url(url)}: dask_tables reads {scheme}:// through fsspec, and writes only where an "
+            "upload appears whole or not at all (s3://, gs://, az://); write to a local file, then copy it"
+        )
 
 
 def put_file(local: str, target: RemoteFile, mode: str) -> None:
