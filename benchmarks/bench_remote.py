@@ -11,6 +11,10 @@ Serves a zlib CArray from 127.0.0.1 with the tests' Range server
   caches empty) and warm (the graph computed again);
 - h5py on an fsspec HTTP file object (``fsspec[http]``);
 - download the whole object, then PyTables;
+- kerchunk (``kerchunk.hdf.SingleHdf5ToZarr`` over an fsspec HTTP file
+  object): the references built, then the array read through them with
+  zarr and fsspec's reference filesystem, each timed and counted apart
+  (skipped, saying why, without kerchunk);
 
 and counts requests and bytes moved for the whole read and for a 1% slice.
 Prints ratios against the anchors of the same run, and the issue's targets.
@@ -26,11 +30,13 @@ column, zlib) and for the CArray, each as written and after
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -154,78 +160,156 @@ def optimize_section(args: argparse.Namespace, folder: Path, carray: Path) -> No
         assert rows[kind, "plain"] == rows[kind, "paged"], "the paged copy reads other values"
 
 
+class Runs:
+    """Best-of timings, printed as they come, with the requests and bytes a run moved through the server."""
+
+    def __init__(self, repeat: int) -> None:
+        self.repeat = repeat
+        self.seconds: dict[str, float] = {}
+        self.moved: dict[str, tuple[float, float]] = {}
+
+    def best(self, name: str, run, server=None, show=lambda value: f"mean {value:.6f}"):
+        # no warm-up: each named run counts its own requests, self.repeat of them
+        if server is not None:
+            server.reset_counts()
+        self.seconds[name], value = best_of(self.repeat, run, warm_up=False)
+        if server is not None:
+            self.moved[name] = (server.requests / self.repeat, server.bytes_sent / self.repeat)
+        print(f"  {name:<34} {self.seconds[name]:7.2f} s   ({show(value)})")
+        return value
+
+
 def read_section(args: argparse.Namespace, folder: Path, path: Path) -> None:
     """from_tables of the CArray from a URL, cold and warm, against the anchors; the issue's targets."""
     from servers import RangeServer
 
-    size = path.stat().st_size
-    results: dict[str, float] = {}
-
-    def best(name: str, run) -> float:
-        # no warm-up: each named run counts its own requests, args.repeat of them
-        results[name], value = best_of(args.repeat, run, warm_up=False)
-        print(f"  {name:<34} {results[name]:7.2f} s   (mean {value:.6f})")
-        return float(value)
-
-    local = best("from_tables, local disk", lambda: dask_tables.from_tables(path, "/x").mean().compute())
+    runs = Runs(args.repeat)
+    local = runs.best("from_tables, local disk", lambda: dask_tables.from_tables(path, "/x").mean().compute())
     with RangeServer(folder, latency=LATENCY) as server:
         url = f"{server.url}/data.h5"
+        part = from_tables_remote(runs, server, url, folder, local)
+        h5py_and_download(runs, server, url, folder)
+        kerchunk_anchor(runs, server, url)
+    report(runs, part, path.stat().st_size)
 
-        def cold() -> float:
-            forget(folder)
-            return dask_tables.from_tables(url, "/x").mean().compute()
 
-        server.reset_counts()
-        remote = best("from_tables, URL, cold", cold)
-        cold_requests, cold_bytes = server.requests / args.repeat, server.bytes_sent / args.repeat
-        x = dask_tables.from_tables(url, "/x")
-        x.mean().compute()
-        server.reset_counts()
-        best("from_tables, URL, warm", lambda: x.mean().compute())
-        warm_requests, warm_bytes = server.requests / args.repeat, server.bytes_sent / args.repeat
-        server.reset_counts()
-        part = x[: x.shape[0] // 100].mean().compute()
-        slice_requests, slice_bytes = server.requests, server.bytes_sent
-        assert abs(remote - local) < 1e-9
+def from_tables_remote(runs: Runs, server, url: str, folder: Path, local: float) -> tuple[float, int, int]:
+    """Cold and warm whole reads of the URL; a 1% slice's mean, requests and bytes."""
 
-        def h5py_fsspec() -> float:
-            import fsspec
-            import h5py
+    def cold() -> float:
+        forget(folder)
+        return dask_tables.from_tables(url, "/x").mean().compute()
 
-            with fsspec.open(url, "rb") as f, h5py.File(f, "r") as h5:
-                return float(h5["x"][:].mean())
+    remote = runs.best("from_tables, URL, cold", cold, server)
+    x = dask_tables.from_tables(url, "/x")
+    x.mean().compute()
+    runs.best("from_tables, URL, warm", lambda: x.mean().compute(), server)
+    server.reset_counts()
+    part = x[: x.shape[0] // 100].mean().compute()
+    assert abs(remote - local) < 1e-9
+    return float(part), server.requests, server.bytes_sent
 
-        server.reset_counts()
-        best("h5py on an fsspec file object", h5py_fsspec)
-        h5py_requests, h5py_bytes = server.requests / args.repeat, server.bytes_sent / args.repeat
 
-        def download() -> float:
-            import obstore
-            from obstore.store import HTTPStore
+def h5py_and_download(runs: Runs, server, url: str, folder: Path) -> None:
+    """The anchors: h5py on an fsspec HTTP file object; the whole object downloaded, then PyTables."""
 
-            store = HTTPStore.from_url(server.url, client_options={"allow_http": True})
-            local_copy = folder / "download.h5"
-            local_copy.write_bytes(bytes(obstore.get(store, "data.h5").bytes()))
-            with tables.open_file(local_copy) as f:
-                return float(f.root.x[:].mean())
+    def h5py_fsspec() -> float:
+        import fsspec
+        import h5py
 
-        best("download, then PyTables", download)
+        with fsspec.open(url, "rb") as f, h5py.File(f, "r") as h5:
+            return float(h5["x"][:].mean())
+
+    runs.best("h5py on an fsspec file object", h5py_fsspec, server)
+
+    def download() -> float:
+        import obstore
+        from obstore.store import HTTPStore
+
+        store = HTTPStore.from_url(server.url, client_options={"allow_http": True})
+        local_copy = folder / "download.h5"
+        local_copy.write_bytes(bytes(obstore.get(store, "data.h5").bytes()))
+        with tables.open_file(local_copy) as f:
+            return float(f.root.x[:].mean())
+
+    runs.best("download, then PyTables", download)
+
+
+def kerchunk_anchor(runs: Runs, server, url: str) -> None:
+    """kerchunk's references of /x (h5py on an fsspec HTTP file), then /x read through them with zarr.
+
+    Each build starts from a new file object; each read from a new reference
+    filesystem and zarr store (no chunk cached), references built once.  zarr 3
+    reads through an asynchronous filesystem only, so the reference filesystem
+    and its HTTP target are both made asynchronous.
+    """
+    try:
+        import fsspec
+        import zarr
+        from kerchunk.hdf import SingleHdf5ToZarr
+    except ImportError as error:
+        print(f'  kerchunk: anchor skipped, {error} (pip install ".[bench]")')
+        return
+
+    def build() -> dict:
+        # closed: its h5py.File, left open, is closed by HDF5 at exit through the fsspec file, and
+        # calls into a finalized interpreter (a segfault)
+        with fsspec.open(url, "rb") as f, contextlib.closing(SingleHdf5ToZarr(f, url)) as translator:
+            return translator.translate()
+
+    def read() -> float:
+        fs = fsspec.filesystem(
+            "reference", fo=refs, remote_protocol="http", remote_options={"asynchronous": True},
+            asynchronous=True, skip_instance_cache=True,
+        )  # fmt: skip
+        array = zarr.open_array(zarr.storage.FsspecStore(fs, read_only=True), path="x", mode="r")
+        return float(array[:].mean())
+
+    with warnings.catch_warnings(record=True) as quashed:
+        warnings.simplefilter("always")
+        try:
+            refs = runs.best("kerchunk: build references", build, server, lambda r: f"{len(r['refs'])} keys")
+            runs.best("kerchunk: read through zarr", read, server)
+        except Exception as error:  # an anchor: say why kerchunk cannot read the file, run the rest
+            why = "; ".join(" ".join(str(w.message).split())[:240] for w in quashed)
+            print(
+                f"  kerchunk cannot read /x: {type(error).__name__}: {error}" + (f" ({why})" if why else "")
+            )
+
+
+def report(runs: Runs, part: tuple[float, int, int], size: int) -> None:
+    """Requests and bytes moved, then the ratios against the anchors of this run and the issue's targets."""
+    seconds, moved = runs.seconds, runs.moved
     print()
-    print(f"  requests / MB moved, cold whole read: {cold_requests:.0f} / {cold_bytes / 1e6:.1f}")
-    print(f"  requests / MB moved, warm whole read: {warm_requests:.0f} / {warm_bytes / 1e6:.1f}")
-    print(f"  requests / MB moved, h5py + fsspec:   {h5py_requests:.0f} / {h5py_bytes / 1e6:.1f}")
+    for label, name in [
+        ("cold whole read", "from_tables, URL, cold"),
+        ("warm whole read", "from_tables, URL, warm"),
+        ("h5py + fsspec", "h5py on an fsspec file object"),
+        ("kerchunk references", "kerchunk: build references"),
+        ("kerchunk read", "kerchunk: read through zarr"),
+    ]:
+        if name in moved:
+            requests, sent = moved[name]
+            print(f"  requests / MB moved, {label + ':':<20} {requests:.0f} / {sent / 1e6:.1f}")
+    mean, slice_requests, slice_bytes = part
     print(
         f"  1% slice: {slice_requests} requests, {slice_bytes / 1e6:.2f} MB "
-        f"= {100 * slice_bytes / size:.1f}% of the file (mean {part:.4f})"
+        f"= {100 * slice_bytes / size:.1f}% of the file (mean {mean:.4f})"
     )
-    local_s = results["from_tables, local disk"]
+    local, cold, warm = (seconds[f"from_tables, {n}"] for n in ("local disk", "URL, cold", "URL, warm"))
     checks = [
-        ("cold / local", results["from_tables, URL, cold"] / local_s, "<= 2.0"),
-        ("warm / local", results["from_tables, URL, warm"] / local_s, "<= 1.4"),
-        ("h5py+fsspec / warm", results["h5py on an fsspec file object"] / results["from_tables, URL, warm"], ">= 2"),
-        ("download+PyTables / warm", results["download, then PyTables"] / results["from_tables, URL, warm"], ">= 2.5"),
-        ("1% slice bytes / file", slice_bytes / size, "<= 0.05"),
-    ]  # fmt: skip
+        ("cold / local", cold / local, "<= 2.0"),
+        ("warm / local", warm / local, "<= 1.4"),
+        ("h5py+fsspec / warm", seconds["h5py on an fsspec file object"] / warm, ">= 2"),
+        ("download+PyTables / warm", seconds["download, then PyTables"] / warm, ">= 2.5"),
+    ]
+    if "kerchunk: read through zarr" in seconds:
+        build, read = seconds["kerchunk: build references"], seconds["kerchunk: read through zarr"]
+        checks += [
+            ("kerchunk read / warm", read / warm, "none (an anchor)"),
+            ("kerchunk build+read / cold", (build + read) / cold, "none (an anchor)"),
+        ]
+    checks.append(("1% slice bytes / file", slice_bytes / size, "<= 0.05"))
     print()
     for name, ratio, target in checks:
         print(f"  {name:<26} {ratio:6.2f}   target {target}")
