@@ -21,12 +21,13 @@ from servers import FtpServer
 
 import dask_tables
 import dask_tables.optimize
-from dask_tables.remote import shadow as shadows
 from dask_tables.remote.transport import RemoteFile
 from dask_tables.remote.urls import StorageOptions
 
 pytest.importorskip("pyftpdlib")
 pytest.importorskip("h5py")
+
+pytestmark = pytest.mark.usefixtures("own_shadow_cache")
 
 ARRAY = np.arange(60000.0).reshape(3000, 20)
 FRAME = pd.DataFrame({"a": np.arange(5000), "b": np.arange(5000) * 0.25})
@@ -49,14 +50,6 @@ def ftp(tmp_path_factory):
         _write(root / f"run-{i}.h5", scale=i + 1)
     with FtpServer(root, lifetime=300) as server:
         yield server, root
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DASK_TABLES_CACHE", str(tmp_path / "cache"))
-    shadows.clear_process_cache()
-    yield
-    shadows.clear_process_cache()
 
 
 @pytest.mark.parametrize("scheduler", ["threads", "processes"])

