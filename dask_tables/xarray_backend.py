@@ -46,6 +46,7 @@ from .hdf5.dimscales import NOT_A_VARIABLE, dataset_dims, scale_dims
 from .hdf5.fields import take_field
 from .hdf5.files import is_hdf5_file
 from .hdf5.foreign import UNREADABLE, holds_text, opened_dataset, read_attribute, read_dataset
+from .hdf5.paths import node_path
 from .hdf5.pickles import refusing_pickles
 from .registry import get_lock, synchronized_file
 from .remote.shadow import metadata_path
@@ -413,12 +414,6 @@ def _normalize(filename_or_obj: Any) -> str:
     return path
 
 
-def _node_path(group: str | None) -> str:
-    if not group:
-        return "/"
-    return "/" + group.strip("/")
-
-
 def _drop_set(drop_variables: str | Iterable[str] | None) -> set[str]:
     if drop_variables is None:
         return set()
@@ -510,7 +505,7 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         xarray.Dataset
         """
         path = _normalize(filename_or_obj)
-        top = _node_path(group)
+        top = node_path((group or "").strip("/"))
         with _quiet_pytables():
             path, top, groups = _survey(path, top, allow_pickles, storage_options)
             chosen = [g for g in groups if g.path == top]
@@ -542,7 +537,7 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         variables), children of the group that holds them.
         """
         path = _normalize(filename_or_obj)
-        top = _node_path(group)
+        top = node_path((group or "").strip("/"))
         drop = _drop_set(drop_variables)
         with _quiet_pytables():
             path, top, groups = _survey(path, top, allow_pickles, storage_options)

@@ -245,7 +245,7 @@ def test_processes_and_distributed_read_directly(matrix_file):
         assert float(client.compute(x.sum(), sync=True)) == pytest.approx(expected)
 
 
-# ---------------------------------------------------------------- codecs
+# ---------------------------------------------------------------- filters
 
 
 def test_fletcher32_matches_what_hdf5_stored(matrix_file):

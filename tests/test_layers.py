@@ -23,10 +23,11 @@ def imported_modules(path: Path) -> set[str]:
                 base = list(package[: len(package) - node.level + 1])
                 target = base + (node.module.split(".") if node.module else [])
                 found.add(".".join(target) if target else "")
-                if not node.module:  # from . import a, b
-                    found.update(".".join([*base, alias.name]) for alias in node.names)
+                found.update(_submodules(target, node.names))  # from ..hdf5 import storednode
             elif node.module and node.module.startswith("dask_tables"):
-                found.add(node.module.removeprefix("dask_tables").lstrip("."))
+                target = [p for p in node.module.removeprefix("dask_tables").split(".") if p]
+                found.add(".".join(target))
+                found.update(_submodules(target, node.names))
         elif isinstance(node, ast.Import):
             found.update(
                 a.name.removeprefix("dask_tables").lstrip(".")
@@ -34,6 +35,21 @@ def imported_modules(path: Path) -> set[str]:
                 if a.name.startswith("dask_tables")
             )
     return found
+
+
+def _submodules(package: list[str], names: list[ast.alias]) -> set[str]:
+    """The names of ``from package import a, b`` that are modules (or subpackages) of the package."""
+    folder = PACKAGE.joinpath(*package)
+    return {
+        ".".join([*package, a.name])
+        for a in names
+        if (folder / f"{a.name}.py").is_file() or (folder / a.name / "__init__.py").is_file()
+    }
+
+
+def test_imported_modules_sees_modules_imported_from_their_package() -> None:
+    """``from ..hdf5 import storednode`` is an edge to ``hdf5.storednode``, not only to ``hdf5``."""
+    assert "hdf5.storednode" in imported_modules(PACKAGE / "filters" / "stored.py")
 
 
 @pytest.mark.parametrize("layer", LAYERS)

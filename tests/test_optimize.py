@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import tables
+from helpers import ROOT, run_child
 from servers import RangeServer, moto_server
 
 import dask_tables
@@ -223,15 +221,14 @@ def test_download_in_parts_and_of_a_replaced_object(tmp_path) -> None:
 
 
 def test_remote_benchmark_reports_requests_before_and_after_optimize() -> None:
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(root / "benchmarks" / "bench_remote.py"),
-            *("--section", "optimize", "--mb", "1", "--rows", "5000"),
-        ],
-        capture_output=True,
-        text=True,
+    done = run_child(
+        ROOT / "benchmarks" / "bench_remote.py",
+        "--section",
+        "optimize",
+        "--mb",
+        1,
+        "--rows",
+        5000,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -241,3 +238,21 @@ def test_remote_benchmark_reports_requests_before_and_after_optimize() -> None:
         row = next(line for line in lines if line.strip().startswith(name))
         requests = int(row.split("|")[1].split()[0])
         assert requests >= 1, row
+
+
+def test_remote_benchmark_read_section_reports_every_anchor() -> None:
+    """The read section runs small: every anchor prints a time and the mean the local read gives."""
+    done = run_child(
+        ROOT / "benchmarks" / "bench_remote.py", "--section", "read", "--mb", 1, "--repeat", 1, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    means = {
+        line.split("(mean ")[1].rstrip(")") for line in lines if "(mean " in line and "slice" not in line
+    }
+    assert len(means) == 1, done.stdout  # every anchor read the same values
+    for name in ("from_tables, local disk", "URL, cold", "URL, warm", "h5py on an fsspec", "download, then"):
+        assert any(name in line for line in lines), (name, done.stdout)
+    assert any(line.lstrip().startswith("kerchunk") for line in lines), (
+        done.stdout
+    )  # timed, or skipped saying why

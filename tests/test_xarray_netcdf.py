@@ -18,6 +18,8 @@ xr = pytest.importorskip("xarray")
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("h5netcdf")
 
+from oracle_child import as_h5netcdf_raw  # noqa: E402  (after the skips: it imports xarray and h5py)
+
 # PyTables warns about the dimension scales' references it cannot load.
 pytestmark = pytest.mark.filterwarnings("ignore::tables.exceptions.DataTypeWarning")
 
@@ -28,18 +30,6 @@ def open_tables(path, **kwargs):
 
 def open_h5netcdf(path, **kwargs):
     return xr.open_dataset(path, engine="h5netcdf", phony_dims="sort", **kwargs)
-
-
-def as_h5netcdf_raw(ds):
-    """What xarray's netCDF backends do even with ``decode_cf=False``: bools (``dtype: bool``) and byte order."""
-    return xr.decode_cf(
-        ds,
-        mask_and_scale=False,
-        decode_times=False,
-        concat_characters=False,
-        decode_coords=False,
-        decode_timedelta=False,
-    )
 
 
 def assert_same_as_h5netcdf(path, **kwargs):

@@ -25,7 +25,7 @@ __all__ = ["EnumColumn", "NodeWrite", "RechunkWarning", "WritePlan", "enum_colum
 
 
 class RechunkWarning(UserWarning):
-    """:func:`to_tables` rechunked the array so that its blocks hold whole HDF5 chunks."""
+    """:func:`~dask_tables.to_tables` rechunked the array so that its blocks hold whole HDF5 chunks."""
 
 
 class EnumColumn(NamedTuple):
@@ -132,7 +132,7 @@ class NodeWrite:
 
 @dataclass(frozen=True)
 class WritePlan:
-    """One call of :func:`to_tables` with arrays: its :class:`~dask_tables.write.engine.Job` and its nodes."""
+    """One call of :func:`~dask_tables.to_tables` with arrays: its :class:`~dask_tables.write.engine.Job` and its nodes."""
 
     job: Job
     nodes: tuple[NodeWrite, ...]
