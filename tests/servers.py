@@ -5,7 +5,8 @@
   (412 on a replaced file), a latency per request, counters of requests and
   bytes, and failure injection (503s, bodies cut short); with
   ``etags=False`` no ETag at all, only ``Last-Modified`` and
-  ``If-Unmodified-Since``.
+  ``If-Unmodified-Since``; with ``token=`` a request whose query lacks
+  ``token=TOKEN`` gets 403, as a presigned URL's signature.
 - :func:`moto_server`: moto's S3 server in a thread (``moto[server]``);
   :func:`moto_bucket`: the same with an empty bucket, as a :class:`Bucket`,
   what the tests need of any object store (the ``s3_bucket`` fixture of
@@ -72,6 +73,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if fault == "503":
             self._reply(503, b"<Error><Code>SlowDown</Code></Error>" if body else b"")
             return
+        if self.server.token and f"token={self.server.token}" not in urllib.parse.urlsplit(self.path).query:
+            self._reply(403, b"<Error><Code>AccessDenied</Code></Error>" if body else b"")
+            return
         path = self.server.root / self.path.lstrip("/").split("?")[0]
         if not path.is_file():
             self._reply(404, b"not found" if body else b"")
@@ -136,6 +140,7 @@ class _Server(http.server.ThreadingHTTPServer):
     bytes_sent: int
     latency: float
     etags: bool
+    token: str | None
 
 
 class RangeServer:
@@ -147,7 +152,12 @@ class RangeServer:
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], latency: float = 0.0, lifetime: float = 600.0, etags: bool = True
+        self,
+        root: str | os.PathLike[str],
+        latency: float = 0.0,
+        lifetime: float = 600.0,
+        etags: bool = True,
+        token: str | None = None,
     ) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.root = Path(root)
@@ -157,6 +167,7 @@ class RangeServer:
         self._server.bytes_sent = 0
         self._server.latency = latency
         self._server.etags = etags  # False: no ETag, only Last-Modified and If-Unmodified-Since
+        self._server.token = token  # given: a request without ?token=TOKEN gets 403 (a presigned URL's query)
         self._lifetime = lifetime
         self._thread = threading.Thread(target=self._run, daemon=True)
 

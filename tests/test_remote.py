@@ -133,6 +133,24 @@ def test_secrets_never_shown(s3) -> None:
     assert SECRET not in str(err.value)
 
 
+def test_url_password_and_query_never_shown_and_the_query_is_sent(tmp_path) -> None:
+    """A presigned URL's query goes with every request; it and a URL's password never show in a message."""
+    write_sample(tmp_path / "a.h5")
+    with RangeServer(tmp_path, token="sig-S3CR3T") as server:
+        host = server.url.removeprefix("http://")
+        signed = f"http://reader:pw-S3CR3T@{host}/a.h5?X-Amz-Expires=60&token=sig-S3CR3T"
+        x = dask_tables.from_tables(signed, "/zlib", chunks=(100, 200))
+        np.testing.assert_array_equal(x.compute(scheduler="threads"), DATA)
+        assert "S3CR3T" not in repr(x) and "S3CR3T" not in str(x.dask)
+        with pytest.raises(PermissionError, match=r"a\.h5: access denied") as err:  # the query left out
+            dask_tables.from_tables(f"http://reader:pw-S3CR3T@{host}/a.h5", "/zlib")
+        assert "S3CR3T" not in str(err.value)
+        server.inject(*["503"] * 40)  # more than the retries: the store's own error quotes the URL
+        with pytest.raises(OSError, match=r"a\.h5") as err:
+            x.compute(scheduler="threads")
+        assert "S3CR3T" not in str(err.value), str(err.value)
+
+
 def test_replaced_file_on_http_raises(tmp_path) -> None:
     write_sample(tmp_path / "a.h5")
     with RangeServer(tmp_path) as server:

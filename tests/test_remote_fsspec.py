@@ -129,6 +129,11 @@ def test_memory_scheme_reads_and_globs(tmp_path) -> None:
         fs.rm("/dask-tables-test", recursive=True)
 
 
+def test_pattern_in_a_chained_url_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match=r"chained URL \(with ::\) is not expanded"):
+        dask_tables.from_tables("zip://d/x-*.h5::memory://dask-tables-test/archive.zip", "/x")
+
+
 def test_scheme_fsspec_does_not_know() -> None:
     with pytest.raises(ValueError, match=r"nosuch://host/a\.h5: .*fsspec knows no nosuch://"):
         dask_tables.from_tables("nosuch://host/a.h5", "/x")

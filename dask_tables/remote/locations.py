@@ -41,7 +41,7 @@ def _expand_url(url: str, node: str, options: StorageOptions) -> list[str]:
             if fnmatch.fnmatchcase(meta["path"], key) and meta["path"].count("/") == key.count("/")
         ]
     except Exception as err:
-        reason = options.redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        reason = options.redact(str(err).splitlines()[0] if str(err) else type(err).__name__, url)
         raise OSError(f"{display_url(url)}: listing the objects failed: {reason}") from None
     if not found:
         raise FileNotFoundError(f"{display_url(url)}: the pattern matches no objects (asked for node {node})")
@@ -50,11 +50,15 @@ def _expand_url(url: str, node: str, options: StorageOptions) -> list[str]:
 
 def _expand_fsspec(url: str, node: str, options: StorageOptions) -> list[str]:
     """A pattern of a scheme that fsspec reads, expanded by its filesystem's ``glob``."""
+    if "::" in url:
+        raise ValueError(
+            f"{display_url(url)}: a pattern in a chained URL (with ::) is not expanded; list the objects"
+        )
     try:
         fs, _ = fsspec_store.filesystem(url, options)
         found = fsspec_store.glob(fs, url)
     except Exception as err:
-        reason = options.redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        reason = options.redact(str(err).splitlines()[0] if str(err) else type(err).__name__, url)
         raise OSError(f"{display_url(url)}: listing the objects failed: {reason}") from None
     if not found:
         raise FileNotFoundError(f"{display_url(url)}: the pattern matches no objects (asked for node {node})")

@@ -196,7 +196,7 @@ def _store(kind: str, base: str, options: StorageOptions) -> Any:
             )
     except Exception as err:  # obstore's configuration errors: name the key, never a value
         raise ValueError(
-            f"{display_url(base)}: storage_options not accepted: {options.redact(_first_line(err))}"
+            f"{display_url(base)}: storage_options not accepted: {options.redact(_first_line(err), base)}"
         ) from None
     with _stores_lock:
         return _stores.setdefault(key, store)
@@ -418,7 +418,7 @@ class RemoteFile:
     def _error(self, err: BaseException, what: str, node: str = "") -> OSError:
         import obstore
 
-        reason = self.options.redact(_first_line(err))
+        reason = self.options.redact(_first_line(err), self.url)
         at = f"{self.name}: node {node}" if node else self.name
         if isinstance(err, FileNotFoundError):
             return FileNotFoundError(f"{at}: no such object ({what} found nothing)")

@@ -68,7 +68,9 @@ def local_path(path: str) -> str:
 def split_url(url: str) -> tuple[str, str, str]:
     """``(kind, base, key)``: the store kind, its base URL and the object's key.
 
-    The kind is ``"s3"``, ``"gs"``, ``"az"`` or ``"http"`` (obstore's stores),
+    The kind is ``"s3"``, ``"gs"``, ``"az"`` or ``"http"`` (obstore's stores;
+    an HTTP URL with a query string, such as a presigned URL, is its own
+    base with an empty key, so that every request sends the query),
     or ``"fsspec"`` for any other scheme fsspec reads
     (:mod:`dask_tables.remote.fsspec_store`), whose base is ``"SCHEME://"``.
 
@@ -81,8 +83,10 @@ def split_url(url: str) -> tuple[str, str, str]:
     --------
     >>> split_url("s3://bucket/runs/a.h5")
     ('s3', 's3://bucket', 'runs/a.h5')
-    >>> split_url("https://example.org/data/a.h5?x=1")
+    >>> split_url("https://example.org/data/a.h5")
     ('http', 'https://example.org', 'data/a.h5')
+    >>> split_url("https://example.org/data/a.h5?X-Amz-Signature=abc")  # the base is the whole URL
+    ('http', 'https://example.org/data/a.h5?X-Amz-Signature=abc', '')
     >>> split_url("sftp://host/data/a.h5")
     ('fsspec', 'sftp://', 'host/data/a.h5')
     """
@@ -93,6 +97,8 @@ def split_url(url: str) -> tuple[str, str, str]:
     key = urllib.parse.unquote(parts.path.lstrip("/"))
     if not parts.netloc or not key:
         raise ValueError(f"{display_url(url)}: the URL names no object (expected {parts.scheme}://HOST/KEY)")
+    if kind == "http" and parts.query:  # a presigned URL: the query goes with every request, as given
+        return kind, urllib.parse.urlunsplit(parts._replace(fragment="")), ""
     return kind, f"{parts.scheme}://{parts.netloc}", key
 
 
@@ -127,6 +133,16 @@ def display_url(url: str) -> str:
         user, host = netloc.rsplit("@", 1)
         netloc = user.split(":", 1)[0] + "@" + host
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The password and the query string of ``url``, as written and percent-decoded."""
+    if not url:
+        return []
+    parts = urllib.parse.urlsplit(url)
+    password = parts.netloc.rsplit("@", 1)[0].partition(":")[2] if "@" in parts.netloc else ""
+    found = {password, urllib.parse.unquote(password), parts.query, urllib.parse.unquote(parts.query)}
+    return [secret for secret in found if secret]
 
 
 # Options whose values are not secret: messages may show them (where to connect, and how).
@@ -200,14 +216,21 @@ class StorageOptions(Mapping[str, Any]):
         walk(self._items)
         return found
 
-    def redact(self, text: str) -> str:
-        """``text`` with every secret of the options replaced by ``***``.
+    def redact(self, text: str, url: str = "") -> str:
+        """``text`` with every secret of the options, and of ``url``, replaced by ``***``.
+
+        A URL's secrets are its password and its query string (which may
+        hold a signature), as given and percent-decoded: a store's own error
+        text may quote the whole URL.
 
         Examples
         --------
         >>> StorageOptions({"secret": "hunter2"}).redact("bad secret hunter2")
         'bad secret ***'
+        >>> url = "https://me:pa%24s@host/a.h5?sig=abc123"
+        >>> StorageOptions().redact(f"GET {url} failed; pa$s", url)
+        'GET https://me:***@host/a.h5?*** failed; ***'
         """
-        for secret in sorted(self.secrets(), key=len, reverse=True):
+        for secret in sorted([*self.secrets(), *_url_secrets(url)], key=len, reverse=True):
             text = text.replace(secret, "***")
         return text
