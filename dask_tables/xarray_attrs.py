@@ -85,7 +85,8 @@ def netcdf_value(name: str, value: Any) -> Any:
             value = [_text(v, name) for v in value.flat]  # h5netcdf flattens fixed-length text
         else:
             value = _texts(value.tolist(), name)
-    if isinstance(value, (list, np.ndarray)) and np.ndim(value) >= 1 and len(value) == 1:
+    sequence = isinstance(value, list) or (isinstance(value, np.ndarray) and value.ndim >= 1)
+    if sequence and len(value) == 1:  # lists may be ragged (pandas' pickled non_index_axes)
         return value[0]
     return value
 

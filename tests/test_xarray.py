@@ -231,6 +231,22 @@ def test_table_columns_are_variables_along_row(sample_file):
     assert_array_equal(ds["pos.y"][[999, 3]].values, records(1000)["pos"]["y"][[999, 3]])
 
 
+def test_a_pandas_table_file_opens_as_its_groups_and_table(tmp_path):
+    """pandas' group attributes (non_index_axes is a ragged list, pickled) used to crash the open."""
+    import pandas as pd
+
+    path = tmp_path / "frame.h5"
+    frame = pd.DataFrame({"x": np.arange(5), "y": np.arange(5) * 0.5})
+    frame.to_hdf(path, key="df", format="table", data_columns=["x"])
+    assert not open_tables(path).data_vars
+    group = open_tables(path, group="df")
+    assert group.attrs["non_index_axes"] == (1, ["x", "y"]) and group.attrs["pandas_type"] == "frame_table"
+    table = open_tables(path, group="df/table")
+    assert_array_equal(table["x"].values, frame["x"].to_numpy())
+    assert_array_equal(table["values_block_0"].values[:, 0], frame["y"].to_numpy())
+    assert list(xr.open_datatree(path, engine="tables").subtree_with_keys)[-1][0] == "df/table"
+
+
 def test_table_attributes_are_the_tables_own(tmp_path):
     path = tmp_path / "events.h5"
     with tables.open_file(path, "w") as f:
