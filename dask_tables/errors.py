@@ -208,6 +208,30 @@ def unreadable_file(path: str, node: str, err: BaseException, damaged: str) -> O
     return NotHDF5FileError(f"{damaged}: {reason}")
 
 
+@contextlib.contextmanager
+def locked_as_such(path: str, node: str) -> Iterator[None]:
+    """Within the block, HDF5's refusal to open a file a writer holds is a :class:`FileLockedError`.
+
+    Any other error goes through as it is.
+
+    Examples
+    --------
+    >>> with locked_as_such("d.h5", "/"):
+    ...     raise RuntimeError("unable to lock file, errno = 11, error message = 'Resource unavailable'")
+    Traceback (most recent call last):
+    ...
+    dask_tables.errors.FileLockedError: d.h5: ... asked for node /; close the file in that process first, ...
+    """
+    try:
+        yield
+    except FileLockedError:
+        raise
+    except Exception as err:
+        if "unable to lock file" not in str(err):
+            raise
+        raise FileLockedError(path, node) from err
+
+
 class CorruptChunkError(DaskTablesError):
     """A chunk's stored bytes do not decode, or fail their checksum.
 

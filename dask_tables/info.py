@@ -20,7 +20,7 @@ from typing import Any
 import tables
 
 from .array.verdict import direct_read_reason
-from .errors import RecordLayoutError
+from .errors import RecordLayoutError, locked_as_such
 from .hdf5.files import check_hdf5_file
 from .hdf5.paths import file_path, node_path
 from .hdf5.pickles import refusing_pickles
@@ -216,7 +216,12 @@ def _inspect(path: str, node: str, allow_pickles: bool, shown: str) -> list[Node
         # PyTables warns about what it cannot load (dimension scales' references): reported as rows
         warnings.simplefilter("ignore", tables.exceptions.DataTypeWarning)
         warnings.filterwarnings("ignore", message="problems loading leaf", category=UserWarning)
-        with refusing_pickles(not allow_pickles), get_lock(), synchronized_file(path, "r") as h5:
+        with (
+            locked_as_such(shown, node),
+            refusing_pickles(not allow_pickles),
+            get_lock(),
+            synchronized_file(path, "r") as h5,
+        ):
             try:
                 top = h5.get_node(node)
             except tables.NoSuchNodeError:

@@ -41,7 +41,7 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from .array.source import TablesSource
-from .errors import at_node
+from .errors import at_node, locked_as_such
 from .hdf5.dimscales import NOT_A_VARIABLE, dataset_dims, scale_dims
 from .hdf5.fields import take_field
 from .hdf5.files import is_hdf5_file
@@ -301,6 +301,7 @@ def _survey(
     """
     for _ in range(_LINK_DEPTH):
         with (
+            locked_as_such(path, top),
             refusing_pickles(not allow_pickles),
             get_lock(),
             synchronized_file(metadata_path(path, storage_options), "r") as h5,  # a URL: its shadow

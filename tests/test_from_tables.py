@@ -14,6 +14,8 @@ import tables
 from helpers import held_open_for_writing, pytables_read, records, registry_is_empty
 
 import dask_tables
+import dask_tables.cli
+import dask_tables.info
 from dask_tables import CorruptChunkError, FileChangedError, NotHDF5FileError, TablesSource, from_tables
 
 READABLE_NODES = [
@@ -558,11 +560,14 @@ def test_file_changed_error_after_open_dataset_names_open_dataset(sample_file):
 
 
 @pytest.mark.timeout(120)
-def test_a_file_another_process_writes_is_locked_not_damaged(sample_file):
+def test_a_file_another_process_writes_is_locked_not_damaged(sample_file, capsys):
+    xr = pytest.importorskip("xarray")
     with held_open_for_writing(sample_file):
         for build in (
             lambda: from_tables(sample_file, "/carray"),
             lambda: dask_tables.read_table(sample_file, "/group/table", columns=["a", "s"]),
+            lambda: xr.open_dataset(sample_file, engine="tables", group="/group"),
+            lambda: dask_tables.info.inspect_file(sample_file),
         ):
             with pytest.raises(dask_tables.FileLockedError) as err:
                 build()
@@ -572,6 +577,8 @@ def test_a_file_another_process_writes_is_locked_not_damaged(sample_file):
                 "not damaged", ""
             )
             assert isinstance(err.value, OSError) and not isinstance(err.value, NotHDF5FileError)
+        assert dask_tables.cli.main(["info", str(sample_file)]) == 2
+        assert "locked by another process" in capsys.readouterr().err
     np.testing.assert_array_equal(
         from_tables(sample_file, "/carray").compute(), pytables_read(sample_file, "/carray")
     )
