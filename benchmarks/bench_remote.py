@@ -224,9 +224,8 @@ def child(target: str, cache: str) -> None:
     with ``cache`` (an empty folder) as the shadow cache.  Prints the seconds
     and the mean as JSON, the last line.
     """
-    for name in LAZY_IMPORTS:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
+    for name in LAZY_IMPORTS:  # each is needed by the read anyway: a missing one fails here, loudly
+        importlib.import_module(name)
     os.environ["DASK_TABLES_CACHE"] = cache
     started = time.perf_counter()
     mean = float(dask_tables.from_tables(target, "/x").mean().compute())

@@ -402,10 +402,30 @@ def test_relative_keys_and_pandas_format_names(tmp_path):
         dask_tables.to_tables(dd.from_pandas(frame, npartitions=1), path, "fx", format="fixed")
 
 
+def test_key_is_pandas_name_for_the_node_and_each_partitions_file_is_returned(tmp_path):
+    """Issue 24 items 4 and 7: ``key=`` as pandas and dask spell it; the files written, as dd.to_hdf."""
+    path = tmp_path / "f.h5"
+    frame = _small()
+    written = dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), path, key="res")
+    assert written == [str(path), str(path)]
+    pd.testing.assert_frame_equal(pd.read_hdf(path, key="res").astype({"x": object}), frame)
+    back = dask_tables.read_table(path, key="res").compute().astype({"x": object})
+    pd.testing.assert_frame_equal(back, frame)
+    assert dask_tables.to_tables(np.arange(3.0), path, key="/arr") is None  # arrays return nothing
+    np.testing.assert_array_equal(dask_tables.from_tables(path, "/arr").compute(), np.arange(3.0))
+    with pytest.raises(TypeError, match="give the node or key="):
+        dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), path, "/a", key="b")
+    with pytest.raises(TypeError, match="give the node or key="):
+        dask_tables.read_table(path, "/a", key="b")
+    with pytest.raises(TypeError, match="read_table: give the node to read"):
+        dask_tables.read_table(path)
+
+
 def test_one_node_per_partition_with_a_star_in_the_key(tmp_path):
     path = tmp_path / "f.h5"
     frame = pd.DataFrame({"x": np.arange(16.0)}, index=np.arange(16))
-    dask_tables.to_tables(dd.from_pandas(frame, npartitions=4), path, "/data*")
+    written = dask_tables.to_tables(dd.from_pandas(frame, npartitions=4), path, "/data*")
+    assert written == [str(path)] * 4  # each partition's file, as dd.to_hdf returns them
     with pd.HDFStore(path, "r") as store:
         assert sorted(store.keys()) == ["/data0", "/data1", "/data2", "/data3"]
     back = pd.concat([pd.read_hdf(path, f"data{i}") for i in range(4)])

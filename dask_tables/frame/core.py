@@ -18,7 +18,7 @@ from dask.base import tokenize
 
 from ..array.source import TablesSource
 from ..errors import REBUILD_FRAME, change_advice
-from ..hdf5.paths import PathSpec, node_path
+from ..hdf5.paths import PathSpec, node_or_key, node_path
 from ..hdf5.pickles import refusing_pickles
 from ..registry import get_lock, synchronized_file
 from ..remote.locations import expand_locations
@@ -180,8 +180,9 @@ def _of(parts: Sequence[RowRange], file: int) -> list[RowRange]:
 
 def read_table(
     path: PathSpec,
-    node: str,
+    node: str | None = None,
     *,
+    key: str | None = None,
     columns: Sequence[str] | None = None,
     where: Any = None,
     condvars: Mapping[str, Any] | None = None,
@@ -217,6 +218,8 @@ def read_table(
         (``dask_tables.frame.pandas_fixed``).  A pattern (``"/*/data"``,
         ``"/data*"``) reads every matching table or pandas key of each file,
         in order, as one frame (as :func:`dask.dataframe.read_hdf`).
+    key : str, optional
+        pandas' and dask's name for ``node`` (``read_table(path, key="df")``).
     columns : list of str, optional
         The columns to read (default: all).  Nested columns are named with
         ``/`` (``"pos/x"``); a nested group's name means all its columns.
@@ -329,6 +332,9 @@ def read_table(
     >>> len(df.compute(scheduler="threads"))
     450
     """
+    node = node_or_key(node, key, "read_table")
+    if node is None:
+        raise TypeError("read_table: give the node to read (or key=, as pandas names it), e.g. '/events'")
     caller = sys._getframe(1)  # where's names are the caller's, as for PyTables and pandas
     try:
         scopes = (condvars, caller.f_locals, caller.f_globals)

@@ -39,6 +39,32 @@ def node_path(node: str) -> str:
     return node if node.startswith("/") else "/" + node
 
 
+def node_or_key(node: str | None, key: str | None, call: str) -> str | None:
+    """The node asked for as ``node`` or as ``key`` (pandas' name for it), given once.
+
+    Raises
+    ------
+    TypeError
+        Both given, and different.
+
+    Examples
+    --------
+    >>> node_or_key(None, "df", "read_table"), node_or_key("/df", None, "read_table")
+    ('df', '/df')
+    >>> node_or_key("/a", "b", "read_table")
+    Traceback (most recent call last):
+    ...
+    TypeError: read_table: give the node or key= (pandas' name for it), not both: '/a' and 'b'
+    """
+    if key is None or node == key:
+        return node
+    if node is not None:
+        raise TypeError(
+            f"{call}: give the node or key= (pandas' name for it), not both: {node!r} and {key!r}"
+        )
+    return key
+
+
 def _is_glob(path: str) -> bool:
     return glob.has_magic(path) and not os.path.exists(path)
 

@@ -94,9 +94,27 @@ def frame_to_tables(
     if not compute:
         return writes[0][2] if len(writes) == 1 else Delayed(*_gathered([w[2] for w in writes]))
     run_all([w[2] for w in writes], [w[1] for w in writes])
-    if "*" in (shown_path or path):
-        return [shown for shown, _, _ in writes]  # the files written, as dd.to_hdf returns them
-    return None
+    return _file_of_each_partition(targets, df.npartitions)
+
+
+def _file_of_each_partition(
+    targets: Mapping[str, tuple[str, list[tuple[str, list[int] | None]]]], partitions: int
+) -> list[str]:
+    """The file (as the caller named it) each partition went to, in order, as ``dd.to_hdf`` returns them.
+
+    Examples
+    --------
+    >>> _file_of_each_partition({"a.h5": ("a.h5", [("/df", None)])}, 2)
+    ['a.h5', 'a.h5']
+    >>> _file_of_each_partition({"b-1.h5": ("b-1.h5", [("/df", [1])]), "b-0.h5": ("b-0.h5", [("/df", [0])])}, 2)
+    ['b-0.h5', 'b-1.h5']
+    """
+    names = [""] * partitions
+    for shown, pieces in targets.values():
+        for _, which in pieces:
+            for i in range(partitions) if which is None else which:
+                names[i] = shown
+    return names
 
 
 def _prepare(job: Job) -> str:

@@ -128,7 +128,9 @@ def write_object(
             _upload_all(None, staging, locals_, targets, put_mode)
         finally:
             shutil.rmtree(staging.folder, ignore_errors=True)
-        return urls if "*" in url else None
+        if partitions is None:  # an array
+            return None
+        return urls if len(urls) == partitions else [url] * partitions  # each partition's object
     written = write(local, compute=False, mode="w", **given)
     name = "to-tables-upload-" + tokenize(written, urls, put_mode)
     return delayed(_upload_all, pure=False)(written, staging, locals_, targets, put_mode, dask_key_name=name)

@@ -19,7 +19,7 @@ from typing import Any
 import tables
 from dask.delayed import Delayed
 
-from ..hdf5.paths import file_path, node_path
+from ..hdf5.paths import file_path, node_or_key, node_path
 from ..remote.urls import is_url
 from .arrays import array_to_tables
 
@@ -31,6 +31,7 @@ def to_tables(
     path: str | os.PathLike[str],
     node: str | None = None,
     *,
+    key: str | None = None,
     filters: tables.Filters | None = None,
     chunkshape: Sequence[int] | int | None = None,
     title: str = "",
@@ -89,6 +90,8 @@ def to_tables(
         Path of the node in the file, e.g. ``"/results/mean_field"``
         (``"res"`` is ``"/res"``, as pandas takes keys).  For a frame, one
         ``*`` writes one node per partition.
+    key : str, optional
+        pandas' and dask's name for ``node`` (``to_tables(df, path, key="res")``).
     filters : tables.Filters, optional
         Compression of a new node (``tables.Filters(complib="blosc2:zstd",
         complevel=5, shuffle=True)``...).  Default: none; with
@@ -164,9 +167,10 @@ def to_tables(
     Returns
     -------
     None, list of str or dask.delayed.Delayed
-        ``None``; with a ``*`` in the path, the names of the files (or URLs) written,
-        as ``dask.dataframe.to_hdf`` returns them; with ``compute=False``, a
-        ``Delayed``.
+        For an array ``None``; for a frame the file (or URL) each partition
+        was written to, as ``dask.dataframe.to_hdf`` returns them
+        (``["out.h5", "out.h5"]`` for two partitions in one file); with
+        ``compute=False``, a ``Delayed``.
 
     Raises
     ------
@@ -231,10 +235,12 @@ def to_tables(
 
     >>> import dask.dataframe as dd, pandas as pd
     >>> df = dd.from_pandas(pd.DataFrame({"a": range(6), "s": list("uvwxyz")}), npartitions=2)
-    >>> dask_tables.to_tables(df, "out.h5", "/frame", data_columns=["a"])
+    >>> dask_tables.to_tables(df, "out.h5", "/frame", data_columns=["a"])  # each partition's file
+    ['out.h5', 'out.h5']
     >>> pd.read_hdf("out.h5", "frame", where="a > 3")["s"].tolist()
     ['y', 'z']
     """
+    node = node_or_key(node, key, "to_tables")
     if is_url(path):
         from .remote import write_object
 
