@@ -3,7 +3,7 @@
 - :class:`RangeServer`: an HTTP/1.1 server of our own over a folder, with
   ``HEAD``, ranged ``GET``, a strong ``ETag`` per file version, ``If-Match``
   (412 on a replaced file), a latency per request, counters of requests and
-  bytes, and failure injection (503s, bodies cut short); with
+  bytes, and failure injection (503s, bodies cut short, short 206s); with
   ``etags=False`` no ETag at all, only ``Last-Modified`` and
   ``If-Unmodified-Since``; with ``token=`` a request whose query lacks
   ``token=TOKEN`` gets 403, as a presigned URL's signature.
@@ -102,6 +102,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._reply(416, b"" if not body else b"range not satisfiable")
                 return
             status = 206
+        if fault in ("short", "short-lying") and body and status == 206 and stop - start > 1:
+            # a well-formed 206 of fewer bytes than asked: "short" says so in its Content-Range,
+            # "short-lying" claims the range asked for; Content-Length is the body's either way
+            claimed = stop if fault == "short-lying" else start + (stop - start) // 2
+            stop = start + (stop - start) // 2
+        else:
+            claimed = stop
         self.send_response(status)
         if etag is not None:
             self.send_header("ETag", etag)
@@ -109,7 +116,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Last-Modified", self.date_time_string(path.stat().st_mtime))
         self.send_header("Content-Length", str(stop - start))
         if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
+            self.send_header("Content-Range", f"bytes {start}-{claimed - 1}/{size}")
         self.end_headers()
         if not body:
             return
@@ -148,7 +155,9 @@ class RangeServer:
 
     Use as a context manager; ``url`` is its base (``http://127.0.0.1:PORT``).
     ``inject("503", "truncate", ...)`` makes the next requests fail that way,
-    one fault a request; ``requests`` and ``bytes_sent`` count what it served.
+    one fault a request (``"short"``: a well-formed 206 of half the range
+    asked for; ``"short-lying"``: the same, its Content-Range claiming the
+    whole range); ``requests`` and ``bytes_sent`` count what it served.
     """
 
     def __init__(

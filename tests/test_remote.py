@@ -316,6 +316,25 @@ def test_cluster_of_processes_reads_urls(served, cluster_client) -> None:
     assert got["a"].tolist() == list(range(1501, 2000))
 
 
+def test_each_worker_reads_a_chunk_index_once(served, cluster_client) -> None:
+    """Two reductions of one URL on 2 worker processes: a worker that read chunks built the index once."""
+    server, root = served
+    write_sample(root / "indexed.h5")  # an object no worker has read yet
+    x = dask_tables.from_tables(server.url + "/indexed.h5", "/zlib", chunks=(30, 200))
+    before = diagnostics.gather(cluster_client)
+    assert cluster_client.compute(x.sum()).result() == DATA.sum()
+    np.testing.assert_array_equal(cluster_client.compute(x.mean(axis=0)).result(), DATA.mean(axis=0))
+    after = diagnostics.gather(cluster_client)
+    grown = {
+        worker: {key: after[worker][key] - before[worker][key] for key in ("index_builds", "remote_requests")}
+        for worker in after
+    }
+    assert len(grown) == 2
+    for counts in grown.values():  # a worker that read no chunk built nothing
+        assert counts["index_builds"] == (1 if counts["remote_requests"] else 0), grown
+    assert sum(counts["remote_requests"] for counts in grown.values()) >= 2 * x.npartitions
+
+
 def test_server_without_etag_uses_last_modified(tmp_path) -> None:
     """No ETag: reads are conditional on Last-Modified (If-Unmodified-Since); a replaced file raises."""
     import os

@@ -21,8 +21,9 @@ instead of reading as zeros (``tests/test_remote.py`` proves it in a child
 process with two poisons).
 
 Shadows are cached on local disk, one per object version (URL and ETag),
-shared by the processes of a machine (written to a temporary name, then
-``os.replace``-d), in the ``dask_tables.remote-cache-dir`` folder (default
+shared by the processes of a machine (one builds it, under an ``flock`` of
+its ``.lock`` file, while the others wait; written to a temporary name,
+then ``os.replace``-d), in the ``dask_tables.remote-cache-dir`` folder (default
 ``$DASK_TABLES_CACHE/remote`` or ``~/.cache/dask-tables/remote``), bounded by
 ``dask_tables.remote-cache-size`` (default 1 GiB, on-disk blocks counted;
 least recently used shadows go first).
@@ -31,6 +32,7 @@ least recently used shadows go first).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotHDF5FileError
+from ..forks import after_fork_in_child
 from ..hdf5.files import written_whole
 from ..hdf5.fingerprint import Fingerprint
 from .ranges import plan_requests
@@ -350,11 +353,45 @@ def build_shadow(
 
 
 _shadows_lock = threading.Lock()
-# Guarded by _shadows_lock: this process's shadows, by (pid, url, version). An entry's file
-# exists on disk for as long as the process uses it (eviction spares recently used shadows).
+# Guarded by _shadows_lock: this process's shadows, by (pid, url, version). An entry is used only
+# while its file is the one on disk (_still_there), and each use keeps it recently used, which
+# eviction spares; one evicted, or evicted and built again by another process, is found again.
 _shadows: dict[tuple[Any, ...], Shadow] = {}
 # Held while a shadow is built in this process: threads asking for one at once wait for one build.
 _build_lock = threading.Lock()
+# Guarded by _build_lock: the descriptors of the machine-wide build locks this process holds (see
+# _building), which a forked child must close: an inherited one would hold the lock in the child.
+_held: list[int] = []
+
+
+@after_fork_in_child
+def _after_fork() -> None:
+    global _shadows_lock, _build_lock
+    _shadows_lock, _build_lock = threading.Lock(), threading.Lock()  # a parent's thread may hold them
+    for fd in _held:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+@contextlib.contextmanager
+def _building(path: Path) -> Iterator[None]:
+    """Hold the machine-wide lock of the shadow ``path`` (an ``flock`` of its ``.lock`` file).
+
+    One process builds a shadow; another asking for it meanwhile waits, then
+    finds it on disk.  Built twice, the second file would replace the first
+    under a process reading it, whose fingerprint of it (and chunk indexes)
+    would then name a changed file.  Called with ``_build_lock`` held.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    _held.append(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        _held.remove(fd)
+        os.close(fd)  # releases the flock
 
 
 def shadow_of(remote: RemoteFile) -> Shadow:
@@ -367,22 +404,46 @@ def shadow_of(remote: RemoteFile) -> Shadow:
     key = (os.getpid(), remote.url, remote.version)
     with _shadows_lock:
         found = _shadows.get(key)
-    if found is not None and os.path.exists(found.path):
+    if found is not None and _still_there(found):
         return found
     with _build_lock:
         with _shadows_lock:
             found = _shadows.get(key)
-        if found is not None and os.path.exists(found.path):
+        if found is not None and _still_there(found):
             return found
         path = cache_dir() / (_key(remote) + ".h5")
-        shadow = _from_disk(path)
-        if shadow is None:
-            shadow = build_shadow(remote, path)
+        with _building(path):
+            shadow = _from_disk(path)
+            built = shadow is None
+            if shadow is None:
+                shadow = build_shadow(remote, path)
+            _touch(path)
+        if built:
             _evict(path.parent, cache_limit(), keep=path)
-        _touch(path)
         with _shadows_lock:
             _shadows[key] = shadow
     return shadow
+
+
+def _still_there(shadow: Shadow) -> bool:
+    """Whether this process's ``shadow`` is still the file on disk; if so, mark it used when it was not lately.
+
+    Another process may have evicted it (its use time is the manifest's,
+    so a process that only hits its own cache must refresh it, or the
+    shadow it reads becomes evictable after :data:`KEEP_RECENT`) and
+    another may have built it again: a new file, whose fingerprint the
+    chunk-index cache would take for a changed file.
+    """
+    path = Path(shadow.path)
+    try:
+        if Fingerprint.of(path) != shadow.fingerprint:
+            return False
+        used = path.with_suffix(".json").stat().st_mtime
+    except OSError:
+        return False
+    if time.time() - used > KEEP_RECENT / 4:
+        _touch(path)
+    return True
 
 
 def _from_disk(path: Path) -> Shadow | None:
@@ -415,7 +476,7 @@ def _evict(folder: Path, limit: int, keep: Path) -> None:
             break
         if shadow == keep or now - used < KEEP_RECENT:
             continue
-        for victim in (shadow, shadow.with_suffix(".json")):
+        for victim in (shadow, shadow.with_suffix(".json"), shadow.with_suffix(".lock")):
             with contextlib.suppress(OSError):
                 victim.unlink()
         total -= size
