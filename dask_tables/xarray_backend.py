@@ -17,7 +17,10 @@ lengths, as h5netcdf's ``phony_dims="sort"`` makes them (numbered across
 the whole file, so that one name is one length everywhere in it).  The
 scales are coordinate variables, read once when the dataset opens (PyTables
 cannot load them: :mod:`dask_tables.hdf5.foreign` reads them).  Attributes
-are what h5netcdf gives (:mod:`dask_tables.xarray_attrs`).
+are what h5netcdf gives (:mod:`dask_tables.xarray_attrs`).  Values are
+CF-decoded as xarray's netCDF backends decode them, by default (times,
+``_FillValue`` and ``scale_factor``, ``coordinates``...), with xarray's
+keywords (``decode_cf=False``, ``decode_times=False``...).
 
 Nested table columns are named with a dot (``"pos.x"`` for the column
 PyTables calls ``"pos/x"``): xarray's DataTree forbids ``/`` in variable
@@ -37,6 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tables
 import xarray as xr
+from xarray import conventions
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
@@ -388,16 +392,54 @@ def _dataset(
     drop_variables: set[str],
     direct: bool | None,
     allow_pickles: bool,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None,
+    decoders: Mapping[str, Any],
 ) -> xr.Dataset:
+    """The group's variables, CF-decoded as ``decoders`` say, as xarray's netCDF backends decode them.
+
+    As ``xarray.backends.StoreBackendEntrypoint`` does for h5netcdf and
+    netCDF4: ``xarray.conventions.decode_cf_variables`` (lazily: values
+    are decoded when read), then the dimension coordinates and those the
+    ``coordinates`` attributes name are coordinates, without indexes
+    (xarray's ``open_dataset`` makes them, unless ``create_default_indexes=False``).
+    With every decoder ``False`` (``decode_cf=False``) it still takes the two
+    steps those backends take: a variable with the attribute ``dtype: bool``
+    becomes ``bool``, and big-endian values native.
+    """
     variables = {
         m.name: _variable(path, m, dims[(group.path, m.name)], direct, allow_pickles, storage_options)
         for m in group.members
         if m.name not in drop_variables
     }
-    ds = xr.Dataset(variables, attrs=group.attrs)
+    variables, attrs, coord_names = conventions.decode_cf_variables(variables, group.attrs, **decoders)
+    data_vars = {}
+    coord_vars = {}
+    for name, variable in variables.items():
+        if name in coord_names or variable.dims == (name,):
+            coord_vars[name] = variable
+        else:
+            data_vars[name] = variable
+    ds = xr.Dataset(data_vars, coords=xr.Coordinates(coord_vars, indexes={}), attrs=attrs)
     ds.set_close(_nothing_to_close)
     return ds
+
+
+def _decoders(
+    mask_and_scale: Any,
+    decode_times: Any,
+    concat_characters: Any,
+    decode_coords: Any,
+    use_cftime: Any,
+    decode_timedelta: Any,
+) -> dict[str, Any]:
+    return {
+        "mask_and_scale": mask_and_scale,
+        "decode_times": decode_times,
+        "concat_characters": concat_characters,
+        "decode_coords": decode_coords,
+        "use_cftime": use_cftime,
+        "decode_timedelta": decode_timedelta,
+    }
 
 
 def _nothing_to_close() -> None:
@@ -465,7 +507,13 @@ class TablesBackendEntrypoint(BackendEntrypoint):
     url: ClassVar[str] = "https://github.com/dask-tables/dask-tables"
     open_dataset_parameters: ClassVar[tuple[str, ...]] = (
         "filename_or_obj",
+        "mask_and_scale",
+        "decode_times",
+        "concat_characters",
+        "decode_coords",
         "drop_variables",
+        "use_cftime",
+        "decode_timedelta",
         "group",
         "direct",
         "allow_pickles",
@@ -477,7 +525,13 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         self,
         filename_or_obj: str | os.PathLike[str],
         *,
+        mask_and_scale: Any = True,
+        decode_times: Any = True,
+        concat_characters: Any = True,
+        decode_coords: Any = True,
         drop_variables: str | Iterable[str] | None = None,
+        use_cftime: Any = None,
+        decode_timedelta: Any = None,
         group: str | None = None,
         direct: bool | None = None,
         allow_pickles: bool = False,
@@ -490,6 +544,10 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         filename_or_obj : str or os.PathLike
             A PyTables/HDF5 file, or the URL of one (``s3://``, ``https://``...,
             see ``docs/remote.rst``).
+        mask_and_scale, decode_times, concat_characters, decode_coords, use_cftime, decode_timedelta
+            CF decoding, as :func:`xarray.open_dataset` takes them for every
+            netCDF backend, with its defaults: decoded.  ``decode_cf=False``
+            given to :func:`xarray.open_dataset` turns them all off.
         drop_variables : str or list of str, optional
             Variables not to open.
         group : str, optional
@@ -520,13 +578,27 @@ class TablesBackendEntrypoint(BackendEntrypoint):
                 direct,
                 allow_pickles,
                 storage_options,
+                _decoders(
+                    mask_and_scale,
+                    decode_times,
+                    concat_characters,
+                    decode_coords,
+                    use_cftime,
+                    decode_timedelta,
+                ),
             )
 
     def open_groups_as_dict(  # type: ignore[override]
         self,
         filename_or_obj: str | os.PathLike[str],
         *,
+        mask_and_scale: Any = True,
+        decode_times: Any = True,
+        concat_characters: Any = True,
+        decode_coords: Any = True,
         drop_variables: str | Iterable[str] | None = None,
+        use_cftime: Any = None,
+        decode_timedelta: Any = None,
         group: str | None = None,
         direct: bool | None = None,
         allow_pickles: bool = False,
@@ -535,11 +607,15 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         """Every group and table under ``group`` as a Dataset, keyed by path relative to it.
 
         Tables become nodes of their own (their columns are the node's
-        variables), children of the group that holds them.
+        variables), children of the group that holds them.  Each is
+        CF-decoded as :meth:`open_dataset` decodes it.
         """
         path = _normalize(filename_or_obj)
         top = node_path((group or "").strip("/"))
         drop = _drop_set(drop_variables)
+        decoders = _decoders(
+            mask_and_scale, decode_times, concat_characters, decode_coords, use_cftime, decode_timedelta
+        )
         with _quiet_pytables():
             path, top, groups = _survey(path, top, allow_pickles, storage_options)
             dims = _phony_names(groups)
@@ -547,14 +623,22 @@ class TablesBackendEntrypoint(BackendEntrypoint):
             for g in groups:
                 if _within(g.path, top):
                     key = "/" + g.path[len(top) :].strip("/") if top != "/" else g.path
-                    result[key] = _dataset(path, g, dims, drop, direct, allow_pickles, storage_options)
+                    result[key] = _dataset(
+                        path, g, dims, drop, direct, allow_pickles, storage_options, decoders
+                    )
         return result
 
     def open_datatree(  # type: ignore[override]
         self,
         filename_or_obj: str | os.PathLike[str],
         *,
+        mask_and_scale: Any = True,
+        decode_times: Any = True,
+        concat_characters: Any = True,
+        decode_coords: Any = True,
         drop_variables: str | Iterable[str] | None = None,
+        use_cftime: Any = None,
+        decode_timedelta: Any = None,
         group: str | None = None,
         direct: bool | None = None,
         allow_pickles: bool = False,
@@ -563,7 +647,13 @@ class TablesBackendEntrypoint(BackendEntrypoint):
         """The file's hierarchy (under ``group``) as a DataTree: groups and tables are its nodes."""
         groups = self.open_groups_as_dict(
             filename_or_obj,
+            mask_and_scale=mask_and_scale,
+            decode_times=decode_times,
+            concat_characters=concat_characters,
+            decode_coords=decode_coords,
             drop_variables=drop_variables,
+            use_cftime=use_cftime,
+            decode_timedelta=decode_timedelta,
             group=group,
             direct=direct,
             allow_pickles=allow_pickles,

@@ -20,7 +20,7 @@ pytest.importorskip("h5py")
 
 
 def write_grid(path) -> None:
-    """Arrays sharing lengths, attributes, a soft link, a group and a table."""
+    """Arrays sharing lengths, attributes (CF ones too), a soft link, a group and a table."""
     with tables.open_file(path, "w") as f:
         f.root._v_attrs.history = "made for a test"
         t = f.create_carray(
@@ -28,6 +28,9 @@ def write_grid(path) -> None:
         )
         t.attrs.units = "K"
         f.create_array("/", "depth", obj=np.arange(120.0))
+        f.create_array("/", "time", obj=np.arange(120.0)).attrs.units = "days since 2000-01-01"
+        packed = f.create_array("/", "packed", obj=np.arange(120, dtype="i2"))
+        packed.attrs.scale_factor = 0.5
         f.create_group("/", "run")
         f.create_earray("/run", "counts", obj=np.arange(300, dtype="i4").reshape(100, 3))
         rows = np.array([(i, i * 0.5) for i in range(200)], dtype=[("a", "i4"), ("b", "f8")])
@@ -50,12 +53,19 @@ def test_open_dataset_over_http(tmp_path) -> None:
         url = server.url + "/grid.h5"
         for group in (None, "run", "run/events", "alias"):
             same(url, tmp_path / "grid.h5", group=group)
+        same(url, tmp_path / "grid.h5", decode_cf=False)
+        decoded = xr.open_dataset(url, engine="tables")  # CF-decoded by default, lazily, over the URL
+        assert decoded["time"].dtype.kind == "M" and decoded["packed"].dtype.kind == "f"
+        np.testing.assert_array_equal(decoded["packed"].values, np.arange(120) * 0.5)
+        raw = xr.open_dataset(url, engine="tables", decode_cf=False)
+        assert raw["time"].dtype == np.float64 and raw["packed"].dtype == np.int16
         chunked = xr.open_dataset(url, engine="tables", chunks={})
         np.testing.assert_array_equal(chunked["temperature"].mean().compute(), np.arange(12_000.0).mean())
         tree = xr.open_datatree(url, engine="tables")
         xr.testing.assert_identical(
             tree.load(), xr.open_datatree(tmp_path / "grid.h5", engine="tables").load()
         )
+        assert tree["time"].dtype.kind == "M"
 
 
 def test_open_dataset_from_s3(tmp_path, s3_bucket) -> None:

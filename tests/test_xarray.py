@@ -123,6 +123,68 @@ def test_drop_variables(grid_file):
     assert sorted(open_tables(grid_file, drop_variables="y").data_vars) == ["square", "x"]
 
 
+# ---------------------------------------------------------------- CF decoding
+
+
+def test_pytables_files_without_cf_attributes_are_what_pytables_reads_decoded_or_not(sample_file):
+    for group in ("/", "/group/table"):
+        decoded = open_tables(sample_file, group=group)
+        raw = open_tables(sample_file, group=group, decode_cf=False)
+        xr.testing.assert_identical(decoded, raw)  # nothing to decode: decoding changes nothing
+        assert decoded.data_vars
+        for variable in decoded.data_vars.values():
+            node, field = variable.encoding["node"], variable.encoding.get("field")
+            assert_array_equal(variable.values, pytables_read(sample_file, node, field))
+
+
+@pytest.fixture
+def cf_pytables_file(tmp_path):
+    """A file PyTables writes with CF attributes: a time axis, a _FillValue, packed values, a bool flag."""
+    path = tmp_path / "cf.h5"
+    with tables.open_file(path, "w") as f:
+        time = f.create_array("/", "time", obj=np.arange(4.0))
+        time.attrs.units = "hours since 2001-02-03"
+        counts = f.create_carray("/", "counts", obj=np.array([5, -1, 7, 9], dtype="i4"), chunkshape=(2,))
+        counts.attrs._FillValue = np.int32(-1)
+        packed = f.create_array("/", "packed", obj=np.array([0, 10, 20, 30], dtype="i2"))
+        packed.attrs.scale_factor = 0.5
+        packed.attrs.add_offset = 1.0
+        flag = f.create_array("/", "flag", obj=np.array([1, 0, 0, 1], dtype="i1"))
+        flag.attrs.dtype = "bool"
+    return path
+
+
+def test_cf_attributes_of_pytables_files_are_decoded_by_default(cf_pytables_file):
+    ds = open_tables(cf_pytables_file)
+    assert_array_equal(ds.time.values, np.datetime64("2001-02-03T00") + np.arange(4) * np.timedelta64(1, "h"))
+    assert_array_equal(ds.counts.values, [5.0, np.nan, 7.0, 9.0])
+    assert_array_equal(ds.packed.values, [1.0, 6.0, 11.0, 16.0])
+    assert ds.flag.dtype == bool and ds.flag.values.tolist() == [True, False, False, True]
+    assert ds.counts.encoding["_FillValue"] == -1 and "_FillValue" not in ds.counts.attrs
+    raw = open_tables(cf_pytables_file, decode_cf=False)
+    for name in ("time", "counts", "packed"):  # raw: what PyTables reads, attributes as they are
+        assert_array_equal(raw[name].values, pytables_read(cf_pytables_file, "/" + name))
+        assert raw[name].dtype == pytables_read(cf_pytables_file, "/" + name).dtype
+    assert raw.packed.attrs == {"scale_factor": 0.5, "add_offset": 1.0}
+    assert raw.flag.dtype == bool  # as xarray's netCDF backends, even with decode_cf=False
+    assert_array_equal(raw.flag.values.astype("i1"), pytables_read(cf_pytables_file, "/flag"))
+    xr.testing.assert_identical(ds, xr.decode_cf(raw))
+    only_times = open_tables(cf_pytables_file, mask_and_scale=False)
+    assert only_times.time.dtype.kind == "M" and only_times.counts.dtype == np.int32
+    assert_array_equal(only_times.counts.values, pytables_read(cf_pytables_file, "/counts"))
+
+
+def test_undecodable_times_are_refused_as_xarray_refuses_them(tmp_path):
+    path = tmp_path / "odd.h5"
+    with tables.open_file(path, "w") as f:
+        f.create_array("/", "t", obj=np.arange(3.0)).attrs.units = "seconds since the start"
+    with pytest.raises(ValueError, match="decode_times=False"):
+        open_tables(path)
+    ds = open_tables(path, decode_times=False)
+    assert ds.t.attrs["units"] == "seconds since the start"
+    assert_array_equal(ds.t.values, pytables_read(path, "/t"))
+
+
 # ---------------------------------------------------------------- indexing
 
 

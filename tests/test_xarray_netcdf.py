@@ -1,9 +1,10 @@
-"""engine="tables" on netCDF-4 and h5py files: what engine="h5netcdf" gives, raw and after CF decoding.
+"""engine="tables" on netCDF-4 and h5py files: what engine="h5netcdf" gives, decoded and raw.
 
 Issue 24, items 12-15: text attributes netCDF-C writes (fixed-length
 strings), dimension scales as coordinate variables, attributes PyTables
 misreads (enums, big-endian numbers, one-element arrays, netCDF's
-bookkeeping), and groups reached through links.
+bookkeeping), and groups reached through links; and CF decoding by default,
+with xarray's decoder keywords, as every netCDF backend decodes.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import pytest
 import tables
 from helpers import registry_is_empty
 
+from dask_tables import FileChangedError
+
 xr = pytest.importorskip("xarray")
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("h5netcdf")
-
-from oracle_child import as_h5netcdf_raw  # noqa: E402  (after the skips: it imports xarray and h5py)
 
 # PyTables warns about the dimension scales' references it cannot load.
 pytestmark = pytest.mark.filterwarnings("ignore::tables.exceptions.DataTypeWarning")
@@ -33,10 +34,12 @@ def open_h5netcdf(path, **kwargs):
 
 
 def assert_same_as_h5netcdf(path, **kwargs):
-    """The dataset equals h5netcdf's: raw (values, dims, coordinates, attributes), and CF-decoded."""
+    """The dataset equals h5netcdf's (values, dims, coordinates, attributes): both opened with xarray's
+    defaults (CF-decoded), and both with ``decode_cf=False``.  Returns ours, decoded."""
     ours = open_tables(path, **kwargs)
-    xr.testing.assert_identical(as_h5netcdf_raw(ours), open_h5netcdf(path, decode_cf=False, **kwargs))
-    xr.testing.assert_identical(xr.decode_cf(ours), open_h5netcdf(path, **kwargs))
+    xr.testing.assert_identical(ours, open_h5netcdf(path, **kwargs))
+    raw = open_tables(path, decode_cf=False, **kwargs)
+    xr.testing.assert_identical(raw, open_h5netcdf(path, decode_cf=False, **kwargs))
     return ours
 
 
@@ -70,16 +73,124 @@ def netcdf_c_file(tmp_path):
     return path
 
 
+# ---------------------------------------------------------------- CF decoding by default
+
+
+@pytest.fixture(params=["h5netcdf", "netcdf4"])
+def cf_file(request, tmp_path):
+    """A CF file written by xarray through h5netcdf or netCDF-C: times with bounds, timedeltas, bools,
+    packed values, netCDF's char text (``S1`` along a string dimension), ``coordinates``."""
+    if request.param == "netcdf4":
+        pytest.importorskip("netCDF4")
+    ds = cf_dataset().assign(
+        wait=("time", pd.to_timedelta(np.arange(30), "h")),
+        code=("station", np.array([b"DAV", b"BER", b"ZRH"])),
+    )
+    path = tmp_path / f"cf_{request.param}.nc"
+    ds.to_netcdf(path, engine=request.param)
+    return path
+
+
+def test_a_cf_file_is_decoded_by_default_and_sel_by_dates_is_h5netcdfs(cf_file):
+    """xarray users' habit: ``sel(time=slice("2000-01-10", "2000-01-20"))`` with no decode_cf call."""
+    ds = xr.open_dataset(cf_file, engine="tables")
+    assert ds.time.dtype.kind == "M" and ds.time_bnds.dtype.kind == "M" and ds.wait.dtype.kind == "m"
+    assert ds.flag.dtype == bool and ds.packed.dtype == np.float64 and ds.code.dtype == "S3"
+    assert "height" in ds.coords  # the `coordinates` attribute applied
+    picked = ds.sel(time=slice("2000-01-10", "2000-01-20"))
+    theirs = open_h5netcdf(cf_file).sel(time=slice("2000-01-10", "2000-01-20"))
+    assert picked.sizes["time"] == 11
+    np.testing.assert_array_equal(
+        picked.time.values, pd.date_range("2000-01-10", "2000-01-20", freq="D").values
+    )
+    np.testing.assert_array_equal(picked.temp.values, cf_dataset().temp.values[9:20])
+    xr.testing.assert_identical(picked.load(), theirs.load())
+    raw = xr.open_dataset(cf_file, engine="tables", decode_cf=False)
+    assert raw.time.dtype.kind in "iuf" and raw.packed.dtype == np.int16 and raw.code.dtype == "S1"
+    assert raw.flag.dtype == bool  # the one step netCDF backends take even with decode_cf=False
+    assert assert_same_as_h5netcdf(cf_file).time.dtype.kind == "M"
+    assert registry_is_empty()
+
+
+@pytest.mark.filterwarnings("ignore:Usage of 'use_cftime' as a kwarg is deprecated:FutureWarning")
+@pytest.mark.parametrize(
+    "keywords",
+    [
+        {"decode_times": False},
+        {"decode_times": False, "decode_timedelta": True},
+        {"decode_timedelta": False},
+        {"mask_and_scale": False},
+        {"concat_characters": False},
+        {"decode_coords": False},
+        {"decode_coords": "all"},
+        {"use_cftime": True},
+        {"decode_times": xr.coders.CFDatetimeCoder(use_cftime=True)},
+    ],
+    ids=lambda k: ",".join(
+        f"{n}={type(v).__name__ if n == 'decode_times' and v else v}" for n, v in k.items()
+    ),
+)
+def test_each_decoder_keyword_does_what_it_does_for_h5netcdf(cf_file, keywords):
+    ours = xr.open_dataset(cf_file, engine="tables", **keywords)
+    xr.testing.assert_identical(ours, open_h5netcdf(cf_file, **keywords))
+    with pytest.raises(AssertionError):  # the keyword took effect: not what the defaults give
+        xr.testing.assert_identical(ours, xr.open_dataset(cf_file, engine="tables"))
+
+
+def test_datatree_and_groups_are_decoded_as_h5netcdf_decodes_them(tmp_path):
+    ds = cf_dataset()
+    tree = xr.DataTree.from_dict(
+        {
+            "/": xr.Dataset(attrs={"tree": "root"}),
+            "/a": ds,
+            "/b": ds.isel(time=slice(0, 5)),
+            "/b/c": xr.Dataset({"v": ("n", np.arange(3.0))}),
+        }
+    )
+    path = tmp_path / "tree.nc"
+    tree.to_netcdf(path, engine="h5netcdf")
+    for options in ({}, {"decode_cf": False}, {"decode_times": False, "mask_and_scale": False}):
+        ours = xr.open_datatree(path, engine="tables", **options)
+        xr.testing.assert_identical(ours, xr.open_datatree(path, engine="h5netcdf", **options))
+        groups = xr.open_groups(path, engine="tables", **options)
+        theirs = xr.open_groups(path, engine="h5netcdf", **options)
+        assert sorted(groups) == sorted(theirs) == ["/", "/a", "/b", "/b/c"]
+        for name, group in groups.items():
+            xr.testing.assert_identical(group, theirs[name])
+    decoded = xr.open_datatree(path, engine="tables")
+    assert decoded["b"].time.dtype.kind == "M" and decoded["a"].packed.dtype == np.float64
+    assert xr.open_datatree(path, engine="tables", decode_cf=False)["b"].time.dtype.kind in "iuf"
+    under = xr.open_datatree(path, engine="tables", group="b")
+    xr.testing.assert_identical(under, xr.open_datatree(path, engine="h5netcdf", group="b"))
+    assert under.time.dtype.kind == "M"
+
+
+def test_decoded_variables_stay_lazy(tmp_path):
+    path = tmp_path / "cf.nc"
+    cf_dataset().to_netcdf(path, engine="h5netcdf")
+    ds = xr.open_dataset(path, engine="tables", create_default_indexes=False)
+    assert not ds.indexes  # xarray makes the indexes, as for its own backends
+    for name in ("temp", "packed", "flag", "time_bnds"):
+        assert not ds[name].variable._in_memory, name
+    with h5py.File(path, "a") as f:  # the file is not held open, and the values were not read
+        f["temp"][0, 0] = 1.0
+    with pytest.raises(FileChangedError, match=r"cf\.nc"):
+        ds.packed.values  # noqa: B018 - decoded lazily: read (and scaled) now
+    assert registry_is_empty()
+
+
 # ---------------------------------------------------------------- 12: text attributes
 
 
 def test_netcdf_c_text_attributes_are_str_and_decode_as_with_h5netcdf(netcdf_c_file):
     with h5py.File(netcdf_c_file) as f:  # what the issue is about: netCDF-C's fixed-length strings
         assert isinstance(f["temp"].attrs["units"], np.bytes_)
-    ds = assert_same_as_h5netcdf(netcdf_c_file)
-    assert ds.temp.attrs["units"] == "K" and type(ds.temp.attrs["units"]) is str
-    assert type(ds.attrs["title"]) is str and ds.attrs["history"] == "made by a test."
-    decoded = xr.decode_cf(ds)
+    decoded = assert_same_as_h5netcdf(netcdf_c_file)
+    raw = open_tables(netcdf_c_file, decode_cf=False)
+    for ds in (decoded, raw):
+        assert ds.temp.attrs["units"] == "K" and type(ds.temp.attrs["units"]) is str
+        assert type(ds.attrs["title"]) is str and ds.attrs["history"] == "made by a test."
+    assert type(raw.time.attrs["units"]) is str and raw.time.dtype.kind in "iuf"
     expected = cf_dataset()
     assert decoded.time.dtype.kind == "M"
     np.testing.assert_array_equal(decoded.time.values, expected.time.values)
@@ -102,9 +213,8 @@ def test_fixed_length_text_of_old_pytables_files_decodes(tmp_path):
         flag.attrs.dtype = np.bytes_(b"bool")
         flag.attrs.coordinates = np.bytes_(b"time")
         f.root._v_attrs.note = np.bytes_("d\u00e9j\u00e0 vu".encode())
-    ds = open_tables(path)
-    assert ds.attrs["note"] == "d\u00e9j\u00e0 vu"
-    decoded = xr.decode_cf(ds)
+    decoded = open_tables(path)  # decoded by default, as the bytes attributes are text
+    assert decoded.attrs["note"] == "d\u00e9j\u00e0 vu"
     np.testing.assert_array_equal(
         decoded.time.values, pd.date_range("2001-02-03", periods=3, freq="h").values
     )
@@ -141,7 +251,8 @@ def test_dimension_scales_are_coordinates_and_sel_is_by_label(tmp_path):
     path = tmp_path / "scales.h5"
     values = np.arange(30 * 50, dtype="f8").reshape(30, 50)
     write_scaled(path, np.arange(100.0, 130.0) - 100, values)
-    ds = assert_same_as_h5netcdf(path)
+    decoded = assert_same_as_h5netcdf(path)
+    ds = open_tables(path, decode_cf=False)
     assert set(ds.coords) == {"time", "lat"} and ds.indexes["time"].size == 30
     assert ds.v.sel(time=slice(10, 20)).shape == (11, 50)  # by label, as with h5netcdf
     assert (
@@ -149,9 +260,10 @@ def test_dimension_scales_are_coordinates_and_sel_is_by_label(tmp_path):
         == open_h5netcdf(path, decode_cf=False).v.sel(time=slice(10, 20)).shape
     )
     np.testing.assert_array_equal(ds.v.sel(time=slice(10, 20)).values, values[10:21])
-    decoded = xr.decode_cf(ds)  # the bounds variable decodes with its coordinate
+    # decoded by default: the bounds variable decodes with its coordinate, sel by dates
     assert decoded.time.dtype.kind == "M" and decoded.time_bnds.dtype.kind == "M"
     assert decoded.time.attrs["bounds"] == "time_bnds"
+    np.testing.assert_array_equal(decoded.v.sel(time=slice("2000-01-11", "2000-01-21")).values, values[10:21])
     chunked = open_tables(path, chunks={})
     np.testing.assert_array_equal(chunked.v.sel(lat=slice(-45, 0)).values, values[:, :25])
     assert registry_is_empty()
@@ -164,13 +276,19 @@ def test_open_mfdataset_with_its_defaults_combines_by_coordinates(tmp_path):
         write_scaled(tmp_path / f"part{i}.h5", np.arange(10.0) + 10 * i, values, bounds=False)
         parts.append(values)
     paths = [tmp_path / "part1.h5", tmp_path / "part0.h5"]  # out of order: combined by coordinate
-    ours = xr.open_mfdataset(paths, engine="tables")
-    theirs = xr.open_mfdataset(paths, engine="h5netcdf", decode_cf=False)
-    np.testing.assert_array_equal(ours.time.values, np.arange(20.0))
-    np.testing.assert_array_equal(ours.v.values, np.concatenate(parts))
-    xr.testing.assert_identical(ours.compute(), theirs.compute())
-    ours.close()
-    theirs.close()
+    for options in ({"decode_cf": False}, {}):
+        ours = xr.open_mfdataset(paths, engine="tables", **options)
+        theirs = xr.open_mfdataset(paths, engine="h5netcdf", **options)
+        np.testing.assert_array_equal(ours.v.values, np.concatenate(parts))
+        xr.testing.assert_identical(ours.compute(), theirs.compute())
+        ours.close()
+        theirs.close()
+    raw = xr.open_mfdataset(paths, engine="tables", decode_cf=False)
+    np.testing.assert_array_equal(raw.time.values, np.arange(20.0))
+    decoded = xr.open_mfdataset(paths, engine="tables")
+    np.testing.assert_array_equal(
+        decoded.time.values, pd.date_range("2000-01-01", periods=20, freq="D").values
+    )
 
 
 def test_netcdf_dimensions_without_variables_stay_without_coordinates(netcdf_c_file):
@@ -209,7 +327,10 @@ def h5py_attrs_file(tmp_path):
 
 
 def test_attributes_pytables_misreads_are_read_as_h5netcdf_reads_them(h5py_attrs_file):
-    ds = assert_same_as_h5netcdf(h5py_attrs_file)
+    decoded = assert_same_as_h5netcdf(h5py_attrs_file)
+    assert decoded.x.encoding["scale_factor"] == 0.5  # decoded: the packing is the encoding's
+    np.testing.assert_array_equal(decoded.x.values, [0.0, 0.5, 1.0])
+    ds = open_tables(h5py_attrs_file, decode_cf=False)
     attrs = ds.x.attrs
     assert attrs["flag"] is np.True_
     np.testing.assert_array_equal(attrs["flags"], [True, False])
@@ -308,9 +429,10 @@ def test_soft_links_variable_length_text_and_references_as_h5netcdf_gives_them(t
         f.attrs["fixed_matrix"] = np.array([[b"ab", b"cd"], [b"ef", b"gh"]])
     ds = open_tables(path)
     assert sorted(ds.variables) == ["alias", "names", "note", "x"]
-    theirs = open_h5netcdf(path, decode_cf=False, drop_variables=["refs"])
-    xr.testing.assert_identical(as_h5netcdf_raw(ds), theirs)
-    theirs.close()
+    for options in ({}, {"decode_cf": False}):
+        theirs = open_h5netcdf(path, drop_variables=["refs"], **options)
+        xr.testing.assert_identical(open_tables(path, **options), theirs)
+        theirs.close()
     np.testing.assert_array_equal(ds.alias.values, np.arange(4.0))
     assert ds.alias.attrs == {"units": "m"} and ds.names.values.tolist() == ["davos", "z\u00fcrich", ""]
     assert ds.note.values[()] == "one text"
