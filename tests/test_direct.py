@@ -230,12 +230,19 @@ def test_the_source_with_its_storage_pickles(matrix_file):
     assert_identical(clone[3:9], source[3:9])
 
 
-def test_processes_and_distributed_read_directly(matrix_file, cluster_client):
+def test_processes_and_distributed_read_directly(matrix_file):
+    distributed = pytest.importorskip("distributed")
     x = from_tables(matrix_file, "/zlib_shuffle_fletcher32/f8_2d_37", chunks=(10, 41))
     with tables.open_file(matrix_file) as f:
         expected = f.root.zlib_shuffle_fletcher32.f8_2d_37.read().sum()
     assert float(x.sum().compute(scheduler="processes")) == pytest.approx(expected)
-    assert float(cluster_client.compute(x.sum(), sync=True)) == pytest.approx(expected)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as c,
+        distributed.Client(c) as client,
+    ):
+        assert float(client.compute(x.sum(), sync=True)) == pytest.approx(expected)
 
 
 # ---------------------------------------------------------------- filters

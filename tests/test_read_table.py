@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import dask
 import numpy as np
@@ -445,11 +446,20 @@ def test_every_local_scheduler(events, scheduler):
     assert registry_is_empty()
 
 
-def test_distributed_local_cluster(events, cluster_client):
+def test_distributed_local_cluster(events):
+    distributed = pytest.importorskip("distributed")
     df = read_table(events, "/detector/events", where="energy > 50.5", chunksize=1024)
     records, _ = pytables_rows(events, "energy > 50.5")
-    total, count = cluster_client.compute([df.energy.sum(), df.energy.count()], sync=True)
-    assert set(cluster_client.run(lambda: len(tables.file._open_files)).values()) == {0}
+    with (
+        warnings.catch_warnings(),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        warnings.simplefilter("ignore", UserWarning)  # distributed's port and memory notices
+        total, count = client.compute([df.energy.sum(), df.energy.count()], sync=True)
+        assert set(client.run(lambda: len(tables.file._open_files)).values()) == {0}
     assert count == len(records)
     assert total == pytest.approx(records["energy"].sum())
 

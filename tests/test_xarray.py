@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -405,10 +406,18 @@ def test_datasets_pickle(grid_file, chunks):
 
 
 @pytest.mark.timeout(300)
-def test_distributed_computes_and_leaves_no_file_open(grid_file, cluster_client):
+def test_distributed_computes_and_leaves_no_file_open(grid_file):
+    distributed = pytest.importorskip("distributed")
     ds = open_tables(grid_file, chunks={})
-    total, inner = cluster_client.compute([ds.x.sum(), ds.y.mean()], sync=True)
-    assert set(cluster_client.run(lambda: len(tables.file._open_files)).values()) == {0}
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        warnings.simplefilter("ignore", UserWarning)  # distributed's port and memory notices
+        total, inner = client.compute([ds.x.sum(), ds.y.mean()], sync=True)
+        assert set(client.run(lambda: len(tables.file._open_files)).values()) == {0}
     assert float(total) == pytables_read(grid_file, "/x").sum()
     assert float(inner) == pytables_read(grid_file, "/y").mean()
 
