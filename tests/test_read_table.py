@@ -531,6 +531,26 @@ def test_pandas_file_changed(pandas_file):
         df.compute()
 
 
+def test_pandas_file_changed_on_a_cluster_names_the_change(pandas_file):
+    """A worker shows a failed task's repr: the pandas reader's must not fail and hide the real error."""
+    distributed = pytest.importorskip("distributed")
+    df = read_table(pandas_file, "frame")
+    tasks = [getattr(t, "func", None) for t in dict(df.dask).values()]
+    reader = next(f for f in tasks if type(f).__name__ == "PandasTableReader")
+    assert "PandasConversion(origin=" in repr(reader)  # the detached storer is left out of reprs
+    os.utime(pandas_file, ns=(0, 0))
+    with (
+        warnings.catch_warnings(),
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        warnings.simplefilter("ignore", UserWarning)  # distributed's port and memory notices
+        with pytest.raises(FileChangedError, match=r"pandas\.h5.*rebuild the frame with read_table"):
+            client.compute(df, sync=True)
+
+
 def test_in_kernel_conditions_from_many_threads_do_not_crash(tmp_path):
     """numexpr functions keep scratch memory inside: one per thread, or the process crashes."""
     path = tmp_path / "race.h5"

@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import types
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -301,9 +301,11 @@ class PandasConversion:
     2  3  x
     """
 
-    storer: Any
-    group_attrs: dict[str, Any]
-    table_attrs: dict[str, Any]
+    # Not in the repr: the detached storer's own repr needs the axes it no longer holds (distributed
+    # shows a failed task's repr, and the task's real error was lost behind that AttributeError).
+    storer: Any = field(repr=False)
+    group_attrs: dict[str, Any] = field(repr=False)
+    table_attrs: dict[str, Any] = field(repr=False)
     origin: tuple[Any, ...]
 
     @classmethod
