@@ -326,10 +326,16 @@ class RemoteFile:
             options["if_unmodified_since"] = datetime.datetime.fromisoformat(self.version.last_modified)
         if self.version.version:
             options["version"] = self.version.version
+        got = "no bytes"
         for _ in range(WRONG_LENGTH_TRIES):
             try:
                 result = obstore.get(store, key, options=options)
                 data = memoryview(result.bytes())
+            except obstore.exceptions.GenericError as err:
+                if "UnexpectedRange" not in str(err):  # a 206 that says it holds less: asked again
+                    raise self._error(err, f"GET bytes {start}-{stop}", node) from None
+                got = "a shorter range than asked"
+                continue
             except obstore.exceptions.PreconditionError:
                 was = (
                     f"ETag {self.version.etag}"
@@ -344,8 +350,9 @@ class RemoteFile:
                 raise self._error(err, f"GET bytes {start}-{stop}", node) from None
             if len(data) == stop - start:
                 return data
+            got = f"{len(data)} bytes"
         raise RemoteReadError(
-            f"{self.name}: GET bytes {start}-{stop} returned {len(data)} bytes, not {stop - start}, "
+            f"{self.name}: GET bytes {start}-{stop} returned {got}, not {stop - start} bytes, "
             f"{WRONG_LENGTH_TRIES} times: the body is never decoded; try again later"
         )
 
