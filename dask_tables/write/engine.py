@@ -62,7 +62,7 @@ from dataclasses import dataclass
 import dask
 import tables
 
-from ..errors import FileChangedError
+from ..errors import FileChangedError, WriteInterruptedError
 from ..hdf5.files import is_hdf5_file
 from ..registry import synchronized_close_file, synchronized_open_file
 from .locks import write_lock
@@ -484,8 +484,27 @@ def _committed_before(job: Job, before: tuple[int, ...] | None) -> bool:
 def _build_new_version(
     job: Job, apply: Apply | None, built: str | None, before: tuple[int, ...] | None
 ) -> None:
-    """``commit.h5``: the target's next version (steps ``copied`` and ``applied``)."""
+    """``commit.h5``: the target's next version (steps ``copied`` and ``applied``).
+
+    A ``commit.h5`` already there was left by a run of this commit whose
+    process was killed: it starts over, and if that run had used staged
+    pieces up (a frame's sidecars are removed as they are written), the
+    write is lost: :class:`~dask_tables.WriteInterruptedError`, the target
+    untouched.
+    """
     job.check_work()
+    rerun = os.path.lexists(job.commit_file)
+    try:
+        _build_from_staged(job, apply, built, before)
+    except FileNotFoundError:
+        if rerun:
+            raise WriteInterruptedError(job.path) from None
+        raise
+
+
+def _build_from_staged(
+    job: Job, apply: Apply | None, built: str | None, before: tuple[int, ...] | None
+) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(job.commit_file)  # left by a run of this commit whose process was killed
     if before is not None and not job.fresh:
