@@ -29,6 +29,7 @@ names, and netCDF does too.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
@@ -176,9 +177,15 @@ def _dataset(
             coord_vars[name] = variable
         else:
             data_vars[name] = variable
-    ds = xr.Dataset(data_vars, coords=xr.Coordinates(coord_vars, indexes={}), attrs=attrs)
+    coords = xr.Coordinates(coord_vars, indexes={}) if _XARRAY_MAKES_INDEXES else coord_vars
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     ds.set_close(_nothing_to_close)
     return ds
+
+
+# xarray >= 2025.07 makes the default indexes in open_dataset (create_default_indexes=): the
+# backend leaves them to it, as xarray's own backends do; older xarray needs them made here.
+_XARRAY_MAKES_INDEXES = "create_default_indexes" in inspect.signature(xr.open_dataset).parameters
 
 
 def _decoders(

@@ -217,7 +217,7 @@ def survey(
     """
     for _ in range(_LINK_DEPTH):
         with (
-            locked_as_such(path, top),
+            locked_as_such(display_url(path) if is_url(path) else path, top),
             refusing_pickles(not allow_pickles),
             get_lock(),
             synchronized_file(metadata_path(path, storage_options), "r") as h5,  # a URL: its shadow

@@ -417,6 +417,7 @@ def test_key_is_pandas_name_for_the_node_and_each_partitions_file_is_returned(tm
         dask_tables.to_tables(dd.from_pandas(frame, npartitions=2), path, "/a", key="b")
     with pytest.raises(TypeError, match="give the node or key="):
         dask_tables.read_table(path, "/a", key="b")
+    assert len(dask_tables.read_table(path, "/res", key="res")) == len(frame)  # one node, spelled twice
     with pytest.raises(TypeError, match="read_table: give the node to read"):
         dask_tables.read_table(path)
 

@@ -95,6 +95,40 @@ def test_cache_stays_within_its_bound_least_recently_used_first(tmp_path, monkey
             assert on_disk(folder) <= limit
 
 
+def test_build_locks_of_failed_builds_are_removed_by_a_later_eviction(tmp_path, monkeypatch) -> None:
+    """A build that fails (not an HDF5 file) leaves its ``.lock``; eviction removes it once stale."""
+    (tmp_path / "notes.h5").write_bytes(b"not HDF5 at all" * 100)
+    write_file(tmp_path / "a.h5")
+    folder = shadows.cache_dir()
+    with RangeServer(tmp_path) as server:
+        with pytest.raises(dask_tables.NotHDF5FileError, match=r"notes\.h5"):
+            shadows.shadow_of(resolved(server, "notes.h5"))
+        assert [p.suffix for p in folder.iterdir()] == [".lock"]
+        shadows.shadow_of(resolved(server, "a.h5"))  # a build evicts: the orphan is not stale yet
+        assert len(list(folder.glob("*.lock"))) == 2
+        monkeypatch.setattr(shadows, "KEEP_RECENT", 0.0)
+        shadows.clear_process_cache()
+        shadows.shadow_of(resolved(server, "a.h5"))  # found on disk: no build, no eviction
+        shadows._evict(folder, shadows.cache_limit(), keep=Path(folder / "none.h5"))
+        assert sorted(p.suffix for p in folder.iterdir()) == [".h5", ".json", ".lock"]  # a.h5's stays
+
+
+def test_stores_of_presigned_urls_are_bounded() -> None:
+    """Each presigned URL is its own obstore store (its query goes with every request): a bounded few."""
+    from dask_tables.remote import transport
+
+    for k in range(transport.MAX_STORES + 10):
+        transport._store("http", f"https://127.0.0.1:9/a.h5?sig=s{k:04d}", StorageOptions())
+    assert len(transport._stores) <= transport.MAX_STORES
+
+
+def test_a_chained_urls_password_is_never_shown() -> None:
+    url = "zip://inner.h5::ftp://me:s3cretPW@127.0.0.1:1/a.zip"
+    with pytest.raises(OSError) as err:
+        RemoteFile(url, StorageOptions()).resolve()
+    assert "s3cretPW" not in str(err.value) and "ftp://me@127.0.0.1:1/a.zip" in str(err.value)
+
+
 def test_hits_of_the_process_cache_keep_a_shadow_recently_used(tmp_path) -> None:
     """A process that reads a shadow from its own cache only keeps it used lately: no eviction removes it.
 

@@ -49,14 +49,14 @@ def node_or_key(node: str | None, key: str | None, call: str) -> str | None:
 
     Examples
     --------
-    >>> node_or_key(None, "df", "read_table"), node_or_key("/df", None, "read_table")
+    >>> node_or_key(None, "df", "read_table"), node_or_key("/df", "df", "read_table")
     ('df', '/df')
     >>> node_or_key("/a", "b", "read_table")
     Traceback (most recent call last):
     ...
     TypeError: read_table: give the node or key= (pandas' name for it), not both: '/a' and 'b'
     """
-    if key is None or node == key:
+    if key is None or (node is not None and node_path(node) == node_path(key)):
         return node
     if node is not None:
         raise TypeError(

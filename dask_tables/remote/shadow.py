@@ -384,10 +384,18 @@ def _building(path: Path) -> Iterator[None]:
     would then name a changed file.  Called with ``_build_lock`` held.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    lock = path.with_suffix(".lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break  # the lock file is still the one at its name: this process holds it
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # eviction removed it meanwhile (an orphan): lock the one at its name now
     _held.append(fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         _held.remove(fd)
@@ -480,6 +488,10 @@ def _evict(folder: Path, limit: int, keep: Path) -> None:
             with contextlib.suppress(OSError):
                 victim.unlink()
         total -= size
+    for lock in folder.glob("*.lock"):  # left by builds that failed (not an HDF5 file...): no shadow
+        with contextlib.suppress(OSError):
+            if not lock.with_suffix(".h5").exists() and now - lock.stat().st_mtime > KEEP_RECENT:
+                lock.unlink()
 
 
 def clear_process_cache() -> None:

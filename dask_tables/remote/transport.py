@@ -46,6 +46,7 @@ RETRY = {
 WRONG_LENGTH_TRIES = 3  # a body of the wrong length is fetched again at most this often
 DOWNLOAD_PART = 8 * 2**20  # bytes a request when a whole object is downloaded
 DOWNLOAD_IN_FLIGHT = 8  # requests at once when a whole object is downloaded (64 MiB held at most)
+MAX_STORES = 64  # obstore stores (each a connection pool) a process keeps; a presigned URL is its own
 
 
 class RemoteReadError(OSError):
@@ -199,6 +200,8 @@ def _store(kind: str, base: str, options: StorageOptions) -> Any:
             f"{display_url(base)}: storage_options not accepted: {options.redact(_first_line(err), base)}"
         ) from None
     with _stores_lock:
+        while len(_stores) >= MAX_STORES:  # one per presigned URL: the oldest go (their users keep theirs)
+            del _stores[next(iter(_stores))]
         return _stores.setdefault(key, store)
 
 

@@ -120,13 +120,21 @@ def _fsspec_url(url: str, scheme: str) -> tuple[str, str, str]:
 def display_url(url: str) -> str:
     """``url`` as messages show it: without a password or a query string (which may hold a signature).
 
+    Each link of a chained fsspec URL (``zip://a.h5::s3://...``) too.
+
     Examples
     --------
     >>> display_url("https://user:hunter2@host/a.h5?X-Amz-Signature=abc")
     'https://user@host/a.h5'
     >>> display_url("s3://bucket/a.h5")
     's3://bucket/a.h5'
+    >>> display_url("zip://a.h5::ftp://me:pw@host/b.zip")
+    'zip://a.h5::ftp://me@host/b.zip'
     """
+    return "::".join(_display_link(link) for link in url.split("::"))
+
+
+def _display_link(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
@@ -136,12 +144,15 @@ def display_url(url: str) -> str:
 
 
 def _url_secrets(url: str) -> list[str]:
-    """The password and the query string of ``url``, as written and percent-decoded."""
-    if not url:
-        return []
-    parts = urllib.parse.urlsplit(url)
-    password = parts.netloc.rsplit("@", 1)[0].partition(":")[2] if "@" in parts.netloc else ""
-    found = {password, urllib.parse.unquote(password), parts.query, urllib.parse.unquote(parts.query)}
+    """The passwords and query strings of ``url`` (each link of a chain), and each query value of 4
+    characters or more: as written and percent-decoded (a server's error text may quote any of them)."""
+    found: set[str] = set()
+    for link in url.split("::") if url else []:
+        parts = urllib.parse.urlsplit(link)
+        password = parts.netloc.rsplit("@", 1)[0].partition(":")[2] if "@" in parts.netloc else ""
+        values = [v for _, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if len(v) >= 4]
+        for secret in (password, parts.query, *values):
+            found.update({secret, urllib.parse.unquote(secret), urllib.parse.quote(secret, safe="")})
     return [secret for secret in found if secret]
 
 
@@ -230,6 +241,8 @@ class StorageOptions(Mapping[str, Any]):
         >>> url = "https://me:pa%24s@host/a.h5?sig=abc123"
         >>> StorageOptions().redact(f"GET {url} failed; pa$s", url)
         'GET https://me:***@host/a.h5?*** failed; ***'
+        >>> StorageOptions().redact("<SignatureProvided>abc123</SignatureProvided>", url)
+        '<SignatureProvided>***</SignatureProvided>'
         """
         for secret in sorted([*self.secrets(), *_url_secrets(url)], key=len, reverse=True):
             text = text.replace(secret, "***")
