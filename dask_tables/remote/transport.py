@@ -432,8 +432,13 @@ class RemoteFile:
         at = f"{self.name}: node {node}" if node else self.name
         if isinstance(err, FileNotFoundError):
             return FileNotFoundError(f"{at}: no such object ({what} found nothing)")
-        if isinstance(
-            err, (obstore.exceptions.PermissionDeniedError, obstore.exceptions.UnauthenticatedError)
+        if isinstance(  # obstore's, or an fsspec filesystem's (sftp://, hdfs://...)
+            err,
+            (
+                PermissionError,
+                obstore.exceptions.PermissionDeniedError,
+                obstore.exceptions.UnauthenticatedError,
+            ),
         ):
             return PermissionError(f"{at}: access denied ({what}): {reason}; check storage_options")
         return RemoteReadError(f"{at}: {what} failed: {reason}")
