@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -446,18 +447,25 @@ def test_every_local_scheduler(events, scheduler):
     assert registry_is_empty()
 
 
-def test_distributed_local_cluster(events):
+@contextlib.contextmanager
+def local_client(workers: int):
+    """A client of its own LocalCluster (``workers`` processes x 1 thread), for one test."""
     distributed = pytest.importorskip("distributed")
-    df = read_table(events, "/detector/events", where="energy > 50.5", chunksize=1024)
-    records, _ = pytables_rows(events, "energy > 50.5")
     with (
         warnings.catch_warnings(),
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
         warnings.simplefilter("ignore", UserWarning)  # distributed's port and memory notices
+        yield client
+
+
+def test_distributed_local_cluster(events):
+    df = read_table(events, "/detector/events", where="energy > 50.5", chunksize=1024)
+    records, _ = pytables_rows(events, "energy > 50.5")
+    with local_client(workers=2) as client:
         total, count = client.compute([df.energy.sum(), df.energy.count()], sync=True)
         assert set(client.run(lambda: len(tables.file._open_files)).values()) == {0}
     assert count == len(records)
@@ -533,22 +541,16 @@ def test_pandas_file_changed(pandas_file):
 
 def test_pandas_file_changed_on_a_cluster_names_the_change(pandas_file):
     """A worker shows a failed task's repr: the pandas reader's must not fail and hide the real error."""
-    distributed = pytest.importorskip("distributed")
     df = read_table(pandas_file, "frame")
     tasks = [getattr(t, "func", None) for t in dict(df.dask).values()]
     reader = next(f for f in tasks if type(f).__name__ == "PandasTableReader")
     assert "PandasConversion(origin=" in repr(reader)  # the detached storer is left out of reprs
     os.utime(pandas_file, ns=(0, 0))
     with (
-        warnings.catch_warnings(),
-        distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
+        local_client(workers=1) as client,
+        pytest.raises(FileChangedError, match=r"pandas\.h5.*rebuild the frame with read_table"),
     ):
-        warnings.simplefilter("ignore", UserWarning)  # distributed's port and memory notices
-        with pytest.raises(FileChangedError, match=r"pandas\.h5.*rebuild the frame with read_table"):
-            client.compute(df, sync=True)
+        client.compute(df, sync=True)
 
 
 def test_in_kernel_conditions_from_many_threads_do_not_crash(tmp_path):
