@@ -26,43 +26,37 @@ def _expand_url(url: str, node: str, options: StorageOptions) -> list[str]:
     kind, base, key = split_url(url)
     if not glob.has_magic(key):
         return [url]
-    if kind == "fsspec":
-        return _expand_fsspec(url, node, options)
-    import obstore
-
-    prefix = key[: min(key.index(c) for c in "*?[" if c in key)]
-    folder = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
-    store = _store(kind, base, options)
-    try:
-        found = [
-            meta["path"]
-            for batch in obstore.list(store, prefix=folder.rstrip("/") or None)
-            for meta in batch
-            if fnmatch.fnmatchcase(meta["path"], key) and meta["path"].count("/") == key.count("/")
-        ]
-    except Exception as err:
-        reason = options.redact(str(err).splitlines()[0] if str(err) else type(err).__name__, url)
-        raise OSError(f"{display_url(url)}: listing the objects failed: {reason}") from None
-    if not found:
-        raise FileNotFoundError(f"{display_url(url)}: the pattern matches no objects (asked for node {node})")
-    return [f"{base}/{path}" for path in sorted(found)]
-
-
-def _expand_fsspec(url: str, node: str, options: StorageOptions) -> list[str]:
-    """A pattern of a scheme that fsspec reads, expanded by its filesystem's ``glob``."""
-    if "::" in url:
+    if kind == "fsspec" and "::" in url:
         raise ValueError(
             f"{display_url(url)}: a pattern in a chained URL (with ::) is not expanded; list the objects"
         )
+    store = None if kind == "fsspec" else _store(kind, base, options)  # its own error for bad options
     try:
-        fs, _ = fsspec_store.filesystem(url, options)
-        found = fsspec_store.glob(fs, url)
+        if store is None:  # another scheme: its fsspec filesystem's glob
+            found = fsspec_store.glob(fsspec_store.filesystem(url, options)[0], url)
+        else:
+            found = _listed(store, base, key)
     except Exception as err:
         reason = options.redact(str(err).splitlines()[0] if str(err) else type(err).__name__, url)
         raise OSError(f"{display_url(url)}: listing the objects failed: {reason}") from None
     if not found:
         raise FileNotFoundError(f"{display_url(url)}: the pattern matches no objects (asked for node {node})")
     return found
+
+
+def _listed(store: Any, base: str, key: str) -> list[str]:
+    """The URLs of a store's objects that match the pattern ``key``, sorted: one listing under its fixed prefix."""
+    import obstore
+
+    prefix = key[: min(key.index(c) for c in "*?[" if c in key)]
+    folder = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+    found = [
+        meta["path"]
+        for batch in obstore.list(store, prefix=folder.rstrip("/") or None)
+        for meta in batch
+        if fnmatch.fnmatchcase(meta["path"], key) and meta["path"].count("/") == key.count("/")
+    ]
+    return [f"{base}/{path}" for path in sorted(found)]
 
 
 def expand_locations(
